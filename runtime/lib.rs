@@ -1,0 +1,68 @@
+//! # trellis: structured concurrency for Rust
+//!
+//! trellis brings Trio's model to Rust on a small single-threaded runtime: every task lives
+//! in a [nursery](nursery()) that outlives it, cancellation is a [scope](CancelScope) with
+//! a deadline rather than a flag, and errors are never lost. The compiler proves that no
+//! task escapes its nursery.
+//!
+//! ## A tour
+//!
+//! - [`run`] drives one root future on the current thread; [`Builder`] picks the clock
+//!   (real, or mock with autojump so tests of hour-long timeouts take microseconds).
+//! - [`nursery()`] opens a task group. Children may borrow the caller's data; the first
+//!   failure cancels the rest, and every error comes back in an [`ErrorGroup`]. A panic in
+//!   a child is resumed from the nursery.
+//! - [`CancelScope`], [`move_on_after`], [`fail_after`] and [`shield`] give Trio's
+//!   cancellation: level-triggered, nested deadlines, shielded clean-up.
+//! - [`sleep`], [`sleep_until`], [`now`] and [`yield_now`] are the time and scheduling
+//!   primitives.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let greetings = vec!["hello", "bonjour", "hallo"];
+//! let count = std::cell::Cell::new(0);
+//! trellis::Builder::new().autojump().run(async {
+//!     trellis::nursery(async |n| {
+//!         for (i, g) in greetings.iter().enumerate() {
+//!             let count = &count;
+//!             n.spawn(async move {
+//!                 trellis::sleep(Duration::from_secs(i as u64)).await;
+//!                 println!("{g}");
+//!                 count.set(count.get() + 1);
+//!             });
+//!         }
+//!     })
+//!     .await
+//!     .unwrap();
+//! });
+//! assert_eq!(count.get(), 3);
+//! ```
+//!
+//! Everything cancellable documents what happens when it is dropped midway, under
+//! `# Cancellation`.
+
+// `forbid` would stop the reactor from opting in; every module other than the reactor
+// repeats `#![forbid(unsafe_code)]` itself.
+#![deny(unsafe_code)]
+#![doc(html_no_source)]
+
+mod cancel;
+mod error;
+mod executor;
+mod nursery;
+mod slab;
+mod start;
+mod time;
+
+// The one module that may use `unsafe`: registration with `polling`.
+mod reactor;
+
+pub use cancel::{
+    CancelReason, CancelScope, Cancelled, FailAt, ScopeRun, TimedOut, cancelled,
+    current_effective_deadline, fail_after, fail_at, move_on_after, move_on_at, shield,
+};
+pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
+pub use executor::{Builder, YieldNow, run, yield_now};
+pub use nursery::{BodyOutput, JoinHandle, Nursery, Ready, TaskOutput, nursery};
+pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};

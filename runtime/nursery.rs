@@ -1,0 +1,908 @@
+//! Nurseries: task groups whose children are owned and polled by the nursery itself.
+//!
+//! # State
+//!
+//! - [`Shared`] holds what the nursery's handles and the nursery future share: the
+//!   children (a slab of boxed `'env` futures), the ready queue, the failures and the first
+//!   panic, and the nursery's cancel-scope node.
+//! - The ready queue holds the indices of the units (children, and [`BODY`]) whose wakers
+//!   fired. A unit's `queued` flag is set when it is pushed and cleared just before it is
+//!   polled, so a unit is in the queue at most once and a wake during its own poll
+//!   re-queues it. Only queued units are polled: a wake costs one poll, however many
+//!   children sleep.
+//! - While a child is being polled its future is taken out of its slot (`fut` is `None`),
+//!   so the child may spawn siblings (which borrows the slab) during its own poll.
+//! - The parent is woken only when the queue goes from empty to non-empty; a nursery that
+//!   stops early because its poll budget ran out wakes itself.
+//! - Cycles: a child spawned with `spawn_with` holds a handle, hence an `Rc` of `Shared`,
+//!   which holds the child. The nursery future breaks the cycle by draining the children
+//!   when it finishes or is dropped.
+//!
+//! # Failure and cancellation
+//!
+//! The first failure (an `Err` or a panic, of the body or a child) cancels the nursery's
+//! scope. Units that are not ready are dropped at once; units already woken are polled once
+//! more (their await completed, so they run to their next suspension and may fail too)
+//! and dropped if still pending. Units holding an active shield run on.
+
+#![forbid(unsafe_code)]
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::cancel::{CancelReason, CancelScope, Position, ScopeNode, enter};
+use crate::error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
+use crate::slab::Slab;
+
+/// The ready-queue index of the nursery body.
+const BODY: usize = usize::MAX;
+
+/// How many units one poll of a nursery may poll before it yields to its parent, so that
+/// a child that keeps waking itself cannot starve its siblings, the body or the reactor.
+const POLL_BUDGET: usize = 256;
+
+/// The value a nursery child produces: `()` or `Result<T, E>`.
+///
+/// Children that cannot fail return `()` and need no `Ok(())`.
+#[diagnostic::on_unimplemented(
+    message = "a nursery child must return `()` or `Result<_, {E}>`, not `{Self}`",
+    note = "the nursery's error type `{E}` is fixed by what its body returns; \
+            return `Ok(..)` from the body (not `()`) to let children fail with an error"
+)]
+pub trait TaskOutput<E> {
+    /// What the child's [`JoinHandle`] yields.
+    type Value;
+    /// Splits the output into a value or the nursery's error.
+    fn into_result(self) -> Result<Self::Value, E>;
+}
+
+impl<E> TaskOutput<E> for () {
+    type Value = ();
+    fn into_result(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+impl<T, E> TaskOutput<E> for Result<T, E> {
+    type Value = T;
+    fn into_result(self) -> Result<T, E> {
+        self
+    }
+}
+
+/// The value a nursery body returns: `()` (the nursery cannot fail) or `Result<T, E>` (its
+/// error type `E` becomes the nursery's).
+#[diagnostic::on_unimplemented(
+    message = "a nursery body must return `()` or `Result<_, _>`, not `{Self}`",
+    note = "wrap the value: `Ok::<_, YourError>(value)`"
+)]
+pub trait BodyOutput {
+    /// What the nursery yields when the body succeeds.
+    type Value;
+    /// The error type of the body and of every child.
+    type Error;
+    /// Splits the output into a value or an error.
+    fn into_result(self) -> Result<Self::Value, Self::Error>;
+}
+
+impl BodyOutput for () {
+    type Value = ();
+    type Error = Infallible;
+    fn into_result(self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+impl<T, E> BodyOutput for Result<T, E> {
+    type Value = T;
+    type Error = E;
+    fn into_result(self) -> Result<T, E> {
+        self
+    }
+}
+
+/// The ready queue shared by a nursery and the wakers of its units.
+#[derive(Debug, Default)]
+pub(crate) struct ReadyQueue {
+    inner: Mutex<QueueInner>,
+}
+
+#[derive(Debug, Default)]
+struct QueueInner {
+    ready: VecDeque<usize>,
+    /// The waker of whoever polls the nursery.
+    parent: Option<Waker>,
+}
+
+impl ReadyQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
+        // A panic never happens while the lock is held; recover rather than propagate.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, index: usize) {
+        let parent = {
+            let mut q = self.lock();
+            q.ready.push_back(index);
+            if q.ready.len() == 1 {
+                q.parent.clone()
+            } else {
+                None
+            }
+        };
+        if let Some(parent) = parent {
+            parent.wake();
+        }
+    }
+
+    fn pop(&self) -> Option<usize> {
+        self.lock().ready.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().ready.is_empty()
+    }
+
+    fn set_parent(&self, waker: &Waker) {
+        let mut q = self.lock();
+        match &q.parent {
+            Some(w) if w.will_wake(waker) => {}
+            _ => q.parent = Some(waker.clone()),
+        }
+    }
+}
+
+/// One unit of a nursery (its body or a child): its waker, and the count of active shields
+/// inside it (maintained by the scope tree).
+#[derive(Debug)]
+pub(crate) struct UnitCell {
+    index: usize,
+    queued: AtomicBool,
+    pub(crate) shields: AtomicU32,
+    queue: Arc<ReadyQueue>,
+}
+
+impl UnitCell {
+    fn new(index: usize, queue: &Arc<ReadyQueue>) -> Arc<UnitCell> {
+        Arc::new(UnitCell {
+            index,
+            queued: AtomicBool::new(false),
+            shields: AtomicU32::new(0),
+            queue: queue.clone(),
+        })
+    }
+
+    fn is_shielded(&self) -> bool {
+        self.shields.load(Ordering::Relaxed) > 0
+    }
+}
+
+impl Wake for UnitCell {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.queue.push(self.index);
+        }
+    }
+}
+
+/// A type-erased child future; it reports its value through its join slot.
+type ChildFuture<'env, E> = Pin<Box<dyn Future<Output = Result<(), E>> + 'env>>;
+
+struct Task<'env, E> {
+    /// `None` while the task is being polled.
+    fut: Option<ChildFuture<'env, E>>,
+    unit: Arc<UnitCell>,
+    waker: Waker,
+    polled: bool,
+    number: u64,
+    join: Rc<dyn JoinFailed + 'env>,
+}
+
+/// What the nursery future and every handle of the nursery share.
+struct Shared<'env, E> {
+    node: Rc<ScopeNode>,
+    queue: Arc<ReadyQueue>,
+    tasks: RefCell<Slab<Task<'env, E>>>,
+    failures: RefCell<Vec<Failure<E>>>,
+    panic: RefCell<Option<Box<dyn Any + Send>>>,
+    spawned: Cell<u64>,
+    /// Whether the nursery has finished; a spawn after that (only reachable by leaking a
+    /// handle) drops the child unpolled.
+    finished: Cell<bool>,
+    /// `'env` is invariant: the slab stores `'env` futures through a shared handle.
+    _env: PhantomData<fn(&'env ()) -> &'env ()>,
+}
+
+impl<'env, E> Shared<'env, E> {
+    fn insert(&self, fut: ChildFuture<'env, E>, join: Rc<dyn JoinFailed + 'env>) -> u64 {
+        let number = self.spawned.get() + 1;
+        self.spawned.set(number);
+        if self.finished.get() {
+            return number;
+        }
+        let mut tasks = self.tasks.borrow_mut();
+        let unit = UnitCell::new(tasks.vacant_key(), &self.queue);
+        let waker = Waker::from(unit.clone());
+        tasks.insert(Task {
+            fut: Some(fut),
+            unit,
+            waker: waker.clone(),
+            polled: false,
+            number,
+            join,
+        });
+        drop(tasks);
+        // Spawn order is run order: the new child joins the back of the ready queue.
+        waker.wake();
+        number
+    }
+
+    fn record_failure(&self, task: TaskName, outcome: Result<E, Box<dyn Any + Send>>) {
+        self.node.cancel(CancelReason::Failure {
+            task: task.to_string(),
+        });
+        match outcome {
+            Ok(error) => self.failures.borrow_mut().push(Failure::new(task, error)),
+            Err(payload) => {
+                let mut panic = self.panic.borrow_mut();
+                if panic.is_none() {
+                    *panic = Some(payload);
+                }
+            }
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.node.cancel_source().is_some()
+    }
+
+    /// Polls child `index` once (or drops it unpolled when the nursery is cancelled and it
+    /// never ran).
+    fn poll_child(&self, index: usize) {
+        let cancelled = self.is_cancelled();
+        let (mut fut, waker, unit) = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(task) = tasks.get_mut(index) else {
+                return; // a stale wake of a finished child
+            };
+            task.unit.queued.store(false, Ordering::Release);
+            if cancelled && !task.polled {
+                let task = tasks.remove(index);
+                drop(tasks);
+                drop(task);
+                return;
+            }
+            let Some(fut) = task.fut.take() else {
+                return;
+            };
+            task.polled = true;
+            let waker = std::mem::replace(&mut task.waker, Waker::noop().clone());
+            (fut, waker, task.unit.clone())
+        };
+        let polled = poll_unit(&self.node, &unit, &waker, fut.as_mut());
+        let mut tasks = self.tasks.borrow_mut();
+        let task = tasks.get_mut(index).expect("a task stays in its slot while polled");
+        match polled {
+            Ok(Poll::Pending) => {
+                if self.is_cancelled() && !unit.is_shielded() {
+                    let task = tasks.remove(index);
+                    drop(tasks);
+                    drop((task, fut));
+                } else {
+                    task.fut = Some(fut);
+                    task.waker = waker;
+                }
+            }
+            Ok(Poll::Ready(Ok(()))) => {
+                let task = tasks.remove(index);
+                drop(tasks);
+                drop((task, fut));
+            }
+            Ok(Poll::Ready(Err(error))) => {
+                let task = tasks.remove(index).expect("present");
+                drop(tasks);
+                task.join.failed();
+                drop((task.fut, fut));
+                self.record_failure(TaskName::Child(task.number), Ok(error));
+            }
+            Err(payload) => {
+                let task = tasks.remove(index).expect("present");
+                drop(tasks);
+                task.join.failed();
+                drop((task.fut, fut));
+                self.record_failure(TaskName::Child(task.number), Err(payload));
+            }
+        }
+    }
+
+    /// Drops every child that is neither about to be polled nor shielded (cancellation
+    /// reaches units at their next suspension: for these, that is now).
+    fn drop_cancelled_children(&self) {
+        let doomed: Vec<Task<'env, E>> = {
+            let mut tasks = self.tasks.borrow_mut();
+            let keys: Vec<usize> = tasks
+                .iter()
+                .filter(|(_, t)| {
+                    t.fut.is_some()
+                        && (!t.polled || !t.unit.queued.load(Ordering::Acquire))
+                        && !t.unit.is_shielded()
+                })
+                .map(|(k, _)| k)
+                .collect();
+            keys.into_iter().filter_map(|k| tasks.remove(k)).collect()
+        };
+        drop(doomed);
+    }
+
+    /// Drops every child, ignoring shields (the nursery future itself is going away).
+    fn drop_all_children(&self) {
+        let all = self.tasks.borrow_mut().drain();
+        drop(all);
+    }
+}
+
+/// Polls one unit at `node`, with the unit as the current position, catching a panic.
+fn poll_unit<F: Future + ?Sized>(
+    node: &Rc<ScopeNode>,
+    unit: &Arc<UnitCell>,
+    waker: &Waker,
+    fut: Pin<&mut F>,
+) -> Result<Poll<F::Output>, Box<dyn Any + Send>> {
+    let _pos = enter(Position {
+        node: node.clone(),
+        unit: Some(unit.clone()),
+    });
+    let mut cx = Context::from_waker(waker);
+    catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
+}
+
+/// Tells a join handle that its child failed (its error went to the nursery).
+trait JoinFailed {
+    fn failed(&self);
+}
+
+/// The state a child shares with its [`JoinHandle`].
+struct JoinSlot<T> {
+    state: RefCell<JoinState<T>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+enum JoinState<T> {
+    Running,
+    Done(T),
+    Failed,
+    Cancelled,
+    Taken,
+}
+
+impl<T> JoinSlot<T> {
+    fn set(&self, state: JoinState<T>) {
+        *self.state.borrow_mut() = state;
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+impl<T> JoinFailed for JoinSlot<T> {
+    fn failed(&self) {
+        self.set(JoinState::Failed);
+    }
+}
+
+/// The child's end of a join slot: marks the child cancelled if dropped before it finished.
+struct JoinSender<T>(Rc<JoinSlot<T>>);
+
+impl<T> Drop for JoinSender<T> {
+    fn drop(&mut self) {
+        if matches!(*self.0.state.borrow(), JoinState::Running) {
+            self.0.set(JoinState::Cancelled);
+        }
+    }
+}
+
+/// A handle to a nursery child, awaitable inside the nursery's scope.
+///
+/// Awaiting it yields the child's value, or a [`JoinError`] telling that the child failed
+/// (its error is reported by the nursery, once) or was cancelled. Dropping the handle does
+/// not affect the child. The brand `'s` keeps the handle inside the nursery body.
+///
+/// # Cancellation
+///
+/// Cancel-safe: dropping the await leaves the value in place for a later await.
+///
+/// # Examples
+///
+/// ```
+/// trellis::run(async {
+///     let sum = trellis::nursery(async |n| {
+///         let a = n.spawn(async { Ok(20) });
+///         let b = n.spawn(async { Ok(22) });
+///         Ok::<_, std::io::Error>(a.await.unwrap() + b.await.unwrap())
+///     })
+///     .await
+///     .unwrap();
+///     assert_eq!(sum, Some(42));
+/// });
+/// ```
+#[must_use = "dropping a JoinHandle does not stop the child; use `let _ =` to run it detached within the nursery"]
+pub struct JoinHandle<'s, T> {
+    slot: Rc<JoinSlot<T>>,
+    number: u64,
+    _brand: PhantomData<fn(&'s ()) -> &'s ()>,
+}
+
+impl<T> fmt::Debug for JoinHandle<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.slot.state.borrow() {
+            JoinState::Running => "running",
+            JoinState::Done(_) => "done",
+            JoinState::Failed => "failed",
+            JoinState::Cancelled => "cancelled",
+            JoinState::Taken => "taken",
+        };
+        f.debug_struct("JoinHandle")
+            .field("task", &TaskName::Child(self.number))
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<T> JoinHandle<'_, T> {
+    /// Whether the child has finished (with a value, a failure or a cancellation).
+    pub fn is_finished(&self) -> bool {
+        !matches!(*self.slot.state.borrow(), JoinState::Running)
+    }
+}
+
+impl<T> Future for JoinHandle<'_, T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let task = TaskName::Child(self.number);
+        let mut state = self.slot.state.borrow_mut();
+        match std::mem::replace(&mut *state, JoinState::Taken) {
+            JoinState::Running => {
+                *state = JoinState::Running;
+                *self.slot.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            JoinState::Done(v) => Poll::Ready(Ok(v)),
+            JoinState::Failed => {
+                *state = JoinState::Failed;
+                Poll::Ready(Err(JoinError::failed(task)))
+            }
+            JoinState::Cancelled => {
+                *state = JoinState::Cancelled;
+                Poll::Ready(Err(JoinError::cancelled(task)))
+            }
+            JoinState::Taken => Poll::Ready(Err(JoinError::taken(task))),
+        }
+    }
+}
+
+/// The handle of a running nursery, given to its body and to children started with
+/// [`spawn_with`](Nursery::spawn_with).
+///
+/// `'s` is the scope brand: it is invariant and chosen by the nursery for each call, so
+/// the handle (and every [`JoinHandle`] it makes) cannot leave the closure it was given to.
+/// `'env` is what children may borrow: anything that outlives the `nursery(..)` call.
+/// `E` is the error type of the body and of every child.
+pub struct Nursery<'s, 'env, E> {
+    shared: Rc<Shared<'env, E>>,
+    _brand: PhantomData<fn(&'s ()) -> &'s ()>,
+}
+
+impl<E> fmt::Debug for Nursery<'_, '_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Nursery")
+            .field("children", &self.shared.tasks.borrow().len())
+            .field("spawned", &self.shared.spawned.get())
+            .field("scope", &CancelScope::from_node(self.shared.node.clone()))
+            .finish()
+    }
+}
+
+impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
+    fn handle<'c>(&self) -> Nursery<'c, 'env, E> {
+        Nursery {
+            shared: self.shared.clone(),
+            _brand: PhantomData,
+        }
+    }
+
+    /// Starts a child. It runs concurrently with the body and its siblings until it
+    /// finishes, fails, or the nursery is cancelled.
+    ///
+    /// The child may borrow anything that outlives the `nursery(..)` call (`'env`), but not
+    /// the handle nor locals of the body: a child that spawns siblings uses
+    /// [`spawn_with`](Nursery::spawn_with). A child spawned into a cancelled nursery is
+    /// dropped without being polled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let names = vec!["ada", "grace"];
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         for name in &names {
+    ///             n.spawn(async move { println!("hello, {name}") });
+    ///         }
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
+    pub fn spawn<F, O>(&self, fut: F) -> JoinHandle<'s, O::Value>
+    where
+        F: Future<Output = O> + 'env,
+        O: TaskOutput<E>,
+        O::Value: 'env,
+    {
+        let slot = Rc::new(JoinSlot {
+            state: RefCell::new(JoinState::Running),
+            waker: RefCell::new(None),
+        });
+        let sender = JoinSender(slot.clone());
+        let child = async move {
+            let sender = sender;
+            let value = fut.await.into_result()?;
+            sender.0.set(JoinState::Done(value));
+            Ok(())
+        };
+        let number = self.shared.insert(Box::pin(child), slot.clone());
+        JoinHandle {
+            slot,
+            number,
+            _brand: PhantomData,
+        }
+    }
+
+    /// Starts a child that receives its own handle to this nursery, so that it can spawn
+    /// siblings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     let count = std::cell::Cell::new(0);
+    ///     trellis::nursery(async |n| {
+    ///         n.spawn_with(async |n| {
+    ///             count.set(count.get() + 1);
+    ///             n.spawn(async { count.set(count.get() + 1) });
+    ///         });
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    ///     assert_eq!(count.get(), 2);
+    /// });
+    /// ```
+    pub fn spawn_with<F, O>(&self, f: F) -> JoinHandle<'s, O::Value>
+    where
+        F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>) -> O + 'env,
+        O: TaskOutput<E>,
+        O::Value: 'env,
+    {
+        let handle: Nursery<'env, 'env, E> = self.handle();
+        self.spawn(f(handle))
+    }
+
+    /// Starts a child and waits until it reports that it is ready (Trio's
+    /// `nursery.start`): returns the value the child passes to [`Ready::ready`]; after
+    /// that the child keeps running in this nursery.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] when the child fails or finishes before calling `ready`; a child's
+    /// panic before `ready` is resumed here. Either way the nursery is not affected.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the `start` future before the child is ready cancels the child (it was
+    /// started on the caller's behalf); after `ready`, the child belongs to the nursery.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let port = n
+    ///             .start(async |_n, ready| {
+    ///                 ready.ready(8080_u16); // e.g. the port a server bound
+    ///                 // ... serve ...
+    ///                 Ok(())
+    ///             })
+    ///             .await
+    ///             .map_err(|e| e.to_string())?;
+    ///         assert_eq!(port, 8080);
+    ///         Ok::<_, String>(())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
+    pub async fn start<F, V, O>(&self, f: F) -> Result<V, StartError<E>>
+    where
+        F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, Ready<V>) -> O + 'env,
+        O: TaskOutput<E>,
+        O::Value: 'env,
+        V: 'env,
+    {
+        crate::start::start(self, f).await
+    }
+
+    /// Cancels the nursery: the body and every child are dropped at their next suspension
+    /// (shielded regions finish first). The nursery then returns `Ok(None)` unless
+    /// something failed. Idempotent.
+    pub fn cancel(&self) {
+        self.shared.node.cancel(CancelReason::Explicit);
+    }
+
+    /// The nursery's cancel scope, to cancel it from elsewhere or give it a deadline.
+    pub fn cancel_scope(&self) -> CancelScope {
+        CancelScope::from_node(self.shared.node.clone())
+    }
+
+    /// Spawns a type-erased child and reports its number (used by `start`).
+    pub(crate) fn spawn_erased(&self, fut: ChildFuture<'env, E>) -> u64 {
+        struct NoJoin;
+        impl JoinFailed for NoJoin {
+            fn failed(&self) {}
+        }
+        self.shared.insert(fut, Rc::new(NoJoin))
+    }
+
+    pub(crate) fn fresh_handle(&self) -> Nursery<'env, 'env, E> {
+        self.handle()
+    }
+}
+
+pub use crate::start::Ready;
+
+/// Opens a nursery, runs `body` in it, and waits until the body and every child have
+/// finished.
+///
+/// The body gets the [`Nursery`] handle by value and may spawn children that borrow
+/// anything that outlives this call. The body's return type sets the error type: return
+/// `()` for a nursery that cannot fail, or `Result<T, E>`.
+///
+/// Returns `Ok(Some(value))` with the body's value, `Ok(None)` when the nursery was
+/// cancelled through its own scope ([`Nursery::cancel`]) before the body returned, and
+/// `Err(group)` when the body or any child failed: the first failure cancels everything
+/// else, and the [`ErrorGroup`] holds every error that occurred, in order. A panic in any
+/// task is resumed from here once every child is gone.
+///
+/// # Cancellation
+///
+/// When an enclosing scope is cancelled, each unit of the nursery (the body, each child) is
+/// dropped at its next suspension unless it holds an active shield; the nursery future then
+/// waits to be dropped by that scope. Dropping the nursery future from outside (a hard
+/// cancel, as inside `futures::select!`) drops the body and every child at once, shields
+/// included.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[derive(Debug)]
+/// struct Boom;
+///
+/// let words = ["a", "b", "c"];
+/// let result = trellis::Builder::new().autojump().run(async {
+///     trellis::nursery(async |n| {
+///         for w in &words {
+///             n.spawn(async move {
+///                 trellis::sleep(Duration::from_secs(1)).await;
+///                 println!("{w}");
+///             });
+///         }
+///         n.spawn(async { Err(Boom) }); // cancels the sleepers
+///         Ok(())
+///     })
+///     .await
+/// });
+/// let group = result.unwrap_err();
+/// assert_eq!(group.len(), 1);
+/// ```
+pub async fn nursery<'env, F, R, E>(body: F) -> Result<Option<R::Value>, ErrorGroup<E>>
+where
+    F: for<'s> AsyncFnOnce(Nursery<'s, 'env, E>) -> R,
+    R: BodyOutput<Error = E>,
+    E: 'env,
+{
+    let queue = Arc::new(ReadyQueue::default());
+    let shared = Rc::new(Shared {
+        node: ScopeNode::new(None, false),
+        queue: queue.clone(),
+        tasks: RefCell::new(Slab::default()),
+        failures: RefCell::new(Vec::new()),
+        panic: RefCell::new(None),
+        spawned: Cell::new(0),
+        finished: Cell::new(false),
+        _env: PhantomData,
+    });
+    let handle = Nursery {
+        shared: shared.clone(),
+        _brand: PhantomData,
+    };
+    let body_unit = UnitCell::new(BODY, &queue);
+    let body_waker = Waker::from(body_unit.clone());
+    body_waker.wake_by_ref();
+    NurseryFuture {
+        shared,
+        body: Some(body(handle)),
+        body_unit,
+        body_waker,
+        body_polled: false,
+        value: None,
+        started: false,
+    }
+    .await
+}
+
+pin_project_lite::pin_project! {
+    struct NurseryFuture<'env, B: Future, E> where B::Output: BodyOutput<Error = E> {
+        shared: Rc<Shared<'env, E>>,
+        #[pin]
+        body: Option<B>,
+        body_unit: Arc<UnitCell>,
+        body_waker: Waker,
+        body_polled: bool,
+        value: Option<<B::Output as BodyOutput>::Value>,
+        started: bool,
+    }
+
+    impl<'env, B: Future, E> PinnedDrop for NurseryFuture<'env, B, E>
+    where B::Output: BodyOutput<Error = E> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            this.body.set(None);
+            this.shared.drop_all_children();
+            this.shared.finished.set(true);
+            this.shared.node.detach();
+        }
+    }
+}
+
+impl<'env, B: Future, E> NurseryFuture<'env, B, E>
+where
+    B::Output: BodyOutput<Error = E>,
+{
+    /// Polls the body once (or drops it unpolled when the nursery is already cancelled).
+    fn poll_body(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        this.body_unit.queued.store(false, Ordering::Release);
+        let shared = &**this.shared;
+        if this.body.is_none() {
+            return;
+        }
+        if !*this.body_polled && shared.is_cancelled() {
+            this.body.set(None);
+            return;
+        }
+        *this.body_polled = true;
+        let body = this.body.as_mut().as_pin_mut().expect("checked above");
+        let polled = poll_unit(&shared.node, this.body_unit, this.body_waker, body);
+        match polled {
+            Ok(Poll::Pending) => {
+                if shared.is_cancelled() && !this.body_unit.is_shielded() {
+                    this.body.set(None);
+                }
+            }
+            Ok(Poll::Ready(out)) => {
+                this.body.set(None);
+                match out.into_result() {
+                    Ok(v) => *this.value = Some(v),
+                    Err(e) => shared.record_failure(TaskName::Body, Ok(e)),
+                }
+            }
+            Err(payload) => {
+                this.body.set(None);
+                shared.record_failure(TaskName::Body, Err(payload));
+            }
+        }
+    }
+
+    fn drop_body_if_cancelled(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        if this.body.is_some()
+            && !this.body_unit.is_shielded()
+            && (!*this.body_polled || !this.body_unit.queued.load(Ordering::Acquire))
+        {
+            this.body.set(None);
+        }
+    }
+}
+
+impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>
+where
+    B::Output: BodyOutput<Error = E>,
+{
+    type Output = Result<Option<<B::Output as BodyOutput>::Value>, ErrorGroup<E>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let shared = self.shared.clone();
+        if !self.started {
+            *self.as_mut().project().started = true;
+            shared.node.attach();
+        }
+        shared.node.set_owner(cx.waker());
+        shared.queue.set_parent(cx.waker());
+
+        if shared.is_cancelled() {
+            shared.drop_cancelled_children();
+            self.as_mut().drop_body_if_cancelled();
+        }
+        for _ in 0..POLL_BUDGET {
+            match shared.queue.pop() {
+                None => break,
+                Some(BODY) => self.as_mut().poll_body(),
+                Some(index) => shared.poll_child(index),
+            }
+        }
+        if shared.is_cancelled() {
+            shared.drop_cancelled_children();
+            self.as_mut().drop_body_if_cancelled();
+        }
+        if !shared.queue.is_empty() {
+            // Budget spent with work left: let the parent (and the reactor) run first.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if self.body.is_some() || !shared.tasks.borrow().is_empty() {
+            return Poll::Pending;
+        }
+        self.finish(&shared)
+    }
+}
+
+impl<'env, B: Future, E> NurseryFuture<'env, B, E>
+where
+    B::Output: BodyOutput<Error = E>,
+{
+    /// Produces the outcome once the body and every child are gone.
+    #[allow(clippy::type_complexity)]
+    fn finish(
+        self: Pin<&mut Self>,
+        shared: &Shared<'env, E>,
+    ) -> Poll<Result<Option<<B::Output as BodyOutput>::Value>, ErrorGroup<E>>> {
+        let this = self.project();
+        let outcome = if let Some(payload) = shared.panic.borrow_mut().take() {
+            shared.finished.set(true);
+            shared.node.detach();
+            resume_unwind(payload);
+        } else if !shared.failures.borrow().is_empty() {
+            Err(ErrorGroup::new(std::mem::take(
+                &mut *shared.failures.borrow_mut(),
+            )))
+        } else if let Some(v) = this.value.take() {
+            Ok(Some(v))
+        } else {
+            // The body was dropped by a cancellation. Ours: we catch it. An enclosing
+            // scope's: it drops us, so wait for that.
+            match shared.node.cancel_source() {
+                Some(source) if Rc::ptr_eq(&source, &shared.node) => Ok(None),
+                _ => return Poll::Pending,
+            }
+        };
+        shared.finished.set(true);
+        shared.node.detach();
+        Poll::Ready(outcome)
+    }
+}

@@ -1,0 +1,232 @@
+//! The reactor: the one place that talks to `polling`.
+//!
+//! # State
+//!
+//! - One [`polling::Poller`] per runtime, shared (through an `Arc`) with the root waker so
+//!   that a wake from another thread can interrupt a blocked `wait` with `notify`.
+//! - `sources`: a slab of registered I/O sources. Each slot holds the wakers waiting for
+//!   readability and writability. The slab key is the `polling` key.
+//! - Invariant: a source is `delete`d from the poller before its file descriptor closes.
+//!   [`Registered`] keeps it: it owns the I/O object and deletes the registration in its
+//!   `Drop`, before the object's own destructor closes the descriptor.
+//! - Interest is oneshot (the `polling` default): after an event the interest is re-armed
+//!   with `modify` by the next task that finds the source not ready.
+
+// Sources are registered by the socket types, which build on `Registered`; until they
+// land only the tests use it.
+#![cfg_attr(not(test), allow(dead_code))]
+// The only module allowed to use `unsafe`: `Poller::add` is unsafe because the poller must
+// learn of a source's removal before its descriptor is closed. Each block says why it holds.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use polling::{Event, Events, Poller};
+
+use crate::slab::Slab;
+
+/// Which readiness a task waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Default)]
+struct SourceState {
+    /// Readiness seen by the poller and not yet consumed by a task.
+    readable: bool,
+    writable: bool,
+    /// Tasks waiting for readiness in each direction.
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+/// The runtime's connection to the operating system's readiness notifications.
+#[derive(Debug)]
+pub(crate) struct Reactor {
+    poller: Arc<Poller>,
+    events: RefCell<Events>,
+    /// Registered sources, keyed by their `polling` key.
+    sources: RefCell<Slab<SourceState>>,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Reactor> {
+        Ok(Reactor {
+            poller: Arc::new(Poller::new()?),
+            events: RefCell::new(Events::new()),
+            sources: RefCell::new(Slab::default()),
+        })
+    }
+
+    /// The poller, for wakers that must interrupt a blocked wait from another thread.
+    pub(crate) fn poller(&self) -> &Arc<Poller> {
+        &self.poller
+    }
+
+    /// Whether any I/O source is registered (when none is, the executor never needs to poll
+    /// the reactor while tasks are runnable).
+    pub(crate) fn has_sources(&self) -> bool {
+        !self.sources.borrow().is_empty()
+    }
+
+    /// Waits for I/O events or until `timeout` passes (`None`: until an event or a
+    /// `notify`), then wakes the tasks waiting on the sources that became ready.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut events = self.events.borrow_mut();
+        // `wait` appends to the list; stale events from the last round would be replayed.
+        events.clear();
+        match self.poller.wait(&mut events, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let mut wakers = Vec::new();
+        {
+            let mut sources = self.sources.borrow_mut();
+            for event in events.iter() {
+                let Some(state) = sources.get_mut(event.key) else {
+                    continue;
+                };
+                if event.readable {
+                    state.readable = true;
+                    wakers.extend(state.reader.take());
+                }
+                if event.writable {
+                    state.writable = true;
+                    wakers.extend(state.writer.take());
+                }
+            }
+        }
+        // Wake outside the borrow: a waker may poll nothing, but it may drop a source.
+        wakers.into_iter().for_each(Waker::wake);
+        Ok(())
+    }
+
+    fn insert_source(&self) -> usize {
+        self.sources.borrow_mut().insert(SourceState::default())
+    }
+
+    fn remove_source(&self, key: usize) {
+        self.sources.borrow_mut().remove(key);
+    }
+}
+
+/// An I/O object registered with the reactor. Dropping it deregisters the descriptor
+/// first, then drops (closes) the object.
+#[derive(Debug)]
+pub(crate) struct Registered<T: AsFd> {
+    io: T,
+    key: usize,
+    reactor: std::rc::Rc<crate::executor::Core>,
+}
+
+impl<T: AsFd> Registered<T> {
+    /// Registers `io` with the current runtime's reactor, with no interest yet.
+    #[track_caller]
+    pub(crate) fn new(io: T) -> io::Result<Registered<T>> {
+        let core = crate::executor::with_core(|core| core.clone());
+        let key = core.reactor.insert_source();
+        // SAFETY: `Poller::add` requires that the source be deleted from the poller before
+        // its descriptor is closed. `io` is owned by the `Registered` we return, whose
+        // `Drop` calls `Poller::delete` before `io` (a field) is dropped and closed; on
+        // the error path below nothing was added.
+        let added = unsafe { core.reactor.poller.add(io.as_fd().as_raw_fd(), Event::none(key)) };
+        if let Err(e) = added {
+            core.reactor.remove_source(key);
+            return Err(e);
+        }
+        Ok(Registered {
+            io,
+            key,
+            reactor: core,
+        })
+    }
+
+    /// The registered object.
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Polls for readiness in `dir`; consumes the readiness when it is there, otherwise
+    /// stores the waker and re-arms the oneshot interest.
+    pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let reactor = &self.reactor.reactor;
+        let interest = {
+            let mut sources = reactor.sources.borrow_mut();
+            let Some(state) = sources.get_mut(self.key) else {
+                return Poll::Ready(Err(io::Error::other("source is no longer registered")));
+            };
+            let (ready, waker) = match dir {
+                Direction::Read => (&mut state.readable, &mut state.reader),
+                Direction::Write => (&mut state.writable, &mut state.writer),
+            };
+            if std::mem::take(ready) {
+                return Poll::Ready(Ok(()));
+            }
+            match waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+            let mut event = Event::none(self.key);
+            event.readable = state.reader.is_some();
+            event.writable = state.writer.is_some();
+            event
+        };
+        match reactor.poller.modify(self.io.as_fd(), interest) {
+            Ok(()) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<T: AsFd> Drop for Registered<T> {
+    fn drop(&mut self) {
+        // Deregister before `self.io` is dropped (fields drop after this body), keeping
+        // the invariant `Poller::add` asked for. A failure here means the descriptor is
+        // already gone from the poller; there is nothing more to undo.
+        let _ = self.reactor.reactor.poller.delete(self.io.as_fd());
+        self.reactor.reactor.remove_source(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    /// A readiness round trip through the poller: not ready, woken by the peer's write,
+    /// then ready; and the registration is gone after drop.
+    #[test]
+    fn readable_after_peer_writes() {
+        crate::run(async {
+            let (a, mut b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            let reg = Registered::new(a).unwrap();
+            let mut waited = false;
+            std::future::poll_fn(|cx| {
+                let poll = reg.poll_ready(Direction::Read, cx);
+                if poll.is_pending() && !waited {
+                    waited = true;
+                    b.write_all(b"x").unwrap();
+                }
+                poll
+            })
+            .await
+            .unwrap();
+            assert!(waited, "a fresh socket must not report readiness");
+            let mut buf = [0; 1];
+            (&*reg.get_ref()).read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"x");
+            drop(reg);
+            crate::executor::with_core(|core| assert!(!core.reactor.has_sources()));
+        });
+    }
+}

@@ -1,0 +1,221 @@
+//! `Nursery::start`: start a child and wait until it says it is ready (Trio's
+//! `nursery.start` / `task_status.started`).
+//!
+//! # State
+//!
+//! The child, its [`Ready`] and the waiting `start` future share a [`Signal`] (the value
+//! and the wakers, independent of the error type) and an [`Early`] slot. Before `ready`,
+//! the child's failure or panic is put in the slot and the nursery never sees it; after
+//! `ready`, failures go to the nursery as for any child. `abandoned` is set when the
+//! `start` future is dropped before `ready`: the child then ends at its next poll.
+
+#![forbid(unsafe_code)]
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{StartError, TaskName};
+use crate::nursery::{Nursery, TaskOutput};
+
+/// How a start ended instead of `ready`.
+enum Early<E> {
+    Failed(E),
+    Panicked(Box<dyn Any + Send>),
+    NotReady,
+    Cancelled,
+}
+
+/// What the child, its [`Ready`] and the starter share.
+struct Signal<V> {
+    value: Option<V>,
+    readied: bool,
+    /// An early outcome is waiting in the `Early` slot.
+    settled_early: bool,
+    abandoned: bool,
+    /// The `start` future, waiting for an outcome.
+    starter: Option<Waker>,
+    /// The child, to end it when the starter is abandoned.
+    child: Option<Waker>,
+}
+
+impl<V> Signal<V> {
+    fn is_settled(&self) -> bool {
+        self.readied || self.settled_early
+    }
+
+    fn wake_starter(&mut self) {
+        if let Some(w) = self.starter.take() {
+            w.wake();
+        }
+    }
+}
+
+type SharedSignal<V> = Rc<RefCell<Signal<V>>>;
+type EarlySlot<E> = Rc<RefCell<Option<Early<E>>>>;
+
+fn settle_early<V, E>(signal: &SharedSignal<V>, slot: &EarlySlot<E>, early: Early<E>) {
+    let mut signal = signal.borrow_mut();
+    if !signal.is_settled() {
+        *slot.borrow_mut() = Some(early);
+        signal.settled_early = true;
+        signal.wake_starter();
+    }
+}
+
+/// The end of a [`Nursery::start`] that its child holds: call [`ready`](Ready::ready)
+/// once the child is ready (a server has bound its port).
+pub struct Ready<V> {
+    signal: SharedSignal<V>,
+}
+
+impl<V> fmt::Debug for Ready<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ready").finish_non_exhaustive()
+    }
+}
+
+impl<V> Ready<V> {
+    /// Reports that the child is ready and hands `value` to the task waiting in `start`.
+    /// From now on the child belongs to the nursery: its failures go to the nursery.
+    pub fn ready(self, value: V) {
+        let mut signal = self.signal.borrow_mut();
+        if signal.is_settled() {
+            return;
+        }
+        signal.value = Some(value);
+        signal.readied = true;
+        signal.wake_starter();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The child side: runs the user's future, diverting failures before `ready` to the
+    /// starter.
+    struct StartedChild<F, V, E> {
+        #[pin]
+        fut: F,
+        signal: SharedSignal<V>,
+        early: EarlySlot<E>,
+    }
+
+    impl<F, V, E> PinnedDrop for StartedChild<F, V, E> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before being ready: the nursery cancelled it.
+            settle_early(&this.signal, &this.early, Early::Cancelled);
+        }
+    }
+}
+
+impl<F, V, E> Future for StartedChild<F, V, E>
+where
+    F: Future,
+    F::Output: TaskOutput<E>,
+{
+    type Output = Result<(), E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        let this = self.project();
+        {
+            let mut signal = this.signal.borrow_mut();
+            if signal.abandoned && !signal.readied {
+                return Poll::Ready(Ok(()));
+            }
+            signal.child = Some(cx.waker().clone());
+        }
+        let polled = catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)));
+        let readied = this.signal.borrow().readied;
+        let early = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(out)) => match out.into_result() {
+                Ok(_) => Early::NotReady,
+                Err(e) if readied => return Poll::Ready(Err(e)),
+                Err(e) => Early::Failed(e),
+            },
+            // After `ready` a panic is the nursery's, as for any child.
+            Err(payload) if readied => resume_unwind(payload),
+            Err(payload) => Early::Panicked(payload),
+        };
+        settle_early(this.signal, this.early, early);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The starter side: waits for an outcome; abandons the child if dropped first.
+struct WaitReady<V, E> {
+    signal: SharedSignal<V>,
+    early: EarlySlot<E>,
+}
+
+impl<V, E> Future for WaitReady<V, E> {
+    type Output = Result<V, Early<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut signal = self.signal.borrow_mut();
+        if let Some(v) = signal.value.take() {
+            return Poll::Ready(Ok(v));
+        }
+        if let Some(early) = self.early.borrow_mut().take() {
+            return Poll::Ready(Err(early));
+        }
+        signal.starter = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<V, E> Drop for WaitReady<V, E> {
+    fn drop(&mut self) {
+        let mut signal = self.signal.borrow_mut();
+        if !signal.readied {
+            signal.abandoned = true;
+            if let Some(w) = signal.child.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+pub(crate) async fn start<'s, 'env, F, V, O, E>(
+    nursery: &Nursery<'s, 'env, E>,
+    f: F,
+) -> Result<V, StartError<E>>
+where
+    F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, Ready<V>) -> O + 'env,
+    O: TaskOutput<E>,
+    O::Value: 'env,
+    V: 'env,
+    E: 'env,
+{
+    let signal = Rc::new(RefCell::new(Signal {
+        value: None,
+        readied: false,
+        settled_early: false,
+        abandoned: false,
+        starter: None,
+        child: None,
+    }));
+    let early = Rc::new(RefCell::new(None));
+    let child = StartedChild {
+        fut: f(
+            nursery.fresh_handle(),
+            Ready {
+                signal: signal.clone(),
+            },
+        ),
+        signal: signal.clone(),
+        early: early.clone(),
+    };
+    let task = TaskName::Child(nursery.spawn_erased(Box::pin(child)));
+    match (WaitReady { signal, early }).await {
+        Ok(v) => Ok(v),
+        Err(Early::Failed(e)) => Err(StartError::failed(task, e)),
+        Err(Early::Panicked(payload)) => resume_unwind(payload),
+        Err(Early::NotReady) => Err(StartError::not_ready(task)),
+        Err(Early::Cancelled) => Err(StartError::cancelled(task)),
+    }
+}

@@ -1,0 +1,319 @@
+//! Time: the clock (real or mock), the timer queue, and the sleeping futures.
+//!
+//! # State
+//!
+//! - The [`Clock`] belongs to the runtime. A real clock reads [`Instant::now`]; a mock clock
+//!   holds a virtual instant that only moves forward, by [`advance`] or, with autojump, by
+//!   the executor when every task is blocked.
+//! - The [`TimerQueue`] lives in user space, ordered by `(deadline, sequence)`. Arming and
+//!   cancelling are `O(log n)`; the reactor only ever learns the nearest deadline, so a
+//!   timer that is dropped before it fires costs no system call.
+//! - Invariant: an entry is in the queue only while its owner (a [`Sleep`] or a cancel
+//!   scope's deadline) is alive and armed; owners remove their entry when dropped.
+
+#![forbid(unsafe_code)]
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Weak;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::cancel::ScopeNode;
+use crate::executor::with_core;
+
+/// The source of "now" for one runtime.
+#[derive(Debug)]
+pub(crate) enum Clock {
+    /// Wall-clock time, read from the operating system.
+    Real,
+    /// Virtual time that moves only when told to.
+    Mock {
+        /// The current virtual instant.
+        now: Cell<Instant>,
+        /// Jump to the next deadline whenever every task is blocked.
+        autojump: bool,
+    },
+}
+
+impl Clock {
+    pub(crate) fn now(&self) -> Instant {
+        match self {
+            Clock::Real => Instant::now(),
+            Clock::Mock { now, .. } => now.get(),
+        }
+    }
+
+    pub(crate) fn is_mock(&self) -> bool {
+        matches!(self, Clock::Mock { .. })
+    }
+
+    /// Moves a mock clock to `to` (never backwards). Does nothing on the real clock.
+    pub(crate) fn jump_to(&self, to: Instant) {
+        if let Clock::Mock { now, .. } = self {
+            if to > now.get() {
+                now.set(to);
+            }
+        }
+    }
+}
+
+/// Identifies one armed timer; the sequence number breaks ties between equal deadlines so
+/// that timers armed earlier fire earlier.
+pub(crate) type TimerKey = (Instant, u64);
+
+/// What to do when a timer fires.
+#[derive(Debug)]
+pub(crate) enum TimerAction {
+    /// Wake a task (a sleeping future).
+    Wake(Waker),
+    /// Cancel a scope whose deadline passed.
+    CancelScope(Weak<ScopeNode>),
+}
+
+/// The runtime's timers, nearest deadline first.
+#[derive(Debug, Default)]
+pub(crate) struct TimerQueue {
+    entries: BTreeMap<TimerKey, TimerAction>,
+    next_seq: u64,
+}
+
+impl TimerQueue {
+    pub(crate) fn arm(&mut self, deadline: Instant, action: TimerAction) -> TimerKey {
+        let key = (deadline, self.next_seq);
+        self.next_seq += 1;
+        self.entries.insert(key, action);
+        key
+    }
+
+    pub(crate) fn disarm(&mut self, key: TimerKey) {
+        self.entries.remove(&key);
+    }
+
+    /// Replaces the waker of an armed timer, if it would wake a different task.
+    pub(crate) fn update_waker(&mut self, key: TimerKey, waker: &Waker) {
+        if let Some(TimerAction::Wake(old)) = self.entries.get_mut(&key) {
+            if !old.will_wake(waker) {
+                old.clone_from(waker);
+            }
+        }
+    }
+
+    pub(crate) fn nearest(&self) -> Option<Instant> {
+        self.entries.first_key_value().map(|(key, _)| key.0)
+    }
+
+    /// Removes and returns the earliest timer whose deadline is at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
+        let entry = self.entries.first_entry()?;
+        if entry.key().0 <= now {
+            Some(entry.remove())
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// Returns the current time of the running runtime's clock.
+///
+/// On a mock clock this is the virtual time, which starts at the instant the runtime was
+/// built and moves only by [`advance`] or autojump.
+///
+/// # Panics
+///
+/// Panics when called outside a trellis runtime.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let start = trellis::now();
+///     trellis::sleep(Duration::from_secs(3600)).await;
+///     assert_eq!(trellis::now() - start, Duration::from_secs(3600));
+/// });
+/// ```
+#[track_caller]
+pub fn now() -> Instant {
+    with_core(|core| core.clock.now())
+}
+
+/// Moves a mock clock forward by `by`, firing every timer that falls due.
+///
+/// # Panics
+///
+/// Panics outside a runtime, or when the runtime runs on the real clock (time there cannot
+/// be moved).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().mock_clock().run(async {
+///     let start = trellis::now();
+///     trellis::advance(Duration::from_secs(5));
+///     assert_eq!(trellis::now() - start, Duration::from_secs(5));
+/// });
+/// ```
+#[track_caller]
+pub fn advance(by: Duration) {
+    with_core(|core| {
+        assert!(
+            core.clock.is_mock(),
+            "trellis::advance needs a mock clock; build the runtime with \
+             `Builder::new().mock_clock()` or `.autojump()`"
+        );
+        core.clock.jump_to(core.clock.now() + by);
+        core.fire_due_timers();
+    })
+}
+
+/// Waits until `duration` has passed.
+///
+/// Equivalent to `sleep_until(now() + duration)`. A sleep of zero still yields once, like
+/// [`yield_now`](crate::yield_now).
+///
+/// # Cancellation
+///
+/// Cancel-safe: dropping the future removes its timer; nothing else is lost.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     trellis::sleep(Duration::from_millis(10)).await;
+/// });
+/// ```
+#[track_caller]
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(now() + duration)
+}
+
+/// Waits until the clock reaches `deadline`.
+///
+/// A deadline in the past completes at the first poll. The timer is armed lazily, at the
+/// first poll that finds the deadline still ahead.
+///
+/// # Cancellation
+///
+/// Cancel-safe: dropping the future removes its timer; nothing else is lost.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let deadline = trellis::now() + Duration::from_secs(1);
+///     trellis::sleep_until(deadline).await;
+///     assert!(trellis::now() >= deadline);
+/// });
+/// ```
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        timer: None,
+    }
+}
+
+/// Waits forever (until dropped, typically by a cancelled scope).
+///
+/// # Cancellation
+///
+/// This future never completes; cancellation is the only way out.
+pub async fn sleep_forever() {
+    std::future::pending::<()>().await
+}
+
+/// The future returned by [`sleep`] and [`sleep_until`].
+#[derive(Debug)]
+#[must_use = "a sleep does nothing unless awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    /// The armed timer, once the first poll found the deadline in the future.
+    timer: Option<TimerKey>,
+}
+
+impl Sleep {
+    /// The instant at which this sleep completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        with_core(|core| {
+            if core.clock.now() >= self.deadline {
+                if let Some(key) = self.timer.take() {
+                    core.timers.borrow_mut().disarm(key);
+                }
+                return Poll::Ready(());
+            }
+            let mut timers = core.timers.borrow_mut();
+            match self.timer {
+                Some(key) => timers.update_waker(key, cx.waker()),
+                None => {
+                    let key = timers.arm(self.deadline, TimerAction::Wake(cx.waker().clone()));
+                    self.timer = Some(key);
+                }
+            }
+            Poll::Pending
+        })
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.timer.take() {
+            // The runtime may already be gone when a future outlives `run` (it was leaked
+            // out, or is dropped during thread teardown): then there is no queue to clean.
+            crate::executor::try_with_core(|core| core.timers.borrow_mut().disarm(key));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_pop_in_deadline_then_arming_order() {
+        let base = Instant::now();
+        let mut q = TimerQueue::default();
+        let w = Waker::noop();
+        q.arm(base + Duration::from_secs(2), TimerAction::Wake(w.clone()));
+        let a = q.arm(base + Duration::from_secs(1), TimerAction::Wake(w.clone()));
+        let b = q.arm(base + Duration::from_secs(1), TimerAction::Wake(w.clone()));
+        assert_eq!(q.nearest(), Some(base + Duration::from_secs(1)));
+        assert!(a < b);
+        assert!(q.pop_due(base).is_none());
+        assert!(q.pop_due(base + Duration::from_secs(1)).is_some());
+        assert!(q.pop_due(base + Duration::from_secs(1)).is_some());
+        assert!(q.pop_due(base + Duration::from_secs(1)).is_none());
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn disarmed_timer_never_fires() {
+        let base = Instant::now();
+        let mut q = TimerQueue::default();
+        let key = q.arm(base, TimerAction::Wake(Waker::noop().clone()));
+        q.disarm(key);
+        assert_eq!(q.len(), 0);
+        assert!(q.pop_due(base + Duration::from_secs(10)).is_none());
+        assert_eq!(q.nearest(), None);
+    }
+}
