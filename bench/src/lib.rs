@@ -1,0 +1,31 @@
+//! `trellis-bench`: side-by-side benchmarks of trellis against tokio's current-thread
+//! runtime, smol's `LocalExecutor` (`async-executor` under `async_io::block_on`) and
+//! `futures::stream::FuturesUnordered`.
+//!
+//! The library holds the workloads, one module per runtime, and the measuring tools (a
+//! counting global allocator, a per-thread syscall counter, RSS and CPU-time readers). The
+//! binary (`src/main.rs`) is the harness: it runs every measurement in its own pinned child
+//! process and prints medians and ratios. The smoke test (`tests/smoke.rs`) runs every
+//! workload in-process at tiny sizes.
+//!
+//! `unsafe` is allowed here (and only here in the workspace besides the reactor) for the
+//! global allocator and the `libc` calls; every block says why it is sound.
+
+#![allow(unsafe_code)]
+
+pub mod alloc;
+pub mod measure;
+pub mod rt_futures;
+pub mod rt_smol;
+pub mod rt_tokio;
+pub mod rt_trellis;
+pub mod util;
+pub mod workload;
+
+pub use measure::Report;
+pub use workload::{Runtime, Workload, run};
+
+/// The counting allocator: every binary and test that links this crate counts its
+/// allocations per thread.
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;

@@ -1,0 +1,189 @@
+//! The workloads on `futures::stream::FuturesUnordered`, driven by
+//! `futures::executor::block_on`: intra-task concurrency, the structure trellis's nursery
+//! also has (the nursery future owns and polls its children). No timers, no context: those
+//! workloads are n/a here.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+
+use futures::StreamExt;
+use futures::executor::block_on;
+use futures::stream::FuturesUnordered;
+
+use crate::measure::{Probe, Report, rss_bytes};
+use crate::util::{self, DropCount, Idle, WakeState, yield_now};
+use crate::workload::{self as wl, Workload};
+
+/// Runs `w` at size `n` (see [`crate::workload::run`]).
+pub fn run(w: Workload, n: usize) -> Option<Report> {
+    Some(match w {
+        Workload::SpawnAll => block_on(async {
+            let p = Probe::start();
+            let mut fu = FuturesUnordered::new();
+            for _ in 0..n {
+                fu.push(async {});
+            }
+            while fu.next().await.is_some() {}
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::SpawnOne => block_on(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                let mut fu = FuturesUnordered::new();
+                fu.push(async {});
+                while fu.next().await.is_some() {}
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::NurseryEmpty => block_on(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                let mut fu = FuturesUnordered::<std::future::Ready<()>>::new();
+                while black_box(&mut fu).next().await.is_some() {}
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::YieldMany => block_on(async {
+            let p = Probe::start();
+            let mut fu = FuturesUnordered::new();
+            for _ in 0..n {
+                fu.push(async {
+                    for _ in 0..wl::YIELDS_PER_CHILD {
+                        yield_now().await;
+                    }
+                });
+            }
+            while fu.next().await.is_some() {}
+            wl::standard(w, &p.stop(), n * wl::YIELDS_PER_CHILD)
+        }),
+        Workload::YieldAlone => block_on(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                yield_now().await;
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::WakeOne | Workload::WakeOne10 => {
+            let parked = if w == Workload::WakeOne {
+                n
+            } else {
+                wl::WAKE_FEW
+            };
+            let st = WakeState::new(parked);
+            let fu: FuturesUnordered<_> = (0..parked).map(|i| st.child(i)).collect();
+            block_on(async {
+                let drain = async {
+                    let mut fu = fu;
+                    while fu.next().await.is_some() {}
+                };
+                let body = async {
+                    while !st.all_started() {
+                        yield_now().await;
+                    }
+                    let p = Probe::start();
+                    st.drive(n).await;
+                    let d = p.stop();
+                    st.stop();
+                    d
+                };
+                let (d, ()) = futures::future::join(body, drain).await;
+                wl::standard(w, &d, n)
+            })
+        }
+        Workload::DeepTree => {
+            let st = WakeState::new(wl::DEEP_TREE_LEAVES);
+            block_on(async {
+                let body = async {
+                    while !st.all_started() {
+                        yield_now().await;
+                    }
+                    let p = Probe::start();
+                    st.drive(n).await;
+                    let d = p.stop();
+                    st.stop();
+                    d
+                };
+                let (d, ()) = futures::future::join(body, level(&st, 1, 0)).await;
+                wl::standard(w, &d, n)
+            })
+        }
+        Workload::TimerArmCancel | Workload::TimeoutNeverFires | Workload::TimersFire => {
+            return None;
+        }
+        Workload::CancelMany => {
+            let started = Cell::new(0usize);
+            let dropped = Cell::new(0usize);
+            block_on(async {
+                let mut fu = FuturesUnordered::new();
+                for _ in 0..n {
+                    let (started, dropped) = (&started, &dropped);
+                    fu.push(async move {
+                        let _guard = DropCount(dropped);
+                        started.set(started.get() + 1);
+                        std::future::pending::<()>().await;
+                    });
+                }
+                while started.get() < n {
+                    util::poll_once(std::pin::pin!(fu.next())).await;
+                }
+                let p = Probe::start();
+                drop(fu);
+                let d = p.stop();
+                assert_eq!(dropped.get(), n);
+                wl::standard(w, &d, n)
+            })
+        }
+        Workload::IdleMemory1 => idle::<1>(n),
+        Workload::IdleMemory64 => idle::<64>(n),
+        Workload::IdleMemory256 => idle::<256>(n),
+        Workload::ContextvarGet | Workload::ContextvarSetReset | Workload::ContextvarSpawn => {
+            return None;
+        }
+    })
+}
+
+/// One level of the `deep_tree` spine as nested `FuturesUnordered`: a wake travels up one
+/// level at a time, as in a trellis nursery tree.
+fn level(
+    st: &WakeState,
+    depth: usize,
+    first_leaf: usize,
+) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        let leaves = if depth == wl::DEEP_TREE_DEPTH {
+            wl::DEEP_TREE_FANOUT
+        } else {
+            wl::DEEP_TREE_FANOUT - 1
+        };
+        let mut fu: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + '_>>> =
+            FuturesUnordered::new();
+        for i in 0..leaves {
+            fu.push(Box::pin(st.child(first_leaf + i)));
+        }
+        if depth < wl::DEEP_TREE_DEPTH {
+            fu.push(level(st, depth + 1, first_leaf + leaves));
+        }
+        while fu.next().await.is_some() {}
+    })
+}
+
+fn idle<const S: usize>(n: usize) -> Report {
+    block_on(async {
+        let polled = util::idle_polls();
+        let rss = rss_bytes();
+        let p = Probe::start();
+        let mut fu = FuturesUnordered::new();
+        for _ in 0..n {
+            fu.push(Idle::<S>::new());
+        }
+        while util::idle_polls() - polled < n as u64 {
+            util::poll_once(std::pin::pin!(fu.next())).await;
+        }
+        let d = p.stop();
+        let report = wl::idle_report(&d, rss, rss_bytes(), n);
+        drop(black_box(fu));
+        report
+    })
+}

@@ -1,0 +1,272 @@
+//! The workloads on smol's stack: `async_executor::LocalExecutor` driven by
+//! `async_io::block_on` (what `smol::block_on(ex.run(...))` is), with `async_io::Timer`.
+//! A `Vec<Task>` is the nursery: awaiting each task joins it, dropping it cancels it.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_executor::{LocalExecutor, Task};
+use async_io::Timer;
+
+use crate::measure::{Probe, Report, rss_bytes};
+use crate::util::{self, DropCount, Idle, Lateness, WakeState, yield_now};
+use crate::workload::{self as wl, Workload};
+
+fn block_on<'a, T>(ex: &LocalExecutor<'a>, fut: impl Future<Output = T>) -> T {
+    async_io::block_on(ex.run(fut))
+}
+
+/// `smol::future::or`-style timeout: `Some` if `fut` finishes before `dur`.
+async fn timeout<F: Future>(dur: Duration, fut: F) -> Option<F::Output> {
+    let fut = pin!(fut);
+    let timer = pin!(Timer::after(dur));
+    match futures::future::select(fut, timer).await {
+        futures::future::Either::Left((v, _)) => Some(v),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
+/// Runs `w` at size `n` (see [`crate::workload::run`]).
+pub fn run(w: Workload, n: usize) -> Option<Report> {
+    Some(match w {
+        Workload::SpawnAll => {
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let p = Probe::start();
+                let tasks: Vec<Task<()>> = (0..n).map(|_| ex.spawn(async {})).collect();
+                for t in tasks {
+                    t.await;
+                }
+                wl::standard(w, &p.stop(), n)
+            })
+        }
+        Workload::SpawnOne => {
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let p = Probe::start();
+                for _ in 0..n {
+                    ex.spawn(async {}).await;
+                }
+                wl::standard(w, &p.stop(), n)
+            })
+        }
+        // A `LocalExecutor` has no group to open and close.
+        Workload::NurseryEmpty => return None,
+        Workload::YieldMany => {
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let p = Probe::start();
+                let tasks: Vec<Task<()>> = (0..n)
+                    .map(|_| {
+                        ex.spawn(async {
+                            for _ in 0..wl::YIELDS_PER_CHILD {
+                                yield_now().await;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await;
+                }
+                wl::standard(w, &p.stop(), n * wl::YIELDS_PER_CHILD)
+            })
+        }
+        Workload::YieldAlone => {
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let p = Probe::start();
+                for _ in 0..n {
+                    yield_now().await;
+                }
+                wl::standard(w, &p.stop(), n)
+            })
+        }
+        Workload::WakeOne | Workload::WakeOne10 => {
+            let parked = if w == Workload::WakeOne {
+                n
+            } else {
+                wl::WAKE_FEW
+            };
+            let st = WakeState::new(parked);
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let tasks: Vec<Task<()>> = (0..parked).map(|i| ex.spawn(st.child(i))).collect();
+                while !st.all_started() {
+                    yield_now().await;
+                }
+                let p = Probe::start();
+                st.drive(n).await;
+                let d = p.stop();
+                st.stop();
+                for t in tasks {
+                    t.await;
+                }
+                wl::standard(w, &d, n)
+            })
+        }
+        Workload::DeepTree => {
+            // A task that spawns needs the executor itself: `Rc<LocalExecutor<'static>>`.
+            let st = Rc::new(WakeState::new(wl::DEEP_TREE_LEAVES));
+            let ex = Rc::new(LocalExecutor::new());
+            block_on(&ex, async {
+                let tree = ex.spawn(level(ex.clone(), st.clone(), 1, 0));
+                while !st.all_started() {
+                    yield_now().await;
+                }
+                let p = Probe::start();
+                st.drive(n).await;
+                let d = p.stop();
+                st.stop();
+                tree.await;
+                wl::standard(w, &d, n)
+            })
+        }
+        Workload::TimerArmCancel => {
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let p = Probe::start();
+                for _ in 0..n {
+                    let s = pin!(Timer::after(Duration::from_secs(60)));
+                    util::poll_once(s).await;
+                }
+                wl::standard(w, &p.stop(), n)
+            })
+        }
+        Workload::TimeoutNeverFires => {
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let p = Probe::start();
+                for _ in 0..n {
+                    yield_now().await;
+                }
+                let alone = p.stop();
+                let p = Probe::start();
+                for _ in 0..n {
+                    timeout(Duration::from_secs(60), yield_now())
+                        .await
+                        .expect("no timeout");
+                }
+                let with = p.stop();
+                wl::timeout_report(&alone, &with, n)
+            })
+        }
+        Workload::TimersFire => {
+            let offsets = util::timer_offsets(n, wl::timers_window_ns(n));
+            let lat = Lateness::default();
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let p = Probe::start();
+                let base = Instant::now();
+                let lat = &lat;
+                let tasks: Vec<Task<()>> = offsets
+                    .iter()
+                    .map(|&off| {
+                        ex.spawn(async move {
+                            let deadline = base + Duration::from_nanos(off);
+                            let mut s = pin!(Timer::at(deadline));
+                            let done = util::poll_once(s.as_mut()).await;
+                            lat.arm(n);
+                            if !done {
+                                s.await;
+                            }
+                            lat.fire(deadline);
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await;
+                }
+                wl::timers_report(&p.stop(), lat, n)
+            })
+        }
+        Workload::CancelMany => {
+            let started = Cell::new(0usize);
+            let dropped = Cell::new(0usize);
+            let ex = LocalExecutor::new();
+            block_on(&ex, async {
+                let tasks: Vec<Task<()>> = (0..n)
+                    .map(|_| {
+                        let (started, dropped) = (&started, &dropped);
+                        ex.spawn(async move {
+                            let _guard = DropCount(dropped);
+                            started.set(started.get() + 1);
+                            std::future::pending::<()>().await;
+                        })
+                    })
+                    .collect();
+                while started.get() < n {
+                    yield_now().await;
+                }
+                let p = Probe::start();
+                drop(tasks);
+                while dropped.get() < n {
+                    yield_now().await;
+                }
+                wl::standard(w, &p.stop(), n)
+            })
+        }
+        Workload::IdleMemory1 => idle::<1>(n),
+        Workload::IdleMemory64 => idle::<64>(n),
+        Workload::IdleMemory256 => idle::<256>(n),
+        Workload::ContextvarGet | Workload::ContextvarSetReset | Workload::ContextvarSpawn => {
+            return None;
+        }
+    })
+}
+
+/// One level of the `deep_tree` spine (see the tokio version): a task holding its leaves'
+/// and the next level's `Task`s. smol schedules every task directly.
+fn level(
+    ex: Rc<LocalExecutor<'static>>,
+    st: Rc<WakeState>,
+    depth: usize,
+    first_leaf: usize,
+) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(async move {
+        let leaves = if depth == wl::DEEP_TREE_DEPTH {
+            wl::DEEP_TREE_FANOUT
+        } else {
+            wl::DEEP_TREE_FANOUT - 1
+        };
+        let mut tasks: Vec<Task<()>> = (0..leaves)
+            .map(|i| {
+                let st = st.clone();
+                ex.spawn(async move { st.child(first_leaf + i).await })
+            })
+            .collect();
+        if depth < wl::DEEP_TREE_DEPTH {
+            tasks.push(ex.spawn(level(
+                ex.clone(),
+                st.clone(),
+                depth + 1,
+                first_leaf + leaves,
+            )));
+        }
+        for t in tasks {
+            t.await;
+        }
+    })
+}
+
+fn idle<const S: usize>(n: usize) -> Report {
+    let ex = LocalExecutor::new();
+    block_on(&ex, async {
+        let polled = util::idle_polls();
+        let rss = rss_bytes();
+        let p = Probe::start();
+        let tasks: Vec<Task<()>> = (0..n).map(|_| ex.spawn(Idle::<S>::new())).collect();
+        while util::idle_polls() - polled < n as u64 {
+            yield_now().await;
+        }
+        let d = p.stop();
+        let report = wl::idle_report(&d, rss, rss_bytes(), n);
+        drop(black_box(tasks));
+        // Let the executor drop the cancelled futures before it goes.
+        yield_now().await;
+        report
+    })
+}

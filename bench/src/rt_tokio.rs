@@ -1,0 +1,261 @@
+//! The workloads on tokio's current-thread runtime (`enable_all`, as
+//! `#[tokio::main(flavor = "current_thread")]` builds it), with a `LocalSet` so children
+//! can be `!Send`, and `JoinSet` as the nearest thing to a nursery.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::task::{JoinSet, LocalSet, spawn_local, yield_now};
+
+use crate::measure::{Probe, Report, rss_bytes};
+use crate::util::{self, Idle, Lateness, RcDropCount, WakeState};
+use crate::workload::{self as wl, Workload};
+
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    LocalSet::new().block_on(&rt, fut)
+}
+
+tokio::task_local! {
+    static KEY: u64;
+}
+
+/// Runs `w` at size `n` (see [`crate::workload::run`]).
+pub fn run(w: Workload, n: usize) -> Option<Report> {
+    Some(match w {
+        Workload::SpawnAll => block_on(async {
+            let p = Probe::start();
+            let mut set = JoinSet::new();
+            for _ in 0..n {
+                set.spawn_local(async {});
+            }
+            while set.join_next().await.is_some() {}
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::SpawnOne => block_on(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                spawn_local(async {}).await.expect("child");
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::NurseryEmpty => block_on(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                let mut set: JoinSet<()> = JoinSet::new();
+                while black_box(&mut set).join_next().await.is_some() {}
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::YieldMany => block_on(async {
+            let p = Probe::start();
+            let mut set = JoinSet::new();
+            for _ in 0..n {
+                set.spawn_local(async {
+                    for _ in 0..wl::YIELDS_PER_CHILD {
+                        yield_now().await;
+                    }
+                });
+            }
+            while set.join_next().await.is_some() {}
+            wl::standard(w, &p.stop(), n * wl::YIELDS_PER_CHILD)
+        }),
+        Workload::YieldAlone => block_on(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                yield_now().await;
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::WakeOne | Workload::WakeOne10 => {
+            let parked = if w == Workload::WakeOne {
+                n
+            } else {
+                wl::WAKE_FEW
+            };
+            let st = Rc::new(WakeState::new(parked));
+            block_on(async {
+                let mut set = JoinSet::new();
+                for i in 0..parked {
+                    let st = st.clone();
+                    set.spawn_local(async move { st.child(i).await });
+                }
+                while !st.all_started() {
+                    yield_now().await;
+                }
+                let p = Probe::start();
+                st.drive(n).await;
+                let d = p.stop();
+                st.stop();
+                while set.join_next().await.is_some() {}
+                wl::standard(w, &d, n)
+            })
+        }
+        Workload::DeepTree => {
+            let st = Rc::new(WakeState::new(wl::DEEP_TREE_LEAVES));
+            block_on(async {
+                let tree = spawn_local(level(st.clone(), 1, 0));
+                while !st.all_started() {
+                    yield_now().await;
+                }
+                let p = Probe::start();
+                st.drive(n).await;
+                let d = p.stop();
+                st.stop();
+                tree.await.expect("tree");
+                wl::standard(w, &d, n)
+            })
+        }
+        Workload::TimerArmCancel => block_on(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                let s = pin!(tokio::time::sleep(Duration::from_secs(60)));
+                util::poll_once(s).await;
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::TimeoutNeverFires => block_on(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                yield_now().await;
+            }
+            let alone = p.stop();
+            let p = Probe::start();
+            for _ in 0..n {
+                tokio::time::timeout(Duration::from_secs(60), yield_now())
+                    .await
+                    .expect("no timeout");
+            }
+            let with = p.stop();
+            wl::timeout_report(&alone, &with, n)
+        }),
+        Workload::TimersFire => {
+            let offsets = util::timer_offsets(n, wl::timers_window_ns(n));
+            let lat = Rc::new(Lateness::default());
+            block_on(async {
+                let p = Probe::start();
+                let base = tokio::time::Instant::now();
+                let mut set = JoinSet::new();
+                for &off in &offsets {
+                    let lat = lat.clone();
+                    set.spawn_local(async move {
+                        let deadline = base + Duration::from_nanos(off);
+                        let mut s = pin!(tokio::time::sleep_until(deadline));
+                        let done = util::poll_once(s.as_mut()).await;
+                        lat.arm(n);
+                        if !done {
+                            s.await;
+                        }
+                        lat.fire(deadline.into_std());
+                    });
+                }
+                while set.join_next().await.is_some() {}
+                wl::timers_report(&p.stop(), &lat, n)
+            })
+        }
+        Workload::CancelMany => block_on(async {
+            let started = Rc::new(Cell::new(0usize));
+            let dropped = Rc::new(Cell::new(0usize));
+            let mut set = JoinSet::new();
+            for _ in 0..n {
+                let (started, dropped) = (started.clone(), dropped.clone());
+                set.spawn_local(async move {
+                    let _guard = RcDropCount(dropped);
+                    started.set(started.get() + 1);
+                    std::future::pending::<()>().await;
+                });
+            }
+            while started.get() < n {
+                yield_now().await;
+            }
+            let p = Probe::start();
+            set.abort_all();
+            while set.join_next().await.is_some() {}
+            let d = p.stop();
+            assert_eq!(dropped.get(), n);
+            wl::standard(w, &d, n)
+        }),
+        Workload::IdleMemory1 => idle::<1>(n),
+        Workload::IdleMemory64 => idle::<64>(n),
+        Workload::IdleMemory256 => idle::<256>(n),
+        Workload::ContextvarGet => block_on(KEY.scope(7, async {
+            let p = Probe::start();
+            for _ in 0..n {
+                black_box(KEY.get());
+            }
+            wl::standard(w, &p.stop(), n)
+        })),
+        Workload::ContextvarSetReset => block_on(KEY.scope(7, async {
+            let p = Probe::start();
+            for i in 0..n {
+                KEY.sync_scope(black_box(i as u64), || black_box(()));
+            }
+            wl::standard(w, &p.stop(), n)
+        })),
+        Workload::ContextvarSpawn => block_on(KEY.scope(7, async {
+            let p = Probe::start();
+            let mut set = JoinSet::new();
+            for _ in 0..n {
+                let inherited = KEY.get();
+                set.spawn_local(KEY.scope(inherited, async {
+                    black_box(KEY.get());
+                }));
+            }
+            while set.join_next().await.is_some() {}
+            wl::standard(w, &p.stop(), n)
+        })),
+    })
+}
+
+/// One level of the `deep_tree` spine: a task holding a `JoinSet` with `FANOUT - 1` leaves
+/// and the next level (or `FANOUT` leaves at the bottom). tokio schedules every task
+/// directly, so depth costs it nothing on a wake.
+fn level(
+    st: Rc<WakeState>,
+    depth: usize,
+    first_leaf: usize,
+) -> std::pin::Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(async move {
+        let mut set = JoinSet::new();
+        let leaves = if depth == wl::DEEP_TREE_DEPTH {
+            wl::DEEP_TREE_FANOUT
+        } else {
+            wl::DEEP_TREE_FANOUT - 1
+        };
+        for i in 0..leaves {
+            let st = st.clone();
+            set.spawn_local(async move { st.child(first_leaf + i).await });
+        }
+        if depth < wl::DEEP_TREE_DEPTH {
+            set.spawn_local(level(st.clone(), depth + 1, first_leaf + leaves));
+        }
+        while set.join_next().await.is_some() {}
+    })
+}
+
+fn idle<const S: usize>(n: usize) -> Report {
+    block_on(async {
+        let polled = util::idle_polls();
+        let rss = rss_bytes();
+        let p = Probe::start();
+        let mut set = JoinSet::new();
+        for _ in 0..n {
+            set.spawn_local(Idle::<S>::new());
+        }
+        while util::idle_polls() - polled < n as u64 {
+            yield_now().await;
+        }
+        let d = p.stop();
+        let report = wl::idle_report(&d, rss, rss_bytes(), n);
+        set.abort_all();
+        while set.join_next().await.is_some() {}
+        report
+    })
+}

@@ -1,0 +1,227 @@
+//! The workloads, the runtimes, and the dispatch from one to the other.
+
+use crate::measure::Report;
+
+macro_rules! workloads {
+    ($($variant:ident = $name:literal, $n:expr, $doc:literal;)*) => {
+        /// One benchmark workload (see `BENCHMARKS.md` for what each exercises).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Workload {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl Workload {
+            /// Every workload, in the order the suite runs them.
+            pub const ALL: &'static [Workload] = &[$(Workload::$variant,)*];
+
+            /// The name used on the command line and in the table.
+            pub fn name(self) -> &'static str {
+                match self { $(Workload::$variant => $name,)* }
+            }
+
+            /// The size the full suite uses (children, iterations or wakes).
+            pub fn default_n(self) -> usize {
+                match self { $(Workload::$variant => $n,)* }
+            }
+
+            /// One-line description.
+            pub fn describe(self) -> &'static str {
+                match self { $(Workload::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+workloads! {
+    SpawnAll = "spawn_all", 100_000, "N trivial children spawned into one nursery, joined";
+    SpawnOne = "spawn_one", 100_000, "a nursery with one awaited child, N times";
+    NurseryEmpty = "nursery_empty", 1_000_000, "open and close an empty nursery, N times";
+    YieldMany = "yield_many", 100_000, "N children x 10 yields each";
+    YieldAlone = "yield_alone", 1_000_000, "one task yielding N times";
+    WakeOne = "wake_one", 100_000, "N parked children, woken one at a time";
+    WakeOne10 = "wake_one_10", 100_000, "10 parked children, N wakes one at a time";
+    DeepTree = "deep_tree", 100_000, "nursery spine of depth 20, fan-out 3; N leaf wakes in turn";
+    TimerArmCancel = "timer_arm_cancel", 1_000_000, "a 60 s sleep polled once then dropped, N times";
+    TimeoutNeverFires = "timeout_never_fires", 1_000_000, "move_on_after(60 s) around a one-yield op vs the op alone, N times";
+    TimersFire = "timers_fire", 100_000, "N sleeps with random deadlines within 10 ms";
+    CancelMany = "cancel_many", 100_000, "cancel a nursery of N blocked children";
+    IdleMemory1 = "idle_memory_1", 1_000_000, "N idle children with 1-byte futures";
+    IdleMemory64 = "idle_memory_64", 1_000_000, "N idle children with 64-byte futures";
+    IdleMemory256 = "idle_memory_256", 1_000_000, "N idle children with 256-byte futures";
+    ContextvarGet = "contextvar_get", 1_000_000, "read a context variable N times";
+    ContextvarSetReset = "contextvar_set_reset", 1_000_000, "set and reset a context variable N times";
+    ContextvarSpawn = "contextvar_spawn", 100_000, "spawn N children that read an inherited context variable";
+}
+
+impl Workload {
+    /// Looks a workload up by exact name.
+    pub fn from_name(name: &str) -> Option<Workload> {
+        Workload::ALL.iter().copied().find(|w| w.name() == name)
+    }
+
+    /// The workloads a command-line word selects: an exact name, or every workload whose
+    /// name starts with it (`idle_memory`, `contextvar`, `wake_one`).
+    pub fn select(word: &str) -> Vec<Workload> {
+        if let Some(w) = Workload::from_name(word) {
+            return vec![w];
+        }
+        Workload::ALL
+            .iter()
+            .copied()
+            .filter(|w| w.name().starts_with(word))
+            .collect()
+    }
+}
+
+/// A runtime under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Runtime {
+    /// trellis.
+    Trellis,
+    /// tokio's current-thread runtime with a `LocalSet`.
+    Tokio,
+    /// `async_executor::LocalExecutor` under `async_io::block_on`.
+    Smol,
+    /// `futures::stream::FuturesUnordered` under `futures::executor::block_on`.
+    Futures,
+}
+
+impl Runtime {
+    /// Every runtime, in table order.
+    pub const ALL: &'static [Runtime] = &[
+        Runtime::Trellis,
+        Runtime::Tokio,
+        Runtime::Smol,
+        Runtime::Futures,
+    ];
+
+    /// The column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Trellis => "trellis",
+            Runtime::Tokio => "tokio",
+            Runtime::Smol => "smol",
+            Runtime::Futures => "futures",
+        }
+    }
+
+    /// Looks a runtime up by name.
+    pub fn from_name(name: &str) -> Option<Runtime> {
+        Runtime::ALL.iter().copied().find(|r| r.name() == name)
+    }
+}
+
+/// Runs `workload` on `runtime` at size `n`, in this process and on this thread. `None`
+/// when the workload does not apply to that runtime (or the API is not there yet).
+pub fn run(workload: Workload, runtime: Runtime, n: usize) -> Option<Report> {
+    match runtime {
+        Runtime::Trellis => crate::rt_trellis::run(workload, n),
+        Runtime::Tokio => crate::rt_tokio::run(workload, n),
+        Runtime::Smol => crate::rt_smol::run(workload, n),
+        Runtime::Futures => crate::rt_futures::run(workload, n),
+    }
+}
+
+/// Depth of the `deep_tree` spine.
+pub const DEEP_TREE_DEPTH: usize = 20;
+/// Children per level of the `deep_tree` spine (one continues the spine).
+pub const DEEP_TREE_FANOUT: usize = 3;
+/// Leaves of the `deep_tree` spine: `FANOUT - 1` per level above the last, `FANOUT` at it.
+pub const DEEP_TREE_LEAVES: usize =
+    (DEEP_TREE_DEPTH - 1) * (DEEP_TREE_FANOUT - 1) + DEEP_TREE_FANOUT;
+/// Yields per child in `yield_many`.
+pub const YIELDS_PER_CHILD: usize = 10;
+/// Parked children in `wake_one_10`.
+pub const WAKE_FEW: usize = 10;
+
+/// The window within which `timers_fire` deadlines fall, for `n` timers (10 ms at full size,
+/// 1 ms at smoke-test sizes).
+pub fn timers_window_ns(n: usize) -> u64 {
+    if n >= 10_000 { 10_000_000 } else { 1_000_000 }
+}
+
+/// The unit one operation of `workload` is counted in (for the table's metric names).
+pub fn unit(workload: Workload) -> &'static str {
+    match workload {
+        Workload::SpawnAll | Workload::CancelMany | Workload::ContextvarSpawn => "child",
+        Workload::IdleMemory1 | Workload::IdleMemory64 | Workload::IdleMemory256 => "child",
+        Workload::SpawnOne => "iter",
+        Workload::NurseryEmpty => "nursery",
+        Workload::YieldMany | Workload::YieldAlone => "yield",
+        Workload::WakeOne | Workload::WakeOne10 | Workload::DeepTree => "wake",
+        Workload::TimersFire => "timer",
+        _ => "op",
+    }
+}
+
+/// The standard report: ns, allocations and syscalls per operation.
+pub fn standard(workload: Workload, d: &crate::measure::Delta, ops: usize) -> Report {
+    let u = unit(workload);
+    let ops = ops.max(1) as f64;
+    let mut r = Report::default();
+    r.push(&format!("ns/{u}"), d.wall_ns / ops);
+    r.push(&format!("allocs/{u}"), d.allocs / ops);
+    if let Some(s) = d.syscalls {
+        r.push(&format!("syscalls/{u}"), s / ops);
+    }
+    r
+}
+
+/// The report of `timeout_never_fires`: extra ns per timeout first.
+pub fn timeout_report(
+    alone: &crate::measure::Delta,
+    with: &crate::measure::Delta,
+    n: usize,
+) -> Report {
+    let n = n.max(1) as f64;
+    let mut r = Report::default();
+    r.push("extra ns/timeout", (with.wall_ns - alone.wall_ns) / n);
+    r.push("ns/op with timeout", with.wall_ns / n);
+    r.push("ns/op alone", alone.wall_ns / n);
+    r.push("extra allocs/timeout", (with.allocs - alone.allocs) / n);
+    if let (Some(a), Some(w)) = (alone.syscalls, with.syscalls) {
+        r.push("extra syscalls/timeout", (w - a) / n);
+    }
+    r
+}
+
+/// The report of `timers_fire`: CPU ns per timer first, then wall time and lateness.
+pub fn timers_report(
+    d: &crate::measure::Delta,
+    lateness: &crate::util::Lateness,
+    n: usize,
+) -> Report {
+    let (p50, p99, max) = lateness.percentiles_us();
+    let mut r = Report::default();
+    r.push("cpu ns/timer", d.cpu_ns / n.max(1) as f64);
+    r.push("wall ms total", d.wall_ns / 1e6);
+    r.push("lateness p50 us", p50);
+    r.push("lateness p99 us", p99);
+    r.push("lateness max us", max);
+    r.push("allocs/timer", d.allocs / n.max(1) as f64);
+    r
+}
+
+/// The report of `idle_memory_*`: RSS bytes per child first.
+pub fn idle_report(d: &crate::measure::Delta, rss_before: u64, rss_after: u64, n: usize) -> Report {
+    let n = n.max(1) as f64;
+    let mut r = Report::default();
+    r.push(
+        "rss B/child",
+        rss_after.saturating_sub(rss_before) as f64 / n,
+    );
+    r.push("heap B/child", d.live_bytes / n);
+    r.push("allocs/child", d.allocs / n);
+    r.push("ns/child", d.wall_ns / n);
+    r
+}
+
+/// Bytes of the idle future of an `idle_memory_*` workload.
+pub fn idle_size(workload: Workload) -> Option<usize> {
+    match workload {
+        Workload::IdleMemory1 => Some(1),
+        Workload::IdleMemory64 => Some(64),
+        Workload::IdleMemory256 => Some(256),
+        _ => None,
+    }
+}
