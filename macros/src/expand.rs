@@ -1,0 +1,251 @@
+//! Generating code from checked inputs, and the fallback items emitted next to errors.
+//!
+//! Hygiene: every path is absolute and goes through `trellis::__private` (or the `crate = path`
+//! the user gave), and nothing generated introduces a name the body can see except the handle
+//! the user named.
+//!
+//! Why the nursery body is a *non-`move`* async closure: the closure then borrows the
+//! function's arguments from the function's own frame, which outlives the nursery, so a child
+//! may borrow an argument (`n.spawn(async { data.len() })`). With `async move` the arguments
+//! would live inside the body's future, and a child borrowing them would be rejected. A body
+//! that consumes an argument still captures that one by value.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
+use syn::visit::Visit;
+use syn::{GenericArgument, ItemFn, Path, PathArguments, ReturnType, TraitItemFn, Type};
+
+use crate::parse::{
+    BlockInput, Clock, EntryKind, EntryOptions, Handle, NurseryOptions, Output, ValueKind,
+    output_of,
+};
+
+/// The path to the trellis crate: `crate = path` or `::trellis`.
+fn krate(path: Option<&Path>) -> TokenStream {
+    match path {
+        Some(path) => path.to_token_stream(),
+        None => quote!(::trellis),
+    }
+}
+
+/// Whether `ty` mentions `impl Trait`, which a closure's return type annotation and a
+/// turbofish cannot name: the annotation is then left to inference.
+fn contains_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
+}
+
+/// The handle's type with its lifetimes filled in: `Nursery` → `Nursery<'_, '_, _>`,
+/// `Nursery<E>` → `Nursery<'_, '_, E>`; anything already carrying lifetimes stays as written.
+/// The user's path is kept (not replaced by `::trellis::Nursery`) so that their `use` of it
+/// stays used and errors about it point at what they wrote.
+fn handle_type(ty: &Type) -> Type {
+    let mut ty = ty.clone();
+    if let Type::Path(path) = &mut ty
+        && let Some(segment) = path.path.segments.last_mut()
+        && segment.ident == "Nursery"
+    {
+        match &mut segment.arguments {
+            PathArguments::None => {
+                segment.arguments = PathArguments::AngleBracketed(syn::parse_quote!(<'_, '_, _>));
+            }
+            PathArguments::AngleBracketed(args)
+                if !args
+                    .args
+                    .iter()
+                    .any(|a| matches!(a, GenericArgument::Lifetime(_))) =>
+            {
+                args.args.insert(0, syn::parse_quote!('_));
+                args.args.insert(0, syn::parse_quote!('_));
+            }
+            _ => {}
+        }
+    }
+    ty
+}
+
+/// `mut n: Nursery<'_, '_, _>` / `n`: the body closure's parameter.
+fn handle_param(handle: &Handle) -> TokenStream {
+    let Handle {
+        ident,
+        mutability,
+        ty,
+    } = handle;
+    match ty {
+        Some(ty) => {
+            let ty = handle_type(ty);
+            quote!(#mutability #ident: #ty)
+        }
+        None => quote!(#mutability #ident),
+    }
+}
+
+/// What a nursery cancelled by its own `n.cancel()` makes the function return.
+fn on_cancel(kind: ValueKind, krate: &TokenStream, function: &str) -> TokenStream {
+    match kind {
+        ValueKind::Unit => quote!(|| ()),
+        ValueKind::Option => quote!(|| ::core::option::Option::None),
+        ValueKind::Other => quote!(|| #krate::__private::cancelled_without_value(#function)),
+    }
+}
+
+/// Expands a checked `#[nursery]` function.
+pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions) -> TokenStream {
+    let krate = krate(options.krate.as_ref());
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
+    let function = sig.ident.to_string();
+    let param = handle_param(handle);
+    let call = match output_of(&sig) {
+        Output::Unit => quote! {
+            #krate::__private::unit_output(
+                #krate::__private::nursery(async |#param| -> () #block).await
+            )
+        },
+        Output::Result { ty, ok } => {
+            let ret = (!contains_impl_trait(&ty)).then(|| quote!(-> #ty));
+            let map_err = match &options.map_err {
+                Some(map_err) => map_err.to_token_stream(),
+                None => quote!(#krate::__private::first_error),
+            };
+            let on_cancel = on_cancel(ok, &krate, &function);
+            quote! {
+                #krate::__private::result_output(
+                    #krate::__private::nursery(async |#param| #ret #block).await,
+                    #map_err,
+                    #on_cancel,
+                )
+            }
+        }
+        Output::Value { ty, kind } => {
+            let (ret, turbofish) = if contains_impl_trait(&ty) {
+                (None, None)
+            } else {
+                (
+                    Some(quote!(-> ::core::result::Result<#ty, ::core::convert::Infallible>)),
+                    Some(quote!(::<#ty, _>)),
+                )
+            };
+            let on_cancel = on_cancel(kind, &krate, &function);
+            quote! {
+                #krate::__private::value_output(
+                    #krate::__private::nursery(async |#param| #ret {
+                        #krate::__private::infallible #turbofish(async #block).await
+                    })
+                    .await,
+                    #on_cancel,
+                )
+            }
+        }
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #call
+        }
+    }
+}
+
+/// The item emitted next to the errors of a `#[nursery]` function: its public signature (the
+/// handle removed, `async` added if it was missing, as the user meant it) with a body that
+/// cannot fail to compile, so callers and trait impls see the function they expect and no
+/// follow-on error appears.
+pub(crate) fn fallback_fn(mut func: ItemFn) -> TokenStream {
+    func.sig.asyncness.get_or_insert_with(Default::default);
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = func;
+    quote! {
+        #(#attrs)*
+        #[allow(unused_variables, clippy::unused_async)]
+        #vis #sig {
+            ::core::unreachable!()
+        }
+    }
+}
+
+/// The declaration emitted next to the error for `#[nursery]` on a trait declaration.
+pub(crate) fn fallback_trait_decl(decl: TraitItemFn) -> TokenStream {
+    decl.to_token_stream()
+}
+
+/// Expands a checked `open_nursery! { |n| ... }`.
+pub(crate) fn block(input: BlockInput) -> TokenStream {
+    let krate = krate(input.krate.as_ref());
+    let BlockInput {
+        movability,
+        handle,
+        output,
+        body,
+        ..
+    } = input;
+    let param = handle_param(&handle);
+    let ret = output.map(|ty| quote!(-> #ty));
+    quote! {
+        #krate::__private::nursery(async #movability |#param| #ret { #(#body)* }).await
+    }
+}
+
+/// Expands a checked `#[trellis::main]` / `#[trellis::test]` function.
+pub(crate) fn entry(func: ItemFn, kind: EntryKind, options: &EntryOptions) -> TokenStream {
+    let krate = krate(options.krate.as_ref());
+    let ItemFn {
+        attrs,
+        vis,
+        mut sig,
+        block,
+    } = func;
+    sig.asyncness = None;
+    let runner = match options.clock {
+        Clock::Real => quote!(block_on),
+        Clock::Mock => quote!(block_on_mock_clock),
+        Clock::Autojump => quote!(block_on_autojump),
+    };
+    // Naming the output type lets `?` in the body know what it converts into.
+    let turbofish = match &sig.output {
+        ReturnType::Default => Some(quote!(::<(), _>)),
+        ReturnType::Type(_, ty) if !contains_impl_trait(ty) => Some(quote!(::<#ty, _>)),
+        ReturnType::Type(..) => None,
+    };
+    let test_attr = (kind == EntryKind::Test).then(|| quote!(#[::core::prelude::v1::test]));
+    quote! {
+        #test_attr
+        #(#attrs)*
+        #vis #sig {
+            #krate::__private::#runner #turbofish(async move #block)
+        }
+    }
+}
+
+/// The item emitted next to the errors of an entry-point function: a plain `fn` with no
+/// arguments and the same output, not registered as a test, so nothing else fails.
+pub(crate) fn fallback_entry(func: ItemFn) -> TokenStream {
+    let ItemFn {
+        mut attrs,
+        vis,
+        mut sig,
+        ..
+    } = func;
+    sig.asyncness = None;
+    sig.inputs.clear();
+    sig.generics = Default::default();
+    attrs.retain(|attr| !attr.path().is_ident("test"));
+    quote! {
+        #(#attrs)*
+        #[allow(dead_code)]
+        #vis #sig {
+            ::core::unreachable!()
+        }
+    }
+}

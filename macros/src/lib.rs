@@ -1,0 +1,248 @@
+//! Procedural macros for [trellis](https://docs.rs/trellis): `#[nursery]`, `open_nursery!`,
+//! `#[trellis::main]` and `#[trellis::test]`.
+//!
+//! Use them through the `trellis` crate, which re-exports them; the generated code refers to
+//! `::trellis::__private` (or to the path given with `crate = path`).
+//!
+//! Layout: this file holds the documented entry points only; `parse.rs` reads and checks the
+//! input into typed views that keep the user's tokens for spans, `expand.rs` writes the code
+//! (and the fallback items emitted next to errors), `error.rs` collects diagnostics.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod expand;
+mod parse;
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::parse::Parser;
+
+use crate::error::Errors;
+use crate::parse::{BlockInput, EntryInput, EntryKind, EntryOptions, NurseryInput, NurseryOptions};
+
+/// Turns an `async fn` into a nursery: its body may spawn children that borrow the function's
+/// arguments, and the function returns only when every child has finished.
+///
+/// The handle is the function's first parameter (after `self`), written with the bare type
+/// `Nursery`; the macro fills in its lifetimes and error type and removes it from the
+/// signature, so callers call `serve(&listener)`:
+///
+/// ```
+/// use trellis::{Nursery, nursery};
+///
+/// #[nursery]
+/// async fn fetch_all(n: Nursery, urls: &[&str]) -> Result<(), String> {
+///     for url in urls {
+///         n.spawn(async move {
+///             if url.is_empty() { Err(format!("empty url")) } else { Ok(()) }
+///         });
+///     }
+///     Ok(())
+/// }
+///
+/// trellis::run(async {
+///     assert_eq!(fetch_all(&["a", "b"]).await, Ok(()));
+///     assert_eq!(fetch_all(&["a", ""]).await, Err("empty url".to_string()));
+/// });
+/// ```
+///
+/// # What it expands to
+///
+/// ```text
+/// #[nursery]
+/// async fn serve(n: Nursery, listener: &Listener) -> Result<T, E> { BODY }
+/// ```
+///
+/// becomes (with `::trellis::__private::*` being thin forwarding helpers)
+///
+/// ```text
+/// async fn serve(listener: &Listener) -> Result<T, E> {
+///     match ::trellis::nursery(async |n: Nursery<'_, '_, _>| -> Result<T, E> { BODY }).await {
+///         Ok(Some(value)) => Ok(value),
+///         Ok(None) => /* see "Cancellation" below */,
+///         Err(group) => Err(group.into_first()),   // or `map_err(group)`
+///     }
+/// }
+/// ```
+///
+/// The closure is deliberately not `move`: the arguments stay in the function's frame, which
+/// outlives the nursery, so children may borrow them.
+///
+/// # Return types
+///
+/// - **`()`** (or no return type): the body returns `()`; children return `()` too (the
+///   nursery's error type is `Infallible`, so nothing can fail but a panic).
+/// - **`Result<T, E>`** (any type whose last path segment is `Result`, so `io::Result<T>`
+///   works): the body returns it and `?` works in it; children return `()` or
+///   `Result<_, E>`. When the body or children fail, the nursery cancels the rest and the
+///   function returns **the first error** (`ErrorGroup::into_first`); the others are dropped.
+///   To keep them, give `map_err = function` with a function from `ErrorGroup<E>` to `E`.
+/// - **any other `T`**: the body returns `T`; as with `()`, children cannot fail.
+///
+/// A panic in a child (or the body) is resumed from the function once every child is gone.
+///
+/// The body is checked as an async closure body with the declared return type: unlike in a
+/// plain `async fn`, a returned value gets no implicit coercion (write `s.as_str()`, not
+/// `&s`, to return a `&str` from a `String`).
+///
+/// # Cancellation
+///
+/// When the nursery's own scope is cancelled (`n.cancel()`) before the body returned a value,
+/// the function returns `()` / `Ok(())` for unit values and `None` / `Ok(None)` when the value
+/// type is written as `Option<...>`. For any other value type there is nothing to return, and
+/// the function **panics** with a message naming it: return `Option<T>` from a function that
+/// cancels itself.
+///
+/// # Options
+///
+/// - `#[nursery(n)]` or `#[nursery(name = n)]`: name the handle without a parameter (or pick
+///   the parameter with that name when its type is an alias).
+/// - `crate = path`: where the `trellis` crate is, for crates that re-export it.
+/// - `map_err = function`: how the nursery's `ErrorGroup<E>` becomes the function's `E`.
+///
+/// # Errors at compile time
+///
+/// The function must be `async`, take exactly one handle by value and as a plain identifier,
+/// first in its parameter list, and must not return the handle (it would escape).
+#[proc_macro_attribute]
+pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let options = NurseryOptions::parse(args.into(), &mut errors);
+    let input = NurseryInput::parse(item.into(), &options, &mut errors);
+    let item = match input {
+        NurseryInput::Fn {
+            func,
+            handle: Some(handle),
+        } if errors.is_empty() => return expand::nursery_fn(func, &handle, &options).into(),
+        NurseryInput::Fn { func, .. } => expand::fallback_fn(func),
+        NurseryInput::TraitDecl(decl) => expand::fallback_trait_decl(decl),
+        NurseryInput::Other(item) => item,
+    };
+    let errors = errors.into_compile_errors();
+    quote!(#errors #item).into()
+}
+
+/// Opens a nursery inside any async code and evaluates to its result.
+///
+/// `open_nursery! { |n| BODY }` is `trellis::nursery(async |n| { BODY }).await`: it returns
+/// `Result<Option<V>, ErrorGroup<E>>` where the body returns `()` (`V = ()`,
+/// `E = Infallible`) or `Result<V, E>`; `Ok(None)` means the nursery was cancelled by its own
+/// `n.cancel()` before the body returned. Annotate the body's type when inference needs it:
+/// `open_nursery! { |n| -> Result<u32, MyError> ... }`. `move |n|` moves captured variables
+/// in (children can then not borrow them). `crate = path;` before the closure names the
+/// `trellis` crate for re-exports.
+///
+/// (It is not called `nursery!` because a crate cannot export an attribute `nursery` and a
+/// function-like `nursery!` side by side.)
+///
+/// ```
+/// use trellis::open_nursery;
+///
+/// trellis::run(async {
+///     let words = vec!["a", "b"];
+///     let result = open_nursery! { |n| -> Result<usize, String>
+///         for word in &words {
+///             n.spawn(async move { println!("{word}") });
+///         }
+///         Ok(words.len())
+///     };
+///     assert_eq!(result.map_err(|e| e.into_first()), Ok(Some(2)));
+/// });
+/// ```
+///
+/// # What it expands to
+///
+/// ```text
+/// ::trellis::nursery(async |n| -> Result<usize, String> { BODY }).await
+/// ```
+#[proc_macro]
+pub fn open_nursery(input: TokenStream) -> TokenStream {
+    let input = match BlockInput::parse.parse(input) {
+        Ok(input) => input,
+        Err(error) => return error.into_compile_error().into(),
+    };
+    let mut errors = Errors::default();
+    let body = syn::Block {
+        brace_token: Default::default(),
+        stmts: input.body.clone(),
+    };
+    parse::check_escape(&body, &input.handle.ident, &mut errors);
+    if !errors.is_empty() {
+        let errors = errors.into_compile_errors();
+        return quote!({ #errors }).into();
+    }
+    expand::block(input).into()
+}
+
+/// Runs `async fn main` on a trellis runtime.
+///
+/// The function must be `async` and take no arguments; it may return `()` or `Result<(), E>`
+/// (any type `fn main` may return). Options: `mock_clock`, `autojump` (virtual time, see
+/// `trellis::Builder`) and `crate = path`.
+///
+/// ```
+/// #[trellis::main]
+/// async fn main() -> Result<(), std::io::Error> {
+///     trellis::sleep(std::time::Duration::from_millis(1)).await;
+///     Ok(())
+/// }
+/// # // doctests call `main` themselves when it is defined
+/// ```
+///
+/// # What it expands to
+///
+/// ```text
+/// fn main() -> Result<(), std::io::Error> {
+///     trellis::Builder::new().run(async move { BODY })
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry(args, item, EntryKind::Main)
+}
+
+/// Runs an `async fn` test on a fresh trellis runtime.
+///
+/// Like `#[test]`, the function takes no arguments and returns `()` or `Result<(), E>`.
+/// `#[trellis::test(mock_clock)]` runs it on virtual time that moves only through
+/// `trellis::advance`; `#[trellis::test(autojump)]` on virtual time that jumps to the next
+/// deadline whenever every task is blocked, so a test of a one-day timeout finishes at once.
+/// `crate = path` names the `trellis` crate for re-exports.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[trellis::test(autojump)]
+/// async fn a_day_passes_at_once() {
+///     let woke = trellis::move_on_after(Duration::from_secs(86_400), trellis::sleep_forever()).await;
+///     assert!(woke.is_none());
+/// }
+/// # fn main() { a_day_passes_at_once() }
+/// ```
+///
+/// # What it expands to
+///
+/// ```text
+/// #[test]
+/// fn a_day_passes_at_once() {
+///     trellis::Builder::new().autojump().run(async move { BODY })
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry(args, item, EntryKind::Test)
+}
+
+/// The shared body of [`main`] and [`test`].
+fn entry(args: TokenStream, item: TokenStream, kind: EntryKind) -> TokenStream {
+    let mut errors = Errors::default();
+    let options = EntryOptions::parse(args.into(), kind, &mut errors);
+    let item = match EntryInput::parse(item.into(), kind, &mut errors) {
+        Ok(input) if errors.is_empty() => return expand::entry(input.func, kind, &options).into(),
+        Ok(input) => expand::fallback_entry(input.func),
+        Err(item) => item,
+    };
+    let errors = errors.into_compile_errors();
+    quote!(#errors #item).into()
+}

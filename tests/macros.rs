@@ -1,0 +1,249 @@
+//! The macros' expansions run: errors map into the function's error type, panics propagate,
+//! children borrow the annotated function's arguments, the test attribute picks the clock.
+//!
+//! The whole file is compiled under `deny(warnings)` and clippy's default lints, so an
+//! expansion that warns fails the build.
+
+#![deny(warnings, clippy::all)]
+
+use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use trellis::{ErrorGroup, Nursery, nursery, open_nursery, sleep, sleep_forever};
+
+#[derive(Debug, PartialEq, Eq, Clone)]
+struct Oops(&'static str);
+
+/// A function-level error type that keeps every child's error.
+#[derive(Debug, PartialEq, Eq)]
+struct Many(Vec<Oops>);
+
+impl From<Oops> for Many {
+    fn from(oops: Oops) -> Self {
+        Many(vec![oops])
+    }
+}
+
+impl Many {
+    fn from_group(group: ErrorGroup<Many>) -> Many {
+        Many(group.into_errors().into_iter().flat_map(|m| m.0).collect())
+    }
+}
+
+#[nursery]
+async fn spawn_failures(n: Nursery, errors: &[&'static str]) -> Result<u32, Oops> {
+    for (i, e) in errors.iter().enumerate() {
+        let _child = n.spawn(async move {
+            sleep(Duration::from_secs(i as u64)).await;
+            Err::<(), _>(Oops(e))
+        });
+    }
+    Ok(7)
+}
+
+#[trellis::test(autojump)]
+async fn first_error_becomes_the_function_error() {
+    assert_eq!(spawn_failures(&[]).await, Ok(7));
+    assert_eq!(spawn_failures(&["a", "b"]).await, Err(Oops("a")));
+}
+
+#[nursery(map_err = Many::from_group)]
+async fn all_fail(n: Nursery, errors: &[&'static str]) -> Result<(), Many> {
+    for e in errors {
+        // Shielded, so that the first failure does not cancel the others before they fail.
+        let _child = n.spawn(trellis::shield(async move {
+            trellis::yield_now().await;
+            Err::<(), _>(Many::from(Oops(e)))
+        }));
+    }
+    Ok(())
+}
+
+#[trellis::test]
+async fn map_err_sees_every_error() {
+    assert_eq!(
+        all_fail(&["a", "b"]).await,
+        Err(Many(vec![Oops("a"), Oops("b")]))
+    );
+}
+
+fn parse(s: &str) -> Result<u32, Oops> {
+    s.parse().map_err(|_| Oops("not a number"))
+}
+
+#[nursery]
+async fn question_mark_in_body(n: Nursery, s: &str) -> Result<u32, Many> {
+    let value = parse(s)?;
+    let _child = n.spawn(async { Ok(()) });
+    Ok(value * 2)
+}
+
+#[trellis::test]
+async fn question_mark_converts_into_the_function_error() {
+    assert_eq!(question_mark_in_body("21").await, Ok(42));
+    assert_eq!(
+        question_mark_in_body("x").await,
+        Err(Many(vec![Oops("not a number")]))
+    );
+}
+
+#[nursery]
+async fn sum_in_children(n: Nursery, numbers: Vec<u64>, total: &Cell<u64>) {
+    for x in &numbers {
+        let _child = n.spawn(async move {
+            sleep(Duration::from_secs(*x)).await;
+            total.set(total.get() + x);
+        });
+    }
+}
+
+#[trellis::test(autojump)]
+async fn children_borrow_arguments_of_the_annotated_fn() {
+    let total = Cell::new(0);
+    sum_in_children(vec![1, 2, 3], &total).await;
+    assert_eq!(total.get(), 6);
+}
+
+fn n_is_valid() -> bool {
+    true
+}
+
+#[nursery]
+async fn panicking_child(n: Nursery) -> u32 {
+    let _child = n.spawn(async {
+        trellis::yield_now().await;
+        if n_is_valid() {
+            panic!("child panicked");
+        }
+    });
+    1
+}
+
+#[test]
+fn panics_in_children_propagate() {
+    let caught = catch_unwind(AssertUnwindSafe(|| trellis::run(panicking_child())));
+    let payload = caught.expect_err("the child's panic reaches the caller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"child panicked"));
+}
+
+#[nursery]
+async fn cancel_self_unit(n: Nursery) -> Result<(), Oops> {
+    let _child = n.spawn(sleep_forever());
+    n.cancel();
+    sleep_forever().await;
+    Ok(())
+}
+
+#[nursery]
+async fn cancel_self_option(n: Nursery) -> Option<u32> {
+    n.cancel();
+    sleep_forever().await;
+    Some(1)
+}
+
+#[nursery]
+async fn cancel_self_value(n: Nursery) -> u32 {
+    n.cancel();
+    sleep_forever().await;
+    1
+}
+
+#[trellis::test(autojump)]
+async fn self_cancelled_nursery_returns_nothing_for_unit_and_option() {
+    assert_eq!(cancel_self_unit().await, Ok(()));
+    assert_eq!(cancel_self_option().await, None);
+}
+
+#[test]
+fn self_cancelled_nursery_without_a_nothing_value_panics_naming_the_fn() {
+    let caught = catch_unwind(|| trellis::run(cancel_self_value()));
+    let payload = caught.expect_err("no value to return");
+    let message = payload
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(message.contains("cancel_self_value"), "{message}");
+}
+
+struct Counter {
+    hits: Cell<u32>,
+}
+
+impl Counter {
+    #[nursery]
+    async fn hit_twice(&self, n: Nursery) -> u32 {
+        let _child = n.spawn(async { self.hits.set(self.hits.get() + 1) });
+        let _child = n.spawn(async { self.hits.set(self.hits.get() + 1) });
+        self.hits.get()
+    }
+}
+
+#[trellis::test]
+async fn methods_spawn_children_borrowing_self() {
+    let counter = Counter { hits: Cell::new(0) };
+    assert_eq!(counter.hit_twice().await, 0);
+    assert_eq!(counter.hits.get(), 2);
+}
+
+#[nursery(h)]
+async fn named_in_attribute(log: &RefCell<Vec<&'static str>>) {
+    let _child = h.spawn(async { log.borrow_mut().push("child") });
+    log.borrow_mut().push("body");
+}
+
+#[trellis::test]
+async fn the_handle_can_be_named_in_the_attribute() {
+    let log = RefCell::new(Vec::new());
+    named_in_attribute(&log).await;
+    assert_eq!(*log.borrow(), ["body", "child"]);
+}
+
+#[trellis::test]
+async fn open_nursery_returns_the_nursery_result() {
+    let words = ["a", "b", "c"];
+    let seen = Cell::new(0);
+    let result = open_nursery! { |n| -> Result<usize, Oops>
+        for _ in &words {
+            let _child = n.spawn(async { seen.set(seen.get() + 1) });
+        }
+        Ok(words.len())
+    };
+    assert_eq!(result, Ok(Some(3)));
+    assert_eq!(seen.get(), 3);
+
+    let failed = open_nursery! { |n| let _child = n.spawn(async { Err::<(), _>(Oops("x")) }); Ok::<(), Oops>(()) };
+    assert_eq!(failed.map_err(ErrorGroup::into_first), Err(Oops("x")));
+}
+
+#[trellis::test(autojump)]
+async fn autojump_makes_a_one_day_timeout_instant() {
+    let start = trellis::now();
+    let woke = trellis::move_on_after(Duration::from_secs(86_400), sleep_forever()).await;
+    assert_eq!(woke, None);
+    assert_eq!(trellis::now() - start, Duration::from_secs(86_400));
+}
+
+#[trellis::test(mock_clock)]
+async fn mock_clock_moves_only_when_advanced() {
+    let start = trellis::now();
+    trellis::advance(Duration::from_secs(5));
+    assert_eq!(trellis::now() - start, Duration::from_secs(5));
+}
+
+#[trellis::test]
+async fn tests_may_return_results() -> Result<(), Oops> {
+    let value = parse("3")?;
+    assert_eq!(value, 3);
+    Ok(())
+}
+
+/// The unused-argument and nursery lints stay quiet for a nursery fn that ignores its handle.
+#[nursery]
+async fn ignores_its_handle(_n: Nursery) {}
+
+#[trellis::test]
+async fn a_nursery_fn_may_ignore_its_handle() {
+    ignores_its_handle().await;
+    // `nursery` the function is still reachable under the same name as the attribute.
+    nursery(async |_n| {}).await.unwrap();
+}
