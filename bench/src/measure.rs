@@ -60,10 +60,11 @@ impl Probe {
     pub fn start() -> Probe {
         // Open the counter and calibrate it before the region starts.
         let _ = syscall_read_cost();
-        let syscalls = syscalls();
+        // The process CPU clock is a real syscall: read it outside the counted region.
+        let cpu_ns = cpu_time_ns();
         let allocs = alloc::allocs();
         let live = alloc::live_bytes();
-        let cpu_ns = cpu_time_ns();
+        let syscalls = syscalls();
         Probe {
             wall: Instant::now(),
             cpu_ns,
@@ -76,9 +77,6 @@ impl Probe {
     /// The differences since `self`.
     pub fn stop(&self) -> Delta {
         let wall_ns = self.wall.elapsed().as_nanos() as f64;
-        let cpu_ns = cpu_time_ns().saturating_sub(self.cpu_ns) as f64;
-        let allocs = (alloc::allocs() - self.allocs) as f64;
-        let live_bytes = (alloc::live_bytes() - self.live) as f64;
         let syscalls = match (self.syscalls, syscalls()) {
             // One `read` of the counter is counted between two probes: take it out.
             (Some(a), Some(b)) => {
@@ -86,6 +84,9 @@ impl Probe {
             }
             _ => None,
         };
+        let allocs = (alloc::allocs() - self.allocs) as f64;
+        let live_bytes = (alloc::live_bytes() - self.live) as f64;
+        let cpu_ns = cpu_time_ns().saturating_sub(self.cpu_ns) as f64;
         Delta {
             wall_ns,
             cpu_ns,
@@ -253,4 +254,28 @@ fn syscall_read_cost() -> u64 {
 /// Whether syscalls can be counted on this machine.
 pub fn syscalls_available() -> bool {
     syscalls().is_some()
+}
+
+impl Delta {
+    /// Nothing measured yet (the sum's starting point).
+    pub const ZERO: Delta = Delta {
+        wall_ns: 0.0,
+        cpu_ns: 0.0,
+        allocs: 0.0,
+        live_bytes: 0.0,
+        syscalls: Some(0.0),
+    };
+}
+
+impl std::ops::AddAssign for Delta {
+    fn add_assign(&mut self, o: Delta) {
+        self.wall_ns += o.wall_ns;
+        self.cpu_ns += o.cpu_ns;
+        self.allocs += o.allocs;
+        self.live_bytes += o.live_bytes;
+        self.syscalls = match (self.syscalls, o.syscalls) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_executor::{LocalExecutor, Task};
 use async_io::Timer;
 
-use crate::measure::{Probe, Report, rss_bytes};
+use crate::measure::{Delta, Probe, Report, rss_bytes};
 use crate::util::{self, DropCount, Idle, Lateness, WakeState, yield_now};
 use crate::workload::{self as wl, Workload};
 
@@ -139,18 +139,22 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
         Workload::TimeoutNeverFires => {
             let ex = LocalExecutor::new();
             block_on(&ex, async {
-                let p = Probe::start();
-                for _ in 0..n {
-                    yield_now().await;
+                // Alone and with a timeout in alternating chunks, so drift cancels out.
+                let (mut alone, mut with) = (Delta::ZERO, Delta::ZERO);
+                for chunk in wl::chunks(n) {
+                    let p = Probe::start();
+                    for _ in 0..chunk {
+                        yield_now().await;
+                    }
+                    alone += p.stop();
+                    let p = Probe::start();
+                    for _ in 0..chunk {
+                        timeout(Duration::from_secs(60), yield_now())
+                            .await
+                            .expect("no timeout");
+                    }
+                    with += p.stop();
                 }
-                let alone = p.stop();
-                let p = Probe::start();
-                for _ in 0..n {
-                    timeout(Duration::from_secs(60), yield_now())
-                        .await
-                        .expect("no timeout");
-                }
-                let with = p.stop();
                 wl::timeout_report(&alone, &with, n)
             })
         }

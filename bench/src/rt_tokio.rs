@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::task::{JoinSet, LocalSet, spawn_local, yield_now};
 
-use crate::measure::{Probe, Report, rss_bytes};
+use crate::measure::{Delta, Probe, Report, rss_bytes};
 use crate::util::{self, Idle, Lateness, RcDropCount, WakeState};
 use crate::workload::{self as wl, Workload};
 
@@ -122,18 +122,22 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             wl::standard(w, &p.stop(), n)
         }),
         Workload::TimeoutNeverFires => block_on(async {
-            let p = Probe::start();
-            for _ in 0..n {
-                yield_now().await;
+            // Alone and with a timeout in alternating chunks, so drift cancels out.
+            let (mut alone, mut with) = (Delta::ZERO, Delta::ZERO);
+            for chunk in wl::chunks(n) {
+                let p = Probe::start();
+                for _ in 0..chunk {
+                    yield_now().await;
+                }
+                alone += p.stop();
+                let p = Probe::start();
+                for _ in 0..chunk {
+                    tokio::time::timeout(Duration::from_secs(60), yield_now())
+                        .await
+                        .expect("no timeout");
+                }
+                with += p.stop();
             }
-            let alone = p.stop();
-            let p = Probe::start();
-            for _ in 0..n {
-                tokio::time::timeout(Duration::from_secs(60), yield_now())
-                    .await
-                    .expect("no timeout");
-            }
-            let with = p.stop();
             wl::timeout_report(&alone, &with, n)
         }),
         Workload::TimersFire => {

@@ -1,11 +1,270 @@
-//! The workloads on trellis. (Filled in as the runtime's API lands.)
+//! The workloads on trellis: `trellis::run` drives the root future; a nursery is
+//! `trellis::nursery(async |n| ..)`, a child `n.spawn(fut)`, a timeout `move_on_after`,
+//! a cancellation `n.cancel()`.
+//!
+//! Context variables (`trellis::ContextVar`, issue 4) are not in the runtime yet: the
+//! three `contextvar_*` workloads report n/a for trellis until they are, and are written
+//! below in comments ready to switch on.
 
-use crate::measure::Report;
-use crate::workload::Workload;
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::{Pin, pin};
+use std::time::{Duration, Instant};
+
+// A `JoinHandle` that is not awaited is dropped with `drop(..)`: `let _ =`, which its
+// `must_use` message suggests, trips `clippy::let_underscore_future`.
+use trellis::{nursery, yield_now};
+
+use crate::measure::{Delta, Probe, Report, rss_bytes};
+use crate::util::{self, DropCount, Idle, Lateness, WakeState};
+use crate::workload::{self as wl, Workload};
 
 /// Runs `w` at size `n` (see [`crate::workload::run`]); `None` while the API it needs is
 /// not there.
 pub fn run(w: Workload, n: usize) -> Option<Report> {
-    let _ = (w, n);
-    None
+    Some(match w {
+        Workload::SpawnAll => trellis::run(async {
+            let p = Probe::start();
+            nursery(async |nu| {
+                for _ in 0..n {
+                    drop(nu.spawn(async {}));
+                }
+            })
+            .await
+            .expect("nursery");
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::SpawnOne => trellis::run(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                nursery(async |nu| {
+                    nu.spawn(async {}).await.expect("child");
+                })
+                .await
+                .expect("nursery");
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::NurseryEmpty => trellis::run(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                black_box(nursery(async |_nu| {}).await).expect("nursery");
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::YieldMany => trellis::run(async {
+            let p = Probe::start();
+            nursery(async |nu| {
+                for _ in 0..n {
+                    drop(nu.spawn(async {
+                        for _ in 0..wl::YIELDS_PER_CHILD {
+                            yield_now().await;
+                        }
+                    }));
+                }
+            })
+            .await
+            .expect("nursery");
+            wl::standard(w, &p.stop(), n * wl::YIELDS_PER_CHILD)
+        }),
+        Workload::YieldAlone => trellis::run(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                yield_now().await;
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::WakeOne | Workload::WakeOne10 => {
+            let parked = if w == Workload::WakeOne {
+                n
+            } else {
+                wl::WAKE_FEW
+            };
+            let st = WakeState::new(parked);
+            trellis::run(async {
+                let st = &st;
+                nursery(async |nu| {
+                    for i in 0..parked {
+                        drop(nu.spawn(st.child(i)));
+                    }
+                    while !st.all_started() {
+                        yield_now().await;
+                    }
+                    let p = Probe::start();
+                    st.drive(n).await;
+                    let d = p.stop();
+                    st.stop();
+                    Ok::<_, Infallible>(wl::standard(w, &d, n))
+                })
+                .await
+                .expect("nursery")
+                .expect("body returned")
+            })
+        }
+        Workload::DeepTree => {
+            let st = WakeState::new(wl::DEEP_TREE_LEAVES);
+            trellis::run(async {
+                let st = &st;
+                nursery(async |nu| {
+                    drop(nu.spawn(level(st, 1, 0)));
+                    while !st.all_started() {
+                        yield_now().await;
+                    }
+                    let p = Probe::start();
+                    st.drive(n).await;
+                    let d = p.stop();
+                    st.stop();
+                    Ok::<_, Infallible>(wl::standard(w, &d, n))
+                })
+                .await
+                .expect("nursery")
+                .expect("body returned")
+            })
+        }
+        Workload::TimerArmCancel => trellis::run(async {
+            let p = Probe::start();
+            for _ in 0..n {
+                let s = pin!(trellis::sleep(Duration::from_secs(60)));
+                util::poll_once(s).await;
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::TimeoutNeverFires => trellis::run(async {
+            // Alone and with a timeout in alternating chunks, so drift cancels out.
+            let (mut alone, mut with) = (Delta::ZERO, Delta::ZERO);
+            for chunk in wl::chunks(n) {
+                let p = Probe::start();
+                for _ in 0..chunk {
+                    yield_now().await;
+                }
+                alone += p.stop();
+                let p = Probe::start();
+                for _ in 0..chunk {
+                    trellis::move_on_after(Duration::from_secs(60), yield_now())
+                        .await
+                        .expect("no timeout");
+                }
+                with += p.stop();
+            }
+            wl::timeout_report(&alone, &with, n)
+        }),
+        Workload::TimersFire => {
+            let offsets = util::timer_offsets(n, wl::timers_window_ns(n));
+            let lat = Lateness::default();
+            trellis::run(async {
+                let p = Probe::start();
+                let base = Instant::now();
+                let lat = &lat;
+                nursery(async |nu| {
+                    for &off in &offsets {
+                        drop(nu.spawn(async move {
+                            let deadline = base + Duration::from_nanos(off);
+                            let mut s = pin!(trellis::sleep_until(deadline));
+                            let done = util::poll_once(s.as_mut()).await;
+                            lat.arm(n);
+                            if !done {
+                                s.await;
+                            }
+                            lat.fire(deadline);
+                        }));
+                    }
+                })
+                .await
+                .expect("nursery");
+                wl::timers_report(&p.stop(), lat, n)
+            })
+        }
+        Workload::CancelMany => {
+            let started = Cell::new(0usize);
+            let dropped = Cell::new(0usize);
+            let probe = Cell::new(None);
+            trellis::run(async {
+                let (started, dropped, probe) = (&started, &dropped, &probe);
+                let _ = nursery(async |nu| {
+                    for _ in 0..n {
+                        drop(nu.spawn(async move {
+                            let _guard = DropCount(dropped);
+                            started.set(started.get() + 1);
+                            std::future::pending::<()>().await;
+                        }));
+                    }
+                    while started.get() < n {
+                        yield_now().await;
+                    }
+                    probe.set(Some(Probe::start()));
+                    nu.cancel();
+                })
+                .await
+                .expect("nursery");
+                let d = probe.get().expect("body reached cancel").stop();
+                assert_eq!(dropped.get(), n);
+                wl::standard(w, &d, n)
+            })
+        }
+        Workload::IdleMemory1 => idle::<1>(n),
+        Workload::IdleMemory64 => idle::<64>(n),
+        Workload::IdleMemory256 => idle::<256>(n),
+        // `trellis::ContextVar` lands with issue 4. When it does, these become:
+        //
+        //   static VAR: trellis::ContextVar<u64> = trellis::ContextVar::new("bench");
+        //   get:       VAR.set(7) once, then black_box(VAR.get()) n times
+        //   set+reset: let t = VAR.set(black_box(i)); VAR.reset(t); n times
+        //   spawn:     VAR.set(7); nursery spawning n children that black_box(VAR.get())
+        Workload::ContextvarGet | Workload::ContextvarSetReset | Workload::ContextvarSpawn => {
+            return None;
+        }
+    })
+}
+
+/// One level of the `deep_tree` spine: a child running its own nursery with `FANOUT - 1`
+/// leaves and the next level (`FANOUT` leaves at the bottom). A leaf's wake travels up
+/// through every enclosing nursery.
+fn level(
+    st: &WakeState,
+    depth: usize,
+    first_leaf: usize,
+) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        nursery(async |nu| {
+            let leaves = if depth == wl::DEEP_TREE_DEPTH {
+                wl::DEEP_TREE_FANOUT
+            } else {
+                wl::DEEP_TREE_FANOUT - 1
+            };
+            for i in 0..leaves {
+                drop(nu.spawn(st.child(first_leaf + i)));
+            }
+            if depth < wl::DEEP_TREE_DEPTH {
+                drop(nu.spawn(level(st, depth + 1, first_leaf + leaves)));
+            }
+        })
+        .await
+        .expect("level");
+    })
+}
+
+fn idle<const S: usize>(n: usize) -> Report {
+    trellis::run(async {
+        let mut report = None;
+        let out = &mut report;
+        nursery(async |nu| {
+            let polled = util::idle_polls();
+            let rss = rss_bytes();
+            let p = Probe::start();
+            for _ in 0..n {
+                drop(nu.spawn(Idle::<S>::new()));
+            }
+            while util::idle_polls() - polled < n as u64 {
+                yield_now().await;
+            }
+            let d = p.stop();
+            *out = Some(wl::idle_report(&d, rss, rss_bytes(), n));
+            nu.cancel();
+        })
+        .await
+        .expect("nursery");
+        report.expect("body ran")
+    })
 }

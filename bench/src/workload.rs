@@ -225,3 +225,8 @@ pub fn idle_size(workload: Workload) -> Option<usize> {
         _ => None,
     }
 }
+
+/// Splits `n` operations into chunks of at most 1 000 (for alternating measurements).
+pub fn chunks(n: usize) -> impl Iterator<Item = usize> {
+    (0..n.div_ceil(1000)).map(move |i| (n - i * 1000).min(1000))
+}
