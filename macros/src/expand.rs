@@ -47,6 +47,11 @@ fn contains_impl_trait(ty: &Type) -> bool {
 /// The user's path is kept (not replaced by `::trellis::Nursery`) so that their `use` of it
 /// stays used and errors about it point at what they wrote.
 fn handle_type(ty: &Type) -> Type {
+    fill_handle_type(ty, &syn::parse_quote!(_))
+}
+
+/// [`handle_type`] with `error` for a missing error type.
+fn fill_handle_type(ty: &Type, error: &Type) -> Type {
     let mut ty = ty.clone();
     if let Type::Path(path) = &mut ty
         && let Some(segment) = path.path.segments.last_mut()
@@ -54,7 +59,8 @@ fn handle_type(ty: &Type) -> Type {
     {
         match &mut segment.arguments {
             PathArguments::None => {
-                segment.arguments = PathArguments::AngleBracketed(syn::parse_quote!(<'_, '_, _>));
+                segment.arguments =
+                    PathArguments::AngleBracketed(syn::parse_quote!(<'_, '_, #error>));
             }
             PathArguments::AngleBracketed(args)
                 if !args
@@ -160,19 +166,42 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
 /// The item emitted next to the errors of a `#[nursery]` function: its public signature (the
 /// handle removed, `async` added if it was missing, as the user meant it) with a body that
 /// cannot fail to compile, so callers and trait impls see the function they expect and no
-/// follow-on error appears.
-pub(crate) fn fallback_fn(mut func: ItemFn) -> TokenStream {
+/// follow-on error appears. A return type naming `Nursery` (an escape the user was told about)
+/// is dropped, since it cannot be written without lifetimes to borrow from.
+pub(crate) fn fallback_fn(mut func: ItemFn, removed: &[Type]) -> TokenStream {
     func.sig.asyncness.get_or_insert_with(Default::default);
+    if let ReturnType::Type(_, ty) = &func.sig.output
+        && mentions_nursery(ty)
+    {
+        func.sig.output = ReturnType::Default;
+    }
     let ItemFn {
         attrs, vis, sig, ..
     } = func;
+    let infallible: Type = syn::parse_quote!(::core::convert::Infallible);
+    let removed = removed.iter().map(|ty| fill_handle_type(ty, &infallible));
     quote! {
         #(#attrs)*
         #[allow(unused_variables, clippy::unused_async)]
         #vis #sig {
+            #(let _: ::core::marker::PhantomData<#removed>;)*
             ::core::unreachable!()
         }
     }
+}
+
+/// Whether a type names `Nursery` anywhere.
+fn mentions_nursery(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
+            self.0 |= segment.ident == "Nursery";
+            syn::visit::visit_path_segment(self, segment);
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
 }
 
 /// The declaration emitted next to the error for `#[nursery]` on a trait declaration.

@@ -114,8 +114,14 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
         NurseryInput::Fn {
             func,
             handle: Some(handle),
+            ..
         } if errors.is_empty() => return expand::nursery_fn(func, &handle, &options).into(),
-        NurseryInput::Fn { func, .. } => expand::fallback_fn(func),
+        NurseryInput::Fn { func, removed, .. } => expand::fallback_fn(func, &removed),
+        NurseryInput::Closure(closure) => {
+            // An expression position takes one expression.
+            let errors = errors.into_compile_errors();
+            return quote!({ #errors #closure }).into();
+        }
         NurseryInput::TraitDecl(decl) => expand::fallback_trait_decl(decl),
         NurseryInput::Other(item) => item,
     };

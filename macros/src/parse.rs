@@ -365,9 +365,15 @@ pub(crate) enum NurseryInput {
         func: ItemFn,
         /// The handle, if one was found.
         handle: Option<Handle>,
+        /// The types of the removed nursery parameters (references stripped), which the
+        /// fallback item still mentions so the user's `use trellis::Nursery` stays used.
+        removed: Vec<Type>,
     },
     /// A method declaration in a trait (no body), handle parameters removed.
     TraitDecl(TraitItemFn),
+    /// A closure (rustc rejects attributes on expressions, but should it get here), kept as
+    /// written.
+    Closure(TokenStream),
     /// Anything else, kept as written.
     Other(TokenStream),
 }
@@ -376,11 +382,26 @@ impl NurseryInput {
     /// Reads and checks the item under `#[nursery]`.
     pub(crate) fn parse(item: TokenStream, options: &NurseryOptions, errors: &mut Errors) -> Self {
         if let Ok(mut func) = syn::parse2::<ItemFn>(item.clone()) {
+            let removed = func
+                .sig
+                .inputs
+                .iter()
+                .filter_map(|arg| match arg {
+                    FnArg::Typed(param) if is_nursery_type(strip_reference(&param.ty)) => {
+                        Some(strip_reference(&param.ty).clone())
+                    }
+                    _ => None,
+                })
+                .collect();
             let handle = check_fn_signature(&mut func.sig, options, errors);
             if let Some(handle) = &handle {
                 check_escape(&func.block, &handle.ident, errors);
             }
-            return NurseryInput::Fn { func, handle };
+            return NurseryInput::Fn {
+                func,
+                handle,
+                removed,
+            };
         }
         if let Ok(mut decl) = syn::parse2::<TraitItemFn>(item.clone()) {
             remove_nursery_params(&mut decl.sig);
@@ -401,7 +422,7 @@ impl NurseryInput {
                         "`#[nursery]` does not go on a closure; write \
                          `trellis::open_nursery! { |n| ... }` inside async code instead",
                     );
-                    return NurseryInput::Other(item);
+                    return NurseryInput::Closure(item);
                 }
                 _ => item
                     .clone()

@@ -1,0 +1,2 @@
+#[trellis::main]
+fn main() {}

@@ -1,0 +1,4 @@
+#[trellis::main]
+async fn main(args: Vec<String>) {
+    let _ = args;
+}

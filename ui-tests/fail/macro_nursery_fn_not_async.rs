@@ -1,0 +1,6 @@
+use trellis::{Nursery, nursery};
+
+#[nursery]
+fn spawn_nothing(n: Nursery) {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use trellis::{Nursery, nursery};
+
+#[nursery]
+async fn spawn_nothing(n: &Nursery) {}
+
+fn main() {}

@@ -1,0 +1,5 @@
+use trellis::nursery;
+
+fn main() {
+    let _body = #[nursery] async |n| {};
+}

@@ -1,0 +1,6 @@
+use trellis::nursery;
+
+#[nursery]
+struct Server;
+
+fn main() {}

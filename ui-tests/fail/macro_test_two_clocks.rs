@@ -1,0 +1,4 @@
+#[trellis::test(mock_clock, autojump)]
+async fn sleeps() {}
+
+fn main() {}

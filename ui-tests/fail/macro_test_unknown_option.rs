@@ -1,0 +1,4 @@
+#[trellis::test(flavor = "multi_thread")]
+async fn sleeps() {}
+
+fn main() {}

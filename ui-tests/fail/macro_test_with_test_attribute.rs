@@ -1,0 +1,5 @@
+#[trellis::test]
+#[test]
+async fn sleeps() {}
+
+fn main() {}
