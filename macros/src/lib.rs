@@ -34,7 +34,7 @@ use crate::parse::{BlockInput, EntryInput, EntryKind, EntryOptions, NurseryInput
 /// #[nursery]
 /// async fn fetch_all(n: Nursery, urls: &[&str]) -> Result<(), String> {
 ///     for url in urls {
-///         n.spawn(async move {
+///         let _child = n.spawn(async move {
 ///             if url.is_empty() { Err(format!("empty url")) } else { Ok(()) }
 ///         });
 ///     }
@@ -149,7 +149,7 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     let words = vec!["a", "b"];
 ///     let result = open_nursery! { |n| -> Result<usize, String>
 ///         for word in &words {
-///             n.spawn(async move { println!("{word}") });
+///             let _child = n.spawn(async move { println!("{word}") });
 ///         }
 ///         Ok(words.len())
 ///     };
@@ -193,7 +193,7 @@ pub fn open_nursery(input: TokenStream) -> TokenStream {
 ///     trellis::sleep(std::time::Duration::from_millis(1)).await;
 ///     Ok(())
 /// }
-/// # // doctests call `main` themselves when it is defined
+/// # // rustdoc runs this `main`
 /// ```
 ///
 /// # What it expands to
@@ -224,7 +224,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     let woke = trellis::move_on_after(Duration::from_secs(86_400), trellis::sleep_forever()).await;
 ///     assert!(woke.is_none());
 /// }
-/// # fn main() { a_day_passes_at_once() }
+/// # fn main() {} // `#[test]` functions exist only under `cargo test`
 /// ```
 ///
 /// # What it expands to
