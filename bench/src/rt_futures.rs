@@ -109,7 +109,10 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
-        Workload::TimerArmCancel | Workload::TimeoutNeverFires | Workload::TimersFire => {
+        Workload::TimerArmCancel
+        | Workload::TimeoutNeverFires
+        | Workload::TimersFire
+        | Workload::TimersSparse => {
             return None;
         }
         Workload::CancelMany => {

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_executor::{LocalExecutor, Task};
 use async_io::Timer;
@@ -158,13 +158,13 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::timeout_report(&alone, &with, n)
             })
         }
-        Workload::TimersFire => {
-            let offsets = util::timer_offsets(n, wl::timers_window_ns(n));
-            let lat = Lateness::default();
+        Workload::TimersFire | Workload::TimersSparse => {
+            let offsets = wl::timer_offsets(w, n);
+            let lat = Lateness::new(n);
             let ex = LocalExecutor::new();
             block_on(&ex, async {
                 let p = Probe::start();
-                let base = Instant::now();
+                let base = lat.start;
                 let lat = &lat;
                 let tasks: Vec<Task<()>> = offsets
                     .iter()

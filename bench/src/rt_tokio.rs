@@ -140,12 +140,12 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::timeout_report(&alone, &with, n)
         }),
-        Workload::TimersFire => {
-            let offsets = util::timer_offsets(n, wl::timers_window_ns(n));
-            let lat = Rc::new(Lateness::default());
+        Workload::TimersFire | Workload::TimersSparse => {
+            let offsets = wl::timer_offsets(w, n);
+            let lat = Rc::new(Lateness::new(n));
             block_on(async {
                 let p = Probe::start();
-                let base = tokio::time::Instant::now();
+                let base = tokio::time::Instant::from_std(lat.start);
                 let mut set = JoinSet::new();
                 for &off in &offsets {
                     let lat = lat.clone();

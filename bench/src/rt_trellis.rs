@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // A `JoinHandle` that is not awaited is dropped with `drop(..)`: `let _ =`, which its
 // `must_use` message suggests, trips `clippy::let_underscore_future`.
@@ -150,12 +150,12 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::timeout_report(&alone, &with, n)
         }),
-        Workload::TimersFire => {
-            let offsets = util::timer_offsets(n, wl::timers_window_ns(n));
-            let lat = Lateness::default();
+        Workload::TimersFire | Workload::TimersSparse => {
+            let offsets = wl::timer_offsets(w, n);
+            let lat = Lateness::new(n);
             trellis::run(async {
                 let p = Probe::start();
-                let base = Instant::now();
+                let base = lat.start;
                 let lat = &lat;
                 nursery(async |nu| {
                     for &off in &offsets {

@@ -205,16 +205,20 @@ impl Rng {
     }
 }
 
-/// The deterministic deadline offsets (ns within `window_ns`) of `timers_fire`.
-pub fn timer_offsets(n: usize, window_ns: u64) -> Vec<u64> {
+/// The deterministic deadline offsets of `timers_fire`, in ns from the start: `margin_ns`
+/// (time for the set-up, spawning and arming every timer) plus a random point within
+/// `window_ns`.
+pub fn timer_offsets(n: usize, margin_ns: u64, window_ns: u64) -> Vec<u64> {
     let mut rng = Rng::new(0x5EED);
-    (0..n).map(|_| rng.below(window_ns)).collect()
+    (0..n).map(|_| margin_ns + rng.below(window_ns)).collect()
 }
 
 /// Records when each timer of `timers_fire` fired relative to when it could have fired
 /// (`max(deadline, end of set-up)`), and computes the percentiles.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lateness {
+    /// When the workload started (set-up begins).
+    pub start: std::time::Instant,
     /// Children whose timers are armed (polled once).
     pub armed: Cell<usize>,
     /// When the last child armed its timer: the end of set-up.
@@ -224,6 +228,23 @@ pub struct Lateness {
 }
 
 impl Lateness {
+    /// Room for `n` timers, allocated before the measured region.
+    pub fn new(n: usize) -> Lateness {
+        Lateness {
+            start: std::time::Instant::now(),
+            armed: Cell::new(0),
+            setup_end: Cell::new(None),
+            fired: std::cell::RefCell::new(Vec::with_capacity(n)),
+        }
+    }
+
+    /// Milliseconds from the start to the end of set-up.
+    pub fn setup_ms(&self) -> f64 {
+        self.setup_end
+            .get()
+            .map_or(f64::NAN, |e| (e - self.start).as_secs_f64() * 1e3)
+    }
+
     /// Called by a child right after it has polled its sleep once (armed it).
     pub fn arm(&self, total: usize) {
         self.armed.set(self.armed.get() + 1);

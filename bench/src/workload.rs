@@ -43,7 +43,8 @@ workloads! {
     DeepTree = "deep_tree", 100_000, "nursery spine of depth 20, fan-out 3; N leaf wakes in turn";
     TimerArmCancel = "timer_arm_cancel", 1_000_000, "a 60 s sleep polled once then dropped, N times";
     TimeoutNeverFires = "timeout_never_fires", 1_000_000, "move_on_after(60 s) around a one-yield op vs the op alone, N times";
-    TimersFire = "timers_fire", 100_000, "N sleeps with random deadlines within 10 ms";
+    TimersFire = "timers_fire", 100_000, "N sleeps with random deadlines within 10 ms (after set-up)";
+    TimersSparse = "timers_sparse", 1_000, "N sleeps with random deadlines within 100 ms: timer precision without backlog";
     CancelMany = "cancel_many", 100_000, "cancel a nursery of N blocked children";
     IdleMemory1 = "idle_memory_1", 1_000_000, "N idle children with 1-byte futures";
     IdleMemory64 = "idle_memory_64", 1_000_000, "N idle children with 64-byte futures";
@@ -134,10 +135,21 @@ pub const YIELDS_PER_CHILD: usize = 10;
 /// Parked children in `wake_one_10`.
 pub const WAKE_FEW: usize = 10;
 
-/// The window within which `timers_fire` deadlines fall, for `n` timers (10 ms at full size,
-/// 1 ms at smoke-test sizes).
-pub fn timers_window_ns(n: usize) -> u64 {
-    if n >= 10_000 { 10_000_000 } else { 1_000_000 }
+/// The deterministic deadline offsets of `timers_fire` / `timers_sparse`, in ns from the
+/// start of set-up: a margin for the set-up (spawning and arming every timer; 250 ms at
+/// full size, the report shows how long the set-up really took and lateness counts from
+/// its end if it ran over), then a random point within the window (10 ms for `timers_fire`,
+/// 100 ms for `timers_sparse`; 1 ms and 10 ms at smoke-test sizes).
+pub fn timer_offsets(w: Workload, n: usize) -> Vec<u64> {
+    let full = n >= w.default_n();
+    let margin = if full { 250_000_000 } else { 20_000_000 };
+    let window = match (w, full) {
+        (Workload::TimersSparse, true) => 100_000_000,
+        (Workload::TimersSparse, false) => 10_000_000,
+        (_, true) => 10_000_000,
+        (_, false) => 1_000_000,
+    };
+    crate::util::timer_offsets(n, margin, window)
 }
 
 /// The unit one operation of `workload` is counted in (for the table's metric names).
@@ -149,7 +161,7 @@ pub fn unit(workload: Workload) -> &'static str {
         Workload::NurseryEmpty => "nursery",
         Workload::YieldMany | Workload::YieldAlone => "yield",
         Workload::WakeOne | Workload::WakeOne10 | Workload::DeepTree => "wake",
-        Workload::TimersFire => "timer",
+        Workload::TimersFire | Workload::TimersSparse => "timer",
         _ => "op",
     }
 }
@@ -195,6 +207,7 @@ pub fn timers_report(
     let mut r = Report::default();
     r.push("cpu ns/timer", d.cpu_ns / n.max(1) as f64);
     r.push("wall ms total", d.wall_ns / 1e6);
+    r.push("set-up ms", lateness.setup_ms());
     r.push("lateness p50 us", p50);
     r.push("lateness p99 us", p99);
     r.push("lateness max us", max);

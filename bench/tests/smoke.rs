@@ -26,7 +26,10 @@ fn applies(w: Workload, r: Runtime) -> Option<bool> {
     );
     let timers = matches!(
         w,
-        Workload::TimerArmCancel | Workload::TimeoutNeverFires | Workload::TimersFire
+        Workload::TimerArmCancel
+            | Workload::TimeoutNeverFires
+            | Workload::TimersFire
+            | Workload::TimersSparse
     );
     match r {
         // Context variables arrive with issue 4: either answer is fine until then.
@@ -147,10 +150,7 @@ fn a_lone_yield_makes_no_syscall() {
         "tokio: {tokio_per_yield} syscalls per yield"
     );
     // trellis never enters the reactor while a task is ready.
-    for w in [
-        Workload::YieldAlone,
-        Workload::WakeOne10,
-    ] {
+    for w in [Workload::YieldAlone, Workload::WakeOne10] {
         let report = run(w, Runtime::Trellis, n).expect("runs");
         let syscalls = report
             .metrics
