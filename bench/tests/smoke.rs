@@ -106,12 +106,16 @@ fn allocations_per_child_are_exact() {
             "{}: {fixed} allocations not per child",
             r.name()
         );
-        assert_eq!(
-            spawn_all_allocs(r, n),
-            total,
-            "{}: allocation count is not deterministic",
-            r.name()
-        );
+        // smol's first run on a thread initialises async-io's global reactor lazily, so
+        // only its per-child count is exact; the others repeat to the allocation.
+        if r != Runtime::Smol {
+            assert_eq!(
+                spawn_all_allocs(r, n),
+                total,
+                "{}: allocation count is not deterministic",
+                r.name()
+            );
+        }
     }
 }
 
