@@ -48,6 +48,7 @@
 #![doc(html_no_source)]
 
 mod cancel;
+mod context;
 mod error;
 mod executor;
 mod nursery;
@@ -62,6 +63,7 @@ pub use cancel::{
     CancelReason, CancelScope, Cancelled, FailAt, ScopeRun, TimedOut, cancelled,
     current_effective_deadline, fail_after, fail_at, move_on_after, move_on_at, shield,
 };
+pub use context::Context;
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use executor::{Builder, YieldNow, run, yield_now};
 pub use nursery::{BodyOutput, JoinHandle, Nursery, Ready, TaskOutput, nursery};

@@ -42,6 +42,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::cancel::{CancelReason, CancelScope, Position, ScopeNode, enter};
+use crate::context;
 use crate::error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 use crate::slab::Slab;
 
@@ -211,6 +212,8 @@ struct Task<'env, E> {
     polled: bool,
     number: u64,
     join: Rc<dyn JoinFailed + 'env>,
+    /// The child's own context: a copy of its spawner's at spawn time.
+    context: context::Context,
 }
 
 /// What the nursery future and every handle of the nursery share.
@@ -245,6 +248,7 @@ impl<'env, E> Shared<'env, E> {
             polled: false,
             number,
             join,
+            context: context::inherit(),
         });
         drop(tasks);
         // Spawn order is run order: the new child joins the back of the ready queue.
@@ -275,7 +279,7 @@ impl<'env, E> Shared<'env, E> {
     /// never ran).
     fn poll_child(&self, index: usize) {
         let cancelled = self.is_cancelled();
-        let (mut fut, waker, unit) = {
+        let (mut fut, waker, unit, ctx) = {
             let mut tasks = self.tasks.borrow_mut();
             let Some(task) = tasks.get_mut(index) else {
                 return; // a stale wake of a finished child
@@ -292,9 +296,12 @@ impl<'env, E> Shared<'env, E> {
             };
             task.polled = true;
             let waker = std::mem::replace(&mut task.waker, Waker::noop().clone());
-            (fut, waker, task.unit.clone())
+            (fut, waker, task.unit.clone(), task.context.clone())
         };
-        let polled = poll_unit(&self.node, &unit, &waker, fut.as_mut());
+        let polled = {
+            let _ctx = context::enter(&ctx);
+            poll_unit(&self.node, &unit, &waker, fut.as_mut())
+        };
         let mut tasks = self.tasks.borrow_mut();
         let task = tasks.get_mut(index).expect("a task stays in its slot while polled");
         match polled {
@@ -440,7 +447,6 @@ impl<T> Drop for JoinSender<T> {
 ///     assert_eq!(sum, Some(42));
 /// });
 /// ```
-#[must_use = "dropping a JoinHandle does not stop the child; use `let _ =` to run it detached within the nursery"]
 pub struct JoinHandle<'s, T> {
     slot: Rc<JoinSlot<T>>,
     number: u64,

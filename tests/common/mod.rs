@@ -1,0 +1,85 @@
+//! Helpers shared by the behaviour tests: counters of polls and drops.
+
+#![allow(dead_code, unreachable_pub, missing_docs, reason = "each test file uses a subset")]
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+/// Counts how many guards were dropped and how many finished normally.
+#[derive(Clone, Default)]
+pub struct DropCounter {
+    dropped: Rc<Cell<usize>>,
+    finished: Rc<Cell<usize>>,
+}
+
+impl DropCounter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A guard to hold across an await: dropped without `finish` counts as a drop.
+    pub fn guard(&self) -> Guard {
+        Guard {
+            counter: self.clone(),
+            finished: false,
+        }
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.dropped.get()
+    }
+
+    pub fn finished(&self) -> usize {
+        self.finished.get()
+    }
+}
+
+pub struct Guard {
+    counter: DropCounter,
+    finished: bool,
+}
+
+impl Guard {
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.finished {
+            self.counter.finished.set(self.counter.finished.get() + 1);
+        } else {
+            self.counter.dropped.set(self.counter.dropped.get() + 1);
+        }
+    }
+}
+
+/// Wraps a future and counts its polls.
+pub struct CountPolls<'a, F> {
+    pub inner: Pin<Box<F>>,
+    pub polls: &'a Cell<usize>,
+}
+
+impl<F: Future> Future for CountPolls<'_, F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.polls.set(self.polls.get() + 1);
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+pub fn count_polls<F: Future>(polls: &Cell<usize>, inner: F) -> CountPolls<'_, F> {
+    CountPolls {
+        inner: Box::pin(inner),
+        polls,
+    }
+}
+
+/// Runs `fut` on a runtime with a mock clock and autojump.
+pub fn run_virtual<F: Future>(fut: F) -> F::Output {
+    trellis::Builder::new().autojump().run(fut)
+}
