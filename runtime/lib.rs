@@ -68,3 +68,8 @@ pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use executor::{Builder, YieldNow, run, yield_now};
 pub use nursery::{BodyOutput, JoinHandle, Nursery, Ready, TaskOutput, nursery};
 pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
+
+// The README's examples run as doctests, so the first code a user sees keeps working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
