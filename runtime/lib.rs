@@ -56,6 +56,11 @@ mod slab;
 mod start;
 mod time;
 
+/// What the macros' expansions call; not a public API.
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 // The one module that may use `unsafe`: registration with `polling`.
 mod reactor;
 
@@ -67,6 +72,7 @@ pub use context::Context;
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use executor::{Builder, YieldNow, run, yield_now};
 pub use nursery::{BodyOutput, JoinHandle, Nursery, Ready, TaskOutput, nursery};
+pub use trellis_macros::{main, nursery, open_nursery, test};
 pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
 
 // The README's examples run as doctests, so the first code a user sees keeps working.
