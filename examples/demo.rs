@@ -76,7 +76,10 @@ fn main() {
             Ok(())
         })
         .await;
-        println!("finished downloads: {:?} (the slow ones were cancelled)", log.borrow());
+        println!(
+            "finished downloads: {:?} (the slow ones were cancelled)",
+            log.borrow()
+        );
         match outcome {
             Ok(_) => println!("no errors"),
             Err(group) => {

@@ -263,11 +263,12 @@ fn panic_in_grandchild_reaches_caller_after_every_sibling_was_dropped() {
         })
     }));
     let payload = caught.expect_err("the panic must reach the caller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"grandchild exploded"));
     assert_eq!(
-        payload.downcast_ref::<&str>(),
-        Some(&"grandchild exploded")
+        counter.dropped(),
+        4,
+        "every sibling at every level was dropped"
     );
-    assert_eq!(counter.dropped(), 4, "every sibling at every level was dropped");
 }
 
 #[test]
@@ -295,10 +296,13 @@ fn one_wake_polls_one_child_among_a_hundred_thousand() {
         nursery(async |n| {
             for _ in 0..100_000 {
                 let (polls, wakers) = (&polls, &wakers);
-                n.spawn(count_polls(polls, std::future::poll_fn(move |cx| {
-                    wakers.borrow_mut().push(cx.waker().clone());
-                    std::task::Poll::<()>::Pending
-                })));
+                n.spawn(count_polls(
+                    polls,
+                    std::future::poll_fn(move |cx| {
+                        wakers.borrow_mut().push(cx.waker().clone());
+                        std::task::Poll::<()>::Pending
+                    }),
+                ));
             }
             let woken = &woken_done;
             n.spawn(async move {

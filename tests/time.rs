@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use common::run_virtual;
-use trellis::{nursery, now, sleep, sleep_until};
+use trellis::{now, nursery, sleep, sleep_until};
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -44,7 +44,13 @@ fn autojump_fires_timers_in_deadline_order_at_exactly_their_deadlines() {
     let secs = Duration::from_secs;
     assert_eq!(
         got,
-        [(1, secs(1)), (2, secs(2)), (3, secs(3)), (3, secs(3)), (5, secs(5))]
+        [
+            (1, secs(1)),
+            (2, secs(2)),
+            (3, secs(3)),
+            (3, secs(3)),
+            (5, secs(5))
+        ]
     );
 }
 
@@ -88,7 +94,10 @@ fn real_clock_sleeps_never_return_early() {
         for ms in [1u64, 2, 3] {
             let deadline = Instant::now() + Duration::from_millis(ms);
             sleep_until(deadline).await;
-            assert!(Instant::now() >= deadline, "a sleep returned before its deadline");
+            assert!(
+                Instant::now() >= deadline,
+                "a sleep returned before its deadline"
+            );
             let before = now();
             sleep(Duration::from_millis(ms)).await;
             assert!(now() >= before + Duration::from_millis(ms));
@@ -117,7 +126,7 @@ fn a_dropped_sleep_leaves_no_timer_behind() {
 #[test]
 #[should_panic(expected = "needs a trellis runtime")]
 fn sleeping_outside_a_runtime_panics_with_a_clear_message() {
-    let _ = sleep(Duration::from_secs(1));
+    drop(sleep(Duration::from_secs(1)));
 }
 
 #[test]
