@@ -81,6 +81,19 @@ pub(crate) struct Position {
 
 thread_local! {
     static CURRENT: RefCell<Option<Position>> = const { RefCell::new(None) };
+    /// Bumped whenever any node's effective cancellation may have changed (a cancel, a
+    /// shield toggled), so owners can cache `cancel_source` between changes.
+    static CANCEL_EPOCH: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump_cancel_epoch() {
+    CANCEL_EPOCH.with(|e| e.set(e.get() + 1));
+}
+
+/// The current cancel epoch: while it is unchanged, no node's effective cancellation has
+/// changed.
+pub(crate) fn cancel_epoch() -> u64 {
+    CANCEL_EPOCH.with(Cell::get)
 }
 
 /// Restores the previous position when dropped (also while unwinding from a panic).
@@ -246,6 +259,7 @@ impl ScopeNode {
             return;
         }
         self.cancel_called.set(true);
+        bump_cancel_epoch();
         *self.reason.borrow_mut() = Some(reason);
         if self.stage.get() != Stage::Running {
             return;
@@ -345,6 +359,7 @@ impl ScopeNode {
         if self.shield.replace(shield) == shield {
             return;
         }
+        bump_cancel_epoch();
         if self.stage.get() == Stage::Running {
             self.count_shield(shield);
             // Dropping a shield may expose this node to an outer cancellation.

@@ -37,11 +37,11 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::cancel::{CancelReason, CancelScope, Position, ScopeNode, enter};
+use crate::cancel::{CancelReason, CancelScope, Position, ScopeNode, cancel_epoch, enter};
 use crate::context;
 use crate::error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 use crate::slab::Slab;
@@ -147,8 +147,11 @@ impl ReadyQueue {
         }
     }
 
-    fn pop(&self) -> Option<usize> {
-        self.lock().ready.pop_front()
+    /// Moves up to `max` ready indices into `batch`, under one lock.
+    fn pop_batch(&self, batch: &mut Vec<usize>, max: usize) {
+        let mut q = self.lock();
+        let n = q.ready.len().min(max);
+        batch.extend(q.ready.drain(..n));
     }
 
     fn is_empty(&self) -> bool {
@@ -168,7 +171,8 @@ impl ReadyQueue {
 /// inside it (maintained by the scope tree).
 #[derive(Debug)]
 pub(crate) struct UnitCell {
-    index: usize,
+    /// The unit's slot in the nursery (changes when a spare cell is reused).
+    index: AtomicUsize,
     queued: AtomicBool,
     pub(crate) shields: AtomicU32,
     queue: Arc<ReadyQueue>,
@@ -177,7 +181,7 @@ pub(crate) struct UnitCell {
 impl UnitCell {
     fn new(index: usize, queue: &Arc<ReadyQueue>) -> Arc<UnitCell> {
         Arc::new(UnitCell {
-            index,
+            index: AtomicUsize::new(index),
             queued: AtomicBool::new(false),
             shields: AtomicU32::new(0),
             queue: queue.clone(),
@@ -196,7 +200,7 @@ impl Wake for UnitCell {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
-            self.queue.push(self.index);
+            self.queue.push(self.index.load(Ordering::Relaxed));
         }
     }
 }
@@ -207,11 +211,15 @@ type ChildFuture<'env, E> = Pin<Box<dyn Future<Output = Result<(), E>> + 'env>>;
 struct Task<'env, E> {
     /// `None` while the task is being polled.
     fut: Option<ChildFuture<'env, E>>,
-    unit: Arc<UnitCell>,
+    /// The child's waker cell, given at its first poll (a child that finishes in its first
+    /// poll then hands it straight back to the spare list).
+    unit: Option<Arc<UnitCell>>,
+    /// The waker made from `unit` (a no-op one before the first poll).
     waker: Waker,
     polled: bool,
     number: u64,
-    join: Rc<dyn JoinFailed + 'env>,
+    /// Tells the child's `JoinHandle` that it failed (`None`: spawned without a handle).
+    join: Option<Rc<dyn JoinFailed + 'env>>,
     /// The child's own context: a copy of its spawner's at spawn time.
     context: context::Context,
 }
@@ -224,6 +232,13 @@ struct Shared<'env, E> {
     failures: RefCell<Vec<Failure<E>>>,
     panic: RefCell<Option<Box<dyn Any + Send>>>,
     spawned: Cell<u64>,
+    /// Cells of finished children that nobody else references, reused for new children
+    /// so that a spawn costs no waker allocation in the steady state.
+    spare_units: RefCell<Vec<(Arc<UnitCell>, Waker)>>,
+    /// `(cancel epoch, cancelled)` from the last look at the scope tree.
+    cancel_cache: Cell<Option<(u64, bool)>>,
+    /// The indices being polled in the current round (kept to reuse its allocation).
+    batch: RefCell<Vec<usize>>,
     /// Whether the nursery has finished; a spawn after that (only reachable by leaking a
     /// handle) drops the child unpolled.
     finished: Cell<bool>,
@@ -232,28 +247,60 @@ struct Shared<'env, E> {
 }
 
 impl<'env, E> Shared<'env, E> {
-    fn insert(&self, fut: ChildFuture<'env, E>, join: Rc<dyn JoinFailed + 'env>) -> u64 {
+    fn insert(&self, fut: ChildFuture<'env, E>, join: Option<Rc<dyn JoinFailed + 'env>>) -> u64 {
         let number = self.spawned.get() + 1;
         self.spawned.set(number);
         if self.finished.get() {
             return number;
         }
-        let mut tasks = self.tasks.borrow_mut();
-        let unit = UnitCell::new(tasks.vacant_key(), &self.queue);
-        let waker = Waker::from(unit.clone());
-        tasks.insert(Task {
+        let index = self.tasks.borrow_mut().insert(Task {
             fut: Some(fut),
-            unit,
-            waker: waker.clone(),
+            unit: None,
+            waker: Waker::noop().clone(),
             polled: false,
             number,
             join,
             context: context::inherit(),
         });
-        drop(tasks);
-        // Spawn order is run order: the new child joins the back of the ready queue.
-        waker.wake();
+        // Spawn order is run order: the new child joins the back of the ready queue. It
+        // is there exactly once until its first poll, so it needs no `queued` flag yet.
+        self.queue.push(index);
         number
+    }
+
+    /// A unit cell for slot `index`: a spare one when there is one.
+    fn unit_for(&self, index: usize) -> (Arc<UnitCell>, Waker) {
+        if let Some((unit, waker)) = self.spare_units.borrow_mut().pop() {
+            unit.index.store(index, Ordering::Relaxed);
+            unit.queued.store(false, Ordering::Relaxed);
+            unit.shields.store(0, Ordering::Relaxed);
+            return (unit, waker);
+        }
+        let unit = UnitCell::new(index, &self.queue);
+        let waker = Waker::from(unit.clone());
+        (unit, waker)
+    }
+
+    /// Drops a finished or cancelled child, then keeps its cell for reuse when nothing
+    /// else references it (a stale waker clone would wake the cell's next owner).
+    fn retire(&self, task: Task<'env, E>, fut: Option<ChildFuture<'env, E>>) {
+        const MAX_SPARE: usize = 1024;
+        let Task {
+            fut: slot_fut,
+            unit,
+            waker,
+            join,
+            context,
+            ..
+        } = task;
+        drop((fut, slot_fut, join, context));
+        let Some(unit) = unit else {
+            return;
+        };
+        let mut spare = self.spare_units.borrow_mut();
+        if Arc::strong_count(&unit) == 2 && spare.len() < MAX_SPARE {
+            spare.push((unit, waker));
+        }
     }
 
     fn record_failure(&self, task: TaskName, outcome: Result<E, Box<dyn Any + Send>>) {
@@ -272,7 +319,15 @@ impl<'env, E> Shared<'env, E> {
     }
 
     fn is_cancelled(&self) -> bool {
-        self.node.cancel_source().is_some()
+        let epoch = cancel_epoch();
+        if let Some((seen, cancelled)) = self.cancel_cache.get() {
+            if seen == epoch {
+                return cancelled;
+            }
+        }
+        let cancelled = self.node.cancel_source().is_some();
+        self.cancel_cache.set(Some((epoch, cancelled)));
+        cancelled
     }
 
     /// Polls child `index` once (or drops it unpolled when the nursery is cancelled and it
@@ -284,19 +339,27 @@ impl<'env, E> Shared<'env, E> {
             let Some(task) = tasks.get_mut(index) else {
                 return; // a stale wake of a finished child
             };
-            task.unit.queued.store(false, Ordering::Release);
+            if let Some(unit) = &task.unit {
+                unit.queued.store(false, Ordering::Release);
+            }
             if cancelled && !task.polled {
-                let task = tasks.remove(index);
+                let task = tasks.remove(index).expect("present");
                 drop(tasks);
-                drop(task);
+                self.retire(task, None);
                 return;
             }
             let Some(fut) = task.fut.take() else {
                 return;
             };
-            task.polled = true;
+            if !task.polled {
+                task.polled = true;
+                let (unit, waker) = self.unit_for(index);
+                task.unit = Some(unit);
+                task.waker = waker;
+            }
             let waker = std::mem::replace(&mut task.waker, Waker::noop().clone());
-            (fut, waker, task.unit.clone(), task.context.clone())
+            let unit = task.unit.clone().expect("given at the first poll");
+            (fut, waker, unit, task.context.clone())
         };
         let polled = {
             let _ctx = context::enter(&ctx);
@@ -304,36 +367,27 @@ impl<'env, E> Shared<'env, E> {
         };
         let mut tasks = self.tasks.borrow_mut();
         let task = tasks.get_mut(index).expect("a task stays in its slot while polled");
-        match polled {
-            Ok(Poll::Pending) => {
-                if self.is_cancelled() && !unit.is_shielded() {
-                    let task = tasks.remove(index);
-                    drop(tasks);
-                    drop((task, fut));
-                } else {
-                    task.fut = Some(fut);
-                    task.waker = waker;
-                }
+        task.waker = waker;
+        let shielded = unit.is_shielded();
+        drop(unit);
+        let failure = match polled {
+            Ok(Poll::Pending) if !self.is_cancelled() || shielded => {
+                task.fut = Some(fut);
+                return;
             }
-            Ok(Poll::Ready(Ok(()))) => {
-                let task = tasks.remove(index);
-                drop(tasks);
-                drop((task, fut));
-            }
-            Ok(Poll::Ready(Err(error))) => {
-                let task = tasks.remove(index).expect("present");
-                drop(tasks);
-                task.join.failed();
-                drop((task.fut, fut));
-                self.record_failure(TaskName::Child(task.number), Ok(error));
-            }
-            Err(payload) => {
-                let task = tasks.remove(index).expect("present");
-                drop(tasks);
-                task.join.failed();
-                drop((task.fut, fut));
-                self.record_failure(TaskName::Child(task.number), Err(payload));
-            }
+            Ok(Poll::Pending | Poll::Ready(Ok(()))) => None,
+            Ok(Poll::Ready(Err(error))) => Some(Ok(error)),
+            Err(payload) => Some(Err(payload)),
+        };
+        let task = tasks.remove(index).expect("present");
+        drop(tasks);
+        let number = task.number;
+        if let (Some(join), true) = (&task.join, failure.is_some()) {
+            join.failed();
+        }
+        self.retire(task, Some(fut));
+        if let Some(outcome) = failure {
+            self.record_failure(TaskName::Child(number), outcome);
         }
     }
 
@@ -346,14 +400,17 @@ impl<'env, E> Shared<'env, E> {
                 .iter()
                 .filter(|(_, t)| {
                     t.fut.is_some()
-                        && (!t.polled || !t.unit.queued.load(Ordering::Acquire))
-                        && !t.unit.is_shielded()
+                        && t.unit.as_ref().is_none_or(|u| {
+                            !u.queued.load(Ordering::Acquire) && !u.is_shielded()
+                        })
                 })
                 .map(|(k, _)| k)
                 .collect();
             keys.into_iter().filter_map(|k| tasks.remove(k)).collect()
         };
-        drop(doomed);
+        for task in doomed {
+            self.retire(task, None);
+        }
     }
 
     /// Drops every child, ignoring shields (the nursery future itself is going away).
@@ -571,12 +628,40 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
             sender.0.set(JoinState::Done(value));
             Ok(())
         };
-        let number = self.shared.insert(Box::pin(child), slot.clone());
+        let number = self.shared.insert(Box::pin(child), Some(slot.clone()));
         JoinHandle {
             slot,
             number,
             _brand: PhantomData,
         }
+    }
+
+    /// Starts a child without a [`JoinHandle`] (Trio's `start_soon`): for children whose
+    /// value nobody awaits. It behaves exactly as [`spawn`](Nursery::spawn) otherwise, and
+    /// costs one allocation less (the child's future is the only one in the steady state).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let hits = std::cell::Cell::new(0);
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         for _ in 0..100 {
+    ///             n.start_soon(async { hits.set(hits.get() + 1) });
+    ///         }
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// assert_eq!(hits.get(), 100);
+    /// ```
+    pub fn start_soon<F, O>(&self, fut: F)
+    where
+        F: Future<Output = O> + 'env,
+        O: TaskOutput<E>,
+    {
+        let child = async move { fut.await.into_result().map(drop) };
+        self.shared.insert(Box::pin(child), None);
     }
 
     /// Starts a child that receives its own handle to this nursery, so that it can spawn
@@ -666,11 +751,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
 
     /// Spawns a type-erased child and reports its number (used by `start`).
     pub(crate) fn spawn_erased(&self, fut: ChildFuture<'env, E>) -> u64 {
-        struct NoJoin;
-        impl JoinFailed for NoJoin {
-            fn failed(&self) {}
-        }
-        self.shared.insert(fut, Rc::new(NoJoin))
+        self.shared.insert(fut, None)
     }
 
     pub(crate) fn fresh_handle(&self) -> Nursery<'env, 'env, E> {
@@ -740,6 +821,9 @@ where
         failures: RefCell::new(Vec::new()),
         panic: RefCell::new(None),
         spawned: Cell::new(0),
+        spare_units: RefCell::new(Vec::new()),
+        cancel_cache: Cell::new(None),
+        batch: RefCell::new(Vec::new()),
         finished: Cell::new(false),
         _env: PhantomData,
     });
@@ -855,13 +939,19 @@ where
             shared.drop_cancelled_children();
             self.as_mut().drop_body_if_cancelled();
         }
-        for _ in 0..POLL_BUDGET {
-            match shared.queue.pop() {
-                None => break,
-                Some(BODY) => self.as_mut().poll_body(),
-                Some(index) => shared.poll_child(index),
+        // One round: the units ready now, up to the budget. Units woken during the round
+        // wait for the next one (the wake re-polls us), so a self-waking child gets one
+        // poll per round like everyone else.
+        let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
+        shared.queue.pop_batch(&mut batch, POLL_BUDGET);
+        for &index in &batch {
+            match index {
+                BODY => self.as_mut().poll_body(),
+                index => shared.poll_child(index),
             }
         }
+        batch.clear();
+        *shared.batch.borrow_mut() = batch;
         if shared.is_cancelled() {
             shared.drop_cancelled_children();
             self.as_mut().drop_body_if_cancelled();

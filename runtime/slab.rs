@@ -34,11 +34,6 @@ impl<T> Slab<T> {
         }
     }
 
-    /// The key the next `insert` will return.
-    pub(crate) fn vacant_key(&self) -> usize {
-        self.free.last().copied().unwrap_or(self.entries.len())
-    }
-
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
         let value = self.entries.get_mut(key)?.take();
         if value.is_some() {
