@@ -813,17 +813,17 @@ where
     R: BodyOutput<Error = E>,
     E: 'env,
 {
-    let queue = Arc::new(ReadyQueue::default());
+    let core = Core::take();
     let shared = Rc::new(Shared {
         node: ScopeNode::new(None, false),
-        queue: queue.clone(),
+        queue: core.queue,
         tasks: RefCell::new(Slab::default()),
         failures: RefCell::new(Vec::new()),
         panic: RefCell::new(None),
         spawned: Cell::new(0),
-        spare_units: RefCell::new(Vec::new()),
+        spare_units: RefCell::new(core.spare_units),
         cancel_cache: Cell::new(None),
-        batch: RefCell::new(Vec::new()),
+        batch: RefCell::new(core.batch),
         finished: Cell::new(false),
         _env: PhantomData,
     });
@@ -831,19 +831,94 @@ where
         shared: shared.clone(),
         _brand: PhantomData,
     };
-    let body_unit = UnitCell::new(BODY, &queue);
-    let body_waker = Waker::from(body_unit.clone());
-    body_waker.wake_by_ref();
+    core.body_waker.wake_by_ref();
     NurseryFuture {
         shared,
         body: Some(body(handle)),
-        body_unit,
-        body_waker,
+        body_unit: core.body_unit,
+        body_waker: core.body_waker,
         body_polled: false,
         value: None,
         started: false,
     }
     .await
+}
+
+/// The parts of a nursery that depend neither on its lifetimes nor on its error type,
+/// recycled through a thread-local pool: opening a nursery is on the per-request path, and
+/// these are most of its allocations.
+struct Core {
+    queue: Arc<ReadyQueue>,
+    body_unit: Arc<UnitCell>,
+    body_waker: Waker,
+    spare_units: Vec<(Arc<UnitCell>, Waker)>,
+    batch: Vec<usize>,
+}
+
+thread_local! {
+    /// Cores of finished nurseries. A core is put back when its nursery future is dropped
+    /// (while that future still holds clones) and checked for exclusive ownership when taken.
+    static SPARE_CORES: RefCell<Vec<Core>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Core {
+    /// A core for a new nursery: a recycled one that nothing else references, or a new one.
+    fn take() -> Core {
+        let recycled = SPARE_CORES.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            while let Some(core) = pool.pop() {
+                if core.is_exclusive() {
+                    return Some(core);
+                }
+            }
+            None
+        });
+        match recycled {
+            Some(core) => core.reset(),
+            None => {
+                let queue = Arc::new(ReadyQueue::default());
+                let body_unit = UnitCell::new(BODY, &queue);
+                let body_waker = Waker::from(body_unit.clone());
+                Core {
+                    queue,
+                    body_unit,
+                    body_waker,
+                    spare_units: Vec::new(),
+                    batch: Vec::new(),
+                }
+            }
+        }
+    }
+
+    fn put_back(core: Core) {
+        const MAX_SPARE_CORES: usize = 64;
+        // During thread teardown the pool may be gone; the core is then simply dropped.
+        let _ = SPARE_CORES.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < MAX_SPARE_CORES {
+                pool.push(core);
+            }
+        });
+    }
+
+    /// Whether nothing outside this core (a leaked waker, a leaked nursery handle) still
+    /// references its queue or body cell: otherwise a stale wake could reach the next
+    /// nursery to use it.
+    fn is_exclusive(&self) -> bool {
+        Arc::strong_count(&self.queue) == 2 + self.spare_units.len()
+            && Arc::strong_count(&self.body_unit) == 2
+    }
+
+    fn reset(self) -> Core {
+        {
+            let mut q = self.queue.lock();
+            q.ready.clear();
+            q.parent = None;
+        }
+        self.body_unit.queued.store(false, Ordering::Relaxed);
+        self.body_unit.shields.store(0, Ordering::Relaxed);
+        self
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -866,6 +941,13 @@ pin_project_lite::pin_project! {
             this.shared.drop_all_children();
             this.shared.finished.set(true);
             this.shared.node.detach();
+            Core::put_back(Core {
+                queue: this.shared.queue.clone(),
+                body_unit: this.body_unit.clone(),
+                body_waker: this.body_waker.clone(),
+                spare_units: std::mem::take(&mut *this.shared.spare_units.borrow_mut()),
+                batch: std::mem::take(&mut *this.shared.batch.borrow_mut()),
+            });
         }
     }
 }
@@ -939,18 +1021,28 @@ where
             shared.drop_cancelled_children();
             self.as_mut().drop_body_if_cancelled();
         }
-        // One round: the units ready now, up to the budget. Units woken during the round
-        // wait for the next one (the wake re-polls us), so a self-waking child gets one
-        // poll per round like everyone else.
+        // Rounds of the units ready at the start of each round (FIFO, one lock per round),
+        // until none is ready or the budget is spent. A unit woken during a round waits for
+        // the next one, so a self-waking child gets one poll per round like everyone else.
         let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
-        shared.queue.pop_batch(&mut batch, POLL_BUDGET);
-        for &index in &batch {
-            match index {
-                BODY => self.as_mut().poll_body(),
-                index => shared.poll_child(index),
+        let mut budget = POLL_BUDGET;
+        loop {
+            shared.queue.pop_batch(&mut batch, budget);
+            if batch.is_empty() {
+                break;
+            }
+            budget -= batch.len();
+            for &index in &batch {
+                match index {
+                    BODY => self.as_mut().poll_body(),
+                    index => shared.poll_child(index),
+                }
+            }
+            batch.clear();
+            if budget == 0 {
+                break;
             }
         }
-        batch.clear();
         *shared.batch.borrow_mut() = batch;
         if shared.is_cancelled() {
             shared.drop_cancelled_children();
