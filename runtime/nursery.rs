@@ -147,23 +147,21 @@ impl ReadyQueue {
         }
     }
 
-    /// Moves up to `max` ready indices into `batch`, under one lock.
-    fn pop_batch(&self, batch: &mut Vec<usize>, max: usize) {
-        let mut q = self.lock();
-        let n = q.ready.len().min(max);
-        batch.extend(q.ready.drain(..n));
-    }
-
-    fn is_empty(&self) -> bool {
-        self.lock().ready.is_empty()
-    }
-
-    fn set_parent(&self, waker: &Waker) {
+    /// Moves up to `max` ready indices into `batch` and records the parent's waker, under
+    /// one lock. Returns whether indices are left in the queue.
+    fn pop_batch(&self, batch: &mut Vec<usize>, max: usize, parent: &Waker) -> bool {
         let mut q = self.lock();
         match &q.parent {
-            Some(w) if w.will_wake(waker) => {}
-            _ => q.parent = Some(waker.clone()),
+            Some(w) if w.will_wake(parent) => {}
+            _ => q.parent = Some(parent.clone()),
         }
+        while batch.len() < max {
+            match q.ready.pop_front() {
+                Some(index) => batch.push(index),
+                None => return false,
+            }
+        }
+        !q.ready.is_empty()
     }
 }
 
@@ -1015,7 +1013,6 @@ where
             shared.node.attach();
         }
         shared.node.set_owner(cx.waker());
-        shared.queue.set_parent(cx.waker());
 
         if shared.is_cancelled() {
             shared.drop_cancelled_children();
@@ -1026,11 +1023,9 @@ where
         // the next one, so a self-waking child gets one poll per round like everyone else.
         let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
         let mut budget = POLL_BUDGET;
-        loop {
-            shared.queue.pop_batch(&mut batch, budget);
-            if batch.is_empty() {
-                break;
-            }
+        let mut more = true;
+        while more && budget > 0 {
+            more = shared.queue.pop_batch(&mut batch, budget, cx.waker());
             budget -= batch.len();
             for &index in &batch {
                 match index {
@@ -1038,17 +1033,15 @@ where
                     index => shared.poll_child(index),
                 }
             }
+            more |= !batch.is_empty();
             batch.clear();
-            if budget == 0 {
-                break;
-            }
         }
         *shared.batch.borrow_mut() = batch;
         if shared.is_cancelled() {
             shared.drop_cancelled_children();
             self.as_mut().drop_body_if_cancelled();
         }
-        if !shared.queue.is_empty() {
+        if more {
             // Budget spent with work left: let the parent (and the reactor) run first.
             cx.waker().wake_by_ref();
             return Poll::Pending;

@@ -1,69 +1,101 @@
 //! A minimal slab: stable `usize` keys, O(1) insert and remove, free slots reused.
 //!
 //! Used for the nursery's children, the scope tree's child links and the reactor's
-//! sources. Invariant: `free` holds exactly the indices of the `None` entries.
+//! sources. Free slots form an intrusive list through `Vacant` entries, so a slab is one
+//! allocation. Invariants: `next_free` heads a list that visits exactly the `Vacant`
+//! entries, ending at `entries.len()`; `len` counts the `Occupied` ones.
 
 #![forbid(unsafe_code)]
 
 #[derive(Debug)]
+enum Entry<T> {
+    Occupied(T),
+    /// A free slot; holds the next free key.
+    Vacant(usize),
+}
+
+#[derive(Debug)]
 pub(crate) struct Slab<T> {
-    entries: Vec<Option<T>>,
-    free: Vec<usize>,
+    entries: Vec<Entry<T>>,
+    next_free: usize,
+    len: usize,
 }
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
         Slab {
             entries: Vec::new(),
-            free: Vec::new(),
+            next_free: 0,
+            len: 0,
         }
     }
 }
 
 impl<T> Slab<T> {
     pub(crate) fn insert(&mut self, value: T) -> usize {
-        match self.free.pop() {
-            Some(key) => {
-                self.entries[key] = Some(value);
-                key
-            }
-            None => {
-                self.entries.push(Some(value));
-                self.entries.len() - 1
+        let key = self.next_free;
+        if key == self.entries.len() {
+            self.entries.push(Entry::Occupied(value));
+            self.next_free = key + 1;
+        } else {
+            match std::mem::replace(&mut self.entries[key], Entry::Occupied(value)) {
+                Entry::Vacant(next) => self.next_free = next,
+                Entry::Occupied(_) => unreachable!("the free list only holds vacant slots"),
             }
         }
+        self.len += 1;
+        key
     }
 
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
-        let value = self.entries.get_mut(key)?.take();
-        if value.is_some() {
-            self.free.push(key);
+        let entry = self.entries.get_mut(key)?;
+        if matches!(entry, Entry::Vacant(_)) {
+            return None;
         }
-        value
+        let Entry::Occupied(value) = std::mem::replace(entry, Entry::Vacant(self.next_free))
+        else {
+            unreachable!("checked above")
+        };
+        self.next_free = key;
+        self.len -= 1;
+        Some(value)
     }
 
     pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut T> {
-        self.entries.get_mut(key)?.as_mut()
+        match self.entries.get_mut(key)? {
+            Entry::Occupied(value) => Some(value),
+            Entry::Vacant(_) => None,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len() - self.free.len()
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         self.entries
             .iter()
             .enumerate()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .filter_map(|(k, e)| match e {
+                Entry::Occupied(v) => Some((k, v)),
+                Entry::Vacant(_) => None,
+            })
     }
 
     pub(crate) fn drain(&mut self) -> Vec<T> {
-        self.free.clear();
-        self.entries.drain(..).flatten().collect()
+        self.next_free = 0;
+        self.len = 0;
+        self.entries
+            .drain(..)
+            .filter_map(|e| match e {
+                Entry::Occupied(v) => Some(v),
+                Entry::Vacant(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -83,5 +115,6 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s.drain().len(), 2);
         assert!(s.is_empty());
+        assert_eq!(s.insert('d'), 0, "a drained slab starts over");
     }
 }
