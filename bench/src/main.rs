@@ -182,11 +182,8 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 && a >= 0.0 => format!("{:.2}×", a / b),
-        _ => "".into(),
-    }
+fn ratio(r: Option<f64>) -> String {
+    r.map_or(String::new(), |r| format!("{r:.2}×"))
 }
 
 /// Medians per (workload, runtime, metric), with the metric order of first appearance.
@@ -204,6 +201,24 @@ impl Results {
         } else {
             Some(median(&mut v))
         }
+    }
+
+    /// trellis ÷ `peer` for `metric`: the median of the per-round ratios (the two ran
+    /// back to back in each round, so load that drifts between rounds cancels out), or the
+    /// ratio of the medians when the rounds do not pair up.
+    fn ratio(&self, w: Workload, peer: Runtime, metric: &str) -> Option<f64> {
+        let key = |r: Runtime| (w, r, metric.to_string());
+        let t = self.samples.get(&key(Runtime::Trellis))?;
+        let p = self.samples.get(&key(peer))?;
+        if t.len() == p.len() && p.iter().all(|&v| v > 0.0) && t.iter().all(|&v| v >= 0.0) {
+            let mut per_round: Vec<f64> = t.iter().zip(p).map(|(a, b)| a / b).collect();
+            return Some(median(&mut per_round));
+        }
+        let (t, p) = (
+            self.median(w, Runtime::Trellis, metric)?,
+            self.median(w, peer, metric)?,
+        );
+        (p > 0.0 && t >= 0.0).then(|| t / p)
     }
 
     fn print(&self, runtimes: &[Runtime], only: Option<Workload>) {
@@ -229,11 +244,10 @@ impl Results {
                 };
                 line += &format!(" {cell} |");
             }
-            let t = self.median(*w, Runtime::Trellis, metric);
             line += &format!(
                 " {} | {} |",
-                ratio(t, self.median(*w, Runtime::Tokio, metric)),
-                ratio(t, self.median(*w, Runtime::Smol, metric))
+                ratio(self.ratio(*w, Runtime::Tokio, metric)),
+                ratio(self.ratio(*w, Runtime::Smol, metric))
             );
             println!("{line}");
         }
