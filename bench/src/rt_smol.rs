@@ -33,7 +33,8 @@ async fn timeout<F: Future>(dur: Duration, fut: F) -> Option<F::Output> {
 /// Runs `w` at size `n` (see [`crate::workload::run`]).
 pub fn run(w: Workload, n: usize) -> Option<Report> {
     Some(match w {
-        Workload::SpawnAll => {
+        // A `Task` is already a join handle: the same as `spawn_all`.
+        Workload::SpawnAll | Workload::SpawnAllHandles => {
             let ex = LocalExecutor::new();
             block_on(&ex, async {
                 let p = Probe::start();

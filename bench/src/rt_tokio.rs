@@ -39,6 +39,14 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             while set.join_next().await.is_some() {}
             wl::standard(w, &p.stop(), n)
         }),
+        Workload::SpawnAllHandles => block_on(async {
+            let p = Probe::start();
+            let handles: Vec<_> = (0..n).map(|_| spawn_local(async {})).collect();
+            for h in handles {
+                h.await.expect("child");
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
         Workload::SpawnOne => block_on(async {
             let p = Probe::start();
             for _ in 0..n {

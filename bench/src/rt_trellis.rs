@@ -1,6 +1,7 @@
 //! The workloads on trellis: `trellis::run` drives the root future; a nursery is
-//! `trellis::nursery(async |n| ..)`, a child `n.spawn(fut)`, a timeout `move_on_after`,
-//! a cancellation `n.cancel()`.
+//! `trellis::nursery(async |n| ..)`; a child whose value nobody awaits is
+//! `n.start_soon(fut)` (Trio's name; no `JoinHandle`), one that is awaited `n.spawn(fut)`;
+//! a timeout is `move_on_after`, a cancellation `n.cancel()`.
 //!
 //! Context variables (`trellis::ContextVar`, issue 4) are not in the runtime yet: the
 //! three `contextvar_*` workloads report n/a for trellis until they are, and are written
@@ -13,8 +14,6 @@ use std::hint::black_box;
 use std::pin::{Pin, pin};
 use std::time::Duration;
 
-// A `JoinHandle` that is not awaited is dropped with `drop(..)`: `let _ =`, which its
-// `must_use` message suggests, trips `clippy::let_underscore_future`.
 use trellis::{nursery, yield_now};
 
 use crate::measure::{Delta, Probe, Report, rss_bytes};
@@ -29,7 +28,19 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             let p = Probe::start();
             nursery(async |nu| {
                 for _ in 0..n {
-                    drop(nu.spawn(async {}));
+                    nu.start_soon(async {});
+                }
+            })
+            .await
+            .expect("nursery");
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::SpawnAllHandles => trellis::run(async {
+            let p = Probe::start();
+            nursery(async |nu| {
+                let handles: Vec<_> = (0..n).map(|_| nu.spawn(async {})).collect();
+                for h in handles {
+                    h.await.expect("child");
                 }
             })
             .await
@@ -58,11 +69,11 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             let p = Probe::start();
             nursery(async |nu| {
                 for _ in 0..n {
-                    drop(nu.spawn(async {
+                    nu.start_soon(async {
                         for _ in 0..wl::YIELDS_PER_CHILD {
                             yield_now().await;
                         }
-                    }));
+                    });
                 }
             })
             .await
@@ -87,7 +98,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 let st = &st;
                 nursery(async |nu| {
                     for i in 0..parked {
-                        drop(nu.spawn(st.child(i)));
+                        nu.start_soon(st.child(i));
                     }
                     while !st.all_started() {
                         yield_now().await;
@@ -108,7 +119,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             trellis::run(async {
                 let st = &st;
                 nursery(async |nu| {
-                    drop(nu.spawn(level(st, 1, 0)));
+                    nu.start_soon(level(st, 1, 0));
                     while !st.all_started() {
                         yield_now().await;
                     }
@@ -159,7 +170,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 let lat = &lat;
                 nursery(async |nu| {
                     for &off in &offsets {
-                        drop(nu.spawn(async move {
+                        nu.start_soon(async move {
                             let deadline = base + Duration::from_nanos(off);
                             let mut s = pin!(trellis::sleep_until(deadline));
                             let done = util::poll_once(s.as_mut()).await;
@@ -168,7 +179,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                                 s.await;
                             }
                             lat.fire(deadline);
-                        }));
+                        });
                     }
                 })
                 .await
@@ -184,11 +195,11 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 let (started, dropped, probe) = (&started, &dropped, &probe);
                 let _ = nursery(async |nu| {
                     for _ in 0..n {
-                        drop(nu.spawn(async move {
+                        nu.start_soon(async move {
                             let _guard = DropCount(dropped);
                             started.set(started.get() + 1);
                             std::future::pending::<()>().await;
-                        }));
+                        });
                     }
                     while started.get() < n {
                         yield_now().await;
@@ -234,10 +245,10 @@ fn level(
                 wl::DEEP_TREE_FANOUT - 1
             };
             for i in 0..leaves {
-                drop(nu.spawn(st.child(first_leaf + i)));
+                nu.start_soon(st.child(first_leaf + i));
             }
             if depth < wl::DEEP_TREE_DEPTH {
-                drop(nu.spawn(level(st, depth + 1, first_leaf + leaves)));
+                nu.start_soon(level(st, depth + 1, first_leaf + leaves));
             }
         })
         .await
@@ -254,7 +265,7 @@ fn idle<const S: usize>(n: usize) -> Report {
             let rss = rss_bytes();
             let p = Probe::start();
             for _ in 0..n {
-                drop(nu.spawn(Idle::<S>::new()));
+                nu.start_soon(Idle::<S>::new());
             }
             while util::idle_polls() - polled < n as u64 {
                 yield_now().await;

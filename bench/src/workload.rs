@@ -34,6 +34,7 @@ macro_rules! workloads {
 
 workloads! {
     SpawnAll = "spawn_all", 100_000, "N trivial children spawned into one nursery, joined";
+    SpawnAllHandles = "spawn_all_handles", 100_000, "N trivial children spawned with join handles, each handle awaited";
     SpawnOne = "spawn_one", 100_000, "a nursery with one awaited child, N times";
     NurseryEmpty = "nursery_empty", 1_000_000, "open and close an empty nursery, N times";
     YieldMany = "yield_many", 100_000, "N children x 10 yields each";
@@ -155,7 +156,8 @@ pub fn timer_offsets(w: Workload, n: usize) -> Vec<u64> {
 /// The unit one operation of `workload` is counted in (for the table's metric names).
 pub fn unit(workload: Workload) -> &'static str {
     match workload {
-        Workload::SpawnAll | Workload::CancelMany | Workload::ContextvarSpawn => "child",
+        Workload::SpawnAll | Workload::SpawnAllHandles => "child",
+        Workload::CancelMany | Workload::ContextvarSpawn => "child",
         Workload::IdleMemory1 | Workload::IdleMemory64 | Workload::IdleMemory256 => "child",
         Workload::SpawnOne => "iter",
         Workload::NurseryEmpty => "nursery",
