@@ -422,7 +422,8 @@ impl ScopeNode {
 ///             trellis::sleep(Duration::from_secs(1)).await;
 ///             handle.cancel();
 ///         });
-///         scope.run(trellis::sleep_forever()).await
+///         let finished = scope.run(trellis::sleep_forever()).await;
+///         Ok::<_, ()>(finished)
 ///     })
 ///     .await
 ///     .unwrap();

@@ -69,8 +69,8 @@ impl<E: fmt::Display> fmt::Display for Failure<E> {
 /// ```
 /// let group = trellis::run(async {
 ///     trellis::nursery(async |n| {
-///         n.spawn(async { Err("disk full") });
-///         n.spawn(async { Err("network down") });
+///         n.spawn(async { Err::<(), _>("disk full") });
+///         n.spawn(async { Err::<(), _>("network down") });
 ///         Ok(())
 ///     })
 ///     .await

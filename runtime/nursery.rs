@@ -21,9 +21,11 @@
 //! # Failure and cancellation
 //!
 //! The first failure (an `Err` or a panic, of the body or a child) cancels the nursery's
-//! scope. Units that are not ready are dropped at once; units already woken are polled once
-//! more (their await completed, so they run to their next suspension and may fail too)
-//! and dropped if still pending. Units holding an active shield run on.
+//! scope. Units that are not ready are dropped at once; units already woken, and children
+//! spawned before the cancellation that have not run yet, are polled once more (they were
+//! ready: they run to their next suspension and may fail too) and dropped if still
+//! pending. Units holding an active shield run on. A child spawned after the cancellation
+//! is dropped unpolled.
 
 #![forbid(unsafe_code)]
 
@@ -248,7 +250,10 @@ impl<'env, E> Shared<'env, E> {
     fn insert(&self, fut: ChildFuture<'env, E>, join: Option<Rc<dyn JoinFailed + 'env>>) -> u64 {
         let number = self.spawned.get() + 1;
         self.spawned.set(number);
-        if self.finished.get() {
+        // Into a finished nursery (reachable only through a leaked handle) or a cancelled
+        // one, the child is dropped unpolled. Children spawned before a cancellation still
+        // get their first poll: they were ready, like a woken unit.
+        if self.finished.get() || self.is_cancelled() {
             return number;
         }
         let index = self.tasks.borrow_mut().insert(Task {
@@ -331,7 +336,6 @@ impl<'env, E> Shared<'env, E> {
     /// Polls child `index` once (or drops it unpolled when the nursery is cancelled and it
     /// never ran).
     fn poll_child(&self, index: usize) {
-        let cancelled = self.is_cancelled();
         let (mut fut, waker, unit, ctx) = {
             let mut tasks = self.tasks.borrow_mut();
             let Some(task) = tasks.get_mut(index) else {
@@ -339,12 +343,6 @@ impl<'env, E> Shared<'env, E> {
             };
             if let Some(unit) = &task.unit {
                 unit.queued.store(false, Ordering::Release);
-            }
-            if cancelled && !task.polled {
-                let task = tasks.remove(index).expect("present");
-                drop(tasks);
-                self.retire(task, None);
-                return;
             }
             let Some(fut) = task.fut.take() else {
                 return;
@@ -398,7 +396,7 @@ impl<'env, E> Shared<'env, E> {
                 .iter()
                 .filter(|(_, t)| {
                     t.fut.is_some()
-                        && t.unit.as_ref().is_none_or(|u| {
+                        && t.unit.as_ref().is_some_and(|u| {
                             !u.queued.load(Ordering::Acquire) && !u.is_shielded()
                         })
                 })
@@ -797,7 +795,7 @@ pub use crate::start::Ready;
 ///                 println!("{w}");
 ///             });
 ///         }
-///         n.spawn(async { Err(Boom) }); // cancels the sleepers
+///         n.spawn(async { Err::<(), _>(Boom) }); // cancels the sleepers
 ///         Ok(())
 ///     })
 ///     .await
