@@ -151,7 +151,9 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
 
 /// Calls `f` with the runtime running on this thread, if there is one.
 pub(crate) fn try_with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
-    CORE.try_with(|slot| slot.borrow().as_ref().map(f)).ok().flatten()
+    CORE.try_with(|slot| slot.borrow().as_ref().map(f))
+        .ok()
+        .flatten()
 }
 
 /// Clears `CORE` when `run` ends, also by unwinding.
@@ -238,8 +240,8 @@ impl Builder {
 
     #[track_caller]
     fn build_core(&self) -> Rc<Core> {
-        let reactor = Reactor::new()
-            .unwrap_or_else(|e| panic!("trellis: cannot create the I/O poller: {e}"));
+        let reactor =
+            Reactor::new().unwrap_or_else(|e| panic!("trellis: cannot create the I/O poller: {e}"));
         let clock = match self.clock {
             ClockChoice::Real => Clock::Real,
             ClockChoice::Mock | ClockChoice::Autojump => Clock::Mock {

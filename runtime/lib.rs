@@ -72,8 +72,8 @@ pub use context::Context;
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use executor::{Builder, YieldNow, run, yield_now};
 pub use nursery::{BodyOutput, JoinHandle, Nursery, Ready, TaskOutput, nursery};
-pub use trellis_macros::{main, nursery, open_nursery, test};
 pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
+pub use trellis_macros::{main, nursery, open_nursery, test};
 
 // The README's examples run as doctests, so the first code a user sees keeps working.
 #[cfg(doctest)]

@@ -362,7 +362,9 @@ impl<'env, E> Shared<'env, E> {
             poll_unit(&self.node, &unit, &waker, fut.as_mut())
         };
         let mut tasks = self.tasks.borrow_mut();
-        let task = tasks.get_mut(index).expect("a task stays in its slot while polled");
+        let task = tasks
+            .get_mut(index)
+            .expect("a task stays in its slot while polled");
         task.waker = waker;
         let shielded = unit.is_shielded();
         drop(unit);
@@ -396,9 +398,9 @@ impl<'env, E> Shared<'env, E> {
                 .iter()
                 .filter(|(_, t)| {
                     t.fut.is_some()
-                        && t.unit.as_ref().is_some_and(|u| {
-                            !u.queued.load(Ordering::Acquire) && !u.is_shielded()
-                        })
+                        && t.unit
+                            .as_ref()
+                            .is_some_and(|u| !u.queued.load(Ordering::Acquire) && !u.is_shielded())
                 })
                 .map(|(k, _)| k)
                 .collect();

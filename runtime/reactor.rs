@@ -137,7 +137,11 @@ impl<T: AsFd> Registered<T> {
         // its descriptor is closed. `io` is owned by the `Registered` we return, whose
         // `Drop` calls `Poller::delete` before `io` (a field) is dropped and closed; on
         // the error path below nothing was added.
-        let added = unsafe { core.reactor.poller.add(io.as_fd().as_raw_fd(), Event::none(key)) };
+        let added = unsafe {
+            core.reactor
+                .poller
+                .add(io.as_fd().as_raw_fd(), Event::none(key))
+        };
         if let Err(e) = added {
             core.reactor.remove_source(key);
             return Err(e);
@@ -223,10 +227,24 @@ mod tests {
             .unwrap();
             assert!(waited, "a fresh socket must not report readiness");
             let mut buf = [0; 1];
-            (&*reg.get_ref()).read_exact(&mut buf).unwrap();
+            reg.get_ref().read_exact(&mut buf).unwrap();
             assert_eq!(&buf, b"x");
             drop(reg);
             crate::executor::with_core(|core| assert!(!core.reactor.has_sources()));
+        });
+    }
+
+    /// A socket with room in its send buffer reports write readiness through the poller.
+    #[test]
+    fn writable_when_the_send_buffer_has_room() {
+        crate::run(async {
+            let (a, _b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            let reg = Registered::new(a).unwrap();
+            std::future::poll_fn(|cx| reg.poll_ready(Direction::Write, cx))
+                .await
+                .unwrap();
+            reg.get_ref().write_all(b"ok").unwrap();
         });
     }
 }

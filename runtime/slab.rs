@@ -52,8 +52,7 @@ impl<T> Slab<T> {
         if matches!(entry, Entry::Vacant(_)) {
             return None;
         }
-        let Entry::Occupied(value) = std::mem::replace(entry, Entry::Vacant(self.next_free))
-        else {
+        let Entry::Occupied(value) = std::mem::replace(entry, Entry::Vacant(self.next_free)) else {
             unreachable!("checked above")
         };
         self.next_free = key;
