@@ -65,6 +65,17 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::standard(w, &p.stop(), n)
         }),
+        Workload::YieldTask => block_on(async {
+            let mut fu = FuturesUnordered::new();
+            fu.push(async move {
+                let p = Probe::start();
+                for _ in 0..n {
+                    yield_now().await;
+                }
+                wl::standard(w, &p.stop(), n)
+            });
+            fu.next().await.expect("child")
+        }),
         Workload::WakeOne | Workload::WakeOne10 => {
             let parked = if w == Workload::WakeOne {
                 n

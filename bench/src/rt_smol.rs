@@ -86,6 +86,17 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &p.stop(), n)
             })
         }
+        Workload::YieldTask => {
+            let ex = LocalExecutor::new();
+            let task = ex.spawn(async move {
+                let p = Probe::start();
+                for _ in 0..n {
+                    yield_now().await;
+                }
+                wl::standard(w, &p.stop(), n)
+            });
+            block_on(&ex, task)
+        }
         Workload::WakeOne | Workload::WakeOne10 => {
             let parked = if w == Workload::WakeOne {
                 n

@@ -87,6 +87,21 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::standard(w, &p.stop(), n)
         }),
+        Workload::YieldTask => trellis::run(async {
+            nursery(async |nu| {
+                let child = nu.spawn(async {
+                    let p = Probe::start();
+                    for _ in 0..n {
+                        yield_now().await;
+                    }
+                    Ok::<_, Infallible>(wl::standard(w, &p.stop(), n))
+                });
+                Ok::<_, Infallible>(child.await.expect("child"))
+            })
+            .await
+            .expect("nursery")
+            .expect("body returned")
+        }),
         Workload::WakeOne | Workload::WakeOne10 => {
             let parked = if w == Workload::WakeOne {
                 n

@@ -38,7 +38,8 @@ workloads! {
     SpawnOne = "spawn_one", 100_000, "a nursery with one awaited child, N times";
     NurseryEmpty = "nursery_empty", 1_000_000, "open and close an empty nursery, N times";
     YieldMany = "yield_many", 100_000, "N children x 10 yields each";
-    YieldAlone = "yield_alone", 1_000_000, "one task yielding N times";
+    YieldAlone = "yield_alone", 1_000_000, "one task (the root future) yielding N times";
+    YieldTask = "yield_task", 1_000_000, "one spawned child yielding N times, alone in its group";
     WakeOne = "wake_one", 100_000, "N parked children, woken one at a time";
     WakeOne10 = "wake_one_10", 100_000, "10 parked children, N wakes one at a time";
     DeepTree = "deep_tree", 100_000, "nursery spine of depth 20, fan-out 3; N leaf wakes in turn";
@@ -161,7 +162,7 @@ pub fn unit(workload: Workload) -> &'static str {
         Workload::IdleMemory1 | Workload::IdleMemory64 | Workload::IdleMemory256 => "child",
         Workload::SpawnOne => "iter",
         Workload::NurseryEmpty => "nursery",
-        Workload::YieldMany | Workload::YieldAlone => "yield",
+        Workload::YieldMany | Workload::YieldAlone | Workload::YieldTask => "yield",
         Workload::WakeOne | Workload::WakeOne10 | Workload::DeepTree => "wake",
         Workload::TimersFire | Workload::TimersSparse => "timer",
         _ => "op",

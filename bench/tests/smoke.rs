@@ -140,6 +140,7 @@ fn trellis_wakes_do_not_allocate() {
         Workload::WakeOne10,
         Workload::DeepTree,
         Workload::YieldAlone,
+        Workload::YieldTask,
     ] {
         let report = run(w, Runtime::Trellis, 1_000).expect("runs");
         let allocs = report.metrics[1].1;
@@ -168,7 +169,11 @@ fn a_lone_yield_makes_no_syscall() {
         "tokio: {tokio_per_yield} syscalls per yield"
     );
     // trellis never enters the reactor while a task is ready.
-    for w in [Workload::YieldAlone, Workload::WakeOne10] {
+    for w in [
+        Workload::YieldAlone,
+        Workload::YieldTask,
+        Workload::WakeOne10,
+    ] {
         let report = run(w, Runtime::Trellis, n).expect("runs");
         let syscalls = report
             .metrics
