@@ -1,29 +1,926 @@
-//! Context variables with PEP 567 semantics (issue 4 fills this in).
+//! Context variables with PEP 567 semantics: [`ContextVar`], [`Token`], [`Context`].
 //!
-//! The nursery calls two hooks: [`inherit`] when a child is spawned (the child's context
-//! is a copy of the spawner's) and [`enter`] around every poll of a child.
+//! # State
+//!
+//! - Each [`Context`] is a handle (`Rc<Inner>`) to a [`Vars`]: two persistent maps from a
+//!   variable's id to its value, one for variables children inherit and one for
+//!   `no_inherit` variables. A map is an `Rc<HashMap>` shared between copies and written
+//!   copy-on-write.
+//! - `CURRENT`, one per thread, is the context that reads and writes go to. `None` until
+//!   first needed, meaning the thread's own context is still empty.
+//! - Every nursery child owns a context made by [`inherit`] at spawn time; the nursery makes
+//!   it current with [`enter`] around each poll of the child. A nursery body is polled
+//!   without `enter`, so it shares its caller's context.
+//!
+//! # Invariants
+//!
+//! 1. A map reachable from two contexts is never mutated: writers go through
+//!    `Rc::make_mut`, which copies a shared map first. So copying a context (for a child, a
+//!    snapshot, a scope) is two `Rc` clones, and what either side sets afterwards is
+//!    invisible to the other.
+//! 2. Only [`enter`]'s guard and the first use on a thread change `CURRENT`. The guard puts
+//!    back what it replaced when dropped, also on unwind, so contexts nest exactly like the
+//!    polls that entered them.
+//! 3. No `RefCell` borrow is held while user code runs (a default function, the closure of
+//!    [`ContextVar::with`], a value's `Clone` or `Drop`): readers clone the value's `Rc`
+//!    out first, and a replaced value is dropped after the borrow ends. User code may
+//!    therefore read and set context variables from anywhere, including destructors.
+//! 4. A variable's id is assigned once, on first use, from a process-wide counter; the
+//!    entry under that id always holds a value of the variable's type `T`.
+//! 5. `Inner::running` is true exactly while a [`Context::run`] of that context is inside a
+//!    poll, or a [`Context::run_sync`] inside its closure (PEP 567 forbids entering a context
+//!    that is already entered).
 
 #![forbid(unsafe_code)]
 
-use std::rc::Rc;
+use std::any::{Any, type_name};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 
-/// A snapshot of context variables.
-#[derive(Debug, Clone, Default)]
+/// Ids of variables; 0 means "not assigned yet".
+static NEXT_VAR_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The context that reads and writes go to; see the module docs.
+    static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+// ---------------------------------------------------------------------------------------
+// The persistent maps.
+
+/// Hashes the sequential variable ids with one multiplication (Fibonacci hashing), which
+/// spreads them over the high bits that `HashMap` uses for its control bytes.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Map = HashMap<u64, Entry, BuildHasherDefault<IdHasher>>;
+
+/// One variable's value in a context.
+#[derive(Clone)]
+struct Entry {
+    /// A `T` of the variable (invariant 4).
+    value: Rc<dyn Any>,
+    /// The variable's name, for debugging and errors.
+    name: &'static str,
+    /// `type_name::<T>()`, for debugging.
+    type_name: &'static str,
+}
+
+/// The values of one context.
+#[derive(Clone, Default)]
+struct Vars {
+    /// Values of inheriting variables; `None` when there are none.
+    inherited: Option<Rc<Map>>,
+    /// Values of `no_inherit` variables; children start without them.
+    local: Option<Rc<Map>>,
+}
+
+impl Vars {
+    fn slot(&self, inherit: bool) -> &Option<Rc<Map>> {
+        if inherit {
+            &self.inherited
+        } else {
+            &self.local
+        }
+    }
+
+    fn get(&self, id: u64, inherit: bool) -> Option<&Entry> {
+        self.slot(inherit).as_ref()?.get(&id)
+    }
+
+    /// Stores `entry` (or removes the variable when `None`); returns the entry it replaced,
+    /// for the caller to drop once no borrow is held (invariant 3).
+    fn put(&mut self, id: u64, inherit: bool, entry: Option<Entry>) -> Option<Entry> {
+        let slot = if inherit {
+            &mut self.inherited
+        } else {
+            &mut self.local
+        };
+        match entry {
+            Some(entry) => Rc::make_mut(slot.get_or_insert_with(Rc::default)).insert(id, entry),
+            None => {
+                let map = slot.as_mut()?;
+                // A lookup first: removing from a shared map would copy it for nothing.
+                if !map.contains_key(&id) {
+                    return None;
+                }
+                let old = Rc::make_mut(map).remove(&id);
+                if map.is_empty() {
+                    *slot = None;
+                }
+                old
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.inherited.as_ref().map_or(0, |m| m.len()) + self.local.as_ref().map_or(0, |m| m.len())
+    }
+
+    fn entries(&self) -> Vec<ContextEntry> {
+        let mut out = Vec::with_capacity(self.len());
+        for (map, inherited) in [(&self.inherited, true), (&self.local, false)] {
+            for (&id, e) in map.iter().flat_map(|m| m.iter()) {
+                out.push(ContextEntry {
+                    id,
+                    name: e.name,
+                    type_name: e.type_name,
+                    inherited,
+                    value: e.value.clone(),
+                });
+            }
+        }
+        out.sort_by_key(|e| e.id);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// ContextVar
+
+/// A variable whose value depends on the task reading it: Python's `contextvars.ContextVar`.
+///
+/// Declare it in a `static`; every task sees its own value. A value set with [`set`] lives
+/// in the current task's [`Context`]. A child spawned into a nursery starts with a copy of
+/// its spawner's context as it was at the spawn: what the child sets is invisible to its
+/// parent and siblings, and what the parent sets after the spawn is invisible to the child.
+/// A nursery body runs in its caller's context.
+///
+/// Variables declared with [`no_inherit`](ContextVar::no_inherit) are not copied into
+/// children (for values such as a borrowed connection that must not leak into them).
+///
+/// # Outside a runtime
+///
+/// Code that is not inside a nursery child (`main`, the root future of [`crate::run`],
+/// a nursery body at the top level, a plain thread) uses the *thread's context*: one per
+/// thread, empty at first, living as long as the thread. A new thread does not inherit it.
+/// The root future of [`crate::run`] shares it, so values set before `run` are visible
+/// inside; to keep the root's sets from outliving `run`, run it in a copy:
+/// `trellis::run(Context::current().run(main()))`.
+///
+/// # Examples
+///
+/// ```
+/// use trellis::ContextVar;
+///
+/// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+/// static LEVEL: ContextVar<&str> = ContextVar::with_default("level", || "info");
+///
+/// fn log(msg: &str) -> String {
+///     // No id passed around: each task reads its own.
+///     format!("[{:?} {}] {msg}", REQUEST_ID.get(), LEVEL.get().unwrap())
+/// }
+///
+/// let lines = std::cell::RefCell::new(Vec::new());
+/// trellis::run(async {
+///     trellis::nursery(async |n| {
+///         for id in [1, 2] {
+///             let lines = &lines;
+///             n.spawn(async move {
+///                 REQUEST_ID.set(id);
+///                 trellis::yield_now().await; // the other request runs here
+///                 lines.borrow_mut().push(log("done"));
+///             });
+///         }
+///     })
+///     .await
+///     .unwrap();
+///     assert_eq!(REQUEST_ID.get(), None); // the children's sets stayed in the children
+/// });
+/// assert_eq!(*lines.borrow(), ["[Some(1) info] done", "[Some(2) info] done"]);
+/// ```
+///
+/// [`set`]: ContextVar::set
+pub struct ContextVar<T: 'static> {
+    name: &'static str,
+    /// Assigned on first use (invariant 4); 0 before.
+    id: AtomicU64,
+    /// Called for a read that finds no value. A function rather than a value so that a
+    /// `static` can hold a variable of a type that is not `Sync` (an `Rc`).
+    default: Option<fn() -> T>,
+    /// Whether children start with this variable's value.
+    inherit: bool,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> fmt::Debug for ContextVar<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextVar")
+            .field("name", &self.name)
+            .field("type", &type_name::<T>())
+            .field("default", &self.default.is_some())
+            .field("inherit", &self.inherit)
+            .finish()
+    }
+}
+
+impl<T: 'static> ContextVar<T> {
+    /// A variable named `name` (for debugging and errors) with no default: [`get`] returns
+    /// `None` until a value is set.
+    ///
+    /// [`get`]: ContextVar::get
+    pub const fn new(name: &'static str) -> ContextVar<T> {
+        ContextVar {
+            name,
+            id: AtomicU64::new(0),
+            default: None,
+            inherit: true,
+            _type: PhantomData,
+        }
+    }
+
+    /// A variable whose reads return `default()` in a context with no value for it.
+    ///
+    /// The default is computed on each such read and never stored; [`Context::get`] does
+    /// not see it (as in PEP 567).
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static RETRIES: ContextVar<u32> = ContextVar::with_default("retries", || 3);
+    /// assert_eq!(RETRIES.get(), Some(3));
+    /// ```
+    pub const fn with_default(name: &'static str, default: fn() -> T) -> ContextVar<T> {
+        let mut var = ContextVar::new(name);
+        var.default = Some(default);
+        var
+    }
+
+    /// The same variable, but children spawned into a nursery start without its value (they
+    /// see the default). Snapshots ([`Context::current`], [`Context::copy`]) keep it.
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static CONN: ContextVar<u32> = ContextVar::new("conn").no_inherit();
+    ///
+    /// trellis::run(async {
+    ///     CONN.set(7);
+    ///     trellis::nursery(async |n| {
+    ///         n.spawn(async { assert_eq!(CONN.get(), None) });
+    ///         assert_eq!(CONN.get(), Some(7)); // the body shares its caller's context
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
+    pub const fn no_inherit(mut self) -> ContextVar<T> {
+        self.inherit = false;
+        self
+    }
+
+    /// The name given at declaration.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether children start with this variable's value (false for `no_inherit`).
+    pub fn is_inherited(&self) -> bool {
+        self.inherit
+    }
+
+    fn id(&self) -> u64 {
+        match self.id.load(Ordering::Relaxed) {
+            0 => self.assign_id(),
+            id => id,
+        }
+    }
+
+    #[cold]
+    fn assign_id(&self) -> u64 {
+        // Relaxed is enough: the id is a bare number that publishes no other data, and
+        // the compare-exchange makes every thread agree on a single winner.
+        let fresh = NEXT_VAR_ID.fetch_add(1, Ordering::Relaxed);
+        match self
+            .id
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            Err(winner) => winner,
+        }
+    }
+
+    /// The value in the current context, else the default, else `None`.
+    pub fn get(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.with(|v| v.cloned())
+    }
+
+    /// Calls `f` with a reference to the value in the current context (else the default,
+    /// else `None`), for types that are expensive to clone or not `Clone`.
+    ///
+    /// `f` may read and set context variables, this one included; a set inside `f` does
+    /// not change the value `f` already holds.
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static PATH: ContextVar<Vec<String>> = ContextVar::new("path");
+    /// PATH.set(vec!["api".into(), "users".into()]);
+    /// assert_eq!(PATH.with(|p| p.map_or(0, |p| p.len())), 2);
+    /// ```
+    pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        let id = self.id();
+        let found = CURRENT.with_borrow(|current| {
+            let ctx = current.as_ref()?;
+            let vars = ctx.inner.vars.borrow();
+            vars.get(id, self.inherit).map(|e| e.value.clone())
+        });
+        match (found, self.default) {
+            (Some(value), _) => f(Some(downcast::<T>(&value))),
+            (None, Some(default)) => f(Some(&default())),
+            (None, None) => f(None),
+        }
+    }
+
+    /// Sets the value in the current context; returns a [`Token`] that [`reset`] takes to
+    /// restore the value this replaced.
+    ///
+    /// The value stays until set again or reset, for the rest of the task (it is not undone
+    /// when a block or a cancelled future ends). To give a value to one future only, use
+    /// [`scope`](ContextVar::scope) or [`Context::run`].
+    ///
+    /// [`reset`]: ContextVar::reset
+    pub fn set(&self, value: T) -> Token<T> {
+        let id = self.id();
+        let entry = Entry {
+            value: Rc::new(value),
+            name: self.name,
+            type_name: type_name::<T>(),
+        };
+        with_current(|ctx| {
+            let old = ctx
+                .inner
+                .vars
+                .borrow_mut()
+                .put(id, self.inherit, Some(entry));
+            Token {
+                var: id,
+                name: self.name,
+                context: Rc::downgrade(&ctx.inner),
+                old,
+                _type: PhantomData,
+            }
+        })
+    }
+
+    /// Restores the value that the [`set`](ContextVar::set) which returned `token`
+    /// replaced (removing the variable from the context when it had no value).
+    ///
+    /// The token is consumed, so resetting twice with one token does not compile:
+    ///
+    /// ```compile_fail,E0382
+    /// use trellis::ContextVar;
+    ///
+    /// static V: ContextVar<u32> = ContextVar::new("v");
+    /// let token = V.set(1);
+    /// V.reset(token).unwrap();
+    /// V.reset(token).unwrap(); // error: use of moved value
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ResetError`] (and no change) when `token` was returned by another variable's `set`,
+    /// or by a `set` made in another context (another task, or inside a [`Context::run`]).
+    pub fn reset(&self, token: Token<T>) -> Result<(), ResetError> {
+        let id = self.id();
+        if token.var != id {
+            return Err(ResetError {
+                var: self.name,
+                kind: ResetErrorKind::OtherVar {
+                    token_var: token.name,
+                },
+            });
+        }
+        let replaced = CURRENT.with_borrow(|current| {
+            let ctx = current
+                .as_ref()
+                .filter(|ctx| std::ptr::eq(Rc::as_ptr(&ctx.inner), token.context.as_ptr()))?;
+            let replaced = ctx.inner.vars.borrow_mut().put(id, self.inherit, token.old);
+            Some(replaced)
+        });
+        match replaced {
+            Some(replaced) => {
+                drop(replaced); // outside every borrow (invariant 3)
+                Ok(())
+            }
+            None => Err(ResetError {
+                var: self.name,
+                kind: ResetErrorKind::OtherContext,
+            }),
+        }
+    }
+
+    /// Runs `fut` in a copy of the current context in which this variable is `value`.
+    ///
+    /// Nothing `fut` sets (this variable or any other) escapes it, even when it is
+    /// cancelled midway: the copy is dropped with it. The copy is taken now, like a spawn.
+    /// It is [`Context::run`] on a copy, with one variable changed first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::ContextVar;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let slow = USER.scope("ada", async {
+    ///         assert_eq!(USER.get(), Some("ada"));
+    ///         trellis::sleep_forever().await
+    ///     });
+    ///     assert_eq!(trellis::move_on_after(Duration::from_secs(1), slow).await, None);
+    ///     assert_eq!(USER.get(), None);
+    /// });
+    /// ```
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future drops `fut` inside the copy, then the copy.
+    pub fn scope<F: Future>(&self, value: T, fut: F) -> Run<F> {
+        let ctx = Context::current();
+        let entry = Entry {
+            value: Rc::new(value),
+            name: self.name,
+            type_name: type_name::<T>(),
+        };
+        let replaced = ctx
+            .inner
+            .vars
+            .borrow_mut()
+            .put(self.id(), self.inherit, Some(entry));
+        drop(replaced);
+        ctx.run(fut)
+    }
+}
+
+fn downcast<T: 'static>(value: &Rc<dyn Any>) -> &T {
+    value
+        .downcast_ref::<T>()
+        .expect("an entry holds its variable's type (invariant 4)")
+}
+
+// ---------------------------------------------------------------------------------------
+// Token and ResetError
+
+/// What [`ContextVar::set`] returns: the means to undo that set with [`ContextVar::reset`].
+///
+/// A token remembers the variable, the context the set was made in, and the value it
+/// replaced. It is not a guard: dropping it changes nothing.
+pub struct Token<T: 'static> {
+    var: u64,
+    name: &'static str,
+    /// The context of the set; a `Weak` keeps its allocation, so the address cannot be
+    /// reused by another context while the token lives.
+    context: Weak<Inner>,
+    /// The replaced entry; `None` when the variable had no value.
+    old: Option<Entry>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> Token<T> {
+    /// The value the set replaced: `None` when the variable had no value in that context
+    /// (Python's `Token.MISSING`; a default does not count).
+    pub fn old_value(&self) -> Option<&T> {
+        self.old.as_ref().map(|e| downcast::<T>(&e.value))
+    }
+
+    /// The name of the variable that was set.
+    pub fn var_name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T: 'static> fmt::Debug for Token<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("var", &self.name)
+            .field("had_old_value", &self.old.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error of [`ContextVar::reset`]: the token belongs to another variable or another
+/// context. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetError {
+    var: &'static str,
+    kind: ResetErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ResetErrorKind {
+    OtherVar { token_var: &'static str },
+    OtherContext,
+}
+
+impl ResetError {
+    /// The name of the variable whose `reset` failed.
+    pub fn var_name(&self) -> &'static str {
+        self.var
+    }
+
+    /// Whether the token came from a `set` of another variable.
+    pub fn is_other_var(&self) -> bool {
+        matches!(self.kind, ResetErrorKind::OtherVar { .. })
+    }
+
+    /// Whether the token came from a `set` made in another context.
+    pub fn is_other_context(&self) -> bool {
+        self.kind == ResetErrorKind::OtherContext
+    }
+}
+
+impl fmt::Display for ResetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let var = self.var;
+        match self.kind {
+            ResetErrorKind::OtherVar { token_var } => write!(
+                f,
+                "cannot reset context variable `{var}` with a token from a set of \
+                 `{token_var}`: pass the token returned by `{var}.set`"
+            ),
+            ResetErrorKind::OtherContext => write!(
+                f,
+                "cannot reset context variable `{var}`: the token was created in another \
+                 context; reset it in the task or `Context::run` that called `set`"
+            ),
+        }
+    }
+}
+
+impl Error for ResetError {}
+
+// ---------------------------------------------------------------------------------------
+// Context
+
+/// A set of context variable values: Python's `contextvars.Context`.
+///
+/// Every task runs in a context; [`Context::current`] takes a snapshot of the current one
+/// and [`run`](Context::run) runs a future inside a context. A `Context` is a handle:
+/// `clone` gives another handle to the *same* context (like a second Python reference),
+/// and [`copy`](Context::copy) an independent one. Both are O(1); the values are shared
+/// until one side sets a variable.
+///
+/// # Examples
+///
+/// ```
+/// use trellis::{Context, ContextVar};
+///
+/// static VAR: ContextVar<&str> = ContextVar::with_default("var", || "default");
+///
+/// trellis::run(async {
+///     VAR.set("spam");
+///     let ctx = Context::current(); // a snapshot
+///     VAR.set("ham");
+///     assert_eq!(ctx.get(&VAR), Some("spam"));
+///
+///     // Inside `run`, reads and writes go to `ctx`, not to the caller's context.
+///     ctx.run(async {
+///         assert_eq!(VAR.get(), Some("spam"));
+///         VAR.set("eggs");
+///     })
+///     .await;
+///     assert_eq!(VAR.get(), Some("ham"));
+///     assert_eq!(ctx.get(&VAR), Some("eggs")); // `run` changed `ctx`, as in PEP 567
+///
+///     let names: Vec<_> = ctx.iter().map(|e| e.name()).collect();
+///     assert_eq!(names, ["var"]);
+/// });
+/// ```
+#[derive(Clone)]
 pub struct Context {
-    _map: Rc<()>,
+    inner: Rc<Inner>,
 }
 
-/// The context a new child starts with: a copy of the current one.
+struct Inner {
+    vars: RefCell<Vars>,
+    /// Invariant 5.
+    running: Cell<bool>,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::new()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.iter();
+        f.debug_map()
+            .entries(entries.map(|e| (e.name, e.type_name)))
+            .finish()
+    }
+}
+
+impl Context {
+    /// An empty context (Python's `Context()`): every variable has its default.
+    pub fn new() -> Context {
+        Context::from_vars(Vars::default())
+    }
+
+    fn from_vars(vars: Vars) -> Context {
+        Context {
+            inner: Rc::new(Inner {
+                vars: RefCell::new(vars),
+                running: Cell::new(false),
+            }),
+        }
+    }
+
+    /// A copy of the current context (Python's `copy_context()`), in O(1).
+    ///
+    /// It includes `no_inherit` variables: a snapshot is an explicit act, not a spawn.
+    pub fn current() -> Context {
+        let vars = CURRENT.with_borrow(|current| {
+            current
+                .as_ref()
+                .map(|ctx| ctx.inner.vars.borrow().clone())
+                .unwrap_or_default()
+        });
+        Context::from_vars(vars)
+    }
+
+    /// An independent copy of this context, in O(1): later sets in either are invisible to
+    /// the other.
+    pub fn copy(&self) -> Context {
+        Context::from_vars(self.inner.vars.borrow().clone())
+    }
+
+    /// Whether `a` and `b` are handles to the same context.
+    pub fn ptr_eq(a: &Context, b: &Context) -> bool {
+        Rc::ptr_eq(&a.inner, &b.inner)
+    }
+
+    /// Runs `fut` inside this context: around each poll of `fut`, reads and writes of
+    /// context variables go to this context, and what `fut` sets stays in it afterwards
+    /// (PEP 567's `Context.run`). Children that `fut` spawns copy this context.
+    ///
+    /// To keep this context unchanged, run a copy: `ctx.copy().run(fut)`.
+    ///
+    /// # Panics
+    ///
+    /// A poll panics if this context is already entered by an enclosing `run` or
+    /// [`run_sync`](Context::run_sync) (Python raises `RuntimeError`). Two `run`s of one
+    /// context in different tasks are allowed: they take turns and share its values.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future drops `fut` inside this context, so destructors see its values.
+    pub fn run<F: Future>(&self, fut: F) -> Run<F> {
+        Run {
+            ctx: self.clone(),
+            fut: Some(fut),
+        }
+    }
+
+    /// Calls `f` inside this context; what `f` sets stays in it (PEP 567's `Context.run`
+    /// with a callable).
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static VAR: ContextVar<u32> = ContextVar::new("var");
+    ///
+    /// let ctx = Context::new();
+    /// let token = ctx.run_sync(|| VAR.set(1));
+    /// assert_eq!(ctx.get(&VAR), Some(1));
+    /// assert_eq!(VAR.get(), None);
+    /// assert!(VAR.reset(token).is_err()); // the token belongs to `ctx`
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If this context is already entered by an enclosing `run` or `run_sync`.
+    #[track_caller]
+    pub fn run_sync<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _running = self.start_running();
+        f()
+    }
+
+    #[track_caller]
+    fn start_running(&self) -> Running<'_> {
+        assert!(
+            !self.inner.running.replace(true),
+            "cannot enter a context that is already entered: a `Context::run` or \
+             `Context::run_sync` of it encloses this one; run a copy (`ctx.copy()`) instead"
+        );
+        Running {
+            inner: &self.inner,
+            _entered: enter(self),
+        }
+    }
+
+    /// The value of `var` in this context, ignoring its default (as in PEP 567).
+    pub fn get<T: Clone + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
+        let value = self
+            .inner
+            .vars
+            .borrow()
+            .get(var.id(), var.inherit)
+            .map(|e| e.value.clone())?;
+        Some(downcast::<T>(&value).clone())
+    }
+
+    /// Whether `var` has a value in this context (its default does not count).
+    pub fn contains<T: 'static>(&self, var: &ContextVar<T>) -> bool {
+        self.inner
+            .vars
+            .borrow()
+            .get(var.id(), var.inherit)
+            .is_some()
+    }
+
+    /// How many variables have a value in this context.
+    pub fn len(&self) -> usize {
+        self.inner.vars.borrow().len()
+    }
+
+    /// Whether no variable has a value in this context.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The variables that have a value in this context, for debugging, in the order the
+    /// variables were first used in the process. Takes a snapshot: O(n).
+    pub fn iter(&self) -> std::vec::IntoIter<ContextEntry> {
+        self.inner.vars.borrow().entries().into_iter()
+    }
+}
+
+/// One variable of a context, as [`Context::iter`] lists it.
+#[derive(Clone)]
+pub struct ContextEntry {
+    id: u64,
+    name: &'static str,
+    type_name: &'static str,
+    inherited: bool,
+    value: Rc<dyn Any>,
+}
+
+impl ContextEntry {
+    /// The variable's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The name of the variable's type, as [`std::any::type_name`] gives it.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// Whether children inherit the variable (false for `no_inherit`).
+    pub fn is_inherited(&self) -> bool {
+        self.inherited
+    }
+
+    /// The value, if it is a `T`.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        self.value.downcast_ref()
+    }
+}
+
+impl fmt::Debug for ContextEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextEntry")
+            .field("name", &self.name)
+            .field("type", &self.type_name)
+            .field("inherited", &self.inherited)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Clears `Inner::running` and leaves the context when dropped, also on unwind.
+struct Running<'a> {
+    inner: &'a Inner,
+    _entered: Entered,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.inner.running.set(false);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Context::run`] and [`ContextVar::scope`]: runs a future inside a
+    /// context.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping it drops the inner future inside the context.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Run<F> {
+        ctx: Context,
+        // `None` once dropped by our `drop`, which must drop it inside `ctx`.
+        #[pin]
+        fut: Option<F>,
+    }
+
+    impl<F> PinnedDrop for Run<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut fut = this.fut;
+            // Thread-local storage is gone when a thread's destructors run: drop plainly.
+            let _entered = CURRENT.try_with(|_| ()).ok().map(|()| enter(this.ctx));
+            fut.set(None);
+        }
+    }
+}
+
+impl<F> fmt::Debug for Run<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for Run<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _running = this.ctx.start_running();
+        match this.fut.as_pin_mut() {
+            Some(fut) => fut.poll(cx),
+            None => unreachable!("`fut` is only taken when `Run` is dropped"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The hooks the nursery calls, and the current context.
+
+/// Calls `f` with the current context, creating the thread's context on first use.
+fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
+    CURRENT.with(|current| {
+        if current.borrow().is_none() {
+            *current.borrow_mut() = Some(Context::new());
+        }
+        f(current.borrow().as_ref().expect("just created"))
+    })
+}
+
+/// The context a new child starts with: a copy of the current one without the
+/// `no_inherit` variables. O(1).
 pub(crate) fn inherit() -> Context {
-    Context::default()
+    let inherited = CURRENT.with_borrow(|current| {
+        current
+            .as_ref()
+            .and_then(|ctx| ctx.inner.vars.borrow().inherited.clone())
+    });
+    Context::from_vars(Vars {
+        inherited,
+        local: None,
+    })
 }
 
-/// Makes `ctx` current until the guard drops.
+/// Makes `ctx` current until the guard drops: one `Rc` clone and one swap.
 pub(crate) fn enter(ctx: &Context) -> Entered {
-    let _ = ctx;
-    Entered
+    let prev = CURRENT.with(|current| current.replace(Some(ctx.clone())));
+    Entered { prev }
 }
 
-/// Restores the previous context when dropped (also on unwind).
+/// Puts back the context [`enter`] replaced when dropped (also on unwind).
 #[derive(Debug)]
-pub(crate) struct Entered;
+#[must_use = "the context is left when the guard drops"]
+pub(crate) struct Entered {
+    prev: Option<Context>,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        // `try_with`: a guard may drop while the thread's storage is being torn down. The
+        // context we left is dropped after `replace` returns, outside the borrow.
+        let _ = CURRENT.try_with(|current| current.replace(prev));
+    }
+}

@@ -68,7 +68,7 @@ pub use cancel::{
     CancelReason, CancelScope, Cancelled, FailAt, ScopeRun, TimedOut, cancelled,
     current_effective_deadline, fail_after, fail_at, move_on_after, move_on_at, shield,
 };
-pub use context::Context;
+pub use context::{Context, ContextEntry, ContextVar, ResetError, Run, Token};
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use executor::{Builder, YieldNow, run, yield_now};
 pub use nursery::{BodyOutput, JoinHandle, Nursery, Ready, TaskOutput, nursery};
