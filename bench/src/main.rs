@@ -169,7 +169,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn fmt(v: f64) -> String {
     let a = v.abs();
-    if a == 0.0 {
+    if a < 0.0005 {
         "0".into()
     } else if a >= 1000.0 {
         format!("{v:.0}")
@@ -210,6 +210,10 @@ impl Results {
         let key = |r: Runtime| (w, r, metric.to_string());
         let t = self.samples.get(&key(Runtime::Trellis))?;
         let p = self.samples.get(&key(peer))?;
+        // A ratio of counts that round to zero (0.000 allocations per op) says nothing.
+        if median(&mut p.clone()) < 0.0005 {
+            return None;
+        }
         if t.len() == p.len() && p.iter().all(|&v| v > 0.0) && t.iter().all(|&v| v >= 0.0) {
             let mut per_round: Vec<f64> = t.iter().zip(p).map(|(a, b)| a / b).collect();
             return Some(median(&mut per_round));
