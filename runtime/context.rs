@@ -8,9 +8,12 @@
 //!   copy-on-write.
 //! - `CURRENT`, one per thread, is the context that reads and writes go to. `None` until
 //!   first needed, meaning the thread's own context is still empty.
-//! - Every nursery child owns a context made by [`inherit`] at spawn time; the nursery makes
-//!   it current with [`enter`] around each poll of the child. A nursery body is polled
-//!   without `enter`, so it shares its caller's context.
+//! - Every nursery child owns a context made by [`inherit`] at spawn time (`None` while
+//!   there is nothing to inherit: spawning then allocates nothing). The nursery moves it
+//!   into `CURRENT` with [`enter_child`] around each poll of the child and moves it back
+//!   out afterwards, with whatever the child set. A nursery body is polled without that,
+//!   so it shares its caller's context. The root task of `trellis::run` runs in a copy of
+//!   the thread's context ([`snapshot`]), as asyncio's main task does.
 //!
 //! # Invariants
 //!
@@ -176,12 +179,10 @@ impl Vars {
 ///
 /// # Outside a runtime
 ///
-/// Code that is not inside a nursery child (`main`, the root future of [`crate::run`],
-/// a nursery body at the top level, a plain thread) uses the *thread's context*: one per
+/// Code outside a runtime (`main`, a plain thread) uses the *thread's context*: one per
 /// thread, empty at first, living as long as the thread. A new thread does not inherit it.
-/// The root future of [`crate::run`] shares it, so values set before `run` are visible
-/// inside; to keep the root's sets from outliving `run`, run it in a copy:
-/// `trellis::run(Context::current().run(main()))`.
+/// The root future of [`crate::run`] runs in a copy of it (as asyncio's main task does):
+/// values set before `run` are visible inside, and what the root sets stays inside.
 ///
 /// # Examples
 ///
@@ -889,18 +890,19 @@ fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
     })
 }
 
-/// The context a new child starts with: a copy of the current one without the
-/// `no_inherit` variables. O(1).
-pub(crate) fn inherit() -> Context {
+/// The context a new child starts with: a copy of the current one's inherited variables,
+/// or `None` when there is nothing to inherit (no allocation; the child's first `set`
+/// creates its context).
+pub(crate) fn inherit() -> Option<Context> {
     let inherited = CURRENT.with_borrow(|current| {
         current
             .as_ref()
             .and_then(|ctx| ctx.inner.vars.borrow().inherited.clone())
-    });
-    Context::from_vars(Vars {
-        inherited,
+    })?;
+    Some(Context::from_vars(Vars {
+        inherited: Some(inherited),
         local: None,
-    })
+    }))
 }
 
 /// Makes `ctx` current until the guard drops: one `Rc` clone and one swap.
@@ -922,5 +924,43 @@ impl Drop for Entered {
         // `try_with`: a guard may drop while the thread's storage is being torn down. The
         // context we left is dropped after `replace` returns, outside the borrow.
         let _ = CURRENT.try_with(|current| current.replace(prev));
+    }
+}
+
+/// A copy of the current context, if the thread has one (for the root task of a runtime).
+pub(crate) fn snapshot() -> Option<Context> {
+    CURRENT.with_borrow(|current| current.as_ref().map(Context::copy))
+}
+
+/// Makes a child's context current by moving it in (no reference counting); the guard's
+/// [`leave`](ChildEntered::leave) moves it back out, with whatever the child set.
+pub(crate) fn enter_child(ctx: Option<Context>) -> ChildEntered {
+    let prev = CURRENT.with(|current| current.replace(ctx));
+    ChildEntered { prev: Some(prev) }
+}
+
+/// Restores the context [`enter_child`] replaced. Dropped without `leave` (on unwind), the
+/// child's context is dropped.
+#[derive(Debug)]
+#[must_use = "call `leave` to get the child's context back"]
+pub(crate) struct ChildEntered {
+    /// `Some` until the previous context is put back.
+    prev: Option<Option<Context>>,
+}
+
+impl ChildEntered {
+    /// Puts the previous context back and returns the child's.
+    pub(crate) fn leave(mut self) -> Option<Context> {
+        let prev = self.prev.take().expect("left once");
+        CURRENT.with(|current| current.replace(prev))
+    }
+}
+
+impl Drop for ChildEntered {
+    fn drop(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            // `try_with`: a guard may drop while the thread's storage is being torn down.
+            let _ = CURRENT.try_with(|current| current.replace(prev));
+        }
     }
 }

@@ -235,7 +235,11 @@ impl Builder {
             *slot = Some(core.clone());
         });
         let _guard = EnterGuard;
-        drive(&core, fut)
+        // The root task runs in a copy of the thread's context: what it sets stays inside.
+        let entered = crate::context::enter_child(crate::context::snapshot());
+        let out = drive(&core, fut);
+        drop(entered.leave());
+        out
     }
 
     #[track_caller]

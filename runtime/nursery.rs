@@ -220,8 +220,9 @@ struct Task<'env, E> {
     number: u64,
     /// Tells the child's `JoinHandle` that it failed (`None`: spawned without a handle).
     join: Option<Rc<dyn JoinFailed + 'env>>,
-    /// The child's own context: a copy of its spawner's at spawn time.
-    context: context::Context,
+    /// The child's own context: a copy of its spawner's at spawn time (`None`: empty so
+    /// far). Moved into the thread's current context while the child is polled.
+    context: Option<context::Context>,
 }
 
 /// What the nursery future and every handle of the nursery share.
@@ -296,7 +297,11 @@ impl<'env, E> Shared<'env, E> {
             context,
             ..
         } = task;
-        drop((fut, slot_fut, join, context));
+        // Drop the child inside its own context: its destructors see its own variables.
+        let entered = context::enter_child(context);
+        drop((fut, slot_fut));
+        drop(entered.leave());
+        drop(join);
         let Some(unit) = unit else {
             return;
         };
@@ -355,17 +360,20 @@ impl<'env, E> Shared<'env, E> {
             }
             let waker = std::mem::replace(&mut task.waker, Waker::noop().clone());
             let unit = task.unit.clone().expect("given at the first poll");
-            (fut, waker, unit, task.context.clone())
+            (fut, waker, unit, task.context.take())
         };
         let polled = {
-            let _ctx = context::enter(&ctx);
-            poll_unit(&self.node, &unit, &waker, fut.as_mut())
+            let entered = context::enter_child(ctx);
+            let polled = poll_unit(&self.node, &unit, &waker, fut.as_mut());
+            (polled, entered.leave())
         };
+        let (polled, ctx) = polled;
         let mut tasks = self.tasks.borrow_mut();
         let task = tasks
             .get_mut(index)
             .expect("a task stays in its slot while polled");
         task.waker = waker;
+        task.context = ctx;
         let shielded = unit.is_shielded();
         drop(unit);
         let failure = match polled {
@@ -1014,10 +1022,6 @@ where
         }
         shared.node.set_owner(cx.waker());
 
-        if shared.is_cancelled() {
-            shared.drop_cancelled_children();
-            self.as_mut().drop_body_if_cancelled();
-        }
         // Rounds of the units ready at the start of each round (FIFO, one lock per round),
         // until none is ready or the budget is spent. A unit woken during a round waits for
         // the next one, so a self-waking child gets one poll per round like everyone else.
@@ -1025,6 +1029,12 @@ where
         let mut budget = POLL_BUDGET;
         let mut more = true;
         while more && budget > 0 {
+            // A cancellation (or a shield lifted) during the last round reaches the units
+            // that are not ready before the next round runs.
+            if shared.is_cancelled() {
+                shared.drop_cancelled_children();
+                self.as_mut().drop_body_if_cancelled();
+            }
             more = shared.queue.pop_batch(&mut batch, budget, cx.waker());
             budget -= batch.len();
             for &index in &batch {
