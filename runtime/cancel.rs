@@ -179,7 +179,11 @@ impl ScopeNode {
         debug_assert_eq!(self.stage.get(), Stage::Idle);
         self.stage.set(Stage::Running);
         if let Some(parent) = current_position() {
-            let key = parent.node.children.borrow_mut().insert(Rc::downgrade(self));
+            let key = parent
+                .node
+                .children
+                .borrow_mut()
+                .insert(Rc::downgrade(self));
             self.child_key.set(Some(key));
             *self.parent.borrow_mut() = Some(parent);
         }
@@ -255,9 +259,10 @@ impl ScopeNode {
     }
 
     pub(crate) fn cancel(&self, reason: CancelReason) {
-        if self.cancel_called.get() || self.stage.get() == Stage::Exited {
+        if self.cancel_called.get() {
             return;
         }
+        // Recorded in every stage (as Trio's `cancel_called`); acted on only while running.
         self.cancel_called.set(true);
         bump_cancel_epoch();
         *self.reason.borrow_mut() = Some(reason);
@@ -549,6 +554,7 @@ impl CancelScope {
 pin_project_lite::pin_project! {
     /// The future returned by [`CancelScope::run`].
     #[must_use = "a scope does nothing unless awaited"]
+    #[project = ScopeRunProj]
     pub struct ScopeRun<F> {
         node: Rc<ScopeNode>,
         #[pin]
@@ -598,29 +604,13 @@ impl<F: Future> Future for ScopeRun<F> {
             return Poll::Pending;
         }
         this.node.set_owner(cx.waker());
-        let source = this.node.cancel_source();
-        if source.is_some() && this.node.shields_inside() == 0 {
-            let mut out = None;
-            if *this.polled {
-                // Units already resumed finish their step: a value that is ready now is
-                // not lost to a cancellation arriving in the same instant.
-                let _pos = enter(Position {
-                    node: this.node.clone(),
-                    unit: None,
-                });
-                if let Poll::Ready(v) = this.body.as_mut().as_pin_mut().map(|b| b.poll(cx)).unwrap() {
-                    out = Some(v);
-                }
-            }
-            this.body.set(None);
-            let caught = out.is_none() && source.is_some_and(|s| Rc::ptr_eq(&s, this.node));
-            this.node.caught.set(caught);
-            if out.is_some() || caught {
-                this.node.detach();
-                return Poll::Ready(out);
-            }
-            return Poll::Pending;
+        if this.node.cancel_source().is_some() && this.node.shields_inside() == 0 && !*this.polled {
+            // Cancelled before the body ever ran: it is never polled.
+            return this.finish_cancelled();
         }
+        // A body cancelled since its last poll is polled once more: it may have been woken
+        // already, and a value that is ready now is not lost to a cancellation arriving in
+        // the same instant (nor is a shield it enters in this step).
         *this.polled = true;
         let polled = {
             let _pos = enter(Position {
@@ -635,7 +625,33 @@ impl<F: Future> Future for ScopeRun<F> {
                 this.node.detach();
                 Poll::Ready(Some(v))
             }
+            // Suspended while cancelled and not shielded: dropped at this suspension.
+            Poll::Pending
+                if this.node.cancel_source().is_some() && this.node.shields_inside() == 0 =>
+            {
+                this.finish_cancelled()
+            }
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<F: Future> ScopeRunProj<'_, F> {
+    /// Drops the body of a cancelled scope. The scope catches the cancellation when it is
+    /// the outermost cancelled one on its unshielded path; otherwise the enclosing owner
+    /// that catches it drops this future, which stays pending until then.
+    fn finish_cancelled(&mut self) -> Poll<Option<F::Output>> {
+        self.body.set(None);
+        let caught = self
+            .node
+            .cancel_source()
+            .is_some_and(|s| Rc::ptr_eq(&s, self.node));
+        self.node.caught.set(caught);
+        if caught {
+            self.node.detach();
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
         }
     }
 }
@@ -846,7 +862,9 @@ impl Future for Cancelled {
         let Some(pos) = current_position() else {
             return Poll::Pending;
         };
-        if pos.node.any_ancestor_cancelled() {
+        // Where the cancellation reaches the caller (no shield in between), the caller's
+        // unit is dropped at this suspension: resolving would let it run on instead.
+        if pos.node.cancel_source().is_none() && pos.node.any_ancestor_cancelled() {
             return Poll::Ready(());
         }
         let mut listeners = pos.node.listeners.borrow_mut();

@@ -1,6 +1,11 @@
 //! Helpers shared by the behaviour tests: counters of polls and drops.
 
-#![allow(dead_code, unreachable_pub, missing_docs, reason = "each test file uses a subset")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "each test file uses a subset"
+)]
 
 use std::cell::Cell;
 use std::future::Future;
@@ -82,4 +87,47 @@ pub fn count_polls<F: Future>(polls: &Cell<usize>, inner: F) -> CountPolls<'_, F
 /// Runs `fut` on a runtime with a mock clock and autojump.
 pub fn run_virtual<F: Future>(fut: F) -> F::Output {
     trellis::Builder::new().autojump().run(fut)
+}
+
+/// Runs a closure when dropped (to record *when* a cancelled future was dropped).
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// Wraps a future and catches a panic from any of its polls.
+pub struct CatchUnwind<F> {
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.inner.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+pub fn catch_unwind<F: Future>(inner: F) -> CatchUnwind<F> {
+    CatchUnwind {
+        inner: Box::pin(inner),
+    }
+}
+
+/// The message of a panic payload (`&str` or `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        String::from("<non-string panic>")
+    }
 }

@@ -1,0 +1,1277 @@
+//! Behaviour of cancel scopes: cancellation from everywhere, nesting, deadlines, shields,
+//! nurseries and `start`, `cancelled()` and `current_effective_deadline()`.
+//!
+//! Each test ports the behaviour of a test of Trio (`src/trio/_core/_tests/test_run.py`)
+//! or of CPython (`Lib/test/test_asyncio/test_taskgroups.py`), named in its doc comment,
+//! into trellis's drop-based model: where Trio raises `Cancelled` at a checkpoint, trellis
+//! drops the unit at its next suspension, and a [`DropCounter`] guard tells which units were
+//! dropped and which finished. Everything runs on the mock clock with autojump.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use common::{DropCounter, OnDrop, catch_unwind, count_polls, panic_message, run_virtual};
+use trellis::{
+    CancelReason, CancelScope, TaskName, cancelled, current_effective_deadline, move_on_after,
+    move_on_at, now, nursery, shield, sleep, sleep_forever, yield_now,
+};
+
+#[derive(Debug, PartialEq, Eq, Clone)]
+struct Oops(&'static str);
+
+impl std::fmt::Display for Oops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Counts seconds forever (until dropped).
+async fn tick_every_second(ticks: &Cell<u32>) {
+    loop {
+        sleep(secs(1)).await;
+        ticks.set(ticks.get() + 1);
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+// ----- cancel before entering, from a sibling, from inside, after exit -----
+
+/// Cancel before entering: a scope cancelled before `run` is first polled never polls its
+/// body, catches the cancellation and gives `None`; used inside a nursery child, the child
+/// ends at once, before its inner `fail_after` could fire. Ports trio
+/// `test_cancel_unbound` ("Cancel before entry") and `test_cancel_points` (`main3`).
+#[test]
+fn cancel_before_entering_never_polls_the_body() {
+    let polls = Cell::new(0);
+    run_virtual(async {
+        let scope = CancelScope::new();
+        scope.cancel();
+        let out = scope.clone().run(count_polls(&polls, async { 1 })).await;
+        assert_eq!(out, None);
+        assert!(scope.cancel_called());
+        assert!(scope.cancelled_caught());
+        assert_eq!(scope.cancel_reason(), Some(CancelReason::Explicit));
+
+        let start = now();
+        let scope = CancelScope::new();
+        scope.cancel();
+        let out = nursery(async |n| {
+            let child = n.spawn(async move {
+                let out = scope
+                    .run(trellis::fail_after(secs(1), sleep_forever()))
+                    .await;
+                Ok(out.is_none())
+            });
+            child.await.map_err(|_| Oops("join"))
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, Some(true));
+        assert_eq!(now(), start, "the fail_after inside never armed");
+    });
+    assert_eq!(polls.get(), 0);
+}
+
+/// Cancel after entry, from a sibling: cancelling a scope whose body sleeps for an hour
+/// ends it at once (virtual time moves only to the moment of the cancel). Ports trio
+/// `test_cancel_unbound` ("Cancel after entry") and issue 3's "cancellation wakes what it
+/// must".
+#[test]
+fn cancel_from_a_sibling_ends_an_hour_long_sleep_at_once() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let start = now();
+        let scope = CancelScope::new();
+        let handle = scope.clone();
+        let guard = counter.guard();
+        let (out, ended_at) = nursery(async |n| {
+            n.spawn(async move {
+                sleep(secs(1)).await;
+                handle.cancel();
+            });
+            let out = scope
+                .clone()
+                .run(async move {
+                    sleep(secs(3600)).await;
+                    guard.finish();
+                })
+                .await;
+            Ok::<_, Oops>((out, now()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(out, None);
+        assert_eq!(ended_at - start, secs(1));
+        assert_eq!(now() - start, secs(1));
+        assert!(scope.cancelled_caught());
+    });
+    assert_eq!(counter.dropped(), 1);
+    assert_eq!(counter.finished(), 0);
+}
+
+/// Cancel from inside: the body cancels its own scope (twice: idempotent); it is dropped
+/// at its very next suspension, even one that is ready at once (`yield_now`), and the code
+/// after it never runs. Ports trio `test_cancel_points` (`main2`) and
+/// `test_cancel_edge_cases` (two cancels in a row).
+#[test]
+fn cancel_from_inside_drops_the_body_at_its_next_suspension() {
+    let after = Cell::new(0);
+    run_virtual(async {
+        let scope = CancelScope::new();
+        let inner = scope.clone();
+        let out = scope
+            .clone()
+            .run(async {
+                inner.cancel();
+                inner.cancel();
+                yield_now().await;
+                after.set(after.get() + 1);
+            })
+            .await;
+        assert_eq!(out, None);
+        assert!(scope.cancel_called());
+        assert!(scope.cancelled_caught());
+
+        // The same through a sleep that would complete.
+        let scope = CancelScope::new();
+        let inner = scope.clone();
+        let out = scope
+            .clone()
+            .run(async {
+                inner.cancel();
+                sleep(secs(1)).await;
+                after.set(after.get() + 1);
+            })
+            .await;
+        assert_eq!(out, None);
+        assert!(scope.cancelled_caught());
+    });
+    assert_eq!(after.get(), 0);
+}
+
+/// A body that cancels its own scope and then finishes without suspending keeps its value:
+/// the cancellation was never delivered, so `cancelled_caught` is false. Ports trio
+/// `test_cancel_scope_nesting` ("if a scope is pending, but then gets popped off the stack,
+/// then it isn't delivered").
+#[test]
+fn a_cancel_that_is_never_delivered_is_not_caught() {
+    run_virtual(async {
+        let scope = CancelScope::new();
+        let inner = scope.clone();
+        let out = scope
+            .clone()
+            .run(async {
+                inner.cancel();
+                7
+            })
+            .await;
+        assert_eq!(out, Some(7));
+        assert!(scope.cancel_called());
+        assert!(!scope.cancelled_caught());
+    });
+}
+
+/// Cancel after exit: cancelling a scope that has finished changes nothing — its outcome
+/// stays, nothing is woken, `cancelled_caught` stays false — but `cancel_called` records
+/// the call (as in Trio). Its deadline was disarmed at exit: time passing it later does not
+/// cancel it. Ports trio `test_cancel_unbound` ("Can't reuse") and `test_basic_timeout`
+/// (first part).
+#[test]
+fn cancel_after_exit_changes_nothing() {
+    run_virtual(async {
+        let scope = CancelScope::with_deadline(now() + secs(1));
+        let out = scope.clone().run(async { 3 }).await;
+        assert_eq!(out, Some(3));
+        sleep(secs(2)).await;
+        assert!(!scope.cancel_called(), "the deadline passed after exit");
+        scope.cancel();
+        yield_now().await;
+        assert!(scope.cancel_called());
+        assert!(!scope.cancelled_caught());
+    });
+}
+
+/// A scope runs once: running it a second time panics with a message that says what to do.
+/// Ports trio `test_cancel_unbound` ("Can't reuse").
+#[test]
+#[should_panic(expected = "this CancelScope was already run; a scope runs once")]
+fn running_a_scope_twice_panics_with_a_clear_message() {
+    run_virtual(async {
+        let scope = CancelScope::new();
+        scope.clone().run(async {}).await;
+        scope.run(async {}).await;
+    });
+}
+
+/// Nor can a scope be entered from two tasks at once. Ports trio `test_cancel_unbound`
+/// ("Can't enter from multiple tasks simultaneously").
+#[test]
+#[should_panic(expected = "this CancelScope was already run; a scope runs once")]
+fn running_a_scope_from_two_tasks_panics() {
+    run_virtual(async {
+        let scope = CancelScope::new();
+        let again = scope.clone();
+        nursery(async |n| {
+            n.spawn(async move {
+                scope.run(sleep_forever()).await;
+            });
+            yield_now().await;
+            again.run(async {}).await;
+        })
+        .await
+        .unwrap();
+    });
+}
+
+// ----- nesting -----
+
+/// Nested scopes, both cancelled: the outer one wins. Only it catches the cancellation;
+/// the inner one records `cancel_called` but not `cancelled_caught`; the scope around
+/// both is untouched. Ports trio `test_cancel_scope_nesting` (first part) and CPython
+/// `test_timeouts.py::test_nested_timeouts` ("only the topmost context manager").
+#[test]
+fn nested_scopes_both_cancelled_the_outer_one_catches() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let (s1, s2, s3) = (CancelScope::new(), CancelScope::new(), CancelScope::new());
+        let (c2, c3) = (s2.clone(), s3.clone());
+        let guard = counter.guard();
+        let out = s1
+            .clone()
+            .run(s2.clone().run(s3.clone().run(async move {
+                c3.cancel();
+                c2.cancel();
+                sleep_forever().await;
+                guard.finish();
+            })))
+            .await;
+        assert_eq!(out, Some(None), "s2 caught it, so s1's body finished");
+        assert!(s3.cancel_called());
+        assert!(!s3.cancelled_caught());
+        assert!(s2.cancel_called());
+        assert!(s2.cancelled_caught());
+        assert!(!s1.cancel_called());
+        assert!(!s1.cancelled_caught());
+    });
+    assert_eq!(counter.dropped(), 1);
+}
+
+/// Cancelling the outer scope cancels the inner one's body (which does not catch it);
+/// the code between the two never runs. Ports trio `test_cancel_inheritance` (for scopes)
+/// and `test_cancel_scope_nesting`.
+#[test]
+fn cancelling_the_outer_scope_cancels_the_inner_one() {
+    let after_inner = Cell::new(false);
+    run_virtual(async {
+        let start = now();
+        let outer = CancelScope::new();
+        let inner = CancelScope::new();
+        let handle = outer.clone();
+        nursery(async |n| {
+            n.spawn(async move {
+                sleep(secs(2)).await;
+                handle.cancel();
+            });
+            let out = outer
+                .clone()
+                .run(async {
+                    inner.clone().run(sleep(secs(100))).await;
+                    after_inner.set(true);
+                })
+                .await;
+            assert_eq!(out, None);
+        })
+        .await
+        .unwrap();
+        assert_eq!(now() - start, secs(2));
+        assert!(outer.cancelled_caught());
+        assert!(!inner.cancel_called());
+        assert!(!inner.cancelled_caught());
+    });
+    assert!(!after_inner.get());
+}
+
+/// Cancelling the inner scope leaves the outer one running: the outer body continues after
+/// the inner scope returns `None`. Ports trio `test_cancel_scope_nesting` and CPython
+/// `test_timeouts.py::test_nested_timeouts_loop_busy` (the inner timeout is caught by the
+/// inner scope; the outer one goes on until its own deadline).
+#[test]
+fn cancelling_the_inner_scope_leaves_the_outer_one_running() {
+    run_virtual(async {
+        let start = now();
+        let outer = CancelScope::with_deadline(start + secs(10));
+        let inner = CancelScope::new();
+        let c = inner.clone();
+        let out = outer
+            .clone()
+            .run(async {
+                let got = inner
+                    .clone()
+                    .run(async {
+                        c.cancel();
+                        sleep_forever().await;
+                    })
+                    .await;
+                assert_eq!(got, None);
+                let at = now();
+                sleep(secs(100)).await; // interrupted by the outer deadline
+                at
+            })
+            .await;
+        assert_eq!(out, None);
+        assert_eq!(now() - start, secs(10));
+        assert!(inner.cancelled_caught());
+        assert!(outer.cancelled_caught());
+        assert_eq!(outer.cancel_reason(), Some(CancelReason::Deadline));
+    });
+}
+
+/// Level-triggered: once a scope is cancelled, every unit inside it is dropped at its next
+/// suspension — here four leaves in two nested nurseries, cancelled through the outer
+/// nursery's scope. Ports trio `test_cancel_inheritance`.
+#[test]
+fn cancellation_reaches_every_leaf_of_nested_nurseries() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let start = now();
+        nursery(async |n| {
+            for _ in 0..2 {
+                let counter = &counter;
+                n.spawn(async move {
+                    nursery(async |inner| {
+                        for _ in 0..2 {
+                            let guard = counter.guard();
+                            inner.spawn(async move {
+                                sleep_forever().await;
+                                guard.finish();
+                            });
+                        }
+                    })
+                    .await
+                    .unwrap();
+                });
+            }
+            yield_now().await;
+            n.cancel_scope().cancel();
+        })
+        .await
+        .unwrap();
+        assert_eq!(now(), start);
+    });
+    assert_eq!(counter.dropped(), 4);
+}
+
+// ----- deadlines -----
+
+/// The earliest enclosing deadline wins, whichever scope holds it: an inner timeout never
+/// extends an outer deadline, and an earlier inner one fires first while the outer scope
+/// runs on. Ports trio `test_timeouts.py::test_move_on_after` and CPython
+/// `test_timeouts.py::test_nested_timeouts_concurrent`.
+#[test]
+fn the_earliest_enclosing_deadline_wins() {
+    run_virtual(async {
+        let start = now();
+        // Outer earlier: the inner 60 s timeout does not extend it.
+        let out = move_on_after(secs(1), move_on_after(secs(60), sleep(secs(30)))).await;
+        assert_eq!(out, None);
+        assert_eq!(now() - start, secs(1));
+
+        // Inner earlier: it fires first; the outer scope goes on and finishes.
+        let start = now();
+        let out = move_on_after(secs(10), async {
+            let inner = move_on_after(secs(2), sleep(secs(30))).await;
+            (inner, now() - start)
+        })
+        .await;
+        assert_eq!(out, Some((None, secs(2))));
+    });
+}
+
+/// Moving the deadline of a running scope earlier fires it then: to a time still ahead it
+/// fires at that time; into the past it fires at once. Ports trio `test_basic_timeout`
+/// ("changing deadline").
+#[test]
+fn moving_a_deadline_earlier_fires_it() {
+    run_virtual(async {
+        for (new_deadline, expected_end) in [(7, 7), (1, 5)] {
+            let start = now();
+            let scope = CancelScope::with_deadline(start + secs(10));
+            let handle = scope.clone();
+            nursery(async |n| {
+                n.spawn(async move {
+                    sleep(secs(5)).await;
+                    handle.set_deadline(Some(start + secs(new_deadline)));
+                });
+                assert_eq!(scope.clone().run(sleep(secs(100))).await, None);
+                assert_eq!(now() - start, secs(expected_end));
+            })
+            .await
+            .unwrap();
+            assert!(scope.cancelled_caught());
+            assert_eq!(scope.cancel_reason(), Some(CancelReason::Deadline));
+        }
+    });
+}
+
+/// Moving the deadline of a running scope later postpones it; clearing it removes it.
+/// Ports CPython `test_timeouts.py::test_reschedule` and trio `test_basic_timeout`.
+#[test]
+fn moving_a_deadline_later_postpones_it_and_clearing_it_removes_it() {
+    run_virtual(async {
+        let start = now();
+        let scope = CancelScope::with_deadline(start + secs(10));
+        let handle = scope.clone();
+        let out = scope
+            .clone()
+            .run(async {
+                sleep(secs(5)).await;
+                handle.set_deadline(Some(start + secs(20)));
+                assert_eq!(handle.deadline(), Some(start + secs(20)));
+                sleep(secs(10)).await; // past the old deadline
+                now() - start
+            })
+            .await;
+        assert_eq!(out, Some(secs(15)));
+        assert!(!scope.cancel_called());
+
+        let start = now();
+        let scope = CancelScope::with_deadline(start + secs(10));
+        let handle = scope.clone();
+        let out = scope
+            .clone()
+            .run(async {
+                handle.set_deadline(None);
+                sleep(secs(50)).await;
+                now() - start
+            })
+            .await;
+        assert_eq!(out, Some(secs(50)));
+        assert!(!scope.cancel_called());
+        assert_eq!(scope.deadline(), None);
+    });
+}
+
+/// A deadline already in the past when the scope is entered cancels it at once: the body
+/// is never polled and virtual time does not move. Ports trio `test_timeouts.py::test_sleep`
+/// (`move_on_at(current_time())` cancels even `sleep(0)`) and trio `test_basic_timeout`
+/// (deadline passed while entered).
+#[test]
+fn a_deadline_in_the_past_cancels_at_once() {
+    let polls = Cell::new(0);
+    run_virtual(async {
+        sleep(secs(10)).await;
+        let start = now();
+        let out = move_on_at(start, count_polls(&polls, sleep(Duration::ZERO))).await;
+        assert_eq!(out, None);
+        let out = move_on_at(start - secs(5), count_polls(&polls, async { 1 })).await;
+        assert_eq!(out, None);
+        let scope = CancelScope::new();
+        scope.set_deadline(Some(start - secs(1)));
+        assert_eq!(scope.clone().run(count_polls(&polls, async {})).await, None);
+        assert!(scope.cancelled_caught());
+        assert_eq!(scope.cancel_reason(), Some(CancelReason::Deadline));
+        assert_eq!(now(), start);
+    });
+    assert_eq!(polls.get(), 0);
+}
+
+/// A deadline set on an idle scope takes effect when it starts running; on the mock clock a
+/// deadline fires exactly at its instant, never early. Ports trio `test_basic_timeout`
+/// (`CancelScope(deadline=...)`) and `test_timekeeping` (on the mock clock).
+#[test]
+fn a_deadline_fires_exactly_at_its_instant() {
+    run_virtual(async {
+        let start = now();
+        let scope = CancelScope::new();
+        scope.set_deadline(Some(start + Duration::from_millis(1500)));
+        let last_tick = Cell::new(start);
+        let out = scope
+            .clone()
+            .run(async {
+                loop {
+                    sleep(Duration::from_millis(100)).await;
+                    last_tick.set(now());
+                }
+            })
+            .await;
+        assert_eq!(out, None::<()>);
+        assert_eq!(now() - start, Duration::from_millis(1500));
+        // The tick due at the deadline itself is not lost (same instant).
+        assert_eq!(last_tick.get() - start, Duration::from_millis(1500));
+    });
+}
+
+/// A nursery's own scope takes a deadline like any scope: body and children are dropped
+/// when it passes and the nursery gives `Ok(None)`. Ports trio `test_cancel_scope_nesting`
+/// with `nursery.cancel_scope.deadline`.
+#[test]
+fn a_nursery_deadline_cancels_the_body_and_the_children() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let start = now();
+        let out = nursery(async |n| {
+            n.cancel_scope().set_deadline(Some(start + secs(3)));
+            for _ in 0..3 {
+                let guard = counter.guard();
+                n.spawn(async move {
+                    sleep(secs(60)).await;
+                    guard.finish();
+                });
+            }
+            sleep_forever().await;
+            Ok::<_, Oops>(1)
+        })
+        .await;
+        assert_eq!(out, Ok(None));
+        assert_eq!(now() - start, secs(3));
+    });
+    assert_eq!(counter.dropped(), 3);
+}
+
+// ----- shields -----
+
+/// A shielded sleep inside a cancelled scope completes; then the scope ends (its body is
+/// dropped at the next suspension after the shield, and it catches the cancellation).
+/// Ports trio `test_cancel_shielding` (the shield protects from `outer`) and the shielded
+/// `finally` idiom.
+#[test]
+fn a_shielded_sleep_in_a_cancelled_scope_completes_then_the_scope_ends() {
+    let cleanup = DropCounter::new();
+    let after = Cell::new(false);
+    run_virtual(async {
+        let start = now();
+        let guard = cleanup.guard();
+        let scope = CancelScope::with_deadline(start + secs(1));
+        let out = scope
+            .clone()
+            .run(async {
+                shield(async move {
+                    sleep(secs(5)).await;
+                    guard.finish();
+                })
+                .await;
+                yield_now().await;
+                after.set(true);
+            })
+            .await;
+        assert_eq!(out, None);
+        assert_eq!(now() - start, secs(5));
+        assert!(scope.cancelled_caught());
+    });
+    assert_eq!(cleanup.finished(), 1);
+    assert!(
+        !after.get(),
+        "dropped at the first suspension after the shield"
+    );
+}
+
+/// A shield does not protect from its own scope: a shielded scope with a deadline is
+/// cancelled by that deadline, inside an outer scope that is cancelled too. Ports trio
+/// `test_cancel_shielding` ("shield doesn't protect us from inner itself") and trio
+/// `test_timeouts.py::test_move_on_after_moves_on_even_if_shielded`.
+#[test]
+fn a_shields_own_deadline_still_applies() {
+    run_virtual(async {
+        let start = now();
+        let outer = CancelScope::new();
+        let c = outer.clone();
+        let inner = CancelScope::with_deadline(start + secs(2));
+        inner.set_shield(true);
+        let out = outer
+            .clone()
+            .run(async {
+                c.cancel();
+                let got = inner.clone().run(sleep(secs(10))).await;
+                (got, now() - start)
+            })
+            .await;
+        // The inner scope caught its own deadline; the outer body then finished without
+        // suspending again, so the outer scope delivered nothing.
+        assert_eq!(out, Some((None, secs(2))));
+        assert!(inner.cancelled_caught());
+        assert!(!outer.cancelled_caught());
+
+        // fail_after inside a shield: TimedOut, not a hang.
+        let start = now();
+        let out = move_on_after(secs(1), async {
+            let scope = CancelScope::new();
+            scope.set_shield(true);
+            scope
+                .run(trellis::fail_after(secs(3), sleep_forever()))
+                .await
+        })
+        .await;
+        assert!(matches!(out, Some(Some(Err(_)))));
+        assert_eq!(now() - start, secs(3));
+    });
+}
+
+/// In a cancelled nursery, an unshielded child is dropped at once while a shielded one
+/// finishes its shielded work; the nursery returns when the shield is done. Ports trio
+/// `test_cancel_scope_exceptiongroup_filtering` (the shielded wait in a cancelled nursery)
+/// and issue 3's granularity rule.
+#[test]
+fn an_unshielded_sibling_is_dropped_at_once_while_a_shielded_one_finishes() {
+    let dropped_at = Cell::new(None);
+    let finished_at = Cell::new(None);
+    run_virtual(async {
+        let start = now();
+        let out = nursery(async |n| {
+            let (dropped_at, finished_at) = (&dropped_at, &finished_at);
+            n.spawn(async move {
+                shield(sleep(secs(5))).await;
+                finished_at.set(Some(now() - start));
+                sleep_forever().await;
+            });
+            n.spawn(async move {
+                let _guard = OnDrop(move || dropped_at.set(Some(now() - start)));
+                sleep(secs(100)).await;
+            });
+            sleep(secs(1)).await;
+            n.cancel();
+            sleep_forever().await;
+        })
+        .await;
+        assert_eq!(out, Ok(None));
+        assert_eq!(now() - start, secs(5));
+    });
+    assert_eq!(dropped_at.get(), Some(secs(1)));
+    assert_eq!(finished_at.get(), Some(secs(5)));
+}
+
+/// Shields can be toggled while a scope runs: turning one on protects the body from an
+/// outer cancellation; a scope inside the shield still cancels its own body; turning the
+/// shield off exposes the body again, dropped at its next suspension, and the outer scope
+/// catches it. Ports trio `test_cancel_shielding` and `test_cancel_scope_nesting`
+/// ("shielding").
+#[test]
+fn toggling_a_shield_while_running() {
+    let steps = RefCell::new(Vec::new());
+    run_virtual(async {
+        let outer = CancelScope::new();
+        let inner = CancelScope::new();
+        let (o, i) = (outer.clone(), inner.clone());
+        let steps = &steps;
+        let out = outer
+            .clone()
+            .run(inner.clone().run(async move {
+                i.set_shield(true);
+                assert!(i.shield());
+                o.cancel();
+                sleep(secs(1)).await;
+                steps.borrow_mut().push("shielded sleep done");
+                let innermost = CancelScope::new();
+                let c = innermost.clone();
+                let got = innermost
+                    .run(async move {
+                        c.cancel();
+                        sleep(secs(1)).await;
+                    })
+                    .await;
+                assert_eq!(
+                    got, None,
+                    "the shield does not protect from a scope inside it"
+                );
+                steps.borrow_mut().push("innermost cancelled");
+                i.set_shield(false);
+                sleep(secs(1)).await;
+                steps.borrow_mut().push("unreachable");
+            }))
+            .await;
+        assert_eq!(out, None);
+        assert!(outer.cancelled_caught());
+        assert!(!inner.cancelled_caught());
+    });
+    assert_eq!(
+        *steps.borrow(),
+        ["shielded sleep done", "innermost cancelled"]
+    );
+}
+
+/// A nursery whose scope is shielded inside a cancelled scope runs its children; unshielding
+/// it drops them at once (while the body, inside its own shield, watches). Ports trio
+/// `test_cancel_shield_abort`.
+#[test]
+fn unshielding_a_nursery_drops_its_sleeping_children() {
+    let record = RefCell::new(Vec::new());
+    run_virtual(async {
+        let outer = CancelScope::new();
+        let c = outer.clone();
+        let record = &record;
+        let out = outer
+            .clone()
+            .run(nursery(async |n| {
+                c.cancel();
+                n.cancel_scope().set_shield(true);
+                n.spawn(async move {
+                    record.borrow_mut().push("sleeping");
+                    let _g = OnDrop(move || record.borrow_mut().push("cancelled"));
+                    sleep_forever().await;
+                });
+                sleep(secs(1)).await;
+                assert_eq!(*record.borrow(), ["sleeping"]);
+                n.cancel_scope().set_shield(false);
+                shield(async {
+                    yield_now().await;
+                    assert_eq!(*record.borrow(), ["sleeping", "cancelled"]);
+                })
+                .await;
+            }))
+            .await;
+        // The body finished inside its shield and never suspended after it.
+        assert_eq!(out, Some(Ok(Some(()))));
+    });
+    assert_eq!(*record.borrow(), ["sleeping", "cancelled"]);
+}
+
+/// Dropping a shielded future from outside (a hard cancel) drops it at once, shield
+/// included. Ports the hard-cancel rule of DESIGN.md (no Trio equivalent).
+#[test]
+fn a_hard_drop_goes_through_shields() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let guard = counter.guard();
+        let mut fut = Box::pin(shield(async move {
+            sleep(secs(5)).await;
+            guard.finish();
+        }));
+        std::future::poll_fn(|cx| {
+            assert!(fut.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        drop(fut);
+    });
+    assert_eq!(counter.dropped(), 1);
+}
+
+// ----- cancelled() and current_effective_deadline() -----
+
+/// `cancelled()` resolves inside a shield when the outside is cancelled, so a shielded loop
+/// can stop gracefully; it resolves at once when the cancellation is already there. Ports
+/// the use of `cancelled()` in trio's docs (no direct test) on the model of trio
+/// `test_cancel_shielding`.
+#[test]
+fn cancelled_resolves_inside_a_shield_when_the_outside_is_cancelled() {
+    let ticks = Cell::new(0);
+    run_virtual(async {
+        let start = now();
+        let out = move_on_after(secs(3), async {
+            shield(async {
+                nursery(async |n| {
+                    let ticks = &ticks;
+                    n.spawn(tick_every_second(ticks));
+                    cancelled().await;
+                    n.cancel();
+                })
+                .await
+                .unwrap();
+                now() - start
+            })
+            .await
+        })
+        .await;
+        assert_eq!(out, Some(secs(3)));
+
+        // Already cancelled: resolves at the first poll.
+        let scope = CancelScope::new();
+        let c = scope.clone();
+        let got = scope
+            .run(async move {
+                c.cancel();
+                shield(cancelled()).await;
+                1
+            })
+            .await;
+        assert_eq!(got, Some(1));
+    });
+    assert_eq!(ticks.get(), 3, "the tick due at the deadline is not lost");
+}
+
+/// `cancelled()` outside any cancelled scope stays pending.
+#[test]
+fn cancelled_stays_pending_while_nothing_is_cancelled() {
+    run_virtual(async {
+        let out = move_on_after(secs(5), cancelled()).await;
+        assert_eq!(out, None);
+        let out = nursery(async |n| {
+            let h = n.spawn(async { Ok(move_on_after(secs(1), cancelled()).await.is_none()) });
+            Ok::<_, Oops>(h.await.unwrap())
+        })
+        .await;
+        assert_eq!(out, Ok(Some(true)));
+    });
+}
+
+/// `current_effective_deadline()` is the earliest deadline of the enclosing scopes up to
+/// the nearest shield (a shield's own deadline counts); `None` without any; "now" inside a
+/// cancelled scope. Children see their nursery's scopes, not the scope where `spawn` was
+/// called. Ports trio `test_timeouts.py` deadline nesting and the
+/// `current_effective_deadline` tests of trio's `test_run.py`.
+#[test]
+fn current_effective_deadline_nests_and_stops_at_shields() {
+    run_virtual(async {
+        assert_eq!(current_effective_deadline(), None);
+        let start = now();
+        let outer = start + secs(5);
+        move_on_at(outer, async {
+            assert_eq!(current_effective_deadline(), Some(outer));
+            move_on_after(secs(60), async {
+                assert_eq!(current_effective_deadline(), Some(outer));
+            })
+            .await;
+            move_on_after(secs(2), async {
+                assert_eq!(current_effective_deadline(), Some(start + secs(2)));
+            })
+            .await;
+            shield(async {
+                assert_eq!(current_effective_deadline(), None);
+            })
+            .await;
+            let s = CancelScope::with_deadline(start + secs(30));
+            s.set_shield(true);
+            s.run(async {
+                assert_eq!(current_effective_deadline(), Some(start + secs(30)));
+            })
+            .await;
+            nursery(async |n| {
+                n.cancel_scope().set_deadline(Some(start + secs(4)));
+                n.spawn(async move {
+                    assert_eq!(current_effective_deadline(), Some(start + secs(4)));
+                });
+                assert_eq!(current_effective_deadline(), Some(start + secs(4)));
+            })
+            .await
+            .unwrap();
+            let c = CancelScope::new();
+            let h = c.clone();
+            c.run(async move {
+                h.cancel();
+                assert_eq!(current_effective_deadline(), Some(now()));
+            })
+            .await;
+        })
+        .await;
+    });
+}
+
+/// Children belong to the nursery's scopes, not to the scope where `spawn` was called: a
+/// `move_on_after` around a `spawn` does not limit the child. Ports the rule of DESIGN.md
+/// (Trio: tasks inherit the nursery's cancel scope, `test_nursery_cancel_scope`-style).
+#[test]
+fn a_timeout_around_spawn_does_not_limit_the_child() {
+    let done = Cell::new(None);
+    run_virtual(async {
+        let start = now();
+        nursery(async |n| {
+            let done = &done;
+            move_on_after(secs(1), async {
+                n.spawn(async move {
+                    assert_eq!(current_effective_deadline(), None);
+                    sleep(secs(5)).await;
+                    done.set(Some(now() - start));
+                });
+            })
+            .await;
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(done.get(), Some(secs(5)));
+}
+
+// ----- nurseries -----
+
+/// An error in one child cancels a sibling blocked in a long sleep, and the body: virtual
+/// time never advances to that sleep's deadline; the errors of the children that failed
+/// in the same instant are all reported, each once. Ports CPython
+/// `test_taskgroups.py::test_cancel_children_on_child_error` and `test_taskgroup_04`.
+#[test]
+fn an_error_in_one_child_cancels_a_sibling_blocked_in_a_long_sleep() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let start = now();
+        let out = nursery(async |n| {
+            for _ in 0..3 {
+                n.spawn(async {
+                    sleep(Duration::from_millis(100)).await;
+                    Err::<(), _>(Oops("zero division"))
+                });
+            }
+            let guard = counter.guard();
+            let sibling = n.spawn(async move {
+                sleep(secs(5)).await;
+                guard.finish();
+            });
+            let body_guard = counter.guard();
+            sleep(secs(10)).await;
+            body_guard.finish();
+            sibling.await.ok();
+            Ok(())
+        })
+        .await;
+        let group = out.unwrap_err();
+        assert_eq!(group.len(), 3);
+        assert!(group.errors().all(|e| *e == Oops("zero division")));
+        assert_eq!(group.failures()[0].task(), TaskName::Child(1));
+        assert_eq!(now() - start, Duration::from_millis(100));
+    });
+    assert_eq!(counter.dropped(), 2, "the sibling and the body");
+    assert_eq!(counter.finished(), 0);
+}
+
+/// An error in the body cancels the children; their join handles report cancellation.
+/// Ports CPython `test_taskgroups.py::test_taskgroup_09` / `test_taskgroup_10`.
+#[test]
+fn an_error_in_the_body_cancels_the_children() {
+    let cancelled_children = Cell::new(0);
+    run_virtual(async {
+        let start = now();
+        let out = nursery(async |n| {
+            for s in [1, 2] {
+                let c = &cancelled_children;
+                n.spawn(async move {
+                    let _g = OnDrop(move || c.set(c.get() + 1));
+                    sleep(secs(s)).await;
+                    std::mem::forget(_g);
+                });
+            }
+            sleep(Duration::from_millis(100)).await;
+            Err::<(), _>(Oops("body"))
+        })
+        .await;
+        assert_eq!(out.unwrap_err().failures()[0].task(), TaskName::Body);
+        assert_eq!(now() - start, Duration::from_millis(100));
+    });
+    assert_eq!(cancelled_children.get(), 2);
+}
+
+/// `n.cancel()` with children in flight: every child is dropped and the nursery returns
+/// `Ok` — `Ok(None)` when the body had not returned, `Ok(Some(value))` when it had. Ports
+/// trio `test_cancel_inheritance` and CPython `test_taskgroups.py::test_taskgroup_03`
+/// (cancelling is not a failure).
+#[test]
+fn n_cancel_with_children_in_flight_returns_ok() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let out = nursery(async |n| {
+            for _ in 0..5 {
+                let guard = counter.guard();
+                n.spawn(async move {
+                    sleep(secs(5)).await;
+                    guard.finish();
+                });
+            }
+            sleep(secs(1)).await;
+            n.cancel();
+            sleep(secs(1)).await;
+            Ok::<_, Oops>("never")
+        })
+        .await;
+        assert_eq!(out, Ok(None));
+
+        // The body returned first; a child cancels the nursery later.
+        let start = now();
+        let out = nursery(async |n| {
+            let scope = n.cancel_scope();
+            let guard = counter.guard();
+            n.spawn(async move {
+                sleep(secs(60)).await;
+                guard.finish();
+            });
+            n.spawn(async move {
+                sleep(secs(2)).await;
+                scope.cancel();
+            });
+            Ok::<_, Oops>(42)
+        })
+        .await;
+        assert_eq!(out, Ok(Some(42)));
+        assert_eq!(now() - start, secs(2));
+    });
+    assert_eq!(counter.dropped(), 6);
+    assert_eq!(counter.finished(), 0);
+}
+
+/// Cancellation of a nursery from an enclosing scope drops all its children (and the body);
+/// the enclosing scope catches it, the nursery's own scope does not. Ports CPython
+/// `test_taskgroups.py::test_cancellation` / `test_taskgroup_07` (the task running the group
+/// is cancelled from outside) and trio `test_cancel_scope_exceptiongroup_filtering`.
+#[test]
+fn cancelling_an_enclosing_scope_drops_every_child_of_the_nursery() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let start = now();
+        let own = RefCell::new(None);
+        let out = move_on_after(
+            Duration::from_millis(100),
+            nursery(async |n| {
+                *own.borrow_mut() = Some(n.cancel_scope());
+                for _ in 0..5 {
+                    let guard = counter.guard();
+                    n.spawn(async move {
+                        sleep(secs(5)).await;
+                        guard.finish();
+                    });
+                }
+                let guard = counter.guard();
+                sleep(secs(10)).await;
+                guard.finish();
+            }),
+        )
+        .await;
+        assert_eq!(out, None);
+        assert_eq!(now() - start, Duration::from_millis(100));
+        let own = own.borrow_mut().take().unwrap();
+        assert!(!own.cancel_called());
+        assert!(!own.cancelled_caught());
+    });
+    assert_eq!(counter.dropped(), 6);
+}
+
+/// A failure records why the nursery's scope was cancelled. Ports trio's cancel-reason
+/// debugging (`CancelScope.__repr__` / `test_cancel_scope_repr`).
+#[test]
+fn the_nursery_scope_remembers_why_it_was_cancelled() {
+    run_virtual(async {
+        let scope = RefCell::new(None);
+        let out = nursery(async |n| {
+            *scope.borrow_mut() = Some(n.cancel_scope());
+            n.spawn(async { Err::<(), _>(Oops("x")) });
+            sleep_forever().await;
+            Ok(())
+        })
+        .await;
+        assert!(out.is_err());
+        let scope = scope.borrow_mut().take().unwrap();
+        assert_eq!(
+            scope.cancel_reason(),
+            Some(CancelReason::Failure {
+                task: "child 1".into()
+            })
+        );
+        let debug = format!("{scope:?}");
+        assert!(debug.contains("child 1"), "{debug}");
+        // The first reason stays.
+        scope.cancel();
+        assert!(matches!(
+            scope.cancel_reason(),
+            Some(CancelReason::Failure { .. })
+        ));
+    });
+}
+
+/// Children spawned before a cancellation get their first poll; children spawned after it
+/// are dropped unpolled. Ports trio `test_precancelled_task` (trellis drops a child spawned
+/// into an already-cancelled nursery without polling it: see `Nursery::spawn`).
+#[test]
+fn children_spawned_before_a_cancellation_start_those_spawned_after_do_not() {
+    let record = RefCell::new(Vec::new());
+    run_virtual(async {
+        nursery(async |n| {
+            let record = &record;
+            n.spawn(async move {
+                record.borrow_mut().push("before");
+                sleep_forever().await;
+            });
+            n.cancel();
+            n.spawn(async move {
+                record.borrow_mut().push("after");
+            });
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(*record.borrow(), ["before"]);
+}
+
+// ----- start -----
+
+/// `start` returns the value the child passes to `ready`, at the moment it does; the
+/// child keeps running in the nursery, which waits for it. Ports trio `test_nursery_start`
+/// (happy path, timing on the autojump clock).
+#[test]
+fn start_returns_the_ready_value_and_the_child_keeps_running() {
+    run_virtual(async {
+        for seconds in [1u64, 2] {
+            let t0 = now();
+            nursery(async |n| {
+                let got = n
+                    .start(async move |_n, ready| {
+                        sleep(secs(seconds)).await;
+                        ready.ready(seconds);
+                        sleep(secs(seconds)).await;
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(got, seconds);
+                assert_eq!(now() - t0, secs(seconds));
+            })
+            .await
+            .unwrap();
+            assert_eq!(now() - t0, secs(2 * seconds));
+        }
+    });
+}
+
+/// A child that fails before `ready`: the error comes out of `start`, and the nursery is
+/// not affected. Ports trio `test_nursery_start` ("child crashes before calling started").
+#[test]
+fn a_failure_before_ready_surfaces_from_start() {
+    run_virtual(async {
+        let out = nursery(async |n| {
+            let err = n
+                .start(async |_n, _ready: trellis::Ready<u16>| {
+                    sleep(secs(1)).await;
+                    Err::<(), _>(Oops("bind failed"))
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.error(), Some(&Oops("bind failed")));
+            assert_eq!(err.task(), TaskName::Child(1));
+            assert!(!err.is_not_ready() && !err.is_cancelled());
+            Ok::<_, Oops>("the nursery goes on")
+        })
+        .await;
+        assert_eq!(out, Ok(Some("the nursery goes on")));
+    });
+}
+
+/// A child that finishes without calling `ready` is a clear error from `start`. Ports
+/// trio `test_nursery_start` ("child exiting cleanly before calling started").
+#[test]
+fn a_child_that_finishes_without_ready_is_a_clear_error() {
+    run_virtual(async {
+        nursery(async |n| {
+            let err = n
+                .start(async |_n, _ready: trellis::Ready<()>| Ok(()))
+                .await
+                .unwrap_err();
+            assert!(err.is_not_ready());
+            let msg = err.to_string();
+            assert!(
+                msg.contains("finished without calling `ready`"),
+                "unclear message: {msg}"
+            );
+            Ok::<_, Oops>(())
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// A child that panics before `ready`: the panic is resumed from `start` (as if the code
+/// were sequential), not from the nursery. Ports trio `test_nursery_start` (a crash before
+/// `started` comes out of `start`).
+#[test]
+fn a_panic_before_ready_is_resumed_from_start() {
+    run_virtual(async {
+        let out = nursery(async |n| {
+            let caught = catch_unwind(n.start(async |_n, _ready: trellis::Ready<()>| -> () {
+                yield_now().await;
+                panic!("boom before ready");
+            }))
+            .await;
+            let payload = caught.expect_err("the panic comes out of start");
+            assert_eq!(panic_message(&*payload), "boom before ready");
+            Ok::<_, Oops>(1)
+        })
+        .await;
+        assert_eq!(out, Ok(Some(1)));
+    });
+}
+
+/// After `ready`, the child belongs to the nursery: its later failure goes to the nursery.
+/// Ports trio `test_nursery_start` and the `start` contract of issue 3.
+#[test]
+fn a_failure_after_ready_goes_to_the_nursery() {
+    run_virtual(async {
+        let out = nursery(async |n| {
+            let v = n
+                .start(async |_n, ready| {
+                    ready.ready(5);
+                    sleep(secs(1)).await;
+                    Err::<(), _>(Oops("later"))
+                })
+                .await
+                .unwrap();
+            assert_eq!(v, 5);
+            sleep_forever().await;
+            Ok(())
+        })
+        .await;
+        let group = out.unwrap_err();
+        assert_eq!(group.len(), 1);
+        assert_eq!(group.first(), &Oops("later"));
+    });
+}
+
+/// Abandoning a `start` before the child is ready (here by a timeout) cancels the child:
+/// it was started on the caller's behalf. The nursery ends then, not when the child would
+/// have. Ports trio `test_nursery_start` (cancelled `start`).
+#[test]
+fn abandoning_start_before_ready_cancels_the_child() {
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let start = now();
+        nursery(async |n| {
+            let guard = counter.guard();
+            let out = move_on_after(
+                secs(1),
+                n.start(async move |_n, ready| {
+                    sleep(secs(10)).await;
+                    ready.ready(());
+                    guard.finish();
+                }),
+            )
+            .await;
+            assert!(out.is_none());
+        })
+        .await
+        .unwrap();
+        assert_eq!(now() - start, secs(1));
+    });
+    assert_eq!(counter.dropped(), 1);
+}
+
+/// When the nursery is cancelled before the child is ready, `start` says so (seen here from
+/// a shielded body); starting into a cancelled nursery fails the same way at once. Ports
+/// trio `test_nursery_start_with_cancelled_nursery`.
+#[test]
+fn start_in_a_cancelled_nursery_reports_cancellation() {
+    run_virtual(async {
+        let start = now();
+        nursery(async |n| {
+            let scope = n.cancel_scope();
+            n.spawn(async move {
+                sleep(secs(1)).await;
+                scope.cancel();
+            });
+            shield(async {
+                let err = n
+                    .start(async |_n, ready| {
+                        sleep(secs(10)).await;
+                        ready.ready(());
+                    })
+                    .await
+                    .unwrap_err();
+                assert!(err.is_cancelled(), "{err}");
+                assert_eq!(now() - start, secs(1));
+                let err = n
+                    .start(async |_n, ready| ready.ready(()))
+                    .await
+                    .unwrap_err();
+                assert!(err.is_cancelled(), "{err}");
+            })
+            .await;
+        })
+        .await
+        .unwrap();
+    });
+}
