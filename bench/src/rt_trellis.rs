@@ -3,9 +3,7 @@
 //! `n.start_soon(fut)` (Trio's name; no `JoinHandle`), one that is awaited `n.spawn(fut)`;
 //! a timeout is `move_on_after`, a cancellation `n.cancel()`.
 //!
-//! Context variables (`trellis::ContextVar`, issue 4) are not in the runtime yet: the
-//! three `contextvar_*` workloads report n/a for trellis until they are, and are written
-//! below in comments ready to switch on.
+//! Context variables: a `static` `trellis::ContextVar<u64>`, as a user declares one.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -19,6 +17,9 @@ use trellis::{nursery, yield_now};
 use crate::measure::{Delta, Probe, Report, rss_bytes};
 use crate::util::{self, DropCount, Idle, Lateness, WakeState};
 use crate::workload::{self as wl, Workload};
+
+/// The context variable of the `contextvar_*` workloads.
+static VAR: trellis::ContextVar<u64> = trellis::ContextVar::new("bench");
 
 /// Runs `w` at size `n` (see [`crate::workload::run`]); `None` while the API it needs is
 /// not there.
@@ -232,15 +233,40 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
         Workload::IdleMemory1 => idle::<1>(n),
         Workload::IdleMemory64 => idle::<64>(n),
         Workload::IdleMemory256 => idle::<256>(n),
-        // `trellis::ContextVar` lands with issue 4. When it does, these become:
-        //
-        //   static VAR: trellis::ContextVar<u64> = trellis::ContextVar::new("bench");
-        //   get:       VAR.set(7) once, then black_box(VAR.get()) n times
-        //   set+reset: let t = VAR.set(black_box(i)); VAR.reset(t); n times
-        //   spawn:     VAR.set(7); nursery spawning n children that black_box(VAR.get())
-        Workload::ContextvarGet | Workload::ContextvarSetReset | Workload::ContextvarSpawn => {
-            return None;
-        }
+        Workload::ContextvarGet => trellis::run(async {
+            let token = VAR.set(7);
+            let p = Probe::start();
+            for _ in 0..n {
+                black_box(VAR.get());
+            }
+            let d = p.stop();
+            VAR.reset(token).expect("reset");
+            wl::standard(w, &d, n)
+        }),
+        Workload::ContextvarSetReset => trellis::run(async {
+            let p = Probe::start();
+            for i in 0..n {
+                let token = VAR.set(black_box(i as u64));
+                VAR.reset(token).expect("reset");
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::ContextvarSpawn => trellis::run(async {
+            let token = VAR.set(7);
+            let p = Probe::start();
+            nursery(async |nu| {
+                for _ in 0..n {
+                    nu.start_soon(async {
+                        black_box(VAR.get());
+                    });
+                }
+            })
+            .await
+            .expect("nursery");
+            let d = p.stop();
+            VAR.reset(token).expect("reset");
+            wl::standard(w, &d, n)
+        }),
     })
 }
 

@@ -5,11 +5,9 @@ use trellis_bench::measure::syscalls_available;
 use trellis_bench::{Runtime, Workload, run};
 
 /// The most allocations per child trellis's `spawn_all` (children started with
-/// `start_soon`) may make: a regression guard. Today it makes 2: the boxed child future and
-/// the `Rc<()>` of the context stub (`context::inherit`, until issue 4 replaces it with an
-/// O(1) copy). Issue 6's target is exactly 1. The count itself is checked to be an exact,
-/// repeatable integer per child, and printed.
-const TRELLIS_MAX_ALLOCS_PER_CHILD: u64 = 2;
+/// `start_soon`) may make: issue 6's target, exactly 1 (the boxed child future). The count
+/// is checked to be an exact, repeatable integer per child, and printed.
+const TRELLIS_MAX_ALLOCS_PER_CHILD: u64 = 1;
 
 fn tiny(w: Workload) -> usize {
     match w {
@@ -34,8 +32,6 @@ fn applies(w: Workload, r: Runtime) -> Option<bool> {
             | Workload::TimersSparse
     );
     match r {
-        // Context variables arrive with issue 4: either answer is fine until then.
-        Runtime::Trellis if contextvar => None,
         Runtime::Trellis | Runtime::Tokio => Some(true),
         Runtime::Smol => Some(!contextvar && w != Workload::NurseryEmpty),
         Runtime::Futures => Some(!contextvar && !timers && w != Workload::SpawnAllHandles),
