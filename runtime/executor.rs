@@ -73,7 +73,7 @@ impl Core {
     /// Blocks until something may be runnable: an I/O event, a cross-thread wake, or the
     /// nearest deadline (which a mock clock with autojump reaches at once).
     fn park(&self) {
-        let nearest = self.timers.borrow().nearest();
+        let nearest = self.timers.borrow_mut().nearest();
         let timeout = match &self.clock {
             Clock::Mock { autojump: true, .. } => {
                 if let Some(deadline) = nearest {

@@ -5,16 +5,17 @@
 //! - The [`Clock`] belongs to the runtime. A real clock reads [`Instant::now`]; a mock clock
 //!   holds a virtual instant that only moves forward, by [`advance`] or, with autojump, by
 //!   the executor when every task is blocked.
-//! - The [`TimerQueue`] lives in user space, ordered by `(deadline, sequence)`. Arming and
-//!   cancelling are `O(log n)`; the reactor only ever learns the nearest deadline, so a
-//!   timer that is dropped before it fires costs no system call.
+//! - The [`TimerQueue`] lives in user space, ordered by `(deadline, sequence)`. Arming is
+//!   `O(log n)`, cancelling `O(1)` (amortised); the reactor only ever learns the nearest
+//!   deadline, so a timer that is dropped before it fires costs no system call.
 //! - Invariant: an entry is in the queue only while its owner (a [`Sleep`] or a cancel
 //!   scope's deadline) is alive and armed; owners remove their entry when dropped.
 
 #![forbid(unsafe_code)]
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Weak;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::ScopeNode;
 use crate::executor::with_core;
+use crate::slab::Slab;
 
 /// The source of "now" for one runtime.
 #[derive(Debug)]
@@ -60,9 +62,9 @@ impl Clock {
     }
 }
 
-/// Identifies one armed timer; the sequence number breaks ties between equal deadlines so
-/// that timers armed earlier fire earlier.
-pub(crate) type TimerKey = (Instant, u64);
+/// Identifies one armed timer: its slot in the queue's slab and the sequence number it was
+/// armed with (a slot is reused; the sequence number tells a stale key from a live one).
+pub(crate) type TimerKey = (usize, u64);
 
 /// What to do when a timer fires.
 #[derive(Debug)]
@@ -73,50 +75,91 @@ pub(crate) enum TimerAction {
     CancelScope(Weak<ScopeNode>),
 }
 
+#[derive(Debug)]
+struct Armed {
+    seq: u64,
+    action: TimerAction,
+}
+
 /// The runtime's timers, nearest deadline first.
+///
+/// A binary heap of `(deadline, sequence, slot)` over a slab of armed timers. Disarming
+/// removes the slab entry in O(1) and leaves the heap entry behind as stale: it is skipped
+/// when it reaches the top, and the heap is compacted when stale entries outnumber live
+/// ones, so memory stays proportional to the armed timers. Ties fire in arming order.
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
-    entries: BTreeMap<TimerKey, TimerAction>,
+    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    armed: Slab<Armed>,
+    stale: usize,
     next_seq: u64,
 }
 
 impl TimerQueue {
     pub(crate) fn arm(&mut self, deadline: Instant, action: TimerAction) -> TimerKey {
-        let key = (deadline, self.next_seq);
+        let seq = self.next_seq;
         self.next_seq += 1;
-        self.entries.insert(key, action);
-        key
+        let slot = self.armed.insert(Armed { seq, action });
+        self.heap.push(Reverse((deadline, seq, slot)));
+        (slot, seq)
     }
 
-    pub(crate) fn disarm(&mut self, key: TimerKey) {
-        self.entries.remove(&key);
+    pub(crate) fn disarm(&mut self, (slot, seq): TimerKey) {
+        if self.armed.get_mut(slot).is_some_and(|a| a.seq == seq) {
+            self.armed.remove(slot);
+            self.stale += 1;
+            if self.stale > 64 && self.stale > self.armed.len() {
+                let armed = &mut self.armed;
+                self.heap.retain(|Reverse((_, seq, slot))| {
+                    armed.get_mut(*slot).is_some_and(|a| a.seq == *seq)
+                });
+                self.stale = 0;
+            }
+        }
     }
 
     /// Replaces the waker of an armed timer, if it would wake a different task.
-    pub(crate) fn update_waker(&mut self, key: TimerKey, waker: &Waker) {
-        if let Some(TimerAction::Wake(old)) = self.entries.get_mut(&key) {
-            if !old.will_wake(waker) {
+    pub(crate) fn update_waker(&mut self, (slot, seq): TimerKey, waker: &Waker) {
+        if let Some(Armed {
+            seq: armed_seq,
+            action: TimerAction::Wake(old),
+        }) = self.armed.get_mut(slot)
+        {
+            if *armed_seq == seq && !old.will_wake(waker) {
                 old.clone_from(waker);
             }
         }
     }
 
-    pub(crate) fn nearest(&self) -> Option<Instant> {
-        self.entries.first_key_value().map(|(key, _)| key.0)
+    /// Pops stale entries off the top, so that the top is live (or the heap empty).
+    fn skip_stale(&mut self) {
+        while let Some(Reverse((_, seq, slot))) = self.heap.peek() {
+            if self.armed.get_mut(*slot).is_some_and(|a| a.seq == *seq) {
+                return;
+            }
+            self.heap.pop();
+            self.stale = self.stale.saturating_sub(1);
+        }
+    }
+
+    pub(crate) fn nearest(&mut self) -> Option<Instant> {
+        self.skip_stale();
+        self.heap.peek().map(|Reverse((deadline, ..))| *deadline)
     }
 
     /// Removes and returns the earliest timer whose deadline is at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
-        let entry = self.entries.first_entry()?;
-        if entry.key().0 <= now {
-            Some(entry.remove())
-        } else {
-            None
+        self.skip_stale();
+        let Reverse((deadline, _, slot)) = *self.heap.peek()?;
+        if deadline > now {
+            return None;
         }
+        self.heap.pop();
+        self.armed.remove(slot).map(|armed| armed.action)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.armed.len()
     }
 }
 
@@ -298,7 +341,7 @@ mod tests {
         let a = q.arm(base + Duration::from_secs(1), TimerAction::Wake(w.clone()));
         let b = q.arm(base + Duration::from_secs(1), TimerAction::Wake(w.clone()));
         assert_eq!(q.nearest(), Some(base + Duration::from_secs(1)));
-        assert!(a < b);
+        assert!(a.1 < b.1);
         assert!(q.pop_due(base).is_none());
         assert!(q.pop_due(base + Duration::from_secs(1)).is_some());
         assert!(q.pop_due(base + Duration::from_secs(1)).is_some());
@@ -314,6 +357,33 @@ mod tests {
         q.disarm(key);
         assert_eq!(q.len(), 0);
         assert!(q.pop_due(base + Duration::from_secs(10)).is_none());
+        assert_eq!(q.nearest(), None);
+    }
+
+    #[test]
+    fn many_disarmed_timers_are_compacted_away() {
+        let base = Instant::now();
+        let mut q = TimerQueue::default();
+        let keep = q.arm(
+            base + Duration::from_secs(5),
+            TimerAction::Wake(Waker::noop().clone()),
+        );
+        for i in 0..10_000 {
+            let key = q.arm(
+                base + Duration::from_secs(i),
+                TimerAction::Wake(Waker::noop().clone()),
+            );
+            q.disarm(key);
+        }
+        assert_eq!(q.len(), 1);
+        assert!(
+            q.heap.len() < 200,
+            "stale entries must not pile up: {}",
+            q.heap.len()
+        );
+        assert_eq!(q.nearest(), Some(base + Duration::from_secs(5)));
+        q.disarm(keep);
+        q.disarm(keep); // a second disarm of the same key is harmless
         assert_eq!(q.nearest(), None);
     }
 }
