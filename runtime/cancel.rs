@@ -12,6 +12,17 @@
 //! unless it holds an active shield (then it runs on, and the cancellation completes when
 //! the shield has finished).
 //!
+//! "Next suspension" precisely: a unit that returns `Pending` while its scope is cancelled
+//! (and holds no active shield) is dropped right there, without another poll. A unit that
+//! was already suspended when the cancellation arrived from elsewhere (a sibling, a
+//! deadline, a shield turned off) is polled once more if it may have been woken: a value
+//! that is ready in the same instant as the cancellation is kept, and a shield entered in
+//! that step is honoured. A scope's body shares its owner's waker, so a [`ScopeRun`] always
+//! grants that one extra poll; a nursery grants it only to units whose waker fired.
+//!
+//! [`cancelled`] resolves only where a shield stops the cancellation: where the
+//! cancellation reaches the caller, the caller's unit is dropped instead.
+//!
 //! # State and invariants
 //!
 //! - `cancel_called` only goes from `false` to `true` (level-triggered, idempotent).
@@ -413,6 +424,18 @@ impl ScopeNode {
 /// body, and each child of each nursery inside it) is dropped at its next suspension, except
 /// units that hold an active [shield](CancelScope::set_shield), which finish first.
 ///
+/// # Cancellation
+///
+/// - When nested scopes are both cancelled, the outermost cancelled one catches the
+///   cancellation (its `run` gives `None` and [`cancelled_caught`](Self::cancelled_caught)
+///   is true); the inner ones only drop their bodies.
+/// - A scope's deadline and explicit [`cancel`](Self::cancel) act on the scope itself, also
+///   when it is shielded: a shield only stops *enclosing* cancellations.
+/// - Children of a nursery belong to the nursery's scopes, not to the scope in which
+///   `spawn` was called.
+/// - Dropping the [`ScopeRun`] future from outside drops the body at once, shields
+///   included (a hard cancel).
+///
 /// # Examples
 ///
 /// ```
@@ -481,9 +504,12 @@ impl CancelScope {
     /// Runs `fut` inside this scope: `Some(output)` when it completes, `None` when the
     /// scope was cancelled first (then `cancelled_caught()` is true).
     ///
-    /// A scope cancelled before `run` is first polled never polls `fut`. An output that is
-    /// ready in the same poll as the cancellation is kept: a deadline and an operation
-    /// completing at the same instant give `Some`.
+    /// A scope cancelled before `run` is first polled (explicitly, or by a deadline that
+    /// has already passed) never polls `fut`. An output that is ready in the same poll as
+    /// the cancellation is kept: a deadline and an operation completing at the same instant
+    /// give `Some`. A body that cancels its own scope and then finishes without suspending
+    /// also gives `Some` (the cancellation was never delivered; `cancelled_caught` stays
+    /// false).
     ///
     /// # Panics
     ///
@@ -491,9 +517,12 @@ impl CancelScope {
     ///
     /// # Cancellation
     ///
-    /// When an *enclosing* scope is cancelled, this scope does not catch it: its body is
-    /// dropped (unless shielded) and the future stays pending until the enclosing owner
-    /// drops it. Dropping the future from outside drops the body at once, shields included.
+    /// When this scope is cancelled, the body is dropped at its next suspension (see the
+    /// module docs for the exact rule) unless it holds an active shield; then it runs until
+    /// the shield is gone. When an *enclosing* scope is cancelled, this scope does not
+    /// catch it: its body is dropped (unless shielded) and the future stays pending until
+    /// the enclosing owner drops it. Dropping the future from outside drops the body at
+    /// once, shields included.
     pub fn run<F: Future>(self, fut: F) -> ScopeRun<F> {
         ScopeRun {
             node: self.node,
@@ -503,12 +532,22 @@ impl CancelScope {
         }
     }
 
-    /// Cancels the scope. Idempotent; cancelling a finished scope does nothing.
+    /// Cancels the scope. Idempotent; the first reason is kept.
+    ///
+    /// # Cancellation
+    ///
+    /// Before the scope runs, the cancel is recorded and the body will never be polled.
+    /// While it runs, every unit inside is dropped at its next suspension (unless
+    /// shielded); the owner is woken at once, so a body sleeping for an hour ends now.
+    /// After the scope finished, the call is only recorded
+    /// ([`cancel_called`](Self::cancel_called) becomes true, as in Trio) and changes
+    /// nothing else.
     pub fn cancel(&self) {
         self.node.cancel(CancelReason::Explicit);
     }
 
-    /// Whether [`cancel`](CancelScope::cancel) was called or the deadline passed.
+    /// Whether [`cancel`](CancelScope::cancel) was called (at any time, also after the
+    /// scope finished) or the deadline passed while the scope ran.
     pub fn cancel_called(&self) -> bool {
         self.node.cancel_called.get()
     }
@@ -533,6 +572,13 @@ impl CancelScope {
 
     /// Sets or clears the deadline. Takes effect at once, also while the scope runs: a
     /// deadline moved earlier (or into the past) fires then; one moved later postpones it.
+    ///
+    /// # Cancellation
+    ///
+    /// A deadline that passes while the scope runs cancels it as [`cancel`](Self::cancel)
+    /// would, with [`CancelReason::Deadline`]. On a scope that is already cancelled or has
+    /// finished, the new deadline is only recorded. A deadline never fires early; on the
+    /// mock clock it fires exactly at its instant.
     pub fn set_deadline(&self, deadline: Option<Instant>) {
         self.node.set_deadline(deadline);
     }
@@ -542,10 +588,15 @@ impl CancelScope {
         self.node.shield.get()
     }
 
-    /// Turns the shield on or off, also while the scope runs. A shielded scope's body is
-    /// not dropped by the cancellation of an enclosing scope; the enclosing cancellation
-    /// completes when the shielded body finishes. The scope's own `cancel` and deadline
-    /// still apply.
+    /// Turns the shield on or off, also while the scope runs.
+    ///
+    /// # Cancellation
+    ///
+    /// A shielded scope's body is not dropped by the cancellation of an enclosing scope;
+    /// the enclosing cancellation completes when the shielded body finishes. The scope's
+    /// own `cancel` and deadline still apply. Turning the shield off while an enclosing
+    /// scope is cancelled exposes the body: it is dropped at its next suspension, and so
+    /// is every unshielded unit below it.
     pub fn set_shield(&self, shield: bool) {
         self.node.set_shield(shield);
     }
@@ -553,6 +604,12 @@ impl CancelScope {
 
 pin_project_lite::pin_project! {
     /// The future returned by [`CancelScope::run`].
+    ///
+    /// # Cancellation
+    ///
+    /// See [`CancelScope::run`]: its own scope's cancellation gives `None`; an enclosing
+    /// one leaves it pending until dropped; dropping it drops the body at once, shields
+    /// included.
     #[must_use = "a scope does nothing unless awaited"]
     #[project = ScopeRunProj]
     pub struct ScopeRun<F> {
@@ -797,6 +854,12 @@ pub fn fail_at<F: Future>(deadline: Instant, fut: F) -> FailAt<F> {
 
 pin_project_lite::pin_project! {
     /// The future returned by [`fail_after`] and [`fail_at`].
+    ///
+    /// # Cancellation
+    ///
+    /// Its own deadline gives `Err(TimedOut)`; an enclosing cancellation drops the
+    /// operation and is caught by the enclosing scope (it is not a timeout); dropping the
+    /// future drops the operation at once.
     #[must_use = "a timeout does nothing unless awaited"]
     #[derive(Debug)]
     pub struct FailAt<F> {
@@ -818,11 +881,13 @@ impl<F: Future> Future for FailAt<F> {
     }
 }
 
-/// Resolves when the scope that encloses the caller is cancelled, looking through
-/// shields: inside a shield it tells that the outside wants to stop.
+/// Resolves when a scope that encloses the caller is cancelled, looking through shields:
+/// inside a shield it tells that the outside wants to stop.
 ///
-/// Outside any shield a cancellation drops the waiting code at once, so this matters in
-/// shielded clean-up loops. Outside any scope it never resolves.
+/// It resolves only where a shield stops the cancellation. Where the cancellation reaches
+/// the caller (no shield in between), the caller's unit is dropped at this suspension
+/// instead, so `move_on_after(d, cancelled())` gives `None`. Outside any scope, or while
+/// nothing enclosing is cancelled, it stays pending.
 ///
 /// # Cancellation
 ///
@@ -849,6 +914,10 @@ pub fn cancelled() -> Cancelled {
 }
 
 /// The future returned by [`cancelled`].
+///
+/// # Cancellation
+///
+/// Cancel-safe: dropping it loses nothing.
 #[derive(Debug)]
 #[must_use = "cancelled() does nothing unless awaited"]
 pub struct Cancelled {
@@ -876,8 +945,14 @@ impl Future for Cancelled {
 }
 
 /// The deadline that applies where this is called: the earliest deadline of the enclosing
-/// scopes up to the nearest shield, or `None` when there is none. A scope that is already
-/// cancelled counts as a deadline of now.
+/// scopes up to the nearest shield (a shielded scope's own deadline counts), or `None` when
+/// there is none. Inside a nursery child, the enclosing scopes are the nursery's, not those
+/// around the `spawn` call.
+///
+/// # Cancellation
+///
+/// A scope on that path that is already cancelled counts as a deadline of now (Trio
+/// reports `-inf`).
 ///
 /// # Examples
 ///

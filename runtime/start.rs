@@ -70,6 +70,14 @@ fn settle_early<V, E>(signal: &SharedSignal<V>, slot: &EarlySlot<E>, early: Earl
 
 /// The end of a [`Nursery::start`] that its child holds: call [`ready`](Ready::ready)
 /// once the child is ready (a server has bound its port).
+///
+/// # Cancellation
+///
+/// If the child's nursery is cancelled before the child calls `ready`, the child is dropped
+/// and `start` gives [`StartError::is_cancelled`](crate::StartError::is_cancelled). If the
+/// `start` future is dropped first, the child ends at its next poll.
+/// Dropping a `Ready` without calling it does not end the child: `start` then waits until
+/// the child finishes, and reports that it never became ready.
 pub struct Ready<V> {
     signal: SharedSignal<V>,
 }
@@ -83,6 +91,11 @@ impl<V> fmt::Debug for Ready<V> {
 impl<V> Ready<V> {
     /// Reports that the child is ready and hands `value` to the task waiting in `start`.
     /// From now on the child belongs to the nursery: its failures go to the nursery.
+    ///
+    /// # Cancellation
+    ///
+    /// After `ready`, the child is cancelled with its nursery like any other child;
+    /// dropping the `start` future no longer affects it.
     pub fn ready(self, value: V) {
         let mut signal = self.signal.borrow_mut();
         if signal.is_settled() {
