@@ -95,6 +95,8 @@ thread_local! {
     /// Bumped whenever any node's effective cancellation may have changed (a cancel, a
     /// shield toggled), so owners can cache `cancel_source` between changes.
     static CANCEL_EPOCH: Cell<u64> = const { Cell::new(0) };
+    /// Exited nodes offered for reuse (see [`ScopeNode::recycle`]).
+    static SPARE_NODES: RefCell<Vec<Rc<ScopeNode>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn bump_cancel_epoch() {
@@ -165,7 +167,25 @@ pub(crate) struct ScopeNode {
 }
 
 impl ScopeNode {
+    /// A fresh node: a recycled one when the pool holds one that nothing else references
+    /// (timeouts and nurseries are on the per-request path; a node is ~300 bytes).
     pub(crate) fn new(deadline: Option<Instant>, shield: bool) -> Rc<ScopeNode> {
+        let recycled = SPARE_NODES
+            .try_with(|pool| {
+                let mut pool = pool.borrow_mut();
+                while let Some(node) = pool.pop() {
+                    if Rc::strong_count(&node) == 1 && Rc::weak_count(&node) == 0 {
+                        return Some(node);
+                    }
+                }
+                None
+            })
+            .ok()
+            .flatten();
+        if let Some(node) = recycled {
+            node.reset(deadline, shield);
+            return node;
+        }
         Rc::new(ScopeNode {
             stage: Cell::new(Stage::Idle),
             parent: RefCell::new(None),
@@ -182,6 +202,41 @@ impl ScopeNode {
             owner: RefCell::new(None),
             listeners: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Offers an exited node to the pool. The owner calls this while it still holds its
+    /// `Rc`; the node is reused only once every other handle is gone (checked in `new`).
+    pub(crate) fn recycle(node: &Rc<ScopeNode>) {
+        const MAX_SPARE_NODES: usize = 64;
+        if node.stage.get() != Stage::Exited {
+            return;
+        }
+        let _ = SPARE_NODES.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < MAX_SPARE_NODES {
+                pool.push(node.clone());
+            }
+        });
+    }
+
+    /// Brings a recycled node back to the state `new` gives. Exited nodes have no parent
+    /// link, timer, owner or listeners left (`detach` cleared them); children detached
+    /// themselves before their parent could exit.
+    fn reset(&self, deadline: Option<Instant>, shield: bool) {
+        self.stage.set(Stage::Idle);
+        self.parent.borrow_mut().take();
+        self.child_key.set(None);
+        debug_assert!(self.children.borrow().is_empty());
+        self.cancel_called.set(false);
+        self.reason.borrow_mut().take();
+        self.caught.set(false);
+        self.deadline.set(deadline);
+        self.timer.set(None);
+        self.shield.set(shield);
+        self.shield_counted.set(false);
+        self.shields_inside.set(0);
+        self.owner.borrow_mut().take();
+        self.listeners.borrow_mut().clear();
     }
 
     /// Attaches the node below the current position and arms its deadline. Called by the
@@ -627,6 +682,7 @@ pin_project_lite::pin_project! {
             this.body.set(None);
             if *this.started {
                 this.node.detach();
+                ScopeNode::recycle(this.node);
             }
         }
     }

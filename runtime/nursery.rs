@@ -947,6 +947,7 @@ pin_project_lite::pin_project! {
             this.shared.drop_all_children();
             this.shared.finished.set(true);
             this.shared.node.detach();
+            ScopeNode::recycle(&this.shared.node);
             Core::put_back(Core {
                 queue: this.shared.queue.clone(),
                 body_unit: this.body_unit.clone(),
