@@ -105,7 +105,7 @@ fn bump_cancel_epoch() {
 
 /// The current cancel epoch: while it is unchanged, no node's effective cancellation has
 /// changed.
-pub(crate) fn cancel_epoch() -> u64 {
+fn cancel_epoch() -> u64 {
     CANCEL_EPOCH.with(Cell::get)
 }
 
@@ -161,6 +161,8 @@ pub(crate) struct ScopeNode {
     /// Whether this node's shield is counted in the ancestors' counters.
     shield_counted: Cell<bool>,
     shields_inside: Cell<u32>,
+    /// `(cancel epoch, effectively cancelled)` from the last walk up the tree.
+    cancel_cache: Cell<Option<(u64, bool)>>,
     owner: RefCell<Option<Waker>>,
     /// Tasks waiting in [`cancelled`] at this node.
     listeners: RefCell<Vec<Waker>>,
@@ -199,6 +201,7 @@ impl ScopeNode {
             shield: Cell::new(shield),
             shield_counted: Cell::new(false),
             shields_inside: Cell::new(0),
+            cancel_cache: Cell::new(None),
             owner: RefCell::new(None),
             listeners: RefCell::new(Vec::new()),
         })
@@ -235,6 +238,7 @@ impl ScopeNode {
         self.shield.set(shield);
         self.shield_counted.set(false);
         self.shields_inside.set(0);
+        self.cancel_cache.set(None);
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
     }
@@ -244,6 +248,8 @@ impl ScopeNode {
     pub(crate) fn attach(self: &Rc<Self>) {
         debug_assert_eq!(self.stage.get(), Stage::Idle);
         self.stage.set(Stage::Running);
+        // The path upwards is about to change.
+        self.cancel_cache.set(None);
         if let Some(parent) = current_position() {
             let key = parent
                 .node
@@ -288,6 +294,20 @@ impl ScopeNode {
         if let Some(w) = self.owner.borrow().as_ref() {
             w.wake_by_ref();
         }
+    }
+
+    /// Whether the node is effectively cancelled (`cancel_source().is_some()`), cached
+    /// until the cancel epoch moves: owners ask on every poll, the answer rarely changes.
+    pub(crate) fn is_cancelled(self: &Rc<Self>) -> bool {
+        let epoch = cancel_epoch();
+        if let Some((seen, cancelled)) = self.cancel_cache.get() {
+            if seen == epoch {
+                return cancelled;
+            }
+        }
+        let cancelled = self.cancel_source().is_some();
+        self.cancel_cache.set(Some((epoch, cancelled)));
+        cancelled
     }
 
     /// The outermost cancelled node on the unshielded path from `self` upwards.
@@ -717,7 +737,7 @@ impl<F: Future> Future for ScopeRun<F> {
             return Poll::Pending;
         }
         this.node.set_owner(cx.waker());
-        if this.node.cancel_source().is_some() && this.node.shields_inside() == 0 && !*this.polled {
+        if this.node.is_cancelled() && this.node.shields_inside() == 0 && !*this.polled {
             // Cancelled before the body ever ran: it is never polled.
             return this.finish_cancelled();
         }
@@ -740,7 +760,7 @@ impl<F: Future> Future for ScopeRun<F> {
             }
             // Suspended while cancelled and not shielded: dropped at this suspension.
             Poll::Pending
-                if this.node.cancel_source().is_some() && this.node.shields_inside() == 0 =>
+                if this.node.is_cancelled() && this.node.shields_inside() == 0 =>
             {
                 this.finish_cancelled()
             }

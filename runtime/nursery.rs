@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::cancel::{CancelReason, CancelScope, Position, ScopeNode, cancel_epoch, enter};
+use crate::cancel::{CancelReason, CancelScope, Position, ScopeNode, enter};
 use crate::context;
 use crate::error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 use crate::slab::Slab;
@@ -236,8 +236,6 @@ struct Shared<'env, E> {
     /// Cells of finished children that nobody else references, reused for new children
     /// so that a spawn costs no waker allocation in the steady state.
     spare_units: RefCell<Vec<(Arc<UnitCell>, Waker)>>,
-    /// `(cancel epoch, cancelled)` from the last look at the scope tree.
-    cancel_cache: Cell<Option<(u64, bool)>>,
     /// The indices being polled in the current round (kept to reuse its allocation).
     batch: RefCell<Vec<usize>>,
     /// Whether the nursery has finished; a spawn after that (only reachable by leaking a
@@ -327,15 +325,7 @@ impl<'env, E> Shared<'env, E> {
     }
 
     fn is_cancelled(&self) -> bool {
-        let epoch = cancel_epoch();
-        if let Some((seen, cancelled)) = self.cancel_cache.get() {
-            if seen == epoch {
-                return cancelled;
-            }
-        }
-        let cancelled = self.node.cancel_source().is_some();
-        self.cancel_cache.set(Some((epoch, cancelled)));
-        cancelled
+        self.node.is_cancelled()
     }
 
     /// Polls child `index` once (or drops it unpolled when the nursery is cancelled and it
@@ -828,7 +818,6 @@ where
         panic: RefCell::new(None),
         spawned: Cell::new(0),
         spare_units: RefCell::new(core.spare_units),
-        cancel_cache: Cell::new(None),
         batch: RefCell::new(core.batch),
         finished: Cell::new(false),
         _env: PhantomData,

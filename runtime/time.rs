@@ -148,14 +148,21 @@ impl TimerQueue {
     }
 
     /// Removes and returns the earliest timer whose deadline is at or before `now`.
+    ///
+    /// Stale entries are skipped only once they are due: one not yet due ends the search
+    /// at the cost of a peek (compaction bounds how many pile up).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
-        self.skip_stale();
-        let Reverse((deadline, _, slot)) = *self.heap.peek()?;
-        if deadline > now {
-            return None;
+        loop {
+            let Reverse((deadline, seq, slot)) = *self.heap.peek()?;
+            if deadline > now {
+                return None;
+            }
+            self.heap.pop();
+            if self.armed.get_mut(slot).is_some_and(|a| a.seq == seq) {
+                return self.armed.remove(slot).map(|armed| armed.action);
+            }
+            self.stale = self.stale.saturating_sub(1);
         }
-        self.heap.pop();
-        self.armed.remove(slot).map(|armed| armed.action)
     }
 
     pub(crate) fn len(&self) -> usize {
