@@ -135,17 +135,15 @@ impl ReadyQueue {
     }
 
     fn push(&self, index: usize) {
-        let parent = {
-            let mut q = self.lock();
-            q.ready.push_back(index);
-            if q.ready.len() == 1 {
-                q.parent.clone()
-            } else {
-                None
+        let mut q = self.lock();
+        q.ready.push_back(index);
+        if q.ready.len() == 1 {
+            if let Some(parent) = &q.parent {
+                // Woken under our lock, by reference (no waker clone). Locks are only ever
+                // taken child first, then parent (a wake travels up the tree), and the
+                // parent's waker never reaches this queue, so this cannot deadlock.
+                parent.wake_by_ref();
             }
-        };
-        if let Some(parent) = parent {
-            parent.wake();
         }
     }
 
@@ -216,7 +214,6 @@ struct Task<'env, E> {
     unit: Option<Arc<UnitCell>>,
     /// The waker made from `unit` (a no-op one before the first poll).
     waker: Waker,
-    polled: bool,
     number: u64,
     /// Tells the child's `JoinHandle` that it failed (`None`: spawned without a handle).
     join: Option<Rc<dyn JoinFailed + 'env>>,
@@ -259,7 +256,6 @@ impl<'env, E> Shared<'env, E> {
             fut: Some(fut),
             unit: None,
             waker: Waker::noop().clone(),
-            polled: false,
             number,
             join,
             context: context::inherit(),
@@ -342,8 +338,8 @@ impl<'env, E> Shared<'env, E> {
             let Some(fut) = task.fut.take() else {
                 return;
             };
-            if !task.polled {
-                task.polled = true;
+            // A child that never ran has no waker cell yet: its first poll gives it one.
+            if task.unit.is_none() {
                 let (unit, waker) = self.unit_for(index);
                 task.unit = Some(unit);
                 task.waker = waker;
@@ -473,6 +469,55 @@ impl<T> Drop for JoinSender<T> {
         if matches!(*self.0.state.borrow(), JoinState::Running) {
             self.0.set(JoinState::Cancelled);
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A child as the nursery stores it: the user's future, and where its value goes.
+    /// Hand-written rather than an `async` block, which would hold the future twice (as the
+    /// captured value and as the awaited one) and double the memory of every idle child.
+    /// `join` receives the value (`()` for `start_soon`: nobody awaits it).
+    struct Child<F, J, E> {
+        #[pin]
+        fut: F,
+        join: Option<J>,
+        _error: PhantomData<fn() -> E>,
+    }
+}
+
+/// Where a child's value goes when it finishes.
+trait Deliver<T> {
+    fn deliver(self, value: T);
+}
+
+impl<T> Deliver<T> for () {
+    fn deliver(self, _value: T) {}
+}
+
+impl<T> Deliver<T> for JoinSender<T> {
+    fn deliver(self, value: T) {
+        self.0.set(JoinState::Done(value));
+    }
+}
+
+impl<F, J, E> Future for Child<F, J, E>
+where
+    F: Future,
+    F::Output: TaskOutput<E>,
+    J: Deliver<<F::Output as TaskOutput<E>>::Value>,
+{
+    type Output = Result<(), E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        let this = self.project();
+        let value = match this.fut.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(out) => out.into_result()?,
+        };
+        if let Some(join) = this.join.take() {
+            join.deliver(value);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -617,12 +662,10 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
             state: RefCell::new(JoinState::Running),
             waker: RefCell::new(None),
         });
-        let sender = JoinSender(slot.clone());
-        let child = async move {
-            let sender = sender;
-            let value = fut.await.into_result()?;
-            sender.0.set(JoinState::Done(value));
-            Ok(())
+        let child = Child {
+            fut,
+            join: Some(JoinSender(slot.clone())),
+            _error: PhantomData,
         };
         let number = self.shared.insert(Box::pin(child), Some(slot.clone()));
         JoinHandle {
@@ -656,7 +699,11 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         F: Future<Output = O> + 'env,
         O: TaskOutput<E>,
     {
-        let child = async move { fut.await.into_result().map(drop) };
+        let child: Child<F, (), E> = Child {
+            fut,
+            join: Some(()),
+            _error: PhantomData,
+        };
         self.shared.insert(Box::pin(child), None);
     }
 
