@@ -51,7 +51,10 @@ mod cancel;
 mod context;
 mod error;
 mod executor;
+mod join;
 mod nursery;
+mod output;
+mod ready_queue;
 mod slab;
 mod start;
 mod time;
@@ -71,7 +74,9 @@ pub use cancel::{
 pub use context::{Context, ContextEntry, ContextVar, ResetError, Run, Token};
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use executor::{Builder, YieldNow, run, yield_now};
-pub use nursery::{BodyOutput, JoinHandle, Nursery, Ready, TaskOutput, nursery};
+pub use join::JoinHandle;
+pub use nursery::{Nursery, Ready, nursery};
+pub use output::{BodyOutput, TaskOutput};
 pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
 pub use trellis_macros::{main, nursery, open_nursery, test};
 

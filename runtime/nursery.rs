@@ -5,15 +5,10 @@
 //! - [`Shared`] holds what the nursery's handles and the nursery future share: the
 //!   children (a slab of boxed `'env` futures), the ready queue, the failures and the first
 //!   panic, and the nursery's cancel-scope node.
-//! - The ready queue holds the indices of the units (children, and [`BODY`]) whose wakers
-//!   fired. A unit's `queued` flag is set when it is pushed and cleared just before it is
-//!   polled, so a unit is in the queue at most once and a wake during its own poll
-//!   re-queues it. Only queued units are polled: a wake costs one poll, however many
-//!   children sleep.
+//! - The ready queue (`ready_queue.rs`) says which units to poll; only those are polled.
 //! - While a child is being polled its future is taken out of its slot (`fut` is `None`),
 //!   so the child may spawn siblings (which borrows the slab) during its own poll.
-//! - The parent is woken only when the queue goes from empty to non-empty; a nursery that
-//!   stops early because its poll budget ran out wakes itself.
+//! - A nursery that stops early because its poll budget ran out wakes itself.
 //! - Cycles: a child spawned with `spawn_with` holds a handle, hence an `Rc` of `Shared`,
 //!   which holds the child. The nursery future breaks the cycle by draining the children
 //!   when it finishes or is dropped.
@@ -31,177 +26,28 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 
 use crate::cancel::{CancelReason, CancelScope, Position, ScopeNode, enter};
 use crate::context;
-use crate::error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
+use crate::error::{ErrorGroup, Failure, StartError, TaskName};
+use crate::join::{Child, JoinFailed, JoinHandle, JoinSender, JoinSlot};
+use crate::output::{BodyOutput, TaskOutput};
+pub(crate) use crate::ready_queue::UnitCell;
+use crate::ready_queue::{BODY, Core, ReadyQueue};
 use crate::slab::Slab;
-
-/// The ready-queue index of the nursery body.
-const BODY: usize = usize::MAX;
 
 /// How many units one poll of a nursery may poll before it yields to its parent, so that
 /// a child that keeps waking itself cannot starve its siblings, the body or the reactor.
 const POLL_BUDGET: usize = 256;
-
-/// The value a nursery child produces: `()` or `Result<T, E>`.
-///
-/// Children that cannot fail return `()` and need no `Ok(())`.
-#[diagnostic::on_unimplemented(
-    message = "a nursery child must return `()` or `Result<_, {E}>`, not `{Self}`",
-    note = "the nursery's error type `{E}` is fixed by what its body returns; \
-            return `Ok(..)` from the body (not `()`) to let children fail with an error"
-)]
-pub trait TaskOutput<E> {
-    /// What the child's [`JoinHandle`] yields.
-    type Value;
-    /// Splits the output into a value or the nursery's error.
-    fn into_result(self) -> Result<Self::Value, E>;
-}
-
-impl<E> TaskOutput<E> for () {
-    type Value = ();
-    fn into_result(self) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-impl<T, E> TaskOutput<E> for Result<T, E> {
-    type Value = T;
-    fn into_result(self) -> Result<T, E> {
-        self
-    }
-}
-
-/// The value a nursery body returns: `()` (the nursery cannot fail) or `Result<T, E>` (its
-/// error type `E` becomes the nursery's).
-#[diagnostic::on_unimplemented(
-    message = "a nursery body must return `()` or `Result<_, _>`, not `{Self}`",
-    note = "wrap the value: `Ok::<_, YourError>(value)`"
-)]
-pub trait BodyOutput {
-    /// What the nursery yields when the body succeeds.
-    type Value;
-    /// The error type of the body and of every child.
-    type Error;
-    /// Splits the output into a value or an error.
-    fn into_result(self) -> Result<Self::Value, Self::Error>;
-}
-
-impl BodyOutput for () {
-    type Value = ();
-    type Error = Infallible;
-    fn into_result(self) -> Result<(), Infallible> {
-        Ok(())
-    }
-}
-
-impl<T, E> BodyOutput for Result<T, E> {
-    type Value = T;
-    type Error = E;
-    fn into_result(self) -> Result<T, E> {
-        self
-    }
-}
-
-/// The ready queue shared by a nursery and the wakers of its units.
-#[derive(Debug, Default)]
-pub(crate) struct ReadyQueue {
-    inner: Mutex<QueueInner>,
-}
-
-#[derive(Debug, Default)]
-struct QueueInner {
-    ready: VecDeque<usize>,
-    /// The waker of whoever polls the nursery.
-    parent: Option<Waker>,
-}
-
-impl ReadyQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
-        // A panic never happens while the lock is held; recover rather than propagate.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn push(&self, index: usize) {
-        let mut q = self.lock();
-        q.ready.push_back(index);
-        if q.ready.len() == 1 {
-            if let Some(parent) = &q.parent {
-                // Woken under our lock, by reference (no waker clone). Locks are only ever
-                // taken child first, then parent (a wake travels up the tree), and the
-                // parent's waker never reaches this queue, so this cannot deadlock.
-                parent.wake_by_ref();
-            }
-        }
-    }
-
-    /// Moves up to `max` ready indices into `batch` and records the parent's waker, under
-    /// one lock. Returns whether indices are left in the queue.
-    fn pop_batch(&self, batch: &mut Vec<usize>, max: usize, parent: &Waker) -> bool {
-        let mut q = self.lock();
-        match &q.parent {
-            Some(w) if w.will_wake(parent) => {}
-            _ => q.parent = Some(parent.clone()),
-        }
-        while batch.len() < max {
-            match q.ready.pop_front() {
-                Some(index) => batch.push(index),
-                None => return false,
-            }
-        }
-        !q.ready.is_empty()
-    }
-}
-
-/// One unit of a nursery (its body or a child): its waker, and the count of active shields
-/// inside it (maintained by the scope tree).
-#[derive(Debug)]
-pub(crate) struct UnitCell {
-    /// The unit's slot in the nursery (changes when a spare cell is reused).
-    index: AtomicUsize,
-    queued: AtomicBool,
-    pub(crate) shields: AtomicU32,
-    queue: Arc<ReadyQueue>,
-}
-
-impl UnitCell {
-    fn new(index: usize, queue: &Arc<ReadyQueue>) -> Arc<UnitCell> {
-        Arc::new(UnitCell {
-            index: AtomicUsize::new(index),
-            queued: AtomicBool::new(false),
-            shields: AtomicU32::new(0),
-            queue: queue.clone(),
-        })
-    }
-
-    fn is_shielded(&self) -> bool {
-        self.shields.load(Ordering::Relaxed) > 0
-    }
-}
-
-impl Wake for UnitCell {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.queue.push(self.index.load(Ordering::Relaxed));
-        }
-    }
-}
 
 /// A type-erased child future; it reports its value through its join slot.
 type ChildFuture<'env, E> = Pin<Box<dyn Future<Output = Result<(), E>> + 'env>>;
@@ -427,179 +273,6 @@ fn poll_unit<F: Future + ?Sized>(
     catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
 }
 
-/// Tells a join handle that its child failed (its error went to the nursery).
-trait JoinFailed {
-    fn failed(&self);
-}
-
-/// The state a child shares with its [`JoinHandle`].
-struct JoinSlot<T> {
-    state: RefCell<JoinState<T>>,
-    waker: RefCell<Option<Waker>>,
-}
-
-enum JoinState<T> {
-    Running,
-    Done(T),
-    Failed,
-    Cancelled,
-    Taken,
-}
-
-impl<T> JoinSlot<T> {
-    fn set(&self, state: JoinState<T>) {
-        *self.state.borrow_mut() = state;
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-    }
-}
-
-impl<T> JoinFailed for JoinSlot<T> {
-    fn failed(&self) {
-        self.set(JoinState::Failed);
-    }
-}
-
-/// The child's end of a join slot: marks the child cancelled if dropped before it finished.
-struct JoinSender<T>(Rc<JoinSlot<T>>);
-
-impl<T> Drop for JoinSender<T> {
-    fn drop(&mut self) {
-        if matches!(*self.0.state.borrow(), JoinState::Running) {
-            self.0.set(JoinState::Cancelled);
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A child as the nursery stores it: the user's future, and where its value goes.
-    /// Hand-written rather than an `async` block, which would hold the future twice (as the
-    /// captured value and as the awaited one) and double the memory of every idle child.
-    /// `join` receives the value (`()` for `start_soon`: nobody awaits it).
-    struct Child<F, J, E> {
-        #[pin]
-        fut: F,
-        join: Option<J>,
-        _error: PhantomData<fn() -> E>,
-    }
-}
-
-/// Where a child's value goes when it finishes.
-trait Deliver<T> {
-    fn deliver(self, value: T);
-}
-
-impl<T> Deliver<T> for () {
-    fn deliver(self, _value: T) {}
-}
-
-impl<T> Deliver<T> for JoinSender<T> {
-    fn deliver(self, value: T) {
-        self.0.set(JoinState::Done(value));
-    }
-}
-
-impl<F, J, E> Future for Child<F, J, E>
-where
-    F: Future,
-    F::Output: TaskOutput<E>,
-    J: Deliver<<F::Output as TaskOutput<E>>::Value>,
-{
-    type Output = Result<(), E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
-        let this = self.project();
-        let value = match this.fut.poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(out) => out.into_result()?,
-        };
-        if let Some(join) = this.join.take() {
-            join.deliver(value);
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// A handle to a nursery child, awaitable inside the nursery's scope.
-///
-/// Awaiting it yields the child's value, or a [`JoinError`] telling that the child failed
-/// (its error is reported by the nursery, once) or was cancelled. Dropping the handle does
-/// not affect the child. The brand `'s` keeps the handle inside the nursery body.
-///
-/// # Cancellation
-///
-/// Cancel-safe: dropping the await leaves the value in place for a later await.
-///
-/// # Examples
-///
-/// ```
-/// trellis::run(async {
-///     let sum = trellis::nursery(async |n| {
-///         let a = n.spawn(async { Ok(20) });
-///         let b = n.spawn(async { Ok(22) });
-///         Ok::<_, std::io::Error>(a.await.unwrap() + b.await.unwrap())
-///     })
-///     .await
-///     .unwrap();
-///     assert_eq!(sum, Some(42));
-/// });
-/// ```
-pub struct JoinHandle<'s, T> {
-    slot: Rc<JoinSlot<T>>,
-    number: u64,
-    _brand: PhantomData<fn(&'s ()) -> &'s ()>,
-}
-
-impl<T> fmt::Debug for JoinHandle<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &*self.slot.state.borrow() {
-            JoinState::Running => "running",
-            JoinState::Done(_) => "done",
-            JoinState::Failed => "failed",
-            JoinState::Cancelled => "cancelled",
-            JoinState::Taken => "taken",
-        };
-        f.debug_struct("JoinHandle")
-            .field("task", &TaskName::Child(self.number))
-            .field("state", &state)
-            .finish()
-    }
-}
-
-impl<T> JoinHandle<'_, T> {
-    /// Whether the child has finished (with a value, a failure or a cancellation).
-    pub fn is_finished(&self) -> bool {
-        !matches!(*self.slot.state.borrow(), JoinState::Running)
-    }
-}
-
-impl<T> Future for JoinHandle<'_, T> {
-    type Output = Result<T, JoinError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let task = TaskName::Child(self.number);
-        let mut state = self.slot.state.borrow_mut();
-        match std::mem::replace(&mut *state, JoinState::Taken) {
-            JoinState::Running => {
-                *state = JoinState::Running;
-                *self.slot.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            JoinState::Done(v) => Poll::Ready(Ok(v)),
-            JoinState::Failed => {
-                *state = JoinState::Failed;
-                Poll::Ready(Err(JoinError::failed(task)))
-            }
-            JoinState::Cancelled => {
-                *state = JoinState::Cancelled;
-                Poll::Ready(Err(JoinError::cancelled(task)))
-            }
-            JoinState::Taken => Poll::Ready(Err(JoinError::taken(task))),
-        }
-    }
-}
-
 /// The handle of a running nursery, given to its body and to children started with
 /// [`spawn_with`](Nursery::spawn_with).
 ///
@@ -658,21 +331,10 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         O: TaskOutput<E>,
         O::Value: 'env,
     {
-        let slot = Rc::new(JoinSlot {
-            state: RefCell::new(JoinState::Running),
-            waker: RefCell::new(None),
-        });
-        let child = Child {
-            fut,
-            join: Some(JoinSender(slot.clone())),
-            _error: PhantomData,
-        };
+        let slot = JoinSlot::new();
+        let child = Child::new(fut, JoinSender(slot.clone()));
         let number = self.shared.insert(Box::pin(child), Some(slot.clone()));
-        JoinHandle {
-            slot,
-            number,
-            _brand: PhantomData,
-        }
+        JoinHandle::new(slot, number)
     }
 
     /// Starts a child without a [`JoinHandle`] (Trio's `start_soon`): for children whose
@@ -699,11 +361,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         F: Future<Output = O> + 'env,
         O: TaskOutput<E>,
     {
-        let child: Child<F, (), E> = Child {
-            fut,
-            join: Some(()),
-            _error: PhantomData,
-        };
+        let child: Child<F, (), E> = Child::new(fut, ());
         self.shared.insert(Box::pin(child), None);
     }
 
@@ -884,83 +542,6 @@ where
         started: false,
     }
     .await
-}
-
-/// The parts of a nursery that depend neither on its lifetimes nor on its error type,
-/// recycled through a thread-local pool: opening a nursery is on the per-request path, and
-/// these are most of its allocations.
-struct Core {
-    queue: Arc<ReadyQueue>,
-    body_unit: Arc<UnitCell>,
-    body_waker: Waker,
-    spare_units: Vec<(Arc<UnitCell>, Waker)>,
-    batch: Vec<usize>,
-}
-
-thread_local! {
-    /// Cores of finished nurseries. A core is put back when its nursery future is dropped
-    /// (while that future still holds clones) and checked for exclusive ownership when taken.
-    static SPARE_CORES: RefCell<Vec<Core>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Core {
-    /// A core for a new nursery: a recycled one that nothing else references, or a new one.
-    fn take() -> Core {
-        let recycled = SPARE_CORES.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            while let Some(core) = pool.pop() {
-                if core.is_exclusive() {
-                    return Some(core);
-                }
-            }
-            None
-        });
-        match recycled {
-            Some(core) => core.reset(),
-            None => {
-                let queue = Arc::new(ReadyQueue::default());
-                let body_unit = UnitCell::new(BODY, &queue);
-                let body_waker = Waker::from(body_unit.clone());
-                Core {
-                    queue,
-                    body_unit,
-                    body_waker,
-                    spare_units: Vec::new(),
-                    batch: Vec::new(),
-                }
-            }
-        }
-    }
-
-    fn put_back(core: Core) {
-        const MAX_SPARE_CORES: usize = 64;
-        // During thread teardown the pool may be gone; the core is then simply dropped.
-        let _ = SPARE_CORES.try_with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.len() < MAX_SPARE_CORES {
-                pool.push(core);
-            }
-        });
-    }
-
-    /// Whether nothing outside this core (a leaked waker, a leaked nursery handle) still
-    /// references its queue or body cell: otherwise a stale wake could reach the next
-    /// nursery to use it.
-    fn is_exclusive(&self) -> bool {
-        Arc::strong_count(&self.queue) == 2 + self.spare_units.len()
-            && Arc::strong_count(&self.body_unit) == 2
-    }
-
-    fn reset(self) -> Core {
-        {
-            let mut q = self.queue.lock();
-            q.ready.clear();
-            q.parent = None;
-        }
-        self.body_unit.queued.store(false, Ordering::Relaxed);
-        self.body_unit.shields.store(0, Ordering::Relaxed);
-        self
-    }
 }
 
 pin_project_lite::pin_project! {

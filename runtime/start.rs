@@ -21,7 +21,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{StartError, TaskName};
-use crate::nursery::{Nursery, TaskOutput};
+use crate::nursery::Nursery;
+use crate::output::TaskOutput;
 
 /// How a start ended instead of `ready`.
 enum Early<E> {

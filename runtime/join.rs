@@ -1,0 +1,221 @@
+//! Where a child's value goes: the [`JoinHandle`] the body awaits, the slot it shares
+//! with the child, and the [`Child`] wrapper the nursery stores.
+//!
+//! # State
+//!
+//! A [`JoinSlot`] moves from `Running` to `Done`, `Failed` or `Cancelled` exactly once
+//! (the child finished, its error went to the nursery, or it was dropped first); awaiting
+//! the handle takes a `Done` value out (`Taken`). The child's [`JoinSender`] marks the slot
+//! cancelled if it is dropped while the slot is still `Running`.
+
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{JoinError, TaskName};
+use crate::output::TaskOutput;
+
+/// Tells a join handle that its child failed (its error went to the nursery).
+pub(crate) trait JoinFailed {
+    fn failed(&self);
+}
+
+/// The state a child shares with its [`JoinHandle`].
+pub(crate) struct JoinSlot<T> {
+    state: RefCell<JoinState<T>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+enum JoinState<T> {
+    Running,
+    Done(T),
+    Failed,
+    Cancelled,
+    Taken,
+}
+
+impl<T> JoinSlot<T> {
+    pub(crate) fn new() -> Rc<JoinSlot<T>> {
+        Rc::new(JoinSlot {
+            state: RefCell::new(JoinState::Running),
+            waker: RefCell::new(None),
+        })
+    }
+
+    fn set(&self, state: JoinState<T>) {
+        *self.state.borrow_mut() = state;
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+impl<T> JoinFailed for JoinSlot<T> {
+    fn failed(&self) {
+        self.set(JoinState::Failed);
+    }
+}
+
+/// The child's end of a join slot: marks the child cancelled if dropped before it finished.
+pub(crate) struct JoinSender<T>(pub(crate) Rc<JoinSlot<T>>);
+
+impl<T> Drop for JoinSender<T> {
+    fn drop(&mut self) {
+        if matches!(*self.0.state.borrow(), JoinState::Running) {
+            self.0.set(JoinState::Cancelled);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A child as the nursery stores it: the user's future, and where its value goes.
+    /// Hand-written rather than an `async` block, which would hold the future twice (as the
+    /// captured value and as the awaited one) and double the memory of every idle child.
+    /// `join` receives the value (`()` for `start_soon`: nobody awaits it).
+    pub(crate) struct Child<F, J, E> {
+        #[pin]
+        fut: F,
+        join: Option<J>,
+        _error: PhantomData<fn() -> E>,
+    }
+}
+
+/// Where a child's value goes when it finishes.
+pub(crate) trait Deliver<T> {
+    fn deliver(self, value: T);
+}
+
+impl<T> Deliver<T> for () {
+    fn deliver(self, _value: T) {}
+}
+
+impl<T> Deliver<T> for JoinSender<T> {
+    fn deliver(self, value: T) {
+        self.0.set(JoinState::Done(value));
+    }
+}
+
+impl<F, J, E> Child<F, J, E> {
+    /// Wraps `fut`; its value goes to `join`.
+    pub(crate) fn new(fut: F, join: J) -> Self {
+        Child {
+            fut,
+            join: Some(join),
+            _error: PhantomData,
+        }
+    }
+}
+
+impl<F, J, E> Future for Child<F, J, E>
+where
+    F: Future,
+    F::Output: TaskOutput<E>,
+    J: Deliver<<F::Output as TaskOutput<E>>::Value>,
+{
+    type Output = Result<(), E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        let this = self.project();
+        let value = match this.fut.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(out) => out.into_result()?,
+        };
+        if let Some(join) = this.join.take() {
+            join.deliver(value);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A handle to a nursery child, awaitable inside the nursery's scope.
+///
+/// Awaiting it yields the child's value, or a [`JoinError`] telling that the child failed
+/// (its error is reported by the nursery, once) or was cancelled. Dropping the handle does
+/// not affect the child. The brand `'s` keeps the handle inside the nursery body.
+///
+/// # Cancellation
+///
+/// Cancel-safe: dropping the await leaves the value in place for a later await.
+///
+/// # Examples
+///
+/// ```
+/// trellis::run(async {
+///     let sum = trellis::nursery(async |n| {
+///         let a = n.spawn(async { Ok(20) });
+///         let b = n.spawn(async { Ok(22) });
+///         Ok::<_, std::io::Error>(a.await.unwrap() + b.await.unwrap())
+///     })
+///     .await
+///     .unwrap();
+///     assert_eq!(sum, Some(42));
+/// });
+/// ```
+pub struct JoinHandle<'s, T> {
+    slot: Rc<JoinSlot<T>>,
+    number: u64,
+    _brand: PhantomData<fn(&'s ()) -> &'s ()>,
+}
+
+impl<T> fmt::Debug for JoinHandle<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.slot.state.borrow() {
+            JoinState::Running => "running",
+            JoinState::Done(_) => "done",
+            JoinState::Failed => "failed",
+            JoinState::Cancelled => "cancelled",
+            JoinState::Taken => "taken",
+        };
+        f.debug_struct("JoinHandle")
+            .field("task", &TaskName::Child(self.number))
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<T> JoinHandle<'_, T> {
+    pub(crate) fn new(slot: Rc<JoinSlot<T>>, number: u64) -> Self {
+        JoinHandle {
+            slot,
+            number,
+            _brand: PhantomData,
+        }
+    }
+
+    /// Whether the child has finished (with a value, a failure or a cancellation).
+    pub fn is_finished(&self) -> bool {
+        !matches!(*self.slot.state.borrow(), JoinState::Running)
+    }
+}
+
+impl<T> Future for JoinHandle<'_, T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let task = TaskName::Child(self.number);
+        let mut state = self.slot.state.borrow_mut();
+        match std::mem::replace(&mut *state, JoinState::Taken) {
+            JoinState::Running => {
+                *state = JoinState::Running;
+                *self.slot.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            JoinState::Done(v) => Poll::Ready(Ok(v)),
+            JoinState::Failed => {
+                *state = JoinState::Failed;
+                Poll::Ready(Err(JoinError::failed(task)))
+            }
+            JoinState::Cancelled => {
+                *state = JoinState::Cancelled;
+                Poll::Ready(Err(JoinError::cancelled(task)))
+            }
+            JoinState::Taken => Poll::Ready(Err(JoinError::taken(task))),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The ready queue of a nursery and the wakers of its units.
+//!
+//! # State
+//!
+//! - [`ReadyQueue`] holds the indices of the units (children, and [`BODY`]) whose wakers
+//!   fired, and the waker of whoever polls the nursery. It sits behind a `Mutex` because
+//!   wakers are `Send + Sync` and may fire on any thread.
+//! - A [`UnitCell`] is one unit's waker. Its `queued` flag is set when it is pushed and
+//!   cleared just before the unit is polled, so a unit is in the queue at most once and a
+//!   wake during its own poll re-queues it. Only queued units are polled: a wake costs one
+//!   poll, however many children sleep.
+//! - The parent is woken only when the queue goes from empty to non-empty.
+//! - [`Core`] bundles what a nursery allocates regardless of its types (queue, body cell,
+//!   spare cells); finished nurseries return it to a thread-local pool. Invariant: a core
+//!   or cell is reused only when nothing outside it references it (checked with
+//!   `Arc::strong_count`), so a stale waker can never reach the next user.
+
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Wake, Waker};
+
+/// The ready-queue index of the nursery body.
+pub(crate) const BODY: usize = usize::MAX;
+
+/// The ready queue shared by a nursery and the wakers of its units.
+#[derive(Debug, Default)]
+pub(crate) struct ReadyQueue {
+    inner: Mutex<QueueInner>,
+}
+
+#[derive(Debug, Default)]
+struct QueueInner {
+    ready: VecDeque<usize>,
+    /// The waker of whoever polls the nursery.
+    parent: Option<Waker>,
+}
+
+impl ReadyQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
+        // A panic never happens while the lock is held; recover rather than propagate.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn push(&self, index: usize) {
+        let mut q = self.lock();
+        q.ready.push_back(index);
+        if q.ready.len() == 1 {
+            if let Some(parent) = &q.parent {
+                // Woken under our lock, by reference (no waker clone). Locks are only ever
+                // taken child first, then parent (a wake travels up the tree), and the
+                // parent's waker never reaches this queue, so this cannot deadlock.
+                parent.wake_by_ref();
+            }
+        }
+    }
+
+    /// Moves up to `max` ready indices into `batch` and records the parent's waker, under
+    /// one lock. Returns whether indices are left in the queue.
+    pub(crate) fn pop_batch(&self, batch: &mut Vec<usize>, max: usize, parent: &Waker) -> bool {
+        let mut q = self.lock();
+        match &q.parent {
+            Some(w) if w.will_wake(parent) => {}
+            _ => q.parent = Some(parent.clone()),
+        }
+        while batch.len() < max {
+            match q.ready.pop_front() {
+                Some(index) => batch.push(index),
+                None => return false,
+            }
+        }
+        !q.ready.is_empty()
+    }
+}
+
+/// One unit of a nursery (its body or a child): its waker, and the count of active shields
+/// inside it (maintained by the scope tree).
+#[derive(Debug)]
+pub(crate) struct UnitCell {
+    /// The unit's slot in the nursery (changes when a spare cell is reused).
+    pub(crate) index: AtomicUsize,
+    pub(crate) queued: AtomicBool,
+    pub(crate) shields: AtomicU32,
+    queue: Arc<ReadyQueue>,
+}
+
+impl UnitCell {
+    pub(crate) fn new(index: usize, queue: &Arc<ReadyQueue>) -> Arc<UnitCell> {
+        Arc::new(UnitCell {
+            index: AtomicUsize::new(index),
+            queued: AtomicBool::new(false),
+            shields: AtomicU32::new(0),
+            queue: queue.clone(),
+        })
+    }
+
+    pub(crate) fn is_shielded(&self) -> bool {
+        self.shields.load(Ordering::Relaxed) > 0
+    }
+}
+
+impl Wake for UnitCell {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.queue.push(self.index.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// The parts of a nursery that depend neither on its lifetimes nor on its error type,
+/// recycled through a thread-local pool: opening a nursery is on the per-request path, and
+/// these are most of its allocations.
+pub(crate) struct Core {
+    pub(crate) queue: Arc<ReadyQueue>,
+    pub(crate) body_unit: Arc<UnitCell>,
+    pub(crate) body_waker: Waker,
+    pub(crate) spare_units: Vec<(Arc<UnitCell>, Waker)>,
+    pub(crate) batch: Vec<usize>,
+}
+
+thread_local! {
+    /// Cores of finished nurseries. A core is put back when its nursery future is dropped
+    /// (while that future still holds clones) and checked for exclusive ownership when taken.
+    static SPARE_CORES: RefCell<Vec<Core>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Core {
+    /// A core for a new nursery: a recycled one that nothing else references, or a new one.
+    pub(crate) fn take() -> Core {
+        let recycled = SPARE_CORES.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            while let Some(core) = pool.pop() {
+                if core.is_exclusive() {
+                    return Some(core);
+                }
+            }
+            None
+        });
+        match recycled {
+            Some(core) => core.reset(),
+            None => {
+                let queue = Arc::new(ReadyQueue::default());
+                let body_unit = UnitCell::new(BODY, &queue);
+                let body_waker = Waker::from(body_unit.clone());
+                Core {
+                    queue,
+                    body_unit,
+                    body_waker,
+                    spare_units: Vec::new(),
+                    batch: Vec::new(),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn put_back(core: Core) {
+        const MAX_SPARE_CORES: usize = 64;
+        // During thread teardown the pool may be gone; the core is then simply dropped.
+        let _ = SPARE_CORES.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < MAX_SPARE_CORES {
+                pool.push(core);
+            }
+        });
+    }
+
+    /// Whether nothing outside this core (a leaked waker, a leaked nursery handle) still
+    /// references its queue or body cell: otherwise a stale wake could reach the next
+    /// nursery to use it.
+    fn is_exclusive(&self) -> bool {
+        Arc::strong_count(&self.queue) == 2 + self.spare_units.len()
+            && Arc::strong_count(&self.body_unit) == 2
+    }
+
+    fn reset(self) -> Core {
+        {
+            let mut q = self.queue.lock();
+            q.ready.clear();
+            q.parent = None;
+        }
+        self.body_unit.queued.store(false, Ordering::Relaxed);
+        self.body_unit.shields.store(0, Ordering::Relaxed);
+        self
+    }
+}
