@@ -55,9 +55,11 @@ mod join;
 mod nursery;
 mod output;
 mod ready_queue;
+mod scope_tree;
 mod slab;
 mod start;
 mod time;
+mod timeout;
 
 /// What the macros' expansions call; not a public API.
 #[doc(hidden)]
@@ -68,8 +70,7 @@ pub mod __private;
 mod reactor;
 
 pub use cancel::{
-    CancelReason, CancelScope, Cancelled, FailAt, ScopeRun, TimedOut, cancelled,
-    current_effective_deadline, fail_after, fail_at, move_on_after, move_on_at, shield,
+    CancelReason, CancelScope, Cancelled, ScopeRun, cancelled, current_effective_deadline, shield,
 };
 pub use context::{Context, ContextEntry, ContextVar, ResetError, Run, Token};
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
@@ -78,6 +79,7 @@ pub use join::JoinHandle;
 pub use nursery::{Nursery, Ready, nursery};
 pub use output::{BodyOutput, TaskOutput};
 pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
+pub use timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
 pub use trellis_macros::{main, nursery, open_nursery, test};
 
 // The README's examples run as doctests, so the first code a user sees keeps working.
