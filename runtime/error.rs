@@ -10,7 +10,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TaskName {
-    /// The nursery body (the closure given to [`nursery`](crate::nursery)).
+    /// The nursery body (the closure given to [`nursery`](crate::nursery())).
     Body,
     /// A child, numbered from 1 in spawn order within its nursery.
     Child(u64),

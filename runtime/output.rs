@@ -15,7 +15,7 @@ use std::convert::Infallible;
             return `Ok(..)` from the body (not `()`) to let children fail with an error"
 )]
 pub trait TaskOutput<E> {
-    /// What the child's [`JoinHandle`] yields.
+    /// What the child's [`JoinHandle`](crate::JoinHandle) yields.
     type Value;
     /// Splits the output into a value or the nursery's error.
     fn into_result(self) -> Result<Self::Value, E>;
