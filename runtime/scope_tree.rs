@@ -270,38 +270,34 @@ impl ScopeNode {
         cancelled
     }
 
+    /// The nodes from `self` up to the root, `self` first.
+    fn path_up(self: &Rc<Self>) -> impl Iterator<Item = Rc<ScopeNode>> {
+        std::iter::successors(Some(self.clone()), |node| {
+            node.parent.borrow().as_ref().map(|p| p.node.clone())
+        })
+    }
+
+    /// The nodes from `self` up to and including the first shielded one: the nodes whose
+    /// cancellation reaches `self`.
+    fn unshielded_path_up(self: &Rc<Self>) -> impl Iterator<Item = Rc<ScopeNode>> {
+        let mut past_shield = false;
+        self.path_up().take_while(move |node| {
+            let take = !past_shield;
+            past_shield = node.shield.get();
+            take
+        })
+    }
+
     /// The outermost cancelled node on the unshielded path from `self` upwards.
     pub(crate) fn cancel_source(self: &Rc<Self>) -> Option<Rc<ScopeNode>> {
-        let mut found = None;
-        let mut node = self.clone();
-        loop {
-            if node.cancel_called.get() {
-                found = Some(node.clone());
-            }
-            if node.shield.get() {
-                return found;
-            }
-            let parent = match node.parent.borrow().as_ref() {
-                Some(p) => p.node.clone(),
-                None => return found,
-            };
-            node = parent;
-        }
+        self.unshielded_path_up()
+            .filter(|node| node.cancel_called.get())
+            .last()
     }
 
     /// Whether any node from here to the root has been cancelled, looking through shields.
     pub(crate) fn any_ancestor_cancelled(self: &Rc<Self>) -> bool {
-        let mut node = self.clone();
-        loop {
-            if node.cancel_called.get() {
-                return true;
-            }
-            let parent = match node.parent.borrow().as_ref() {
-                Some(p) => p.node.clone(),
-                None => return false,
-            };
-            node = parent;
-        }
+        self.path_up().any(|node| node.cancel_called.get())
     }
 
     pub(crate) fn cancel(&self, reason: CancelReason) {
@@ -465,24 +461,12 @@ impl ScopeNode {
     }
 
     pub(crate) fn effective_deadline(self: &Rc<Self>) -> Option<Instant> {
-        let mut earliest: Option<Instant> = None;
-        let mut node = self.clone();
-        loop {
-            if node.cancel_called.get() {
-                // Already cancelled: the deadline is now (Trio reports -inf).
-                return Some(try_with_core(|c| c.clock.now()).unwrap_or_else(Instant::now));
-            }
-            if let Some(d) = node.deadline.get() {
-                earliest = Some(earliest.map_or(d, |e| e.min(d)));
-            }
-            if node.shield.get() {
-                return earliest;
-            }
-            let parent = match node.parent.borrow().as_ref() {
-                Some(p) => p.node.clone(),
-                None => return earliest,
-            };
-            node = parent;
+        if self.is_cancelled() {
+            // Already cancelled: the deadline is now (Trio reports -inf).
+            return Some(try_with_core(|c| c.clock.now()).unwrap_or_else(Instant::now));
         }
+        self.unshielded_path_up()
+            .filter_map(|node| node.deadline.get())
+            .min()
     }
 }
