@@ -7,13 +7,19 @@
 //!
 //! ## A tour
 //!
+//! - [`#[nursery]`](macro@nursery) turns an `async fn` with an `n: Nursery` parameter into
+//!   a nursery; [`open_nursery!`] does the same for a block; [`#[trellis::main]`](main) and
+//!   [`#[trellis::test]`](test) run a function on a runtime.
 //! - [`run`] drives one root future on the current thread; [`Builder`] picks the clock
 //!   (real, or mock with autojump so tests of hour-long timeouts take microseconds).
-//! - [`nursery()`] opens a task group. Children may borrow the caller's data; the first
+//! - [`nursery()`] opens a task group. Children ([`Nursery::spawn`],
+//!   [`Nursery::start_soon`], [`Nursery::start`]) may borrow the caller's data; the first
 //!   failure cancels the rest, and every error comes back in an [`ErrorGroup`]. A panic in
 //!   a child is resumed from the nursery.
 //! - [`CancelScope`], [`move_on_after`], [`fail_after`] and [`shield`] give Trio's
 //!   cancellation: level-triggered, nested deadlines, shielded clean-up.
+//! - [`ContextVar`] and [`Context`] are PEP 567 context variables: every child starts with
+//!   a copy of its parent's values.
 //! - [`sleep`], [`sleep_until`], [`now`] and [`yield_now`] are the time and scheduling
 //!   primitives.
 //!
