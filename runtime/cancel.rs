@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use crate::scope_tree::{Stage, current_position};
 // The scope tree's crate-internal API, under the path the nursery and the timer queue use.
-pub(crate) use crate::scope_tree::{Position, ScopeNode, enter};
+pub(crate) use crate::scope_tree::{Position, ScopeNode, current_is_cancelled, enter};
 
 /// Why a scope was first cancelled.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use crate::cancel::current_is_cancelled;
 use crate::error::{JoinError, TaskName};
 use crate::output::TaskOutput;
 
@@ -135,13 +136,18 @@ where
 
 /// A handle to a nursery child, awaitable inside the nursery's scope.
 ///
-/// Awaiting it yields the child's value, or a [`JoinError`] telling that the child failed
-/// (its error is reported by the nursery, once) or was cancelled. Dropping the handle does
-/// not affect the child. The brand `'s` keeps the handle inside the nursery body.
+/// Awaiting it yields the child's value. Dropping the handle does not affect the child.
+/// The brand `'s` keeps the handle inside the nursery body.
 ///
 /// # Cancellation
 ///
 /// Cancel-safe: dropping the await leaves the value in place for a later await.
+///
+/// A child that failed or was cancelled means its nursery is cancelled, and so is the code
+/// awaiting the handle in that nursery: the await does not complete, and that code is
+/// dropped at this suspension (the failure is reported once, by the nursery's
+/// [`ErrorGroup`](crate::ErrorGroup), not turned into a second error). Code kept running
+/// by a [shield](crate::shield) gets a [`JoinError`] saying what happened instead.
 ///
 /// # Examples
 ///
@@ -200,22 +206,26 @@ impl<T> Future for JoinHandle<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let task = TaskName::Child(self.number);
         let mut state = self.slot.state.borrow_mut();
-        match std::mem::replace(&mut *state, JoinState::Taken) {
+        match &*state {
             JoinState::Running => {
-                *state = JoinState::Running;
                 *self.slot.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
+                return Poll::Pending;
             }
+            // A failed or cancelled child means the nursery is cancelled; an awaiter in its
+            // scope is being cancelled too and is dropped at this suspension, rather than
+            // turning the sibling's failure into a second error. Only an awaiter that a
+            // shield keeps running sees these errors.
+            JoinState::Failed | JoinState::Cancelled if current_is_cancelled() => {
+                return Poll::Pending;
+            }
+            JoinState::Failed => return Poll::Ready(Err(JoinError::failed(task))),
+            JoinState::Cancelled => return Poll::Ready(Err(JoinError::cancelled(task))),
+            JoinState::Taken => return Poll::Ready(Err(JoinError::taken(task))),
+            JoinState::Done(_) => {}
+        }
+        match std::mem::replace(&mut *state, JoinState::Taken) {
             JoinState::Done(v) => Poll::Ready(Ok(v)),
-            JoinState::Failed => {
-                *state = JoinState::Failed;
-                Poll::Ready(Err(JoinError::failed(task)))
-            }
-            JoinState::Cancelled => {
-                *state = JoinState::Cancelled;
-                Poll::Ready(Err(JoinError::cancelled(task)))
-            }
-            JoinState::Taken => Poll::Ready(Err(JoinError::taken(task))),
+            _ => unreachable!("checked above"),
         }
     }
 }

@@ -93,6 +93,16 @@ pub(crate) fn current_position() -> Option<Position> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
+/// Whether the code being polled is itself being cancelled (it will be dropped at its next
+/// suspension).
+pub(crate) fn current_is_cancelled() -> bool {
+    CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|pos| pos.node.is_cancelled())
+    })
+}
+
 /// Lifecycle of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use crate::cancel::current_is_cancelled;
 use crate::error::{StartError, TaskName};
 use crate::nursery::Nursery;
 use crate::output::TaskOutput;
@@ -174,7 +175,14 @@ impl<V, E> Future for WaitReady<V, E> {
         if let Some(v) = signal.value.take() {
             return Poll::Ready(Ok(v));
         }
-        if let Some(early) = self.early.borrow_mut().take() {
+        let mut early = self.early.borrow_mut();
+        // A child cancelled before `ready` means its nursery is cancelled; a starter in
+        // that nursery's scope is being cancelled too and is dropped here (as an awaited
+        // `JoinHandle` is). Only a shielded starter hears of it.
+        if matches!(*early, Some(Early::Cancelled)) && current_is_cancelled() {
+            return Poll::Pending;
+        }
+        if let Some(early) = early.take() {
             return Poll::Ready(Err(early));
         }
         signal.starter = Some(cx.waker().clone());

@@ -406,34 +406,80 @@ fn cancel_ends_the_nursery_early_and_cleanly() {
 }
 
 #[test]
-fn join_handle_reports_failure_and_cancellation() {
-    run_virtual(async {
-        let r = nursery(async |n| {
+fn awaiting_a_failed_child_drops_the_awaiter_and_reports_the_failure_once() {
+    let after_await = Cell::new(false);
+    let group = run_virtual(async {
+        nursery(async |n| {
             let failing = n.spawn(async {
                 yield_now().await;
                 Err::<(), _>(Oops("f"))
             });
-            let err = failing.await.unwrap_err();
-            assert!(err.is_failed());
-            assert_eq!(err.task(), TaskName::Child(1));
+            // The body is cancelled with the nursery: it must not turn the child's
+            // failure into an error of its own.
+            failing.await.map_err(|_| Oops("body saw the join error"))?;
+            after_await.set(true);
             Ok(())
         })
-        .await;
-        assert_eq!(r.unwrap_err().len(), 1);
+        .await
+        .unwrap_err()
+    });
+    assert_eq!(group.into_errors(), [Oops("f")]);
+    assert!(
+        !after_await.get(),
+        "the awaiting body must be dropped at the await"
+    );
+}
 
-        nursery(async |n| {
-            let scope = n.cancel_scope();
-            let sleeper = n.spawn(async { sleep_forever().await });
-            n.spawn(async move {
-                sleep(Duration::from_secs(1)).await;
-                scope.cancel();
+#[test]
+fn a_shielded_awaiter_sees_join_errors() {
+    let seen = RefCell::new(Vec::new());
+    run_virtual(async {
+        let group = nursery(async |n| {
+            let failing = n.spawn(async {
+                yield_now().await;
+                Err::<(), _>(Oops("f"))
             });
-            let err = sleeper.await.unwrap_err();
-            assert!(err.is_cancelled(), "{err}");
+            let sleeper = n.spawn(async { sleep_forever().await });
+            trellis::shield(async {
+                let failed = failing.await.unwrap_err();
+                let cancelled = sleeper.await.unwrap_err();
+                seen.borrow_mut().push((failed.is_failed(), failed.task()));
+                seen.borrow_mut()
+                    .push((cancelled.is_cancelled(), cancelled.task()));
+            })
+            .await;
+            Ok(())
         })
         .await
-        .unwrap();
+        .unwrap_err();
+        assert_eq!(group.len(), 1);
     });
+    assert_eq!(
+        *seen.borrow(),
+        [(true, TaskName::Child(1)), (true, TaskName::Child(2))]
+    );
+}
+
+#[test]
+fn a_timeout_around_a_nursery_awaiting_a_handle_moves_on() {
+    let out = run_virtual(async {
+        trellis::move_on_after(
+            Duration::from_secs(1),
+            nursery(async |n| {
+                let slow = n.spawn(async {
+                    sleep(Duration::from_secs(60)).await;
+                    Ok(1)
+                });
+                let v = slow.await.map_err(|_| Oops("join error leaked"))?;
+                Ok::<_, Oops>(v)
+            }),
+        )
+        .await
+    });
+    assert_eq!(
+        out, None,
+        "the timeout caught the cancellation: no value, no error"
+    );
 }
 
 #[test]
