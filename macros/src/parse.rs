@@ -68,6 +68,15 @@ impl EntryKind {
     }
 }
 
+/// The option's name (`autojump` in `#[trellis::test(autojump)]`), or `""` for a path
+/// that is not a single identifier (reported as unknown by the caller).
+fn option_key(meta: &Meta) -> String {
+    meta.path()
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
 /// Parses the comma-separated options; a syntax error there is recorded and gives no options.
 fn parse_metas(args: TokenStream, errors: &mut Errors) -> Vec<Meta> {
     match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
@@ -132,10 +141,7 @@ impl NurseryOptions {
         let mut seen_map_err = false;
         for meta in parse_metas(args, errors) {
             let path = meta.path();
-            let key = path
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
+            let key = option_key(&meta);
             match (&meta, key.as_str()) {
                 (Meta::NameValue(nv), "name") => match &nv.value {
                     Expr::Path(p) if p.path.get_ident().is_some() && p.qself.is_none() => {
@@ -214,10 +220,7 @@ impl EntryOptions {
         let mut seen_crate = false;
         for meta in parse_metas(args, errors) {
             let path = meta.path();
-            let key = path
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
+            let key = option_key(&meta);
             match (&meta, key.as_str()) {
                 (Meta::Path(_), clock @ ("mock_clock" | "autojump")) => {
                     let (new, name) = if clock == "mock_clock" {
