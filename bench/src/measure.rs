@@ -4,6 +4,10 @@
 use std::cell::OnceCell;
 use std::time::Instant;
 
+use perf_event_open::config::{Cpu, Opts, Proc};
+use perf_event_open::count::Counter;
+use perf_event_open::event::tp::Tracepoint;
+
 use crate::alloc;
 
 /// What one run of one workload on one runtime measured: named values, the first one being
@@ -97,18 +101,12 @@ impl Probe {
     }
 }
 
-/// Process CPU time in nanoseconds (every thread of the process).
+/// Process CPU time in nanoseconds (every thread of the process), or 0 where the clock
+/// cannot be read.
 pub fn cpu_time_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    cpu_time::ProcessTime::try_now()
+        .map(|t| t.as_duration().as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Reads a `kB` field (`VmRSS`, `VmHWM`) of `/proc/self/status`, in bytes.
@@ -138,55 +136,25 @@ pub fn peak_rss_bytes() -> u64 {
 
 /// Pins the calling thread (and the threads it starts afterwards) to `cpu`.
 pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: an all-zero cpu_set_t is a valid empty set; CPU_ZERO/CPU_SET only write into
-    // it; sched_setaffinity reads `size_of::<cpu_set_t>()` bytes from a valid reference.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+    if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "sched_setaffinity to CPU {cpu} failed"
+        )))
     }
-    Ok(())
 }
 
 /// The CPUs this process may run on.
 pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: as in `pin_to_cpu`; sched_getaffinity writes at most the size passed.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return vec![0];
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
+    core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_else(|| vec![0])
 }
-
-/// The first fields of the kernel's `struct perf_event_attr` (`PERF_ATTR_SIZE_VER0`,
-/// 64 bytes): enough to open a counting tracepoint event.
-#[repr(C)]
-#[derive(Default)]
-struct PerfEventAttr {
-    type_: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-}
-
-const PERF_TYPE_TRACEPOINT: u32 = 2;
 
 thread_local! {
-    /// This thread's `raw_syscalls:sys_enter` counter fd, or `None` when unavailable.
-    static SYSCALL_FD: OnceCell<Option<i32>> = const { OnceCell::new() };
+    /// This thread's `raw_syscalls:sys_enter` counter, or `None` when unavailable.
+    static SYSCALL_COUNTER: OnceCell<Option<Counter>> = const { OnceCell::new() };
     static READ_COST: OnceCell<u64> = const { OnceCell::new() };
 }
 
@@ -199,41 +167,24 @@ fn tracepoint_id() -> Option<u64> {
         })
 }
 
-fn open_syscall_counter() -> Option<i32> {
-    let attr = PerfEventAttr {
-        type_: PERF_TYPE_TRACEPOINT,
-        size: std::mem::size_of::<PerfEventAttr>() as u32,
-        config: tracepoint_id()?,
-        ..Default::default()
+/// Opens and enables a counter of the calling thread's `raw_syscalls:sys_enter` events.
+fn open_syscall_counter() -> Option<Counter> {
+    let event = Tracepoint {
+        id: tracepoint_id()?,
     };
-    // SAFETY: `attr` is a valid perf_event_attr of the size it declares; pid 0 / cpu -1
-    // counts the calling thread on any CPU; no group fd; no flags.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            &attr as *const PerfEventAttr,
-            0,
-            -1,
-            -1,
-            0,
-        )
-    };
-    if fd < 0 { None } else { Some(fd as i32) }
-}
-
-fn read_counter(fd: i32) -> Option<u64> {
-    let mut value = 0u64;
-    // SAFETY: reads at most 8 bytes into a valid, writable u64.
-    let n = unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) };
-    if n == 8 { Some(value) } else { None }
+    let counter = Counter::new(event, (Proc::CURRENT, Cpu::ALL), Opts::default()).ok()?;
+    counter.enable().ok()?;
+    Some(counter)
 }
 
 /// System calls entered by this thread so far, counted by the kernel's
 /// `raw_syscalls:sys_enter` tracepoint through `perf_event_open`; `None` where the kernel
 /// refuses it (no tracefs, `perf_event_paranoid`, a container without the capability).
 pub fn syscalls() -> Option<u64> {
-    let fd = SYSCALL_FD.with(|c| *c.get_or_init(open_syscall_counter))?;
-    read_counter(fd)
+    SYSCALL_COUNTER.with(|c| {
+        let counter = c.get_or_init(open_syscall_counter).as_ref()?;
+        counter.stat().ok().map(|stat| stat.count)
+    })
 }
 
 /// How many syscalls one reading of the counter itself adds (normally 1).

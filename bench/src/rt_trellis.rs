@@ -116,14 +116,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                     for i in 0..parked {
                         nu.start_soon(st.child(i));
                     }
-                    while !st.all_started() {
-                        yield_now().await;
-                    }
-                    let p = Probe::start();
-                    st.drive(n).await;
-                    let d = p.stop();
-                    st.stop();
-                    Ok::<_, Infallible>(wl::standard(w, &d, n))
+                    Ok::<_, Infallible>(timed_wakes(st, w, n).await)
                 })
                 .await
                 .expect("nursery")
@@ -136,14 +129,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 let st = &st;
                 nursery(async |nu| {
                     nu.start_soon(level(st, 1, 0));
-                    while !st.all_started() {
-                        yield_now().await;
-                    }
-                    let p = Probe::start();
-                    st.drive(n).await;
-                    let d = p.stop();
-                    st.stop();
-                    Ok::<_, Infallible>(wl::standard(w, &d, n))
+                    Ok::<_, Infallible>(timed_wakes(st, w, n).await)
                 })
                 .await
                 .expect("nursery")
@@ -319,4 +305,16 @@ fn idle<const S: usize>(n: usize) -> Report {
         .expect("nursery");
         report.expect("body ran")
     })
+}
+
+/// Waits until every parked child has started, then times `n` wakes driven through `st`.
+async fn timed_wakes(st: &WakeState, w: Workload, n: usize) -> Report {
+    while !st.all_started() {
+        yield_now().await;
+    }
+    let p = Probe::start();
+    st.drive(n).await;
+    let d = p.stop();
+    st.stop();
+    wl::standard(w, &d, n)
 }
