@@ -131,3 +131,34 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         String::from("<non-string panic>")
     }
 }
+
+/// Runs `test` on its own thread and fails if it has not finished within `limit` of real
+/// time: a guard for tests of behaviour that used to hang, so that a regression fails
+/// instead of stalling CI. The limit is a hang detector, never a timing assertion (the
+/// tests themselves run on virtual time). A panic in `test` is resumed unchanged, so
+/// `#[should_panic(expected = ..)]` keeps working.
+pub fn watchdog<T: Send + 'static>(
+    limit: std::time::Duration,
+    test: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
+        let _ = done_tx.send(());
+        out
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            match worker.join().expect("the worker catches its panics") {
+                Ok(v) => v,
+                Err(payload) => std::panic::resume_unwind(payload),
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: the test did not finish within {limit:?}; it hangs")
+        }
+    }
+}
+
+/// The watchdog's default limit: generous for a loaded 2-core CI machine, far below CI's.
+pub const HANG_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
