@@ -31,7 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::scope_tree::{Stage, current_position};
 // The scope tree's crate-internal API, under the path the nursery and the timer queue use.
@@ -174,9 +174,16 @@ impl CancelScope {
         ScopeRun {
             node: self.node,
             body: Some(fut),
-            polled: false,
+            timeout: None,
             started: false,
         }
+    }
+
+    /// Like [`run`](Self::run), with a deadline `timeout` after the scope's first poll.
+    pub(crate) fn run_for<F: Future>(self, timeout: Duration, fut: F) -> ScopeRun<F> {
+        let mut run = self.run(fut);
+        run.timeout = Some(timeout);
+        run
     }
 
     /// Cancels the scope. Idempotent; the first reason is kept.
@@ -263,7 +270,8 @@ pin_project_lite::pin_project! {
         node: Rc<ScopeNode>,
         #[pin]
         body: Option<F>,
-        polled: bool,
+        // A relative timeout, turned into the deadline when the scope starts.
+        timeout: Option<Duration>,
         started: bool,
     }
 
@@ -277,6 +285,13 @@ pin_project_lite::pin_project! {
                 ScopeNode::recycle(this.node);
             }
         }
+    }
+}
+
+impl<F> ScopeRun<F> {
+    /// The scope's deadline (resolved at the first poll for a relative timeout).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.node.deadline()
     }
 }
 
@@ -296,27 +311,17 @@ impl<F: Future> Future for ScopeRun<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         let mut this = self.project();
         if !*this.started {
-            assert!(
-                this.node.stage() == Stage::Idle,
-                "this CancelScope was already run; a scope runs once — create a new one \
-                 with `CancelScope::new()`"
-            );
-            *this.started = true;
-            this.node.attach();
+            this.start();
         }
         if this.body.is_none() {
             // Dropped by an enclosing cancellation; that scope's owner drops us.
             return Poll::Pending;
         }
         this.node.set_owner(cx.waker());
-        if this.node.is_cancelled() && this.node.shields_inside() == 0 && !*this.polled {
-            // Cancelled before the body ever ran: it is never polled.
-            return this.finish_cancelled();
-        }
-        // A body cancelled since its last poll is polled once more: it may have been woken
-        // already, and a value that is ready now is not lost to a cancellation arriving in
-        // the same instant (nor is a shield it enters in this step).
-        *this.polled = true;
+        // The body is polled even when the scope is already cancelled (before its first
+        // poll, or since its last one): cancellation is delivered at suspensions only, so
+        // code that does not await runs on, a value that is ready in the same instant as
+        // the cancellation is kept, and a shield entered in this step is honoured.
         let polled = {
             let _pos = enter(Position {
                 node: this.node.clone(),
@@ -340,9 +345,29 @@ impl<F: Future> Future for ScopeRun<F> {
 }
 
 impl<F: Future> ScopeRunProj<'_, F> {
+    /// Attaches the scope where it is first polled, resolving a relative timeout against
+    /// the clock now (Trio's relative deadlines: the time spent before the first poll does
+    /// not count).
+    #[track_caller]
+    fn start(&mut self) {
+        assert!(
+            self.node.stage() == Stage::Idle,
+            "this CancelScope was already run; a scope runs once — create a new one \
+             with `CancelScope::new()`"
+        );
+        *self.started = true;
+        if let Some(timeout) = self.timeout.take() {
+            // A timeout too long for `Instant` (`Duration::MAX`) means no deadline at all.
+            self.node.set_deadline(crate::now().checked_add(timeout));
+        }
+        self.node.attach();
+    }
+
     /// Drops the body of a cancelled scope. The scope catches the cancellation when it is
     /// the outermost cancelled one on its unshielded path; otherwise the enclosing owner
-    /// that catches it drops this future, which stays pending until then.
+    /// that catches it drops this future, which stays pending until then. Either way the
+    /// scope has exited: with no body left, nothing it does (a shield turned on by a
+    /// destructor, a cancel) can protect or hold anything.
     fn finish_cancelled(&mut self) -> Poll<Option<F::Output>> {
         self.body.set(None);
         let caught = self
@@ -350,8 +375,8 @@ impl<F: Future> ScopeRunProj<'_, F> {
             .cancel_source()
             .is_some_and(|s| Rc::ptr_eq(&s, self.node));
         self.node.set_caught(caught);
+        self.node.detach();
         if caught {
-            self.node.detach();
             Poll::Ready(None)
         } else {
             Poll::Pending

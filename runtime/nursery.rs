@@ -74,15 +74,17 @@ struct Shared<'env, E> {
     queue: Arc<ReadyQueue>,
     tasks: RefCell<Slab<Task<'env, E>>>,
     failures: RefCell<Vec<Failure<E>>>,
-    panic: RefCell<Option<Box<dyn Any + Send>>>,
+    /// Every panic caught in a poll or a destructor, in order: the first is resumed from
+    /// the nursery, the others are reported on stderr beside it.
+    panics: RefCell<Vec<(TaskName, Box<dyn Any + Send>)>>,
     spawned: Cell<u64>,
     /// Cells of finished children that nobody else references, reused for new children
     /// so that a spawn costs no waker allocation in the steady state.
     spare_units: RefCell<Vec<(Arc<UnitCell>, Waker)>>,
     /// The indices being polled in the current round (kept to reuse its allocation).
     batch: RefCell<Vec<usize>>,
-    /// Whether the nursery has finished; a spawn after that (only reachable by leaking a
-    /// handle) drops the child unpolled.
+    /// Whether the nursery has finished or is being dropped; a spawn after that (from a
+    /// destructor of a child being dropped with it) drops the new child at once.
     finished: Cell<bool>,
     /// `'env` is invariant: the slab stores `'env` futures through a shared handle.
     _env: PhantomData<fn(&'env ()) -> &'env ()>,
@@ -92,10 +94,10 @@ impl<'env, E> Shared<'env, E> {
     fn insert(&self, fut: ChildFuture<'env, E>, join: Option<Rc<dyn JoinFailed + 'env>>) -> u64 {
         let number = self.spawned.get() + 1;
         self.spawned.set(number);
-        // Into a finished nursery (reachable only through a leaked handle) or a cancelled
-        // one, the child is dropped unpolled. Children spawned before a cancellation still
-        // get their first poll: they were ready, like a woken unit.
-        if self.finished.get() || self.is_cancelled() {
+        // Into a nursery that is finished or being dropped (only a destructor of one of its
+        // children can still spawn), the child is dropped unpolled, here. Into a cancelled
+        // one, it is polled once like every unit: it runs to its first suspension.
+        if self.finished.get() {
             return number;
         }
         let index = self.tasks.borrow_mut().insert(Task {
@@ -115,9 +117,7 @@ impl<'env, E> Shared<'env, E> {
     /// A unit cell for slot `index`: a spare one when there is one.
     fn unit_for(&self, index: usize) -> (Arc<UnitCell>, Waker) {
         if let Some((unit, waker)) = self.spare_units.borrow_mut().pop() {
-            unit.index.store(index, Ordering::Relaxed);
-            unit.queued.store(false, Ordering::Relaxed);
-            unit.shields.store(0, Ordering::Relaxed);
+            unit.recycle(index);
             return (unit, waker);
         }
         let unit = UnitCell::new(index, &self.queue);
@@ -125,9 +125,16 @@ impl<'env, E> Shared<'env, E> {
         (unit, waker)
     }
 
-    /// Drops a finished or cancelled child, then keeps its cell for reuse when nothing
-    /// else references it (a stale waker clone would wake the cell's next owner).
-    fn retire(&self, task: Task<'env, E>, fut: Option<ChildFuture<'env, E>>) {
+    /// Drops a finished or cancelled child (inside its own context, catching a panic from
+    /// its destructors), retires its unit, then keeps its cell for reuse when nothing else
+    /// references it (a stale waker clone would wake the cell's next owner). Returns the
+    /// payload of a panic raised while dropping.
+    #[must_use = "a panic while dropping is the child's failure"]
+    fn retire(
+        &self,
+        task: Task<'env, E>,
+        fut: Option<ChildFuture<'env, E>>,
+    ) -> Option<Box<dyn Any + Send>> {
         const MAX_SPARE: usize = 1024;
         let Task {
             fut: slot_fut,
@@ -139,15 +146,24 @@ impl<'env, E> Shared<'env, E> {
         } = task;
         // Drop the child inside its own context: its destructors see its own variables.
         let entered = context::enter_child(context);
-        drop((fut, slot_fut));
-        drop(entered.leave());
-        drop(join);
+        let in_drop = drop_catching((fut, slot_fut, join));
+        let in_context_drop = drop_catching(entered.leave());
         let Some(unit) = unit else {
-            return;
+            return in_drop.or(in_context_drop);
         };
+        self.node.retire_unit(&unit);
         let mut spare = self.spare_units.borrow_mut();
         if Arc::strong_count(&unit) == 2 && spare.len() < MAX_SPARE {
             spare.push((unit, waker));
+        }
+        in_drop.or(in_context_drop)
+    }
+
+    /// Retires a child and records a panic from its destructors as its failure.
+    fn retire_recording(&self, task: Task<'env, E>, fut: Option<ChildFuture<'env, E>>) {
+        let name = TaskName::Child(task.number);
+        if let Some(payload) = self.retire(task, fut) {
+            self.record_failure(name, Err(payload));
         }
     }
 
@@ -157,13 +173,34 @@ impl<'env, E> Shared<'env, E> {
         });
         match outcome {
             Ok(error) => self.failures.borrow_mut().push(Failure::new(task, error)),
-            Err(payload) => {
-                let mut panic = self.panic.borrow_mut();
-                if panic.is_none() {
-                    *panic = Some(payload);
-                }
-            }
+            Err(payload) => self.panics.borrow_mut().push((task, payload)),
         }
+    }
+
+    /// The first panic, to resume; every other failure beside it is written to stderr
+    /// once, since a panic payload cannot carry them (it must resume unchanged).
+    fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        let mut panics = std::mem::take(&mut *self.panics.borrow_mut()).into_iter();
+        let (first_task, payload) = panics.next()?;
+        let failures = std::mem::take(&mut *self.failures.borrow_mut());
+        let mut lost: Vec<String> = failures
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} failed with an error of type `{}`",
+                    f.task(),
+                    std::any::type_name::<E>()
+                )
+            })
+            .collect();
+        lost.extend(panics.map(|(task, p)| format!("{task} panicked too: {}", panic_text(&*p))));
+        if !lost.is_empty() {
+            eprintln!(
+                "trellis: a nursery resumes the panic of {first_task}; beside it, {}",
+                lost.join("; ")
+            );
+        }
+        Some(payload)
     }
 
     fn is_cancelled(&self) -> bool {
@@ -219,14 +256,13 @@ impl<'env, E> Shared<'env, E> {
         };
         let task = tasks.remove(index).expect("present");
         drop(tasks);
-        let number = task.number;
-        if let (Some(join), true) = (&task.join, failure.is_some()) {
-            join.failed();
-        }
-        self.retire(task, Some(fut));
         if let Some(outcome) = failure {
-            self.record_failure(TaskName::Child(number), outcome);
+            if let Some(join) = &task.join {
+                join.failed();
+            }
+            self.record_failure(TaskName::Child(task.number), outcome);
         }
+        self.retire_recording(task, Some(fut));
     }
 
     /// Drops every child that is neither about to be polled nor shielded (cancellation
@@ -247,14 +283,46 @@ impl<'env, E> Shared<'env, E> {
             keys.into_iter().filter_map(|k| tasks.remove(k)).collect()
         };
         for task in doomed {
-            self.retire(task, None);
+            self.retire_recording(task, None);
         }
     }
 
-    /// Drops every child, ignoring shields (the nursery future itself is going away).
+    /// Drops every child, ignoring shields (the nursery future itself is going away). A
+    /// panicking destructor is recorded like any other and the rest are still dropped; a
+    /// child spawned by one of these destructors is dropped too (`finished` is set, so
+    /// `insert` drops it at once).
     fn drop_all_children(&self) {
-        let all = self.tasks.borrow_mut().drain();
-        drop(all);
+        debug_assert!(self.finished.get());
+        loop {
+            let all = self.tasks.borrow_mut().drain();
+            if all.is_empty() {
+                return;
+            }
+            for task in all {
+                self.retire_recording(task, None);
+            }
+        }
+    }
+
+    /// Whether a scope enclosing the nursery cancelled it (rather than its own scope).
+    fn cancelled_from_outside(&self) -> bool {
+        self.node
+            .cancel_source()
+            .is_some_and(|source| !Rc::ptr_eq(&source, &self.node))
+    }
+}
+
+/// Drops `value`, catching a panic from its destructor.
+fn drop_catching<T>(value: T) -> Option<Box<dyn Any + Send>> {
+    catch_unwind(AssertUnwindSafe(move || drop(value))).err()
+}
+
+/// What a panic payload says, for the report of failures beside a resumed panic.
+fn panic_text(payload: &(dyn Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => format!("{s:?}"),
+        (None, Some(s)) => format!("{s:?}"),
+        (None, None) => String::from("(a payload that is not a string)"),
     }
 }
 
@@ -520,7 +588,7 @@ where
         queue: core.queue,
         tasks: RefCell::new(Slab::default()),
         failures: RefCell::new(Vec::new()),
-        panic: RefCell::new(None),
+        panics: RefCell::new(Vec::new()),
         spawned: Cell::new(0),
         spare_units: RefCell::new(core.spare_units),
         batch: RefCell::new(core.batch),
@@ -537,9 +605,9 @@ where
         body: Some(body(handle)),
         body_unit: core.body_unit,
         body_waker: core.body_waker,
-        body_polled: false,
         value: None,
         started: false,
+        abandoned: false,
     }
     .await
 }
@@ -551,27 +619,38 @@ pin_project_lite::pin_project! {
         body: Option<B>,
         body_unit: Arc<UnitCell>,
         body_waker: Waker,
-        body_polled: bool,
         value: Option<<B::Output as BodyOutput>::Value>,
         started: bool,
+        // An enclosing scope cancelled the nursery and everything in it is gone: it never
+        // completes, and waits for that scope's owner to drop it.
+        abandoned: bool,
     }
 
     impl<'env, B: Future, E> PinnedDrop for NurseryFuture<'env, B, E>
     where B::Output: BodyOutput<Error = E> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            this.body.set(None);
-            this.shared.drop_all_children();
-            this.shared.finished.set(true);
-            this.shared.node.detach();
-            ScopeNode::recycle(&this.shared.node);
+            let shared = this.shared.clone();
+            shared.finished.set(true);
+            retire_body(this.body.as_mut(), &shared, this.body_unit);
+            shared.drop_all_children();
+            shared.node.detach();
+            ScopeNode::recycle(&shared.node);
             Core::put_back(Core {
-                queue: this.shared.queue.clone(),
+                queue: shared.queue.clone(),
                 body_unit: this.body_unit.clone(),
                 body_waker: this.body_waker.clone(),
-                spare_units: std::mem::take(&mut *this.shared.spare_units.borrow_mut()),
-                batch: std::mem::take(&mut *this.shared.batch.borrow_mut()),
+                spare_units: std::mem::take(&mut *shared.spare_units.borrow_mut()),
+                batch: std::mem::take(&mut *shared.batch.borrow_mut()),
             });
+            // A panic caught before this hard drop, or during it, is not lost: it resumes
+            // now that everything is dropped (unless the thread is already unwinding, when
+            // a second panic would abort; the hook has printed it).
+            if let Some(payload) = shared.take_panic() {
+                if !std::thread::panicking() {
+                    resume_unwind(payload);
+                }
+            }
         }
     }
 }
@@ -580,50 +659,57 @@ impl<'env, B: Future, E> NurseryFuture<'env, B, E>
 where
     B::Output: BodyOutput<Error = E>,
 {
-    /// Polls the body once (or drops it unpolled when the nursery is already cancelled).
+    /// Polls the body once; drops it when it suspends while cancelled and unshielded.
     fn poll_body(self: Pin<&mut Self>) {
         let mut this = self.project();
         this.body_unit.queued.store(false, Ordering::Release);
         let shared = &**this.shared;
-        if this.body.is_none() {
+        let Some(body) = this.body.as_mut().as_pin_mut() else {
             return;
-        }
-        if !*this.body_polled && shared.is_cancelled() {
-            this.body.set(None);
-            return;
-        }
-        *this.body_polled = true;
-        let body = this.body.as_mut().as_pin_mut().expect("checked above");
-        let polled = poll_unit(&shared.node, this.body_unit, this.body_waker, body);
-        match polled {
-            Ok(Poll::Pending) => {
-                if shared.is_cancelled() && !this.body_unit.is_shielded() {
-                    this.body.set(None);
+        };
+        let failure = match poll_unit(&shared.node, this.body_unit, this.body_waker, body) {
+            Ok(Poll::Pending) if !shared.is_cancelled() || this.body_unit.is_shielded() => {
+                return;
+            }
+            Ok(Poll::Pending) => None,
+            Ok(Poll::Ready(out)) => match out.into_result() {
+                Ok(v) => {
+                    *this.value = Some(v);
+                    None
                 }
-            }
-            Ok(Poll::Ready(out)) => {
-                this.body.set(None);
-                match out.into_result() {
-                    Ok(v) => *this.value = Some(v),
-                    Err(e) => shared.record_failure(TaskName::Body, Ok(e)),
-                }
-            }
-            Err(payload) => {
-                this.body.set(None);
-                shared.record_failure(TaskName::Body, Err(payload));
-            }
+                Err(e) => Some(Ok(e)),
+            },
+            Err(payload) => Some(Err(payload)),
+        };
+        if let Some(outcome) = failure {
+            shared.record_failure(TaskName::Body, outcome);
         }
+        retire_body(this.body, shared, this.body_unit);
     }
 
+    /// Drops the body if a cancellation reaches it now: it is suspended (not woken since)
+    /// and holds no shield. A body that has not run yet is queued, so it runs first.
     fn drop_body_if_cancelled(self: Pin<&mut Self>) {
-        let mut this = self.project();
+        let this = self.project();
         if this.body.is_some()
             && !this.body_unit.is_shielded()
-            && (!*this.body_polled || !this.body_unit.queued.load(Ordering::Acquire))
+            && !this.body_unit.queued.load(Ordering::Acquire)
         {
-            this.body.set(None);
+            retire_body(this.body, this.shared, this.body_unit);
         }
     }
+}
+
+/// Drops the nursery body (a panic from its destructors is the body's failure) and
+/// retires its unit.
+fn retire_body<B, E>(mut body: Pin<&mut Option<B>>, shared: &Shared<'_, E>, unit: &UnitCell) {
+    if body.is_none() {
+        return;
+    }
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
+        shared.record_failure(TaskName::Body, Err(payload));
+    }
+    shared.node.retire_unit(unit);
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>
@@ -633,6 +719,9 @@ where
     type Output = Result<Option<<B::Output as BodyOutput>::Value>, ErrorGroup<E>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.abandoned {
+            return Poll::Pending;
+        }
         let shared = self.shared.clone();
         if !self.started {
             *self.as_mut().project().started = true;
@@ -692,23 +781,26 @@ where
         shared: &Shared<'env, E>,
     ) -> Poll<Result<Option<<B::Output as BodyOutput>::Value>, ErrorGroup<E>>> {
         let this = self.project();
-        let outcome = if let Some(payload) = shared.panic.borrow_mut().take() {
+        if let Some(payload) = shared.take_panic() {
             shared.finished.set(true);
             shared.node.detach();
             resume_unwind(payload);
-        } else if !shared.failures.borrow().is_empty() {
+        }
+        let outcome = if !shared.failures.borrow().is_empty() {
             Err(ErrorGroup::new(std::mem::take(
                 &mut *shared.failures.borrow_mut(),
             )))
-        } else if let Some(v) = this.value.take() {
-            Ok(Some(v))
+        } else if shared.cancelled_from_outside() {
+            // Never complete with a value when an enclosing scope cancelled us, even if the
+            // body had returned one: the caller's next line must not run on half-done
+            // work. The scope that catches the cancellation drops us.
+            *this.abandoned = true;
+            shared.finished.set(true);
+            shared.node.detach();
+            return Poll::Pending;
         } else {
-            // The body was dropped by a cancellation. Ours: we catch it. An enclosing
-            // scope's: it drops us, so wait for that.
-            match shared.node.cancel_source() {
-                Some(source) if Rc::ptr_eq(&source, &shared.node) => Ok(None),
-                _ => return Poll::Pending,
-            }
+            // `None`: our own scope's cancellation dropped the body before it returned.
+            Ok(this.value.take())
         };
         shared.finished.set(true);
         shared.node.detach();

@@ -76,14 +76,17 @@ impl ReadyQueue {
     }
 }
 
-/// One unit of a nursery (its body or a child): its waker, and the count of active shields
+/// One unit of a nursery (its body or a child): its waker, and the count of shields held
 /// inside it (maintained by the scope tree).
 #[derive(Debug)]
 pub(crate) struct UnitCell {
     /// The unit's slot in the nursery (changes when a spare cell is reused).
     pub(crate) index: AtomicUsize,
     pub(crate) queued: AtomicBool,
+    /// Scopes running directly in this unit that hold a shield.
     pub(crate) shields: AtomicU32,
+    /// The unit's future is gone; its shield count no longer reaches the nursery.
+    pub(crate) retired: AtomicBool,
     queue: Arc<ReadyQueue>,
 }
 
@@ -93,8 +96,17 @@ impl UnitCell {
             index: AtomicUsize::new(index),
             queued: AtomicBool::new(false),
             shields: AtomicU32::new(0),
+            retired: AtomicBool::new(false),
             queue: queue.clone(),
         })
+    }
+
+    /// Makes a spare cell (referenced by nothing else) the cell of a new unit at `index`.
+    pub(crate) fn recycle(&self, index: usize) {
+        self.index.store(index, Ordering::Relaxed);
+        self.queued.store(false, Ordering::Relaxed);
+        self.shields.store(0, Ordering::Relaxed);
+        self.retired.store(false, Ordering::Relaxed);
     }
 
     pub(crate) fn is_shielded(&self) -> bool {
@@ -185,8 +197,7 @@ impl Core {
             q.ready.clear();
             q.parent = None;
         }
-        self.body_unit.queued.store(false, Ordering::Relaxed);
-        self.body_unit.shields.store(0, Ordering::Relaxed);
+        self.body_unit.recycle(BODY);
         self
     }
 }

@@ -12,10 +12,17 @@
 //! - A node's effective cancellation is the *outermost* node with `cancel_called`, walking
 //!   up from the node and stopping after the first shielded node. The owner of that node
 //!   catches the cancellation (`cancelled_caught`); nodes below it only drop their units.
-//! - `shields_inside` on a node, and `shields` on a nursery unit, count the shielded scopes
-//!   running anywhere inside that scope body or unit. A shielded scope increments the
-//!   counters on every position above it when it starts running and decrements them when it
-//!   stops; when a counter returns to zero the owner is woken so it can drop what it held.
+//! - Shields are counted one level at a time. A running node *holds a shield* when it is
+//!   shielded itself or `shielded_below > 0`; it then counts once (`counted`) in the
+//!   position it runs in: in `shields` of its nursery unit, or in `shielded_below` of its
+//!   parent scope. A nursery unit with `shields > 0` counts once in its nursery node's
+//!   `shielded_below`. So a unit or scope body is kept alive by a cancellation exactly
+//!   while some running scope inside it is shielded. A change travels up only while it
+//!   changes whether the next level holds a shield, and stops at a node that has exited or
+//!   a unit that is retired: both took their count away when they ended, so a shield left
+//!   behind in a forgotten (`mem::forget`) future can keep at most its own unit alive, and
+//!   no sequence of toggles, drops and cancels leaves a count that protects nothing. When
+//!   a counter returns to zero the owner is woken so it can drop what the shield held.
 //! - `owner` is the waker of the future that polls the node's units (a scope's `run`
 //!   future, or the nursery). Cancelling a node wakes its owner; when units below are held
 //!   by shields, it also wakes every descendant's owner, so each drops its unshielded units.
@@ -128,9 +135,11 @@ pub(crate) struct ScopeNode {
     deadline: Cell<Option<Instant>>,
     timer: Cell<Option<TimerKey>>,
     shield: Cell<bool>,
-    /// Whether this node's shield is counted in the ancestors' counters.
-    shield_counted: Cell<bool>,
-    shields_inside: Cell<u32>,
+    /// Whether this node holds a shield and is counted for it in its parent position.
+    counted: Cell<bool>,
+    /// How many direct sub-positions hold a shield: child scopes running in this scope's
+    /// body, or (for a nursery) units with `shields > 0`.
+    shielded_below: Cell<u32>,
     /// `(cancel epoch, effectively cancelled)` from the last walk up the tree.
     cancel_cache: Cell<Option<(u64, bool)>>,
     owner: RefCell<Option<Waker>>,
@@ -169,8 +178,8 @@ impl ScopeNode {
             deadline: Cell::new(deadline),
             timer: Cell::new(None),
             shield: Cell::new(shield),
-            shield_counted: Cell::new(false),
-            shields_inside: Cell::new(0),
+            counted: Cell::new(false),
+            shielded_below: Cell::new(0),
             cancel_cache: Cell::new(None),
             owner: RefCell::new(None),
             listeners: RefCell::new(Vec::new()),
@@ -206,8 +215,8 @@ impl ScopeNode {
         self.deadline.set(deadline);
         self.timer.set(None);
         self.shield.set(shield);
-        self.shield_counted.set(false);
-        self.shields_inside.set(0);
+        self.counted.set(false);
+        self.shielded_below.set(0);
         self.cancel_cache.set(None);
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
@@ -229,9 +238,7 @@ impl ScopeNode {
             self.child_key.set(Some(key));
             *self.parent.borrow_mut() = Some(parent);
         }
-        if self.shield.get() {
-            self.count_shield(true);
-        }
+        self.update_count();
         self.arm_deadline();
     }
 
@@ -241,9 +248,8 @@ impl ScopeNode {
             return;
         }
         self.disarm_deadline();
-        if self.shield_counted.get() {
-            self.count_shield(false);
-        }
+        // Exited: whatever is left below (a forgotten shield) no longer counts above.
+        self.update_count();
         if let (Some(parent), Some(key)) = (self.parent.borrow().as_ref(), self.child_key.take()) {
             parent.node.children.borrow_mut().remove(key);
         }
@@ -326,7 +332,7 @@ impl ScopeNode {
         self.wake_listeners();
         // Without shields inside, the owner drops the whole body at once and nobody below
         // needs to act. With shields, every owner below must drop its own unshielded units.
-        if self.shields_inside.get() > 0 {
+        if self.shielded_below.get() > 0 {
             self.wake_descendants();
         }
     }
@@ -382,34 +388,77 @@ impl ScopeNode {
         }
     }
 
-    /// Adds (`true`) or removes this node's shield from the counters of every position
-    /// above it, waking owners whose counter returns to zero.
-    fn count_shield(&self, add: bool) {
-        self.shield_counted.set(add);
-        let mut pos = self.parent.borrow().clone();
-        while let Some(p) = pos {
-            if let Some(unit) = &p.unit {
-                if add {
-                    unit.shields.fetch_add(1, Ordering::Relaxed);
-                } else if unit.shields.fetch_sub(1, Ordering::Relaxed) == 1 {
-                    p.node.wake_owner();
-                }
-            }
-            let count = p.node.shields_inside.get();
-            if add {
-                p.node.shields_inside.set(count + 1);
-            } else {
-                p.node.shields_inside.set(count - 1);
-                if count == 1 {
-                    p.node.wake_owner();
-                }
-            }
-            pos = p.node.parent.borrow().clone();
+    /// Whether this node holds a shield that protects something: it runs, and it is
+    /// shielded itself or something below it is.
+    fn holds_shield(&self) -> bool {
+        self.stage.get() == Stage::Running
+            && (self.shield.get() || self.shielded_below.get() > 0)
+    }
+
+    /// Brings this node's count in its parent position in line with `holds_shield`, and
+    /// carries the change up as far as it changes anything (see the module docs).
+    fn update_count(&self) {
+        let holds = self.holds_shield();
+        if self.counted.replace(holds) == holds {
+            return;
+        }
+        let Some(parent) = self.parent.borrow().clone() else {
+            return;
+        };
+        match &parent.unit {
+            Some(unit) => parent.node.count_in_unit(unit, holds),
+            None => parent.node.count_below(holds),
         }
     }
 
+    /// Counts a shield held (`true`) or released (`false`) in one of this nursery's units.
+    fn count_in_unit(&self, unit: &UnitCell, add: bool) {
+        if unit.retired.load(Ordering::Relaxed) {
+            return; // its count left this node when it retired
+        }
+        let changed = if add {
+            unit.shields.fetch_add(1, Ordering::Relaxed) == 0
+        } else {
+            unit.shields.fetch_sub(1, Ordering::Relaxed) == 1
+        };
+        if changed {
+            self.count_below(add);
+        }
+    }
+
+    /// Counts a shield held or released directly below this node.
+    fn count_below(&self, add: bool) {
+        if self.stage.get() == Stage::Exited {
+            return; // its count left the parent when it exited
+        }
+        let count = self.shielded_below.get();
+        if add {
+            self.shielded_below.set(count + 1);
+        } else {
+            self.shielded_below.set(count - 1);
+            if count == 1 {
+                // What the shield held may now be dropped.
+                self.wake_owner();
+            }
+        }
+        self.update_count();
+    }
+
+    /// Retires `unit` of this nursery (its future is gone): whatever shield is still
+    /// counted in it (only a forgotten one can be) stops counting here.
+    pub(crate) fn retire_unit(&self, unit: &UnitCell) {
+        if unit.retired.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if unit.shields.load(Ordering::Relaxed) > 0 {
+            self.count_below(false);
+        }
+    }
+
+    /// How many direct sub-positions of this node hold a shield (0: nothing inside is
+    /// shielded).
     pub(crate) fn shields_inside(&self) -> u32 {
-        self.shields_inside.get()
+        self.shielded_below.get()
     }
 
     pub(crate) fn stage(&self) -> Stage {
@@ -456,7 +505,7 @@ impl ScopeNode {
         }
         bump_cancel_epoch();
         if self.stage.get() == Stage::Running {
-            self.count_shield(shield);
+            self.update_count();
             // Dropping a shield may expose this node to an outer cancellation.
             self.wake_owner();
         }

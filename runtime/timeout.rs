@@ -15,11 +15,15 @@ use crate::cancel::{CancelScope, ScopeRun};
 /// Runs `fut` for at most `duration`: `Some(output)`, or `None` when time ran out.
 ///
 /// An inner timeout never extends an outer deadline. A timeout that does not fire costs no
-/// system call.
+/// system call. A `duration` too long to represent (`Duration::MAX`) means no deadline.
 ///
 /// # Cancellation
 ///
-/// Dropping it drops `fut`.
+/// The clock starts at the first poll, not at the call (Trio's relative deadlines): a
+/// timeout created and awaited later still gives `fut` the whole `duration`. Cancellation
+/// is delivered at suspensions: `fut` is polled at least once, even with a zero
+/// `duration`, and is dropped at the first suspension at or after the deadline. Dropping
+/// the returned future drops `fut`.
 ///
 /// # Examples
 ///
@@ -33,16 +37,30 @@ use crate::cancel::{CancelScope, ScopeRun};
 ///     assert_eq!(slow, None);
 /// });
 /// ```
-#[track_caller]
 pub fn move_on_after<F: Future>(duration: Duration, fut: F) -> ScopeRun<F> {
-    move_on_at(crate::now() + duration, fut)
+    CancelScope::new().run_for(duration, fut)
 }
 
 /// Runs `fut` until `deadline`: `Some(output)`, or `None` when the deadline passed first.
 ///
 /// # Cancellation
 ///
-/// Dropping it drops `fut`.
+/// `fut` is polled at least once, even when `deadline` has already passed, and is dropped
+/// at its first suspension at or after the deadline. Dropping the returned future drops
+/// `fut`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let deadline = trellis::now() + Duration::from_secs(2);
+///     let out = trellis::move_on_at(deadline, trellis::sleep(Duration::from_secs(5))).await;
+///     assert_eq!(out, None);
+///     assert_eq!(trellis::now(), deadline);
+/// });
+/// ```
 pub fn move_on_at<F: Future>(deadline: Instant, fut: F) -> ScopeRun<F> {
     CancelScope::with_deadline(deadline).run(fut)
 }
@@ -78,7 +96,9 @@ impl std::error::Error for TimedOut {}
 ///
 /// # Cancellation
 ///
-/// Dropping it drops `fut`.
+/// As [`move_on_after`]: the clock starts at the first poll, `fut` is polled at least
+/// once, and a `duration` too long to represent (`Duration::MAX`) means no deadline.
+/// Dropping the returned future drops `fut`.
 ///
 /// # Examples
 ///
@@ -90,9 +110,10 @@ impl std::error::Error for TimedOut {}
 ///     assert!(r.is_err());
 /// });
 /// ```
-#[track_caller]
 pub fn fail_after<F: Future>(duration: Duration, fut: F) -> FailAt<F> {
-    fail_at(crate::now() + duration, fut)
+    FailAt {
+        run: move_on_after(duration, fut),
+    }
 }
 
 /// Runs `fut` until `deadline`; `Err(TimedOut)` when the deadline passed first.
@@ -103,10 +124,22 @@ pub fn fail_after<F: Future>(duration: Duration, fut: F) -> FailAt<F> {
 ///
 /// # Cancellation
 ///
-/// Dropping it drops `fut`.
+/// As [`move_on_at`]: `fut` is polled at least once. Dropping the returned future drops
+/// `fut`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let deadline = trellis::now() + Duration::from_secs(1);
+///     let err = trellis::fail_at(deadline, trellis::sleep_forever()).await.unwrap_err();
+///     assert_eq!(err.deadline(), deadline);
+/// });
+/// ```
 pub fn fail_at<F: Future>(deadline: Instant, fut: F) -> FailAt<F> {
     FailAt {
-        deadline,
         run: move_on_at(deadline, fut),
     }
 }
@@ -122,7 +155,6 @@ pin_project_lite::pin_project! {
     #[must_use = "a timeout does nothing unless awaited"]
     #[derive(Debug)]
     pub struct FailAt<F> {
-        deadline: Instant,
         #[pin]
         run: ScopeRun<F>,
     }
@@ -132,10 +164,14 @@ impl<F: Future> Future for FailAt<F> {
     type Output = Result<F::Output, TimedOut>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let deadline = *this.deadline;
-        this.run
-            .poll(cx)
-            .map(|out| out.ok_or(TimedOut { deadline }))
+        let mut run = self.project().run;
+        match run.as_mut().poll(cx) {
+            Poll::Ready(Some(out)) => Poll::Ready(Ok(out)),
+            // Only the deadline can cancel this scope (nobody else holds it), so it is set.
+            Poll::Ready(None) => Poll::Ready(Err(TimedOut {
+                deadline: run.deadline().unwrap_or_else(crate::now),
+            })),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

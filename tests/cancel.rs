@@ -39,23 +39,35 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-// ----- cancel before entering, from a sibling, from inside, after exit -----
-
-/// Cancel before entering: a scope cancelled before `run` is first polled never polls its
-/// body, catches the cancellation and gives `None`; used inside a nursery child, the child
-/// ends at once, before its inner `fail_after` could fire. Ports trio
-/// `test_cancel_unbound` ("Cancel before entry") and `test_cancel_points` (`main3`).
+// ----- cancel before entering, from a sibling, from inside, after exit -----/// Cancel before entering: a scope cancelled before `run` is first polled still runs its
+/// body to the body's first suspension (delivery at suspension points), drops it there,
+/// catches the cancellation and gives `None`; a body that never suspends returns its value.
+/// Used inside a nursery child, the child ends at once, before its inner `fail_after` could
+/// fire. Ports trio `test_cancel_unbound` ("Cancel before entry") and `test_cancel_points`
+/// (`main3`).
 #[test]
-fn cancel_before_entering_never_polls_the_body() {
+fn cancel_before_entering_runs_the_body_to_its_first_suspension() {
     let polls = Cell::new(0);
+    let after_yield = Cell::new(false);
     run_virtual(async {
         let scope = CancelScope::new();
         scope.cancel();
-        let out = scope.clone().run(count_polls(&polls, async { 1 })).await;
+        let out = scope
+            .clone()
+            .run(count_polls(&polls, async {
+                yield_now().await;
+                after_yield.set(true);
+            }))
+            .await;
         assert_eq!(out, None);
         assert!(scope.cancel_called());
         assert!(scope.cancelled_caught());
         assert_eq!(scope.cancel_reason(), Some(CancelReason::Explicit));
+
+        let scope = CancelScope::new();
+        scope.cancel();
+        assert_eq!(scope.clone().run(async { 1 }).await, Some(1));
+        assert!(!scope.cancelled_caught(), "a body that never suspends is never interrupted");
 
         let start = now();
         let scope = CancelScope::new();
@@ -72,9 +84,10 @@ fn cancel_before_entering_never_polls_the_body() {
         .await
         .unwrap();
         assert_eq!(out, Some(true));
-        assert_eq!(now(), start, "the fail_after inside never armed");
+        assert_eq!(now(), start, "the fail_after inside was dropped at its first suspension");
     });
-    assert_eq!(polls.get(), 0);
+    assert_eq!(polls.get(), 1);
+    assert!(!after_yield.get());
 }
 
 /// Cancel after entry, from a sibling: cancelling a scope whose body sleeps for an hour
@@ -455,30 +468,33 @@ fn moving_a_deadline_later_postpones_it_and_clearing_it_removes_it() {
         assert!(!scope.cancel_called());
         assert_eq!(scope.deadline(), None);
     });
-}
-
-/// A deadline already in the past when the scope is entered cancels it at once: the body
-/// is never polled and virtual time does not move. Ports trio `test_timeouts.py::test_sleep`
-/// (`move_on_at(current_time())` cancels even `sleep(0)`) and trio `test_basic_timeout`
-/// (deadline passed while entered).
+}/// A deadline already in the past when the scope is entered cancels it at once: the body
+/// runs to its first suspension and is dropped there, and virtual time does not move; a
+/// body that never suspends keeps its value. Ports trio `test_timeouts.py::test_sleep`
+/// (`move_on_at(current_time())` cancels at the first checkpoint) and trio
+/// `test_basic_timeout` (deadline passed while entered).
 #[test]
-fn a_deadline_in_the_past_cancels_at_once() {
+fn a_deadline_in_the_past_cancels_at_the_first_suspension() {
     let polls = Cell::new(0);
     run_virtual(async {
         sleep(secs(10)).await;
         let start = now();
-        let out = move_on_at(start, count_polls(&polls, sleep(Duration::ZERO))).await;
+        let out = move_on_at(start, count_polls(&polls, yield_now())).await;
         assert_eq!(out, None);
         let out = move_on_at(start - secs(5), count_polls(&polls, async { 1 })).await;
-        assert_eq!(out, None);
+        assert_eq!(out, Some(1));
         let scope = CancelScope::new();
         scope.set_deadline(Some(start - secs(1)));
-        assert_eq!(scope.clone().run(count_polls(&polls, async {})).await, None);
+        let out = scope
+            .clone()
+            .run(count_polls(&polls, sleep(secs(1))))
+            .await;
+        assert_eq!(out, None);
         assert!(scope.cancelled_caught());
         assert_eq!(scope.cancel_reason(), Some(CancelReason::Deadline));
         assert_eq!(now(), start);
     });
-    assert_eq!(polls.get(), 0);
+    assert_eq!(polls.get(), 3, "each body was polled exactly once");
 }
 
 /// A deadline set on an idle scope takes effect when it starts running; on the mock clock a
@@ -724,8 +740,10 @@ fn unshielding_a_nursery_drops_its_sleeping_children() {
                 .await;
             }))
             .await;
-        // The body finished inside its shield and never suspended after it.
-        assert_eq!(out, Some(Ok(Some(()))));
+        // The body finished inside its shield, but the enclosing scope had cancelled the
+        // nursery: it never completes with a value, and the enclosing scope catches it.
+        assert_eq!(out, None);
+        assert!(outer.cancelled_caught());
     });
     assert_eq!(*record.borrow(), ["sleeping", "cancelled"]);
 }
@@ -1065,13 +1083,12 @@ fn the_nursery_scope_remembers_why_it_was_cancelled() {
             Some(CancelReason::Failure { .. })
         ));
     });
-}
-
-/// Children spawned before a cancellation get their first poll; children spawned after it
-/// are dropped unpolled. Ports trio `test_precancelled_task` (trellis drops a child spawned
-/// into an already-cancelled nursery without polling it: see `Nursery::spawn`).
+}/// Children spawned before and after a cancellation each run to their first suspension
+/// (delivery at suspension points), and are dropped there. Ports trio
+/// `test_precancelled_task` (a task started in a cancelled nursery still runs until its
+/// first checkpoint).
 #[test]
-fn children_spawned_before_a_cancellation_start_those_spawned_after_do_not() {
+fn children_spawned_into_a_cancelled_nursery_run_to_their_first_suspension() {
     let record = RefCell::new(Vec::new());
     run_virtual(async {
         nursery(async |n| {
@@ -1083,12 +1100,14 @@ fn children_spawned_before_a_cancellation_start_those_spawned_after_do_not() {
             n.cancel();
             n.spawn(async move {
                 record.borrow_mut().push("after");
+                yield_now().await;
+                record.borrow_mut().push("after resumed");
             });
         })
         .await
         .unwrap();
     });
-    assert_eq!(*record.borrow(), ["before"]);
+    assert_eq!(*record.borrow(), ["before", "after"]);
 }
 
 // ----- start -----
@@ -1238,11 +1257,10 @@ fn abandoning_start_before_ready_cancels_the_child() {
         assert_eq!(now() - start, secs(1));
     });
     assert_eq!(counter.dropped(), 1);
-}
-
-/// When the nursery is cancelled before the child is ready, `start` says so (seen here from
-/// a shielded body); starting into a cancelled nursery fails the same way at once. Ports
-/// trio `test_nursery_start_with_cancelled_nursery`.
+}/// When the nursery is cancelled before the child is ready, `start` says so (seen here from
+/// a shielded body); a child started into a cancelled nursery runs to its first
+/// suspension: ready before it, `start` succeeds; suspended first, `start` fails the same
+/// way. Ports trio `test_nursery_start_with_cancelled_nursery`.
 #[test]
 fn start_in_a_cancelled_nursery_reports_cancellation() {
     run_virtual(async {
@@ -1263,8 +1281,14 @@ fn start_in_a_cancelled_nursery_reports_cancellation() {
                     .unwrap_err();
                 assert!(err.is_cancelled(), "{err}");
                 assert_eq!(now() - start, secs(1));
+                n.start(async |_n, ready| ready.ready(()))
+                    .await
+                    .expect("ready before the first suspension");
                 let err = n
-                    .start(async |_n, ready| ready.ready(()))
+                    .start(async |_n, ready| {
+                        yield_now().await;
+                        ready.ready(());
+                    })
                     .await
                     .unwrap_err();
                 assert!(err.is_cancelled(), "{err}");
