@@ -482,18 +482,29 @@ fn a_timeout_around_a_nursery_awaiting_a_handle_moves_on() {
     );
 }
 
+/// Delivery at suspension points: a child spawned into a cancelled nursery runs to its
+/// first suspension and is dropped there; one that fails before suspending is reported.
 #[test]
-fn spawning_into_a_cancelled_nursery_drops_the_child_unpolled() {
+fn a_child_spawned_into_a_cancelled_nursery_runs_to_its_first_suspension() {
     let polls = Cell::new(0);
-    trellis::run(async {
+    let resumed = Cell::new(false);
+    let group = trellis::run(async {
         nursery(async |n| {
             n.cancel();
-            n.spawn(count_polls(&polls, async {}));
+            n.spawn(count_polls(&polls, async {
+                yield_now().await;
+                resumed.set(true);
+                Ok(())
+            }));
+            n.spawn(async { Err::<(), _>("failed before suspending") });
+            Ok(())
         })
         .await
-        .unwrap();
+        .unwrap_err()
     });
-    assert_eq!(polls.get(), 0);
+    assert_eq!(polls.get(), 1);
+    assert!(!resumed.get());
+    assert_eq!(group.into_errors(), ["failed before suspending"]);
 }
 
 #[test]

@@ -135,15 +135,13 @@ fn an_operation_completing_at_the_deadline_instant_is_not_lost() {
         .unwrap();
         assert!(finished.get());
     });
-}
-
-/// A zero timeout, or one whose deadline is already past, times out at once without
-/// polling the operation and without moving time — even an operation that would be ready
-/// at once. Ports CPython `test_timeout_zero`, `test_timeout_zero_sleep_zero`,
-/// `test_timeout_in_the_past_sleep_zero` and trio `test_timeouts.py::test_sleep`
-/// (`move_on_at(current_time())` cancels `sleep(0)`).
+}/// A zero timeout, or one whose deadline is already past, times out at the operation's
+/// first suspension without moving time; an operation that completes without suspending
+/// keeps its value (delivery at suspension points). Ports CPython `test_timeout_zero`,
+/// `test_timeout_zero_sleep_zero`, `test_timeout_in_the_past_sleep_zero` and trio
+/// `test_timeouts.py::test_sleep` (`move_on_at(current_time())` cancels `sleep(0)`).
 #[test]
-fn a_zero_or_past_timeout_fires_at_once_without_polling() {
+fn a_zero_or_past_timeout_fires_at_the_first_suspension() {
     let polls = Cell::new(0);
     run_virtual(async {
         sleep(secs(20)).await;
@@ -154,21 +152,25 @@ fn a_zero_or_past_timeout_fires_at_once_without_polling() {
                 .is_err()
         );
         assert!(
-            fail_after(Duration::ZERO, count_polls(&polls, sleep(Duration::ZERO)))
+            fail_after(Duration::ZERO, count_polls(&polls, trellis::yield_now()))
                 .await
                 .is_err()
         );
-        let err = fail_at(start - secs(11), count_polls(&polls, async { 1 }))
+        let err = fail_at(start - secs(11), count_polls(&polls, sleep_forever()))
             .await
             .unwrap_err();
         assert_eq!(err.deadline(), start - secs(11));
         assert_eq!(
             move_on_at(start, count_polls(&polls, async { 1 })).await,
-            None
+            Some(1)
+        );
+        assert_eq!(
+            fail_after(Duration::ZERO, count_polls(&polls, async { 2 })).await,
+            Ok(2)
         );
         assert_eq!(now(), start);
     });
-    assert_eq!(polls.get(), 0);
+    assert_eq!(polls.get(), 5, "each operation was polled exactly once");
 }
 
 /// Nested timeouts with the same deadline: only the outer one reports the timeout; the
