@@ -1299,3 +1299,106 @@ fn start_in_a_cancelled_nursery_reports_cancellation() {
         .unwrap();
     });
 }
+
+// ----- shields never stay counted for nothing -----
+
+/// A shield switched on by a destructor while the cancellation drops its scope's body
+/// protects nothing: the enclosing timeout still ends (it used to hang forever), for a
+/// scope body and for a nursery child.
+#[test]
+fn a_shield_switched_on_by_a_destructor_during_a_cancellation_protects_nothing() {
+    common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let start = now();
+            let out = move_on_after(secs(1), async {
+                let inner = CancelScope::new();
+                let handle = inner.clone();
+                inner
+                    .run(async move {
+                        let _g = OnDrop(move || handle.set_shield(true));
+                        sleep_forever().await;
+                    })
+                    .await;
+            })
+            .await;
+            assert_eq!(out, None);
+            assert_eq!(now() - start, secs(1));
+
+            let start = now();
+            let out = move_on_after(
+                secs(1),
+                nursery(async |n| {
+                    n.spawn(async {
+                        let inner = CancelScope::new();
+                        let handle = inner.clone();
+                        inner
+                            .run(async move {
+                                let _g = OnDrop(move || handle.set_shield(true));
+                                sleep_forever().await;
+                            })
+                            .await;
+                    });
+                    sleep_forever().await;
+                }),
+            )
+            .await;
+            assert!(out.is_none());
+            assert_eq!(now() - start, secs(1));
+        })
+    });
+}
+
+/// A started `shield()` that is forgotten keeps at most its own unit alive: once that unit
+/// ends, the enclosing timeout fires on time, whatever is toggled on the forgotten scope.
+#[test]
+fn a_forgotten_shield_keeps_at_most_its_own_unit_alive() {
+    common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            // In a nursery child that then ends.
+            let start = now();
+            let out = trellis::fail_after(
+                secs(1),
+                nursery(async |n| {
+                    n.spawn(common::forget_after_one_poll(shield(sleep_forever())));
+                    sleep_forever().await;
+                }),
+            )
+            .await;
+            assert!(out.is_err());
+            assert_eq!(now() - start, secs(1));
+
+            // In a scope body that then ends, toggled afterwards through a handle.
+            let start = now();
+            let out = move_on_after(secs(1), async {
+                let forgotten = CancelScope::new();
+                forgotten.set_shield(true);
+                move_on_after(
+                    secs(10),
+                    common::forget_after_one_poll(forgotten.clone().run(sleep_forever())),
+                )
+                .await;
+                for on in [false, true, false, true] {
+                    forgotten.set_shield(on);
+                }
+                sleep_forever().await;
+            })
+            .await;
+            assert_eq!(out, None);
+            assert_eq!(now() - start, secs(1));
+
+            // Still inside its unit, it keeps that unit (and only that) running.
+            let start = now();
+            let ticks = Cell::new(0);
+            let out = move_on_after(secs(1), async {
+                common::forget_after_one_poll(shield(sleep_forever())).await;
+                for _ in 0..3 {
+                    sleep(secs(1)).await;
+                    ticks.set(ticks.get() + 1);
+                }
+            })
+            .await;
+            assert_eq!(out, Some(()), "the unit ran to its end");
+            assert_eq!((ticks.get(), now() - start), (3, secs(3)));
+        })
+    });
+}

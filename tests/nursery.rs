@@ -563,3 +563,368 @@ fn wakes_from_another_thread_reach_the_runtime() {
     });
     assert_eq!(got, 7);
 }
+
+// ----- an enclosing cancellation never completes a nursery with a value -----
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Three sleepers (1, 2, 3 s) in a nursery whose body returned a value at once, under a
+/// 1.5 s timeout: the timeout is what the caller sees, not the body's value.
+fn sleepers_under_a_timeout<T>(
+    finished: &Cell<usize>,
+    dropped: &DropCounter,
+    timeout: impl AsyncFnOnce(
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<&'static str>, trellis::ErrorGroup<()>>> + '_>>,
+    ) -> T,
+) -> T {
+    run_virtual(async {
+        let start = trellis::now();
+        let fut = Box::pin(nursery(async |n| {
+            for s in 1..=3 {
+                let guard = dropped.guard();
+                n.spawn(async move {
+                    sleep(secs(s)).await;
+                    finished.set(finished.get() + 1);
+                    guard.finish();
+                });
+            }
+            Ok::<_, ()>("v")
+        }));
+        let out = timeout(fut).await;
+        assert_eq!(trellis::now() - start, Duration::from_millis(1500));
+        out
+    })
+}
+
+#[test]
+fn a_fail_after_around_a_nursery_whose_body_returned_reports_the_timeout() {
+    let (finished, dropped) = (Cell::new(0), DropCounter::new());
+    let out = sleepers_under_a_timeout(&finished, &dropped, async |fut| {
+        trellis::fail_after(Duration::from_millis(1500), fut).await
+    });
+    assert!(out.is_err(), "a timeout reported as {out:?}");
+    assert_eq!((finished.get(), dropped.dropped()), (1, 2));
+}
+
+#[test]
+fn a_move_on_after_around_a_nursery_whose_body_returned_gives_none() {
+    let (finished, dropped) = (Cell::new(0), DropCounter::new());
+    let out = sleepers_under_a_timeout(&finished, &dropped, async |fut| {
+        trellis::move_on_after(Duration::from_millis(1500), fut).await
+    });
+    assert_eq!(out, None);
+    assert_eq!((finished.get(), dropped.dropped()), (1, 2));
+}
+
+#[test]
+fn a_scope_cancelling_a_nursery_whose_body_returned_catches_the_cancellation() {
+    let (finished, dropped) = (Cell::new(0), DropCounter::new());
+    let (out, scope) = sleepers_under_a_timeout(&finished, &dropped, async |fut| {
+        let scope = trellis::CancelScope::with_deadline(trellis::now() + Duration::from_millis(1500));
+        (scope.clone().run(fut).await, scope)
+    });
+    assert_eq!(out, None);
+    assert!(scope.cancel_called() && scope.cancelled_caught(), "{scope:?}");
+}
+
+/// A nursery cancelled by the failure of an outer sibling, whose last child finishes in
+/// the same instant, does not return: the code after it never runs on half-done work.
+#[test]
+fn a_nursery_cancelled_by_an_outer_siblings_failure_never_returns() {
+    let next_line_ran = Cell::new(false);
+    let group = run_virtual(async {
+        nursery(async |outer| {
+            outer.spawn(async {
+                sleep(secs(1)).await;
+                Err::<(), _>("outer sibling failed")
+            });
+            outer.spawn(async {
+                let inner = nursery(async |n| {
+                    n.spawn(async { sleep(secs(1)).await });
+                    Ok::<_, &str>("half done")
+                })
+                .await;
+                next_line_ran.set(true);
+                inner.map(drop).map_err(|g| g.into_first())
+            });
+            Ok(())
+        })
+        .await
+        .unwrap_err()
+    });
+    assert!(!next_line_ran.get(), "the caller's next line ran");
+    assert_eq!(group.into_errors(), ["outer sibling failed"]);
+}
+
+/// Delivery at suspension points, for a nursery body: entered inside a cancelled scope,
+/// a body that fails before suspending is reported, one that suspends is dropped there
+/// (and the nursery never completes), and a nested scope that never awaits keeps its value.
+#[test]
+fn a_nursery_entered_in_a_cancelled_scope_runs_its_body_to_the_first_suspension() {
+    let (ran, resumed) = (Cell::new(false), Cell::new(false));
+    run_virtual(async {
+        let scope = trellis::CancelScope::new();
+        scope.cancel();
+        match scope.run(nursery(async |_n| Err::<(), _>("at once"))).await {
+            Some(Err(group)) => assert_eq!(group.into_errors(), ["at once"]),
+            other => panic!("the body's error was lost: {other:?}"),
+        }
+
+        let scope = trellis::CancelScope::new();
+        scope.cancel();
+        let out = scope
+            .clone()
+            .run(nursery(async |_n| {
+                ran.set(true);
+                yield_now().await;
+                resumed.set(true);
+            }))
+            .await;
+        assert!(out.is_none());
+        assert!(scope.cancelled_caught());
+
+        let scope = trellis::CancelScope::new();
+        scope.cancel();
+        let out = scope
+            .run(async { trellis::CancelScope::new().run(async { 7 }).await })
+            .await;
+        assert_eq!(out, Some(Some(7)));
+    });
+    assert!(ran.get() && !resumed.get());
+}
+
+// ----- panics: caught in polls and destructors, resumed unchanged, nothing else lost -----
+
+#[derive(Debug, PartialEq)]
+struct Payload(u32);
+
+/// An `Err` from one child and a panic (with a payload of its own type) from another: the
+/// panic resumes with its payload unchanged.
+#[test]
+fn a_panic_beside_an_error_resumes_with_its_payload_unchanged() {
+    let caught = std::panic::catch_unwind(|| {
+        run_virtual(async {
+            nursery(async |n| {
+                n.spawn(async { Err::<(), _>("disk full") });
+                n.spawn(async {
+                    if true {
+                        std::panic::panic_any(Payload(7));
+                    }
+                    Ok(())
+                });
+                Ok(())
+            })
+            .await
+        })
+    });
+    let payload = caught.expect_err("the panic must resume");
+    assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(7)));
+}
+
+#[test]
+#[should_panic(expected = "the original message")]
+fn should_panic_expected_sees_the_original_message_beside_other_failures() {
+    run_virtual(async {
+        nursery(async |n| {
+            n.spawn(async { Err::<(), _>("an error first") });
+            n.spawn(async {
+                if true {
+                    panic!("the original message");
+                }
+                Ok(())
+            });
+            n.spawn(async {
+                if true {
+                    panic!("a second panic");
+                }
+                Ok(())
+            });
+            Ok(())
+        })
+        .await
+    })
+    .ok();
+}
+
+/// The failures beside a resumed panic are not dropped silently: they are written to
+/// stderr, once, naming each task.
+#[test]
+fn the_failures_beside_a_resumed_panic_are_written_to_stderr() {
+    let stderr = common::stderr_of_test("child_process_an_error_and_two_panics");
+    assert!(
+        stderr.contains(
+            "trellis: a nursery resumes the panic of child 2; beside it, child 1 failed \
+             with an error of type `&str`; child 3 panicked too: \"second\""
+        ),
+        "stderr was: {stderr}"
+    );
+    assert_eq!(stderr.matches("trellis: a nursery resumes").count(), 1);
+}
+
+#[test]
+#[ignore = "run as a child process by the_failures_beside_a_resumed_panic_are_written_to_stderr"]
+fn child_process_an_error_and_two_panics() {
+    if !common::is_test_child() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| {
+        run_virtual(async {
+            nursery(async |n| {
+                n.spawn(async { Err::<(), _>("disk full") });
+                n.spawn(async {
+                    if true {
+                        panic!("first");
+                    }
+                    Ok(())
+                });
+                n.spawn(async {
+                    if true {
+                        panic!("second");
+                    }
+                    Ok(())
+                });
+                Ok(())
+            })
+            .await
+        })
+    });
+}
+
+/// A cancelled child whose destructor panics: the panic is that child's failure, caught;
+/// a shielded sibling still finishes its clean-up; the panic resumes afterwards.
+#[test]
+fn a_panicking_destructor_is_its_childs_failure_and_shielded_siblings_still_finish() {
+    let cleaned = Cell::new(false);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_virtual(async {
+            nursery(async |n| {
+                n.spawn(async {
+                    sleep(secs(1)).await;
+                    Err::<(), _>("first failure")
+                });
+                n.spawn(async {
+                    let _p = common::PanicOnDrop("destructor exploded");
+                    sleep_forever().await;
+                    Ok(())
+                });
+                n.spawn(async {
+                    trellis::shield(async {
+                        sleep(secs(5)).await;
+                        cleaned.set(true);
+                    })
+                    .await;
+                    Ok(())
+                });
+                Ok(())
+            })
+            .await
+        })
+    }));
+    let payload = caught.expect_err("the destructor's panic must resume");
+    assert_eq!(common::panic_message(&*payload), "destructor exploded");
+    assert!(cleaned.get(), "the shielded clean-up was cut short");
+}
+
+/// Two destructors panicking, in a cancellation and in a hard drop, and a hard drop while
+/// the thread already unwinds: the process never aborts, the first panic resumes.
+#[test]
+fn panicking_destructors_never_abort_the_process() {
+    let caught = std::panic::catch_unwind(|| {
+        run_virtual(async {
+            nursery(async |n| {
+                for msg in ["one", "two"] {
+                    n.spawn(async move {
+                        let _p = common::PanicOnDrop(msg);
+                        sleep_forever().await;
+                        Ok(())
+                    });
+                }
+                n.spawn(async {
+                    sleep(secs(1)).await;
+                    Err::<(), _>("cancels them")
+                });
+                Ok(())
+            })
+            .await
+        })
+    });
+    assert_eq!(common::panic_message(&*caught.unwrap_err()), "one");
+
+    let caught = std::panic::catch_unwind(|| {
+        run_virtual(async {
+            let fut = common::poll_once(nursery(async |n| {
+                for msg in ["hard one", "hard two"] {
+                    n.spawn(async move {
+                        let _p = common::PanicOnDrop(msg);
+                        sleep_forever().await;
+                    });
+                }
+                sleep_forever().await;
+            }))
+            .await;
+            drop(fut);
+        })
+    });
+    assert_eq!(common::panic_message(&*caught.unwrap_err()), "hard one");
+
+    let caught = std::panic::catch_unwind(|| {
+        run_virtual(async {
+            let _fut = common::poll_once(nursery(async |n| {
+                n.spawn(async {
+                    let _p = common::PanicOnDrop("while unwinding");
+                    sleep_forever().await;
+                });
+                sleep_forever().await;
+            }))
+            .await;
+            panic!("the root panicked");
+        })
+    });
+    assert_eq!(common::panic_message(&*caught.unwrap_err()), "the root panicked");
+}
+
+/// The body's destructor panicking while a child's failure cancels it is the body's
+/// failure, resumed once the children are gone.
+#[test]
+fn a_panicking_destructor_of_the_body_is_the_bodys_failure() {
+    let caught = std::panic::catch_unwind(|| {
+        run_virtual(async {
+            nursery(async |n| {
+                n.spawn(async { Err::<(), _>("cancels the body") });
+                let _p = common::PanicOnDrop("body destructor");
+                sleep_forever().await;
+                Ok(())
+            })
+            .await
+        })
+    });
+    assert_eq!(common::panic_message(&*caught.unwrap_err()), "body destructor");
+}
+
+/// A child spawned (with a handle of its own, hence a reference cycle) by a sibling's
+/// destructor while the nursery future is being dropped is dropped too, not leaked.
+#[test]
+fn a_child_spawned_by_a_destructor_during_a_hard_drop_is_dropped() {
+    let counter = DropCounter::new();
+    trellis::run(async {
+        let counter = &counter;
+        let fut = common::poll_once(nursery(async |n| {
+            n.spawn_with(async move |n2| {
+                let _g = common::OnDrop(move || {
+                    let guard = counter.guard();
+                    n2.spawn_with(async move |_n3| {
+                        sleep_forever().await;
+                        guard.finish();
+                    });
+                });
+                sleep_forever().await;
+            });
+            sleep_forever().await;
+        }))
+        .await;
+        drop(fut);
+    });
+    assert_eq!(counter.dropped(), 1, "the late child was leaked");
+}

@@ -418,3 +418,36 @@ fn timeouts_that_do_not_fire_leave_no_timers_behind() {
         assert!(scopes.iter().all(|s| !s.cancel_called()));
     });
 }
+
+/// Relative timeouts start when first polled (Trio 0.27's relative deadlines): created,
+/// then awaited 3 s later, a 5 s timeout still gives the operation 5 s.
+#[test]
+fn a_relative_timeout_starts_at_its_first_poll() {
+    run_virtual(async {
+        let start = now();
+        let moved_on = move_on_after(secs(5), async { sleep(secs(4)).await });
+        let failed = fail_after(secs(5), sleep_forever());
+        sleep(secs(3)).await;
+        assert_eq!(moved_on.await, Some(()));
+        assert_eq!(now() - start, secs(7));
+        let err = failed.await.unwrap_err();
+        assert_eq!(now() - start, secs(12));
+        assert_eq!(err.deadline(), start + secs(12));
+    });
+}
+
+/// `Duration::MAX` (or any duration past what `Instant` holds) means no deadline, not an
+/// overflow panic.
+#[test]
+fn a_timeout_of_duration_max_never_fires() {
+    run_virtual(async {
+        let out = move_on_after(Duration::MAX, async {
+            assert_eq!(trellis::current_effective_deadline(), None);
+            sleep(secs(3600)).await;
+            1
+        })
+        .await;
+        assert_eq!(out, Some(1));
+        assert_eq!(fail_after(Duration::MAX, async { 2 }).await, Ok(2));
+    });
+}

@@ -162,3 +162,55 @@ pub fn watchdog<T: Send + 'static>(
 
 /// The watchdog's default limit: generous for a loaded 2-core CI machine, far below CI's.
 pub const HANG_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `fut` once, then forgets it (it is never dropped): the shape of a future leaked
+/// with `mem::forget` after it started.
+pub async fn forget_after_one_poll<F: Future>(fut: F) {
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(|cx| {
+        let _ = fut.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
+    std::mem::forget(fut);
+}
+
+/// Polls `fut` once and gives it back (to drop it from outside afterwards: a hard cancel).
+pub async fn poll_once<F: Future>(fut: F) -> Pin<Box<F>> {
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(|cx| {
+        let _ = fut.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
+    fut
+}
+
+/// Panics with its message when dropped.
+pub struct PanicOnDrop(pub &'static str);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("{}", self.0);
+    }
+}
+
+/// The environment variable that marks a test process started by [`stderr_of_test`].
+const CHILD_VAR: &str = "TRELLIS_TEST_CHILD";
+
+/// Runs the test `name` of this test binary in a child process and returns what it wrote
+/// to stderr, for behaviour that is only visible there. The test is marked `#[ignore]` so
+/// that it runs only as a child; it should start with `if !is_test_child() { return; }`.
+pub fn stderr_of_test(name: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([name, "--exact", "--nocapture", "--include-ignored", "--test-threads=1"])
+        .env(CHILD_VAR, "1")
+        .output()
+        .expect("the test binary runs again as a child");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether this process was started by [`stderr_of_test`].
+pub fn is_test_child() -> bool {
+    std::env::var_os(CHILD_VAR).is_some()
+}
