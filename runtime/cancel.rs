@@ -13,13 +13,26 @@
 //! separately, at its next suspension, unless it holds an active shield (then it runs on,
 //! and the cancellation completes when the shield has finished).
 //!
-//! "Next suspension" precisely: a unit that returns `Pending` while its scope is cancelled
-//! (and holds no active shield) is dropped right there, without another poll. A unit that
-//! was already suspended when the cancellation arrived from elsewhere (a sibling, a
-//! deadline, a shield turned off) is polled once more if it may have been woken: a value
-//! that is ready in the same instant as the cancellation is kept, and a shield entered in
-//! that step is honoured. A scope's body shares its owner's waker, so a [`ScopeRun`] always
-//! grants that one extra poll; a nursery grants it only to units whose waker fired.
+//! # The delivery rule
+//!
+//! Cancellation is delivered at suspension points only; code that does not await is never
+//! interrupted. One rule for every unit:
+//!
+//! - A unit that returns `Pending` while its scope is cancelled (and holds no shield) is
+//!   dropped right there, without another poll.
+//! - A unit that has not run yet runs to its first suspension, also when it starts inside
+//!   a cancelled scope or past its deadline: a scope body, a nursery body, a child spawned
+//!   into a cancelled nursery. A body that returns (or fails) before suspending is
+//!   reported as if nothing had been cancelled.
+//! - A unit that was already suspended when the cancellation arrived from elsewhere (a
+//!   sibling, a deadline, a shield turned off) is polled once more if it may have been
+//!   woken: a value that is ready in the same instant as the cancellation is kept, and a
+//!   shield entered in that step is honoured. A scope's body shares its owner's waker, so a
+//!   [`ScopeRun`] always grants that extra poll; a nursery grants it only to units whose
+//!   waker fired.
+//!
+//! A scope whose body is gone has exited, whether or not it caught the cancellation: a
+//! shield switched on by a destructor during the drop protects nothing.
 //!
 //! [`cancelled`] resolves only where a shield stops the cancellation: where the
 //! cancellation reaches the caller, the caller's unit is dropped instead.
@@ -69,10 +82,16 @@ impl fmt::Display for CancelReason {
 ///
 /// Cancellation is level-triggered: once the scope is cancelled, every unit inside it (the
 /// body, and each child of each nursery inside it) is dropped at its next suspension, except
-/// units that hold an active [shield](CancelScope::set_shield), which finish first.
+/// units that hold an active [shield](CancelScope::set_shield), which finish first./// # Cancellation
 ///
-/// # Cancellation
-///
+/// - **Delivery at suspension points only.** Code that does not await is never
+///   interrupted. Every unit — a scope body, a nursery body, a nursery child — runs to its
+///   first suspension even when it starts inside a cancelled scope or past its deadline,
+///   and is dropped there; one that returns (or fails) before suspending is reported as
+///   usual. [`sleep(Duration::ZERO)`](crate::sleep) and [`yield_now`](crate::yield_now)
+///   are such suspensions (Trio's checkpoints).
+/// - A nursery that an enclosing scope cancels never completes with a value, even if its
+///   body had returned one: the enclosing scope reports the cancellation.
 /// - When nested scopes are both cancelled, the outermost cancelled one catches the
 ///   cancellation (its `run` gives `None` and [`cancelled_caught`](Self::cancelled_caught)
 ///   is true); the inner ones only drop their bodies.
@@ -149,11 +168,11 @@ impl CancelScope {
     }
 
     /// Runs `fut` inside this scope: `Some(output)` when it completes, `None` when the
-    /// scope was cancelled first (then `cancelled_caught()` is true).
-    ///
-    /// A scope cancelled before `run` is first polled (explicitly, or by a deadline that
-    /// has already passed) never polls `fut`. An output that is ready in the same poll as
-    /// the cancellation is kept: a deadline and an operation completing at the same instant
+    /// scope was cancelled first (then `cancelled_caught()` is true)./// Cancellation is delivered at suspensions only: a scope cancelled before `run` is
+    /// first polled (explicitly, or by a deadline that has already passed) still polls
+    /// `fut` once, and drops it at its first suspension; a `fut` that completes without
+    /// suspending gives `Some`. An output that is ready in the same poll as the
+    /// cancellation is kept: a deadline and an operation completing at the same instant
     /// give `Some`. A body that cancels its own scope and then finishes without suspending
     /// also gives `Some` (the cancellation was never delivered; `cancelled_caught` stays
     /// false).
@@ -162,14 +181,12 @@ impl CancelScope {
     ///
     /// Panics (when polled) if this scope has already been run: a scope runs once.
     ///
-    /// # Cancellation
-    ///
-    /// When this scope is cancelled, the body is dropped at its next suspension (see the
-    /// module docs for the exact rule) unless it holds an active shield; then it runs until
-    /// the shield is gone. When an *enclosing* scope is cancelled, this scope does not
-    /// catch it: its body is dropped (unless shielded) and the future stays pending until
-    /// the enclosing owner drops it. Dropping the future from outside drops the body at
-    /// once, shields included.
+    /// # Cancellation/// When this scope is cancelled, the body is dropped at its next suspension unless it
+    /// holds a shield; then it runs until the shield is gone. When an *enclosing* scope is
+    /// cancelled, this scope does not catch it: its body is dropped (unless shielded) and
+    /// the future stays pending until the enclosing owner drops it. Either way the scope
+    /// has exited once its body is dropped. Dropping the future from outside drops the body
+    /// at once, shields included.
     pub fn run<F: Future>(self, fut: F) -> ScopeRun<F> {
         ScopeRun {
             node: self.node,
@@ -188,10 +205,8 @@ impl CancelScope {
 
     /// Cancels the scope. Idempotent; the first reason is kept.
     ///
-    /// # Cancellation
-    ///
-    /// Before the scope runs, the cancel is recorded and the body will never be polled.
-    /// While it runs, every unit inside is dropped at its next suspension (unless
+    /// # Cancellation/// Before the scope runs, the cancel is recorded: the body will run to its first
+    /// suspension and be dropped there. While it runs, every unit inside is dropped at its next suspension (unless
     /// shielded); the owner is woken at once, so a body sleeping for an hour ends now.
     /// After the scope finished, the call is only recorded
     /// ([`cancel_called`](Self::cancel_called) becomes true, as in Trio) and changes

@@ -16,11 +16,24 @@
 //! # Failure and cancellation
 //!
 //! The first failure (an `Err` or a panic, of the body or a child) cancels the nursery's
-//! scope. Units that are not ready are dropped at once; units already woken, and children
-//! spawned before the cancellation that have not run yet, are polled once more (they were
-//! ready: they run to their next suspension and may fail too) and dropped if still
-//! pending. Units holding an active shield run on. A child spawned after the cancellation
-//! is dropped unpolled.
+//! scope. Cancellation is delivered at suspensions only (the rule in the `cancel` module
+//! docs): units that are suspended and not woken are dropped at once; units already woken,
+//! and units that have not run yet (a child spawned before or after the cancellation, the
+//! body of a nursery entered in a cancelled scope), are polled once more and dropped if
+//! they suspend. Units holding a shield run on.
+//!
+//! When an *enclosing* scope cancelled the nursery, it never completes with a value, even
+//! if the body had returned one: once everything inside is gone it stays pending
+//! (`abandoned`) until that scope's owner drops it, so the cancellation reaches the scope
+//! that catches it. Errors are still returned (they are not lost to a cancellation).
+//!
+//! # Panics
+//!
+//! Every poll and every drop of a unit runs under `catch_unwind`; a panic is that unit's
+//! failure (`panics`, in order). Once every unit is gone the first payload resumes
+//! unchanged, and the failures beside it are written to stderr once (`take_panic`): a
+//! payload must stay what the code panicked with, so it cannot carry them. A hard drop
+//! resumes a caught panic at its end, unless the thread is already unwinding.
 
 #![forbid(unsafe_code)]
 
@@ -319,7 +332,10 @@ fn drop_catching<T>(value: T) -> Option<Box<dyn Any + Send>> {
 
 /// What a panic payload says, for the report of failures beside a resumed panic.
 fn panic_text(payload: &(dyn Any + Send)) -> String {
-    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
         (Some(s), _) => format!("{s:?}"),
         (None, Some(s)) => format!("{s:?}"),
         (None, None) => String::from("(a payload that is not a string)"),
@@ -375,9 +391,14 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// finishes, fails, or the nursery is cancelled.
     ///
     /// The child may borrow anything that outlives the `nursery(..)` call (`'env`), but not
-    /// the handle nor locals of the body: a child that spawns siblings uses
-    /// [`spawn_with`](Nursery::spawn_with). A child spawned into a cancelled nursery is
-    /// dropped without being polled.
+    /// the handle nor locals of the body: a child that spawns siblings uses/// [`spawn_with`](Nursery::spawn_with).
+    ///
+    /// # Cancellation
+    ///
+    /// The child is dropped at its next suspension once the nursery (or an enclosing scope)
+    /// is cancelled, unless it holds a shield. A child spawned into a cancelled nursery
+    /// still runs to its first suspension, like every unit: code that does not await is
+    /// never interrupted.
     ///
     /// # Examples
     ///
@@ -506,9 +527,23 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         crate::start::start(self, f).await
     }
 
-    /// Cancels the nursery: the body and every child are dropped at their next suspension
-    /// (shielded regions finish first). The nursery then returns `Ok(None)` unless
-    /// something failed. Idempotent.
+    /// Cancels the nursery: the body and every child are dropped at their next suspension/// (shielded regions finish first). The nursery then returns `Ok(None)` (or
+    /// `Ok(Some(value))` if the body had already returned) unless something failed.
+    /// Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = trellis::Builder::new().autojump().run(async {
+    ///     trellis::nursery(async |n| {
+    ///         n.spawn(trellis::sleep_forever());
+    ///         n.cancel(); // the sleeper and the body end at their next suspension
+    ///         trellis::sleep_forever().await;
+    ///     })
+    ///     .await
+    /// });
+    /// assert_eq!(out, Ok(None));
+    /// ```
     pub fn cancel(&self) {
         self.shared.node.cancel(CancelReason::Explicit);
     }
@@ -535,21 +570,38 @@ pub use crate::start::Ready;
 ///
 /// The body gets the [`Nursery`] handle by value and may spawn children that borrow
 /// anything that outlives this call. The body's return type sets the error type: return
-/// `()` for a nursery that cannot fail, or `Result<T, E>`.
-///
-/// Returns `Ok(Some(value))` with the body's value, `Ok(None)` when the nursery was
+/// `()` for a nursery that cannot fail, or `Result<T, E>`./// Returns `Ok(Some(value))` with the body's value, `Ok(None)` when the nursery was
 /// cancelled through its own scope ([`Nursery::cancel`]) before the body returned, and
 /// `Err(group)` when the body or any child failed: the first failure cancels everything
-/// else, and the [`ErrorGroup`] holds every error that occurred, in order. A panic in any
-/// task is resumed from here once every child is gone.
+/// else, and the [`ErrorGroup`] holds every error that occurred, in order.
 ///
 /// # Cancellation
 ///
-/// When an enclosing scope is cancelled, each unit of the nursery (the body, each child) is
-/// dropped at its next suspension unless it holds an active shield; the nursery future then
-/// waits to be dropped by that scope. Dropping the nursery future from outside (a hard
-/// cancel, as inside `futures::select!`) drops the body and every child at once, shields
-/// included.
+/// Cancellation is delivered at suspensions only (see [`CancelScope`]): each unit of the
+/// nursery (the body, each child) is dropped at its next suspension unless it holds a
+/// shield, and a unit that starts inside a cancelled scope still runs to its first one.
+///
+/// When an *enclosing* scope cancels the nursery, the nursery never completes with a
+/// value, even if the body had already returned one: it waits, once everything inside is
+/// gone, to be dropped by that scope, which reports the cancellation (`None` from
+/// [`move_on_after`](crate::move_on_after), [`TimedOut`](crate::TimedOut) from
+/// [`fail_after`](crate::fail_after), the failure of an outer nursery). So the code after
+/// the `.await` never runs on half-done work. Errors that occurred are still returned as
+/// `Err(group)`.
+///
+/// Dropping the nursery future from outside (a hard cancel, as inside `futures::select!`)
+/// drops the body and every child at once, shields included.
+///
+/// # Panics
+///
+/// A panic in any task, in a poll or in a destructor, is caught and counts as that task's
+/// failure: it cancels the rest, shielded clean-up still finishes, and once every child is
+/// gone the first panic resumes from here with its payload unchanged (so downcasts and
+/// `#[should_panic(expected = ..)]` work as in sequential code). The failures beside it
+/// (other errors, further panics) cannot travel in that payload; they are written to
+/// stderr once, naming each task, the way the standard panic hook reports a panic. No
+/// sequence of panics aborts the process: after a hard drop the first caught panic resumes
+/// from the drop, unless the thread is already unwinding.
 ///
 /// # Examples
 ///

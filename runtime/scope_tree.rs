@@ -391,8 +391,7 @@ impl ScopeNode {
     /// Whether this node holds a shield that protects something: it runs, and it is
     /// shielded itself or something below it is.
     fn holds_shield(&self) -> bool {
-        self.stage.get() == Stage::Running
-            && (self.shield.get() || self.shielded_below.get() > 0)
+        self.stage.get() == Stage::Running && (self.shield.get() || self.shielded_below.get() > 0)
     }
 
     /// Brings this node's count in its parent position in line with `holds_shield`, and

@@ -67,7 +67,10 @@ fn cancel_before_entering_runs_the_body_to_its_first_suspension() {
         let scope = CancelScope::new();
         scope.cancel();
         assert_eq!(scope.clone().run(async { 1 }).await, Some(1));
-        assert!(!scope.cancelled_caught(), "a body that never suspends is never interrupted");
+        assert!(
+            !scope.cancelled_caught(),
+            "a body that never suspends is never interrupted"
+        );
 
         let start = now();
         let scope = CancelScope::new();
@@ -84,7 +87,11 @@ fn cancel_before_entering_runs_the_body_to_its_first_suspension() {
         .await
         .unwrap();
         assert_eq!(out, Some(true));
-        assert_eq!(now(), start, "the fail_after inside was dropped at its first suspension");
+        assert_eq!(
+            now(),
+            start,
+            "the fail_after inside was dropped at its first suspension"
+        );
     });
     assert_eq!(polls.get(), 1);
     assert!(!after_yield.get());
@@ -468,7 +475,8 @@ fn moving_a_deadline_later_postpones_it_and_clearing_it_removes_it() {
         assert!(!scope.cancel_called());
         assert_eq!(scope.deadline(), None);
     });
-}/// A deadline already in the past when the scope is entered cancels it at once: the body
+}
+/// A deadline already in the past when the scope is entered cancels it at once: the body
 /// runs to its first suspension and is dropped there, and virtual time does not move; a
 /// body that never suspends keeps its value. Ports trio `test_timeouts.py::test_sleep`
 /// (`move_on_at(current_time())` cancels at the first checkpoint) and trio
@@ -485,10 +493,7 @@ fn a_deadline_in_the_past_cancels_at_the_first_suspension() {
         assert_eq!(out, Some(1));
         let scope = CancelScope::new();
         scope.set_deadline(Some(start - secs(1)));
-        let out = scope
-            .clone()
-            .run(count_polls(&polls, sleep(secs(1))))
-            .await;
+        let out = scope.clone().run(count_polls(&polls, sleep(secs(1)))).await;
         assert_eq!(out, None);
         assert!(scope.cancelled_caught());
         assert_eq!(scope.cancel_reason(), Some(CancelReason::Deadline));
@@ -1083,7 +1088,8 @@ fn the_nursery_scope_remembers_why_it_was_cancelled() {
             Some(CancelReason::Failure { .. })
         ));
     });
-}/// Children spawned before and after a cancellation each run to their first suspension
+}
+/// Children spawned before and after a cancellation each run to their first suspension
 /// (delivery at suspension points), and are dropped there. Ports trio
 /// `test_precancelled_task` (a task started in a cancelled nursery still runs until its
 /// first checkpoint).
@@ -1257,7 +1263,8 @@ fn abandoning_start_before_ready_cancels_the_child() {
         assert_eq!(now() - start, secs(1));
     });
     assert_eq!(counter.dropped(), 1);
-}/// When the nursery is cancelled before the child is ready, `start` says so (seen here from
+}
+/// When the nursery is cancelled before the child is ready, `start` says so (seen here from
 /// a shielded body); a child started into a cancelled nursery runs to its first
 /// suspension: ready before it, `start` succeeds; suspended first, `start` fails the same
 /// way. Ports trio `test_nursery_start_with_cancelled_nursery`.

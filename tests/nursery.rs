@@ -576,7 +576,13 @@ fn sleepers_under_a_timeout<T>(
     finished: &Cell<usize>,
     dropped: &DropCounter,
     timeout: impl AsyncFnOnce(
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<&'static str>, trellis::ErrorGroup<()>>> + '_>>,
+        std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<Option<&'static str>, trellis::ErrorGroup<()>>,
+                    > + '_,
+            >,
+        >,
     ) -> T,
 ) -> T {
     run_virtual(async {
@@ -622,11 +628,15 @@ fn a_move_on_after_around_a_nursery_whose_body_returned_gives_none() {
 fn a_scope_cancelling_a_nursery_whose_body_returned_catches_the_cancellation() {
     let (finished, dropped) = (Cell::new(0), DropCounter::new());
     let (out, scope) = sleepers_under_a_timeout(&finished, &dropped, async |fut| {
-        let scope = trellis::CancelScope::with_deadline(trellis::now() + Duration::from_millis(1500));
+        let scope =
+            trellis::CancelScope::with_deadline(trellis::now() + Duration::from_millis(1500));
         (scope.clone().run(fut).await, scope)
     });
     assert_eq!(out, None);
-    assert!(scope.cancel_called() && scope.cancelled_caught(), "{scope:?}");
+    assert!(
+        scope.cancel_called() && scope.cancelled_caught(),
+        "{scope:?}"
+    );
 }
 
 /// A nursery cancelled by the failure of an outer sibling, whose last child finishes in
@@ -882,7 +892,10 @@ fn panicking_destructors_never_abort_the_process() {
             panic!("the root panicked");
         })
     });
-    assert_eq!(common::panic_message(&*caught.unwrap_err()), "the root panicked");
+    assert_eq!(
+        common::panic_message(&*caught.unwrap_err()),
+        "the root panicked"
+    );
 }
 
 /// The body's destructor panicking while a child's failure cancels it is the body's
@@ -900,7 +913,10 @@ fn a_panicking_destructor_of_the_body_is_the_bodys_failure() {
             .await
         })
     });
-    assert_eq!(common::panic_message(&*caught.unwrap_err()), "body destructor");
+    assert_eq!(
+        common::panic_message(&*caught.unwrap_err()),
+        "body destructor"
+    );
 }
 
 /// A child spawned (with a handle of its own, hence a reference cycle) by a sibling's

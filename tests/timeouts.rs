@@ -135,7 +135,8 @@ fn an_operation_completing_at_the_deadline_instant_is_not_lost() {
         .unwrap();
         assert!(finished.get());
     });
-}/// A zero timeout, or one whose deadline is already past, times out at the operation's
+}
+/// A zero timeout, or one whose deadline is already past, times out at the operation's
 /// first suspension without moving time; an operation that completes without suspending
 /// keeps its value (delivery at suspension points). Ports CPython `test_timeout_zero`,
 /// `test_timeout_zero_sleep_zero`, `test_timeout_in_the_past_sleep_zero` and trio

@@ -203,7 +203,13 @@ const CHILD_VAR: &str = "TRELLIS_TEST_CHILD";
 /// that it runs only as a child; it should start with `if !is_test_child() { return; }`.
 pub fn stderr_of_test(name: &str) -> String {
     let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args([name, "--exact", "--nocapture", "--include-ignored", "--test-threads=1"])
+        .args([
+            name,
+            "--exact",
+            "--nocapture",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
         .env(CHILD_VAR, "1")
         .output()
         .expect("the test binary runs again as a child");
