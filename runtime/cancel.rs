@@ -82,7 +82,9 @@ impl fmt::Display for CancelReason {
 ///
 /// Cancellation is level-triggered: once the scope is cancelled, every unit inside it (the
 /// body, and each child of each nursery inside it) is dropped at its next suspension, except
-/// units that hold an active [shield](CancelScope::set_shield), which finish first./// # Cancellation
+/// units that hold an active [shield](CancelScope::set_shield), which finish first.
+///
+/// # Cancellation
 ///
 /// - **Delivery at suspension points only.** Code that does not await is never
 ///   interrupted. Every unit — a scope body, a nursery body, a nursery child — runs to its
@@ -168,7 +170,9 @@ impl CancelScope {
     }
 
     /// Runs `fut` inside this scope: `Some(output)` when it completes, `None` when the
-    /// scope was cancelled first (then `cancelled_caught()` is true)./// Cancellation is delivered at suspensions only: a scope cancelled before `run` is
+    /// scope was cancelled first (then `cancelled_caught()` is true).
+    ///
+    /// Cancellation is delivered at suspensions only: a scope cancelled before `run` is
     /// first polled (explicitly, or by a deadline that has already passed) still polls
     /// `fut` once, and drops it at its first suspension; a `fut` that completes without
     /// suspending gives `Some`. An output that is ready in the same poll as the
@@ -181,7 +185,9 @@ impl CancelScope {
     ///
     /// Panics (when polled) if this scope has already been run: a scope runs once.
     ///
-    /// # Cancellation/// When this scope is cancelled, the body is dropped at its next suspension unless it
+    /// # Cancellation
+    ///
+    /// When this scope is cancelled, the body is dropped at its next suspension unless it
     /// holds a shield; then it runs until the shield is gone. When an *enclosing* scope is
     /// cancelled, this scope does not catch it: its body is dropped (unless shielded) and
     /// the future stays pending until the enclosing owner drops it. Either way the scope
@@ -205,10 +211,12 @@ impl CancelScope {
 
     /// Cancels the scope. Idempotent; the first reason is kept.
     ///
-    /// # Cancellation/// Before the scope runs, the cancel is recorded: the body will run to its first
-    /// suspension and be dropped there. While it runs, every unit inside is dropped at its next suspension (unless
-    /// shielded); the owner is woken at once, so a body sleeping for an hour ends now.
-    /// After the scope finished, the call is only recorded
+    /// # Cancellation
+    ///
+    /// Before the scope runs, the cancel is recorded: the body will run to its first
+    /// suspension and be dropped there. While it runs, every unit inside is dropped at its
+    /// next suspension (unless shielded); the owner is woken at once, so a body sleeping
+    /// for an hour ends now. After the scope finished, the call is only recorded
     /// ([`cancel_called`](Self::cancel_called) becomes true, as in Trio) and changes
     /// nothing else.
     pub fn cancel(&self) {

@@ -391,7 +391,8 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// finishes, fails, or the nursery is cancelled.
     ///
     /// The child may borrow anything that outlives the `nursery(..)` call (`'env`), but not
-    /// the handle nor locals of the body: a child that spawns siblings uses/// [`spawn_with`](Nursery::spawn_with).
+    /// the handle nor locals of the body: a child that spawns siblings uses
+    /// [`spawn_with`](Nursery::spawn_with).
     ///
     /// # Cancellation
     ///
@@ -527,7 +528,8 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         crate::start::start(self, f).await
     }
 
-    /// Cancels the nursery: the body and every child are dropped at their next suspension/// (shielded regions finish first). The nursery then returns `Ok(None)` (or
+    /// Cancels the nursery: the body and every child are dropped at their next suspension
+    /// (shielded regions finish first). The nursery then returns `Ok(None)` (or
     /// `Ok(Some(value))` if the body had already returned) unless something failed.
     /// Idempotent.
     ///
@@ -570,7 +572,9 @@ pub use crate::start::Ready;
 ///
 /// The body gets the [`Nursery`] handle by value and may spawn children that borrow
 /// anything that outlives this call. The body's return type sets the error type: return
-/// `()` for a nursery that cannot fail, or `Result<T, E>`./// Returns `Ok(Some(value))` with the body's value, `Ok(None)` when the nursery was
+/// `()` for a nursery that cannot fail, or `Result<T, E>`.
+///
+/// Returns `Ok(Some(value))` with the body's value, `Ok(None)` when the nursery was
 /// cancelled through its own scope ([`Nursery::cancel`]) before the body returned, and
 /// `Err(group)` when the body or any child failed: the first failure cancels everything
 /// else, and the [`ErrorGroup`] holds every error that occurred, in order.

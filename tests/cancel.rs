@@ -39,7 +39,9 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-// ----- cancel before entering, from a sibling, from inside, after exit -----/// Cancel before entering: a scope cancelled before `run` is first polled still runs its
+// ----- cancel before entering, from a sibling, from inside, after exit -----
+
+/// Cancel before entering: a scope cancelled before `run` is first polled still runs its
 /// body to the body's first suspension (delivery at suspension points), drops it there,
 /// catches the cancellation and gives `None`; a body that never suspends returns its value.
 /// Used inside a nursery child, the child ends at once, before its inner `fail_after` could
