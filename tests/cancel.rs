@@ -478,6 +478,7 @@ fn moving_a_deadline_later_postpones_it_and_clearing_it_removes_it() {
         assert_eq!(scope.deadline(), None);
     });
 }
+
 /// A deadline already in the past when the scope is entered cancels it at once: the body
 /// runs to its first suspension and is dropped there, and virtual time does not move; a
 /// body that never suspends keeps its value. Ports trio `test_timeouts.py::test_sleep`
@@ -1091,6 +1092,7 @@ fn the_nursery_scope_remembers_why_it_was_cancelled() {
         ));
     });
 }
+
 /// Children spawned before and after a cancellation each run to their first suspension
 /// (delivery at suspension points), and are dropped there. Ports trio
 /// `test_precancelled_task` (a task started in a cancelled nursery still runs until its
@@ -1266,6 +1268,7 @@ fn abandoning_start_before_ready_cancels_the_child() {
     });
     assert_eq!(counter.dropped(), 1);
 }
+
 /// When the nursery is cancelled before the child is ready, `start` says so (seen here from
 /// a shielded body); a child started into a cancelled nursery runs to its first
 /// suspension: ready before it, `start` succeeds; suspended first, `start` fails the same

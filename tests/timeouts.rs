@@ -136,6 +136,7 @@ fn an_operation_completing_at_the_deadline_instant_is_not_lost() {
         assert!(finished.get());
     });
 }
+
 /// A zero timeout, or one whose deadline is already past, times out at the operation's
 /// first suspension without moving time; an operation that completes without suspending
 /// keeps its value (delivery at suspension points). Ports CPython `test_timeout_zero`,
