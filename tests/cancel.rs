@@ -1414,3 +1414,110 @@ fn a_forgotten_shield_keeps_at_most_its_own_unit_alive() {
         })
     });
 }
+
+/// Every order of shield toggles, a cancel of the shielded scope itself and a shield
+/// switched on by a destructor, while an enclosing timeout waits for that shield: the
+/// timeout ends at the first moment nothing shields the body any more, never later (no
+/// count is left behind) and never earlier.
+#[test]
+fn no_order_of_toggles_drops_and_cancels_leaves_a_shield_counted() {
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Step {
+        ShieldOn,
+        ShieldOff,
+        CancelInner,
+        ShieldFromDestructor,
+    }
+    fn orders(left: &[Step]) -> Vec<Vec<Step>> {
+        if left.is_empty() {
+            return vec![vec![]];
+        }
+        let mut all = Vec::new();
+        for (i, first) in left.iter().enumerate() {
+            let rest: Vec<Step> = left
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| *s)
+                .collect();
+            for tail in orders(&rest) {
+                all.push([vec![*first], tail].concat());
+            }
+        }
+        all
+    }
+    /// When the body stops being protected: the first step after which the scope is
+    /// cancelled itself or unshielded (steps at 1 s, 2 s, …; the final unshield after them).
+    fn expected_end(order: &[Step]) -> u64 {
+        let mut shielded = true;
+        for (i, step) in order.iter().enumerate() {
+            match step {
+                Step::ShieldOn => shielded = true,
+                Step::ShieldOff => shielded = false,
+                Step::CancelInner => return i as u64 + 1,
+                Step::ShieldFromDestructor => {}
+            }
+            if !shielded {
+                return i as u64 + 1;
+            }
+        }
+        order.len() as u64 + 1
+    }
+    let all = orders(&[
+        Step::ShieldOn,
+        Step::ShieldOff,
+        Step::CancelInner,
+        Step::ShieldFromDestructor,
+    ]);
+    assert_eq!(all.len(), 24);
+    common::watchdog(common::HANG_LIMIT, move || {
+        for order in all {
+            let ended = Cell::new(None);
+            run_virtual(async {
+                let start = now();
+                let inner = CancelScope::new();
+                inner.set_shield(true);
+                let destructor_shields = Cell::new(false);
+                let (ended, destructor_shields) = (&ended, &destructor_shields);
+                let (runner, actor) = (inner.clone(), inner);
+                let order = &order;
+                nursery(async |n| {
+                    n.spawn(async move {
+                        move_on_after(Duration::from_millis(500), async move {
+                            let handle = runner.clone();
+                            runner
+                                .run(async move {
+                                    let _g = OnDrop(move || {
+                                        if destructor_shields.get() {
+                                            handle.set_shield(true);
+                                        }
+                                    });
+                                    sleep_forever().await;
+                                })
+                                .await;
+                            sleep_forever().await;
+                        })
+                        .await;
+                        ended.set(Some(now() - start));
+                    });
+                    n.spawn(async move {
+                        for step in order {
+                            sleep(secs(1)).await;
+                            match step {
+                                Step::ShieldOn => actor.set_shield(true),
+                                Step::ShieldOff => actor.set_shield(false),
+                                Step::CancelInner => actor.cancel(),
+                                Step::ShieldFromDestructor => destructor_shields.set(true),
+                            }
+                        }
+                        sleep(secs(1)).await;
+                        actor.set_shield(false);
+                    });
+                })
+                .await
+                .unwrap();
+            });
+            assert_eq!(ended.get(), Some(secs(expected_end(&order))), "{order:?}");
+        }
+    });
+}
