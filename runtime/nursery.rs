@@ -29,7 +29,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -66,6 +66,9 @@ struct Task<'env, E> {
     /// The child's own context: a copy of its spawner's at spawn time (`None`: empty so
     /// far). Moved into the thread's current context while the child is polled.
     context: Option<context::Context>,
+    /// Where the child was spawned (`spawn`, `start_soon`, `spawn_with`, `start`), for
+    /// reports such as the deadlock panic.
+    location: &'static Location<'static>,
 }
 
 /// What the nursery future and every handle of the nursery share.
@@ -89,7 +92,12 @@ struct Shared<'env, E> {
 }
 
 impl<'env, E> Shared<'env, E> {
-    fn insert(&self, fut: ChildFuture<'env, E>, join: Option<Rc<dyn JoinFailed + 'env>>) -> u64 {
+    fn insert(
+        &self,
+        fut: ChildFuture<'env, E>,
+        join: Option<Rc<dyn JoinFailed + 'env>>,
+        location: &'static Location<'static>,
+    ) -> u64 {
         let number = self.spawned.get() + 1;
         self.spawned.set(number);
         // Into a finished nursery (reachable only through a leaked handle) or a cancelled
@@ -105,6 +113,7 @@ impl<'env, E> Shared<'env, E> {
             number,
             join,
             context: context::inherit(),
+            location,
         });
         // Spawn order is run order: the new child joins the back of the ready queue. It
         // is there exactly once until its first poll, so it needs no `queued` flag yet.
@@ -251,6 +260,24 @@ impl<'env, E> Shared<'env, E> {
         }
     }
 
+    /// Lists the live units in the deadlock report, when the executor is collecting one
+    /// (it drops a deadlocked root); does nothing otherwise. The guard indents the nurseries
+    /// dropped inside this one until it is dropped.
+    fn report_deadlock(&self, body_alive: bool) -> crate::executor::ReportSection {
+        crate::executor::deadlock_report(|report| {
+            report.heading(format_args!("nursery:"));
+            if body_alive {
+                report.item(format_args!("its body"));
+            }
+            for (_, task) in self.tasks.borrow().iter() {
+                report.item(format_args!(
+                    "child #{}, spawned at {}",
+                    task.number, task.location
+                ));
+            }
+        })
+    }
+
     /// Drops every child, ignoring shields (the nursery future itself is going away).
     fn drop_all_children(&self) {
         let all = self.tasks.borrow_mut().drain();
@@ -325,6 +352,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     ///     .unwrap();
     /// });
     /// ```
+    #[track_caller]
     pub fn spawn<F, O>(&self, fut: F) -> JoinHandle<'s, O::Value>
     where
         F: Future<Output = O> + 'env,
@@ -333,7 +361,9 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     {
         let slot = JoinSlot::new();
         let child = Child::new(fut, JoinSender(slot.clone()));
-        let number = self.shared.insert(Box::pin(child), Some(slot.clone()));
+        let number = self
+            .shared
+            .insert(Box::pin(child), Some(slot.clone()), Location::caller());
         JoinHandle::new(slot, number)
     }
 
@@ -356,13 +386,15 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// });
     /// assert_eq!(hits.get(), 100);
     /// ```
+    #[track_caller]
     pub fn start_soon<F, O>(&self, fut: F)
     where
         F: Future<Output = O> + 'env,
         O: TaskOutput<E>,
     {
         let child: Child<F, (), E> = Child::new(fut, ());
-        self.shared.insert(Box::pin(child), None);
+        self.shared
+            .insert(Box::pin(child), None, Location::caller());
     }
 
     /// Starts a child that receives its own handle to this nursery, so that it can spawn
@@ -384,6 +416,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     ///     assert_eq!(count.get(), 2);
     /// });
     /// ```
+    #[track_caller]
     pub fn spawn_with<F, O>(&self, f: F) -> JoinHandle<'s, O::Value>
     where
         F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>) -> O + 'env,
@@ -428,14 +461,21 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     ///     .unwrap();
     /// });
     /// ```
-    pub async fn start<F, V, O>(&self, f: F) -> Result<V, StartError<E>>
+    #[track_caller]
+    pub fn start<F, V, O>(&self, f: F) -> impl Future<Output = Result<V, StartError<E>>>
     where
         F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, Ready<V>) -> O + 'env,
         O: TaskOutput<E>,
         O::Value: 'env,
         V: 'env,
     {
-        crate::start::start(self, f).await
+        // Not an `async fn`, so that `#[track_caller]` sees the caller. `start::start`
+        // spawns at its first poll, synchronously after this block sets the location.
+        let location = Location::caller();
+        async move {
+            START_LOCATION.set(Some(location));
+            crate::start::start(self, f).await
+        }
     }
 
     /// Cancels the nursery: the body and every child are dropped at their next suspension
@@ -450,9 +490,12 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         CancelScope::from_node(self.shared.node.clone())
     }
 
-    /// Spawns a type-erased child and reports its number (used by `start`).
+    /// Spawns a type-erased child and reports its number (used by `start`, which set
+    /// the location of its caller just before).
+    #[track_caller]
     pub(crate) fn spawn_erased(&self, fut: ChildFuture<'env, E>) -> u64 {
-        self.shared.insert(fut, None)
+        let location = START_LOCATION.take().unwrap_or_else(Location::caller);
+        self.shared.insert(fut, None, location)
     }
 
     pub(crate) fn fresh_handle(&self) -> Nursery<'env, 'env, E> {
@@ -461,6 +504,12 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
 }
 
 pub use crate::start::Ready;
+
+thread_local! {
+    /// The caller of the `Nursery::start` whose first poll is running, for the one
+    /// `spawn_erased` that this poll makes (`start::start` has no location parameter).
+    static START_LOCATION: Cell<Option<&'static Location<'static>>> = const { Cell::new(None) };
+}
 
 /// Opens a nursery, runs `body` in it, and waits until the body and every child have
 /// finished.
@@ -560,6 +609,7 @@ pin_project_lite::pin_project! {
     where B::Output: BodyOutput<Error = E> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
+            let _report = this.shared.report_deadlock(this.body.is_some());
             this.body.set(None);
             this.shared.drop_all_children();
             this.shared.finished.set(true);
