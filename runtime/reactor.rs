@@ -239,31 +239,77 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     /// A readiness round trip through the poller: not ready, woken by the peer's write,
-    /// then ready; and the registration is gone after drop.
+    /// then ready; and the registration is gone after drop. The runtime parks with the
+    /// task blocked on the source (the write is seen only by the next `wait`).
+    async fn readable_after_peer_writes_round_trip() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let reg = Registered::new(a).unwrap();
+        let mut waited = false;
+        std::future::poll_fn(|cx| {
+            let poll = reg.poll_ready(Direction::Read, cx);
+            if poll.is_pending() && !waited {
+                waited = true;
+                b.write_all(b"x").unwrap();
+            }
+            poll
+        })
+        .await
+        .unwrap();
+        assert!(waited, "a fresh socket must not report readiness");
+        let mut buf = [0; 1];
+        reg.get_ref().read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"x");
+        drop(reg);
+        crate::executor::with_core(|core| assert!(!core.reactor.has_sources()));
+    }
+
     #[test]
     fn readable_after_peer_writes() {
-        crate::run(async {
-            let (a, mut b) = UnixStream::pair().unwrap();
-            a.set_nonblocking(true).unwrap();
-            let reg = Registered::new(a).unwrap();
-            let mut waited = false;
-            std::future::poll_fn(|cx| {
-                let poll = reg.poll_ready(Direction::Read, cx);
-                if poll.is_pending() && !waited {
-                    waited = true;
-                    b.write_all(b"x").unwrap();
-                }
-                poll
-            })
-            .await
-            .unwrap();
-            assert!(waited, "a fresh socket must not report readiness");
-            let mut buf = [0; 1];
-            reg.get_ref().read_exact(&mut buf).unwrap();
-            assert_eq!(&buf, b"x");
-            drop(reg);
-            crate::executor::with_core(|core| assert!(!core.reactor.has_sources()));
-        });
+        crate::run(readable_after_peer_writes_round_trip());
+    }
+
+    /// Every task is blocked and no timer is armed, but an I/O source is registered: on
+    /// either mock clock that is not a deadlock, since the source may become ready.
+    #[test]
+    fn a_mock_clock_runtime_waiting_on_a_registered_source_is_not_deadlocked() {
+        crate::Builder::new()
+            .mock_clock()
+            .run(readable_after_peer_writes_round_trip());
+        crate::Builder::new()
+            .autojump()
+            .run(readable_after_peer_writes_round_trip());
+    }
+
+    #[test]
+    fn polling_a_registration_in_another_runtime_panics_and_dropping_it_still_deregisters() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let reg = crate::run(async { Registered::new(a).unwrap() });
+        let home = reg.reactor.clone();
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // On a mock clock: had the poll gone through, this runtime would park with no
+            // source of its own and report a deadlock instead of hanging.
+            crate::Builder::new()
+                .mock_clock()
+                .run(async { std::future::poll_fn(|cx| reg.poll_ready(Direction::Read, cx)).await })
+        }));
+        let payload = polled.expect_err("polling from another runtime must panic");
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(
+            message.contains("registered with one trellis runtime was used in another"),
+            "{message}"
+        );
+        assert!(home.reactor.has_sources());
+        drop(reg);
+        assert!(
+            !home.reactor.has_sources(),
+            "the drop deregisters from the runtime it was registered with"
+        );
     }
 
     /// A socket with room in its send buffer reports write readiness through the poller.
