@@ -223,18 +223,21 @@ fn advancing_by_duration_max_fires_every_timer_and_saturates_the_clock() {
     assert!(woke.get().is_some_and(|d| d > CENTURY), "{woke:?}");
 }
 
-/// A `Sleep` polled once on a fresh autojump runtime: its timer is the runtime's first, so
-/// its key's slot and sequence equal those of the first timer of any other fresh runtime.
-fn sleep_armed_in_a_fresh_runtime() -> trellis::Sleep {
-    run_virtual(async {
-        let mut nap = sleep(YEAR);
-        std::future::poll_fn(|cx| {
-            assert!(Pin::new(&mut nap).poll(cx).is_pending());
-            Poll::Ready(())
-        })
-        .await;
-        nap
+/// A year-long `Sleep`, polled once so that its timer is armed in the current runtime.
+async fn armed_sleep() -> trellis::Sleep {
+    let mut nap = sleep(YEAR);
+    std::future::poll_fn(|cx| {
+        assert!(Pin::new(&mut nap).poll(cx).is_pending());
+        Poll::Ready(())
     })
+    .await;
+    nap
+}
+
+/// A `Sleep` armed on a fresh autojump runtime: its timer is the runtime's first, so its
+/// key's slot and sequence equal those of the first timer of any other fresh runtime.
+fn sleep_armed_in_a_fresh_runtime() -> trellis::Sleep {
+    run_virtual(armed_sleep())
 }
 
 /// On a fresh autojump runtime, a child arms a one-second timer (the runtime's first), then
@@ -270,12 +273,7 @@ fn a_sleep_dropped_in_another_runtime_on_another_thread_leaves_that_runtimes_tim
     let waited = common::watchdog(common::HANG_LIMIT, || {
         // Runtime A is still running while its sleep is dropped in runtime B.
         run_virtual(async {
-            let mut nap = sleep(YEAR);
-            std::future::poll_fn(|cx| {
-                assert!(Pin::new(&mut nap).poll(cx).is_pending());
-                Poll::Ready(())
-            })
-            .await;
+            let nap = armed_sleep().await;
             std::thread::spawn(move || drop_foreign_sleep_beside_an_own_timer(nap))
                 .join()
                 .expect("runtime B")
@@ -288,12 +286,7 @@ fn a_sleep_dropped_in_another_runtime_on_another_thread_leaves_that_runtimes_tim
 fn a_sleep_polled_in_another_runtime_on_another_thread_panics() {
     let message = common::watchdog(common::HANG_LIMIT, || {
         run_virtual(async {
-            let mut nap = sleep(YEAR);
-            std::future::poll_fn(|cx| {
-                assert!(Pin::new(&mut nap).poll(cx).is_pending());
-                Poll::Ready(())
-            })
-            .await;
+            let nap = armed_sleep().await;
             std::thread::spawn(move || poll_foreign_sleep(nap))
                 .join()
                 .expect("runtime B")
