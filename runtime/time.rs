@@ -16,7 +16,8 @@
 //!   scope's deadline) is alive and armed; owners remove their entry when dropped. The one
 //!   exception: an owner dropped outside its runtime (on another thread, or after its
 //!   runtime moved on to another `run`) cannot reach its queue, so the entry stays until
-//!   its deadline and then wakes a waker nobody waits on.
+//!   its deadline and then wakes a waker nobody waits on (an autojump runtime may jump to
+//!   it; the wake is spurious and harmless).
 //! - A [`Sleep`] is a checkpoint: its first poll never completes, even when the deadline
 //!   has passed (it wakes itself and returns `Pending` once), so a cancelled unit is
 //!   dropped there, as in Trio. A sleep whose deadline overflows the clock never completes.
