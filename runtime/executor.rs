@@ -9,6 +9,12 @@
 //!   `parked` says the executor is (about to be) blocked in the reactor, so a waker on
 //!   another thread must `notify` the poller. Wakes from the runtime's own thread never
 //!   find `parked` set and so never make a system call.
+//! - [`RuntimeId`]: every [`Core`] gets a process-unique id. What belongs to one runtime
+//!   (a timer key, an I/O registration, a scope's deadline) carries the id and compares
+//!   it with the current runtime's before touching any state, so that a value moved into
+//!   another runtime never corrupts that runtime's queues.
+//! - `DEADLOCK_REPORT` (thread-local): `Some` only while the executor drops a deadlocked
+//!   root future; every nursery dropped meanwhile writes its live units into it.
 //!
 //! # The loop
 //!
@@ -17,15 +23,28 @@
 //! reactor is never entered while the root is runnable, except for a non-blocking look
 //! every [`REACTOR_TICK`] polls when I/O sources are registered, so that a task that keeps
 //! waking itself cannot starve I/O.
+//!
+//! # Deadlock
+//!
+//! On a mock clock the executor can prove that nothing will ever wake the root again:
+//! without autojump when no I/O source is registered and no thread work is in flight
+//! (time moves only by [`advance`](crate::advance), which only a running task can call,
+//! so armed timers do not count); with autojump when, in addition, no timer is armed.
+//! Then, instead of parking forever, it drops the root future (every nursery dropped on
+//! the way lists its live units through [`deadlock_report`]) and panics with that list.
+//! The real clock is never declared deadlocked: another thread may always wake it.
 
 #![forbid(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::fmt::{self, Write as _};
 use std::future::Future;
-use std::pin::pin;
+use std::num::NonZeroU64;
+use std::panic::{AssertUnwindSafe, Location};
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -37,15 +56,53 @@ const REACTOR_TICK: u32 = 61;
 
 thread_local! {
     static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+    /// The report of a deadlock, while the executor drops the deadlocked root.
+    static DEADLOCK_REPORT: RefCell<Option<Report>> = const { RefCell::new(None) };
+}
+
+/// Identifies one runtime among all the runtimes of the process, past and present.
+///
+/// Ids come from a global counter and are never reused, so an id compare (a plain integer
+/// compare) tells whether something armed or registered in some runtime belongs to the
+/// one running now. Non-zero, so that `Option<TimerKey>` costs no extra word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RuntimeId(NonZeroU64);
+
+impl RuntimeId {
+    /// A fresh id, different from every id handed out before in this process.
+    pub(crate) fn next() -> RuntimeId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // Relaxed: the ids only need to be distinct, not ordered with anything else.
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        RuntimeId(NonZeroU64::new(id).expect("more than 2^64 runtimes were built"))
+    }
 }
 
 /// The state of one runtime, shared by everything running on it.
 #[derive(Debug)]
 pub(crate) struct Core {
+    /// This runtime's id; compared with the id carried by timer keys, registrations and
+    /// scope deadlines before they touch this runtime's state.
+    pub(crate) id: RuntimeId,
     pub(crate) clock: Clock,
     pub(crate) timers: RefCell<TimerQueue>,
     pub(crate) reactor: Reactor,
+    /// Work handed to other threads whose result will wake a task of this runtime (thread
+    /// work in flight). While it is non-zero a mock clock is not deadlocked: the result
+    /// may still come. Counted on the runtime's own thread (submitted, result received).
+    /// Always 0 until `to_thread` lands.
+    pub(crate) thread_work: Cell<usize>,
     root: Arc<RootWake>,
+}
+
+/// Why a runtime on a mock clock can never be woken again.
+#[derive(Debug, Clone, Copy)]
+enum Deadlock {
+    /// A mock clock without autojump: only `advance` moves time, and no task can run to
+    /// call it. `timers` are armed but will never fire.
+    ManualClock { timers: usize },
+    /// Autojump, but no timer is armed: there is no deadline to jump to.
+    NoTimer,
 }
 
 impl Core {
@@ -67,6 +124,31 @@ impl Core {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether nothing can ever wake this runtime, given that the root is not woken.
+    ///
+    /// Never on the real clock (another thread may wake it at any time). On a mock clock,
+    /// an I/O source may become ready and thread work may finish, so either keeps the
+    /// runtime alive; with autojump, so does any armed timer.
+    fn deadlock(&self) -> Option<Deadlock> {
+        let Clock::Mock { autojump, .. } = &self.clock else {
+            return None;
+        };
+        if self.reactor.has_sources() || self.thread_work.get() > 0 {
+            return None;
+        }
+        if *autojump {
+            self.timers
+                .borrow_mut()
+                .nearest()
+                .is_none()
+                .then_some(Deadlock::NoTimer)
+        } else {
+            Some(Deadlock::ManualClock {
+                timers: self.timers.borrow().len(),
+            })
         }
     }
 
@@ -137,16 +219,24 @@ impl Wake for RootWake {
 ///
 /// # Panics
 ///
-/// Panics when no trellis runtime runs on this thread.
+/// Panics when no trellis runtime runs on this thread. The panic is raised here, outside
+/// the thread-local's closure, so that `#[track_caller]` reports the user's line (a panic
+/// inside the closure would be located in this file).
 #[track_caller]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
-    CORE.with(|slot| match &*slot.borrow() {
-        Some(core) => f(core),
-        None => panic!(
-            "this needs a trellis runtime, but none is running on this thread; \
-             call it from inside `trellis::run(async {{ ... }})` or a `#[trellis::main]` function"
-        ),
-    })
+    match try_with_core(f) {
+        Some(out) => out,
+        None => no_runtime(),
+    }
+}
+
+#[cold]
+#[track_caller]
+fn no_runtime() -> ! {
+    panic!(
+        "this needs a trellis runtime, but none is running on this thread; \
+         call it from inside `trellis::run(async {{ ... }})` or a `#[trellis::main]` function"
+    )
 }
 
 /// Calls `f` with the runtime running on this thread, if there is one.
@@ -154,6 +244,77 @@ pub(crate) fn try_with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
     CORE.try_with(|slot| slot.borrow().as_ref().map(f))
         .ok()
         .flatten()
+}
+
+/// Adds lines to the deadlock report, if one is being collected on this thread; does
+/// nothing (and does not call `write`) otherwise.
+///
+/// Called by every nursery future at the top of its destructor. While the executor drops
+/// a deadlocked root, each nursery lists its live units; the returned guard indents the
+/// lines of the nurseries dropped inside it (its body's and children's) one level deeper,
+/// until it is dropped at the end of the destructor. Costs one thread-local look-up when
+/// no report is being collected.
+pub(crate) fn deadlock_report(write: impl FnOnce(&mut ReportWriter<'_>)) -> ReportSection {
+    let collected = DEADLOCK_REPORT.try_with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let report = slot.as_mut()?;
+        write(&mut ReportWriter { report });
+        report.depth += 1;
+        Some(())
+    });
+    ReportSection {
+        active: matches!(collected, Ok(Some(()))),
+    }
+}
+
+/// A deadlock report under construction: the blocked units, one per line.
+#[derive(Debug, Default)]
+struct Report {
+    text: String,
+    /// How many nursery sections enclose the next lines.
+    depth: usize,
+}
+
+/// Writes a nursery's section of a deadlock report.
+#[derive(Debug)]
+pub(crate) struct ReportWriter<'a> {
+    report: &'a mut Report,
+}
+
+impl ReportWriter<'_> {
+    /// A heading line (a nursery).
+    pub(crate) fn heading(&mut self, line: fmt::Arguments<'_>) {
+        self.write(4 + 2 * self.report.depth, line);
+    }
+
+    /// A line under the current heading (one unit of the nursery).
+    pub(crate) fn item(&mut self, line: fmt::Arguments<'_>) {
+        self.write(6 + 2 * self.report.depth, line);
+    }
+
+    fn write(&mut self, indent: usize, line: fmt::Arguments<'_>) {
+        // Writing to a `String` cannot fail.
+        let _ = writeln!(self.report.text, "{:indent$}{line}", "");
+    }
+}
+
+/// Ends a nursery's section of the deadlock report when dropped.
+#[derive(Debug)]
+#[must_use = "the section ends when this guard is dropped"]
+pub(crate) struct ReportSection {
+    active: bool,
+}
+
+impl Drop for ReportSection {
+    fn drop(&mut self) {
+        if self.active {
+            let _ = DEADLOCK_REPORT.try_with(|slot| {
+                if let Some(report) = slot.borrow_mut().as_mut() {
+                    report.depth = report.depth.saturating_sub(1);
+                }
+            });
+        }
+    }
 }
 
 /// Clears `CORE` when `run` ends, also by unwinding.
@@ -194,6 +355,13 @@ enum ClockChoice {
 
 impl Builder {
     /// A builder for a runtime on the real clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let answer = trellis::Builder::new().run(async { 6 * 7 });
+    /// assert_eq!(answer, 42);
+    /// ```
     pub fn new() -> Builder {
         Builder::default()
     }
@@ -201,6 +369,40 @@ impl Builder {
     /// Runs on a mock clock that moves only when [`advance`](crate::advance) is called.
     ///
     /// Virtual time starts at the real instant the runtime is built.
+    ///
+    /// # Panics
+    ///
+    /// [`run`](Builder::run) panics instead of hanging when the runtime is deadlocked:
+    /// every task is blocked, no I/O source is registered and no thread work is in flight.
+    /// Armed timers do not prevent it: time moves only by `advance`, and no task can run to
+    /// call it. The message lists the root and where every live nursery child was spawned.
+    /// A task woken by a thread the runtime does not know of (a waker handed to a
+    /// `std::thread`) is not waited for; such tests belong on the real clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// trellis::Builder::new().mock_clock().run(async {
+    ///     let start = trellis::now();
+    ///     trellis::yield_now().await;
+    ///     assert_eq!(trellis::now(), start, "time does not move by itself");
+    ///     trellis::advance(Duration::from_secs(60));
+    ///     assert_eq!(trellis::now() - start, Duration::from_secs(60));
+    /// });
+    /// ```
+    ///
+    /// A task that waits for a timer nobody advances to is a deadlock, reported at once
+    /// (not run here: the behaviour tests check it under a watchdog):
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// trellis::Builder::new().mock_clock().run(async {
+    ///     trellis::sleep(Duration::from_secs(1)).await; // panics: nobody calls `advance`
+    /// });
+    /// ```
     pub fn mock_clock(mut self) -> Builder {
         self.clock = ClockChoice::Mock;
         self
@@ -211,6 +413,31 @@ impl Builder {
     ///
     /// Work done by other threads is not waited for before time jumps (only I/O already
     /// signalled is); tests that mix threads with timeouts should use the real clock.
+    ///
+    /// # Panics
+    ///
+    /// [`run`](Builder::run) panics instead of hanging when the runtime is deadlocked:
+    /// every task is blocked and no timer is armed (nothing to jump to), no I/O source is
+    /// registered and no thread work is in flight. The message lists the root and where
+    /// every live nursery child was spawned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let timed_out = trellis::Builder::new().autojump().run(async {
+    ///     trellis::move_on_after(Duration::from_secs(3600), trellis::sleep_forever()).await
+    /// });
+    /// assert_eq!(timed_out, None);
+    /// ```
+    ///
+    /// Without the timeout nothing could ever end the wait; that is reported at once (not
+    /// run here: the behaviour tests check it under a watchdog):
+    ///
+    /// ```no_run
+    /// trellis::Builder::new().autojump().run(trellis::sleep_forever()); // panics: deadlock
+    /// ```
     pub fn autojump(mut self) -> Builder {
         self.clock = ClockChoice::Autojump;
         self
@@ -221,31 +448,38 @@ impl Builder {
     /// # Panics
     ///
     /// Panics when a trellis runtime already runs on this thread (use `.await` instead),
-    /// when the operating system refuses to create a poller, and when `fut` panics.
+    /// when the operating system refuses to create a poller, and when `fut` panics. On a
+    /// mock clock, panics when the runtime is deadlocked (see [`mock_clock`] and
+    /// [`autojump`]) instead of waiting forever.
+    ///
+    /// [`mock_clock`]: Builder::mock_clock
+    /// [`autojump`]: Builder::autojump
     #[track_caller]
     pub fn run<F: Future>(self, fut: F) -> F::Output {
-        let core = self.build_core();
-        CORE.with(|slot| {
-            let mut slot = slot.borrow_mut();
-            assert!(
-                slot.is_none(),
+        // Checked here, not inside the thread-local's closure, so that the panic points at
+        // the caller's line.
+        if CORE.with(|slot| slot.borrow().is_some()) {
+            panic!(
                 "trellis::run was called inside a trellis runtime; a runtime cannot be \
                  nested — `.await` the future instead, or spawn it in a nursery"
             );
-            *slot = Some(core.clone());
-        });
+        }
+        let core = self.build_core();
+        CORE.with(|slot| *slot.borrow_mut() = Some(core.clone()));
         let _guard = EnterGuard;
         // The root task runs in a copy of the thread's context: what it sets stays inside.
         let entered = crate::context::enter_child(crate::context::snapshot());
-        let out = drive(&core, fut);
+        let out = drive(&core, fut, Location::caller());
         drop(entered.leave());
         out
     }
 
     #[track_caller]
     fn build_core(&self) -> Rc<Core> {
-        let reactor =
-            Reactor::new().unwrap_or_else(|e| panic!("trellis: cannot create the I/O poller: {e}"));
+        let reactor = match Reactor::new() {
+            Ok(reactor) => reactor,
+            Err(e) => panic!("trellis: cannot create the I/O poller: {e}"),
+        };
         let clock = match self.clock {
             ClockChoice::Real => Clock::Real,
             ClockChoice::Mock | ClockChoice::Autojump => Clock::Mock {
@@ -258,23 +492,36 @@ impl Builder {
             parked: AtomicBool::new(false),
             poller: reactor.poller().clone(),
         });
+        let id = RuntimeId::next();
         Rc::new(Core {
+            id,
             clock,
-            timers: RefCell::new(TimerQueue::default()),
+            timers: RefCell::new(TimerQueue::new(id)),
             reactor,
+            thread_work: Cell::new(0),
             root,
         })
     }
 }
 
-fn drive<F: Future>(core: &Core, fut: F) -> F::Output {
+/// Polls the root whenever it is woken, fires timers, parks; panics on a deadlock.
+///
+/// `#[track_caller]`, so that a deadlock panic points at the `run` call.
+#[track_caller]
+fn drive<F: Future>(core: &Core, fut: F, run_at: &'static Location<'static>) -> F::Output {
     let waker = Waker::from(core.root.clone());
     let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
+    // In an `Option` so that a deadlock can drop the root (collecting the report) before
+    // panicking, without boxing it.
+    let mut fut = pin!(Some(fut));
     let mut polls: u32 = 0;
     loop {
         if core.root.woken.swap(false, Ordering::SeqCst) {
-            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            let root = fut
+                .as_mut()
+                .as_pin_mut()
+                .expect("the root is only dropped to panic");
+            if let Poll::Ready(out) = root.poll(&mut cx) {
                 return out;
             }
             polls = polls.wrapping_add(1);
@@ -284,10 +531,70 @@ fn drive<F: Future>(core: &Core, fut: F) -> F::Output {
         }
         core.fire_due_timers();
         if !core.root.woken.load(Ordering::SeqCst) {
+            if let Some(deadlock) = core.deadlock() {
+                panic_deadlocked(deadlock, fut, run_at);
+            }
             core.park();
             core.fire_due_timers();
         }
     }
+}
+
+/// Drops the deadlocked root, collecting what each nursery held, and panics with it.
+#[cold]
+#[track_caller]
+fn panic_deadlocked<F>(
+    deadlock: Deadlock,
+    mut root: Pin<&mut Option<F>>,
+    run_at: &'static Location<'static>,
+) -> ! {
+    let mut report = Report::default();
+    let _ = writeln!(report.text, "  the root future, run at {run_at}");
+    DEADLOCK_REPORT.with(|slot| *slot.borrow_mut() = Some(report));
+    // The runtime is still entered, so the tasks' destructors find it (timers disarm,
+    // registrations delete themselves). A destructor that panics must not hide the
+    // deadlock: its panic is caught and mentioned.
+    let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| root.set(None)));
+    let report = DEADLOCK_REPORT
+        .with(|slot| slot.borrow_mut().take())
+        .unwrap_or_default();
+    let why = match deadlock {
+        Deadlock::ManualClock { timers } => format!(
+            "the runtime runs on a mock clock without autojump, whose time moves only when a \
+             task calls `trellis::advance`, and no task can run to call it ({timers} armed \
+             timer(s) will never fire); no I/O source is registered and no thread work is in \
+             flight"
+        ),
+        Deadlock::NoTimer => String::from(
+            "the runtime runs on a mock clock with autojump, but no timer is armed, so there \
+             is no deadline to jump to; no I/O source is registered and no thread work is in \
+             flight",
+        ),
+    };
+    let fix = match deadlock {
+        Deadlock::ManualClock { .. } => {
+            "build the runtime with `Builder::autojump()` so that time jumps to the next \
+             deadline when every task is blocked, or call `trellis::advance` from a task that \
+             stays runnable; otherwise find what the tasks above wait for that never comes"
+        }
+        Deadlock::NoTimer => {
+            "find what the tasks above wait for that never comes (an event nobody sets, a \
+             `sleep(Duration::MAX)` or `sleep_forever()` with no timeout around it); a \
+             timeout (`move_on_after`, `fail_after`) gives autojump a deadline to jump to, \
+             and `trellis::advance` moves the clock by hand"
+        }
+    };
+    let destructor = if dropped.is_err() {
+        "\n(a destructor panicked while the blocked tasks were dropped; its message is above)"
+    } else {
+        ""
+    };
+    panic!(
+        "trellis: deadlock: every task is blocked and nothing can ever wake one: {why}.\n\
+         blocked (each nursery lists its live units; nurseries inside them follow, indented):\n\
+         {}to fix it: {fix}{destructor}",
+        report.text
+    )
 }
 
 /// Runs `fut` to completion on a new runtime with the real clock.

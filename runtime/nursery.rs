@@ -42,7 +42,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -79,6 +79,9 @@ struct Task<'env, E> {
     /// The child's own context: a copy of its spawner's at spawn time (`None`: empty so
     /// far). Moved into the thread's current context while the child is polled.
     context: Option<context::Context>,
+    /// Where the child was spawned (`spawn`, `start_soon`, `spawn_with`, `start`), for
+    /// reports such as the deadlock panic.
+    location: &'static Location<'static>,
 }
 
 /// What the nursery future and every handle of the nursery share.
@@ -104,7 +107,12 @@ struct Shared<'env, E> {
 }
 
 impl<'env, E> Shared<'env, E> {
-    fn insert(&self, fut: ChildFuture<'env, E>, join: Option<Rc<dyn JoinFailed + 'env>>) -> u64 {
+    fn insert(
+        &self,
+        fut: ChildFuture<'env, E>,
+        join: Option<Rc<dyn JoinFailed + 'env>>,
+        location: &'static Location<'static>,
+    ) -> u64 {
         let number = self.spawned.get() + 1;
         self.spawned.set(number);
         // Into a nursery that is finished or being dropped (only a destructor of one of its
@@ -120,6 +128,7 @@ impl<'env, E> Shared<'env, E> {
             number,
             join,
             context: context::inherit(),
+            location,
         });
         // Spawn order is run order: the new child joins the back of the ready queue. It
         // is there exactly once until its first poll, so it needs no `queued` flag yet.
@@ -300,6 +309,24 @@ impl<'env, E> Shared<'env, E> {
         }
     }
 
+    /// Lists the live units in the deadlock report, when the executor is collecting one
+    /// (it drops a deadlocked root); does nothing otherwise. The guard indents the nurseries
+    /// dropped inside this one until it is dropped.
+    fn report_deadlock(&self, body_alive: bool) -> crate::executor::ReportSection {
+        crate::executor::deadlock_report(|report| {
+            report.heading(format_args!("nursery:"));
+            if body_alive {
+                report.item(format_args!("its body"));
+            }
+            for (_, task) in self.tasks.borrow().iter() {
+                report.item(format_args!(
+                    "child #{}, spawned at {}",
+                    task.number, task.location
+                ));
+            }
+        })
+    }
+
     /// Drops every child, ignoring shields (the nursery future itself is going away). A
     /// panicking destructor is recorded like any other and the rest are still dropped; a
     /// child spawned by one of these destructors is dropped too (`finished` is set, so
@@ -415,6 +442,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     ///     .unwrap();
     /// });
     /// ```
+    #[track_caller]
     pub fn spawn<F, O>(&self, fut: F) -> JoinHandle<'s, O::Value>
     where
         F: Future<Output = O> + 'env,
@@ -423,7 +451,9 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     {
         let slot = JoinSlot::new();
         let child = Child::new(fut, JoinSender(slot.clone()));
-        let number = self.shared.insert(Box::pin(child), Some(slot.clone()));
+        let number = self
+            .shared
+            .insert(Box::pin(child), Some(slot.clone()), Location::caller());
         JoinHandle::new(slot, number)
     }
 
@@ -446,13 +476,15 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// });
     /// assert_eq!(hits.get(), 100);
     /// ```
+    #[track_caller]
     pub fn start_soon<F, O>(&self, fut: F)
     where
         F: Future<Output = O> + 'env,
         O: TaskOutput<E>,
     {
         let child: Child<F, (), E> = Child::new(fut, ());
-        self.shared.insert(Box::pin(child), None);
+        self.shared
+            .insert(Box::pin(child), None, Location::caller());
     }
 
     /// Starts a child that receives its own handle to this nursery, so that it can spawn
@@ -474,6 +506,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     ///     assert_eq!(count.get(), 2);
     /// });
     /// ```
+    #[track_caller]
     pub fn spawn_with<F, O>(&self, f: F) -> JoinHandle<'s, O::Value>
     where
         F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>) -> O + 'env,
@@ -518,14 +551,16 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     ///     .unwrap();
     /// });
     /// ```
-    pub async fn start<F, V, O>(&self, f: F) -> Result<V, StartError<E>>
+    #[track_caller]
+    pub fn start<F, V, O>(&self, f: F) -> impl Future<Output = Result<V, StartError<E>>>
     where
         F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, Ready<V>) -> O + 'env,
         O: TaskOutput<E>,
         O::Value: 'env,
         V: 'env,
     {
-        crate::start::start(self, f).await
+        // Not an `async fn`, so that `#[track_caller]` sees the caller.
+        crate::start::start(self, f, Location::caller())
     }
 
     /// Cancels the nursery: the body and every child are dropped at their next suspension
@@ -555,9 +590,14 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         CancelScope::from_node(self.shared.node.clone())
     }
 
-    /// Spawns a type-erased child and reports its number (used by `start`).
-    pub(crate) fn spawn_erased(&self, fut: ChildFuture<'env, E>) -> u64 {
-        self.shared.insert(fut, None)
+    /// Spawns a type-erased child, spawned at `location`, and reports its number (used
+    /// by `start`).
+    pub(crate) fn spawn_erased(
+        &self,
+        fut: ChildFuture<'env, E>,
+        location: &'static Location<'static>,
+    ) -> u64 {
+        self.shared.insert(fut, None, location)
     }
 
     pub(crate) fn fresh_handle(&self) -> Nursery<'env, 'env, E> {
@@ -687,6 +727,8 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             let shared = this.shared.clone();
+            // Before anything is dropped: the executor may be collecting a deadlock report.
+            let _report = shared.report_deadlock(this.body.is_some());
             shared.finished.set(true);
             retire_body(this.body.as_mut(), &shared, this.body_unit);
             shared.drop_all_children();

@@ -7,8 +7,14 @@
 //! - `sources`: a slab of registered I/O sources. Each slot holds the wakers waiting for
 //!   readability and writability. The slab key is the `polling` key.
 //! - Invariant: a source is `delete`d from the poller before its file descriptor closes.
-//!   [`Registered`] keeps it: it owns the I/O object and deletes the registration in its
-//!   `Drop`, before the object's own destructor closes the descriptor.
+//!   [`Registered`] keeps it: it owns the I/O object — an owned descriptor, never a
+//!   borrowed one — and deletes the registration in its `Drop`, before the object's own
+//!   destructor closes the descriptor. If the `Registered` is leaked (`mem::forget`), the
+//!   object leaks with it and the descriptor is never closed, so the invariant still holds.
+//! - A registration belongs to the runtime it was made in (it holds that runtime's
+//!   `Core`): polling it from another runtime panics, since that runtime never waits on
+//!   this poller and the task would sleep forever. Dropping it anywhere deletes it from
+//!   its own poller, as the invariant requires.
 //! - Interest is oneshot (the `polling` default): after an event the interest is re-armed
 //!   with `modify` by the next task that finds the source not ready.
 
@@ -21,7 +27,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -120,23 +126,35 @@ impl Reactor {
 
 /// An I/O object registered with the reactor. Dropping it deregisters the descriptor
 /// first, then drops (closes) the object.
+///
+/// `T: Into<OwnedFd>` proves that `T` owns the descriptor it exposes through `AsFd`: the
+/// std types that convert into an `OwnedFd` (sockets, `File`, `OwnedFd` itself) are the
+/// sole owners of their descriptor and close it only in their own destructor. Borrowing
+/// types (`BorrowedFd`, `&UnixStream`, `Arc<UnixStream>`) do not convert, so they cannot
+/// be registered: with them, a `mem::forget` of the `Registered` (safe code) would skip the
+/// deregistration while the real owner still closes the descriptor.
 #[derive(Debug)]
-pub(crate) struct Registered<T: AsFd> {
+pub(crate) struct Registered<T: AsFd + Into<OwnedFd>> {
     io: T,
     key: usize,
     reactor: std::rc::Rc<crate::executor::Core>,
 }
 
-impl<T: AsFd> Registered<T> {
+impl<T: AsFd + Into<OwnedFd>> Registered<T> {
     /// Registers `io` with the current runtime's reactor, with no interest yet.
     #[track_caller]
     pub(crate) fn new(io: T) -> io::Result<Registered<T>> {
         let core = crate::executor::with_core(|core| core.clone());
         let key = core.reactor.insert_source();
         // SAFETY: `Poller::add` requires that the source be deleted from the poller before
-        // its descriptor is closed. `io` is owned by the `Registered` we return, whose
-        // `Drop` calls `Poller::delete` before `io` (a field) is dropped and closed; on
-        // the error path below nothing was added.
+        // its descriptor is closed. `io` owns the descriptor (`T: Into<OwnedFd>`: only a
+        // sole owner converts into an `OwnedFd`; borrowed descriptors are rejected by the
+        // bound), and `io` is owned by the `Registered` we return, whose `Drop` calls
+        // `Poller::delete` before `io` (a field) is dropped and closed. If the `Registered`
+        // is leaked instead, `io` leaks with it and the descriptor is never closed. On the
+        // error path below nothing was added. (A hand-written `From<X> for OwnedFd` that
+        // duplicates a descriptor `X` merely borrows would defeat the bound; `Registered`
+        // is crate-private and is only instantiated with std's owning types.)
         let added = unsafe {
             core.reactor
                 .poller
@@ -160,7 +178,21 @@ impl<T: AsFd> Registered<T> {
 
     /// Polls for readiness in `dir`; consumes the readiness when it is there, otherwise
     /// stores the waker and re-arms the oneshot interest.
+    ///
+    /// # Panics
+    ///
+    /// Panics outside a runtime, and in a runtime other than the one the source was
+    /// registered with (that runtime never waits on this source's poller, so the task
+    /// would never be woken).
+    #[track_caller]
     pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if crate::executor::with_core(|core| core.id) != self.reactor.id {
+            panic!(
+                "an I/O object registered with one trellis runtime was used in another; \
+                 a socket belongs to the runtime it was created in — use it inside that \
+                 runtime's `run`, or create it in this one"
+            );
+        }
         let reactor = &self.reactor.reactor;
         let interest = {
             let mut sources = reactor.sources.borrow_mut();
@@ -190,7 +222,7 @@ impl<T: AsFd> Registered<T> {
     }
 }
 
-impl<T: AsFd> Drop for Registered<T> {
+impl<T: AsFd + Into<OwnedFd>> Drop for Registered<T> {
     fn drop(&mut self) {
         // Deregister before `self.io` is dropped (fields drop after this body), keeping
         // the invariant `Poller::add` asked for. A failure here means the descriptor is
@@ -207,31 +239,77 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     /// A readiness round trip through the poller: not ready, woken by the peer's write,
-    /// then ready; and the registration is gone after drop.
+    /// then ready; and the registration is gone after drop. The runtime parks with the
+    /// task blocked on the source (the write is seen only by the next `wait`).
+    async fn readable_after_peer_writes_round_trip() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let reg = Registered::new(a).unwrap();
+        let mut waited = false;
+        std::future::poll_fn(|cx| {
+            let poll = reg.poll_ready(Direction::Read, cx);
+            if poll.is_pending() && !waited {
+                waited = true;
+                b.write_all(b"x").unwrap();
+            }
+            poll
+        })
+        .await
+        .unwrap();
+        assert!(waited, "a fresh socket must not report readiness");
+        let mut buf = [0; 1];
+        reg.get_ref().read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"x");
+        drop(reg);
+        crate::executor::with_core(|core| assert!(!core.reactor.has_sources()));
+    }
+
     #[test]
     fn readable_after_peer_writes() {
-        crate::run(async {
-            let (a, mut b) = UnixStream::pair().unwrap();
-            a.set_nonblocking(true).unwrap();
-            let reg = Registered::new(a).unwrap();
-            let mut waited = false;
-            std::future::poll_fn(|cx| {
-                let poll = reg.poll_ready(Direction::Read, cx);
-                if poll.is_pending() && !waited {
-                    waited = true;
-                    b.write_all(b"x").unwrap();
-                }
-                poll
-            })
-            .await
-            .unwrap();
-            assert!(waited, "a fresh socket must not report readiness");
-            let mut buf = [0; 1];
-            reg.get_ref().read_exact(&mut buf).unwrap();
-            assert_eq!(&buf, b"x");
-            drop(reg);
-            crate::executor::with_core(|core| assert!(!core.reactor.has_sources()));
-        });
+        crate::run(readable_after_peer_writes_round_trip());
+    }
+
+    /// Every task is blocked and no timer is armed, but an I/O source is registered: on
+    /// either mock clock that is not a deadlock, since the source may become ready.
+    #[test]
+    fn a_mock_clock_runtime_waiting_on_a_registered_source_is_not_deadlocked() {
+        crate::Builder::new()
+            .mock_clock()
+            .run(readable_after_peer_writes_round_trip());
+        crate::Builder::new()
+            .autojump()
+            .run(readable_after_peer_writes_round_trip());
+    }
+
+    #[test]
+    fn polling_a_registration_in_another_runtime_panics_and_dropping_it_still_deregisters() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let reg = crate::run(async { Registered::new(a).unwrap() });
+        let home = reg.reactor.clone();
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // On a mock clock: had the poll gone through, this runtime would park with no
+            // source of its own and report a deadlock instead of hanging.
+            crate::Builder::new()
+                .mock_clock()
+                .run(async { std::future::poll_fn(|cx| reg.poll_ready(Direction::Read, cx)).await })
+        }));
+        let payload = polled.expect_err("polling from another runtime must panic");
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(
+            message.contains("registered with one trellis runtime was used in another"),
+            "{message}"
+        );
+        assert!(home.reactor.has_sources());
+        drop(reg);
+        assert!(
+            !home.reactor.has_sources(),
+            "the drop deregisters from the runtime it was registered with"
+        );
     }
 
     /// A socket with room in its send buffer reports write readiness through the poller.

@@ -205,6 +205,7 @@ impl<V, E> Drop for WaitReady<V, E> {
 pub(crate) async fn start<'s, 'env, F, V, O, E>(
     nursery: &Nursery<'s, 'env, E>,
     f: F,
+    location: &'static std::panic::Location<'static>,
 ) -> Result<V, StartError<E>>
 where
     F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, Ready<V>) -> O + 'env,
@@ -232,7 +233,7 @@ where
         signal: signal.clone(),
         early: early.clone(),
     };
-    let task = TaskName::Child(nursery.spawn_erased(Box::pin(child)));
+    let task = TaskName::Child(nursery.spawn_erased(Box::pin(child), location));
     match (WaitReady { signal, early }).await {
         Ok(v) => Ok(v),
         Err(Early::Failed(e)) => Err(StartError::failed(task, e)),

@@ -158,6 +158,12 @@ fn a_zero_or_past_timeout_fires_at_the_first_suspension() {
                 .await
                 .is_err()
         );
+        assert!(
+            fail_after(Duration::ZERO, count_polls(&polls, sleep(Duration::ZERO)))
+                .await
+                .is_err(),
+            "sleep(0) is a checkpoint"
+        );
         let err = fail_at(start - secs(11), count_polls(&polls, sleep_forever()))
             .await
             .unwrap_err();
@@ -172,7 +178,7 @@ fn a_zero_or_past_timeout_fires_at_the_first_suspension() {
         );
         assert_eq!(now(), start);
     });
-    assert_eq!(polls.get(), 5, "each operation was polled exactly once");
+    assert_eq!(polls.get(), 6, "each operation was polled exactly once");
 }
 
 /// Nested timeouts with the same deadline: only the outer one reports the timeout; the

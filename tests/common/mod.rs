@@ -132,6 +132,14 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Runs `f`, which must panic, and returns its panic message.
+pub fn panic_message_of<T>(f: impl FnOnce() -> T) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(_) => panic!("expected a panic, but it returned"),
+        Err(payload) => panic_message(&*payload),
+    }
+}
+
 /// Runs `test` on its own thread and fails if it has not finished within `limit` of real
 /// time: a guard for tests of behaviour that used to hang, so that a regression fails
 /// instead of stalling CI. The limit is a hang detector, never a timing assertion (the
