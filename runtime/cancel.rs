@@ -256,6 +256,13 @@ impl CancelScope {
     /// would, with [`CancelReason::Deadline`]. On a scope that is already cancelled or has
     /// finished, the new deadline is only recorded. A deadline never fires early; on the
     /// mock clock it fires exactly at its instant.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the scope is running in another trellis runtime than the current one
+    /// (one that ran earlier on this thread and left the scope's future behind): a scope
+    /// and its timer belong to the runtime they run in.
+    #[track_caller]
     pub fn set_deadline(&self, deadline: Option<Instant>) {
         self.node.set_deadline(deadline);
     }

@@ -43,7 +43,7 @@ use std::task::Waker;
 use std::time::Instant;
 
 use crate::cancel::CancelReason;
-use crate::executor::{try_with_core, with_core};
+use crate::executor::{RuntimeId, try_with_core, with_core};
 use crate::nursery::UnitCell;
 use crate::slab::Slab;
 use crate::time::{TimerAction, TimerKey};
@@ -134,6 +134,8 @@ pub(crate) struct ScopeNode {
     caught: Cell<bool>,
     deadline: Cell<Option<Instant>>,
     timer: Cell<Option<TimerKey>>,
+    /// The runtime the node runs in (set when it attaches): its timer is in that queue.
+    runtime: Cell<Option<RuntimeId>>,
     shield: Cell<bool>,
     /// Whether this node holds a shield and is counted for it in its parent position.
     counted: Cell<bool>,
@@ -177,6 +179,7 @@ impl ScopeNode {
             caught: Cell::new(false),
             deadline: Cell::new(deadline),
             timer: Cell::new(None),
+            runtime: Cell::new(None),
             shield: Cell::new(shield),
             counted: Cell::new(false),
             shielded_below: Cell::new(0),
@@ -214,6 +217,7 @@ impl ScopeNode {
         self.caught.set(false);
         self.deadline.set(deadline);
         self.timer.set(None);
+        self.runtime.set(None);
         self.shield.set(shield);
         self.counted.set(false);
         self.shielded_below.set(0);
@@ -227,6 +231,7 @@ impl ScopeNode {
     pub(crate) fn attach(self: &Rc<Self>) {
         debug_assert_eq!(self.stage.get(), Stage::Idle);
         self.stage.set(Stage::Running);
+        self.runtime.set(try_with_core(|core| core.id));
         // The path upwards is about to change.
         self.cancel_cache.set(None);
         if let Some(parent) = current_position() {
@@ -510,7 +515,21 @@ impl ScopeNode {
         }
     }
 
+    /// # Panics
+    ///
+    /// Panics when the node runs in a runtime other than the current one (or in one that
+    /// has finished): its timer belongs to the runtime it runs in.
+    #[track_caller]
     pub(crate) fn set_deadline(self: &Rc<Self>, deadline: Option<Instant>) {
+        if self.stage.get() == Stage::Running {
+            let current = try_with_core(|core| core.id);
+            assert!(
+                current == self.runtime.get(),
+                "this CancelScope is running in another trellis runtime (or in one that has \
+                 finished), so its deadline cannot be moved from here; a scope, like its \
+                 timer, belongs to the runtime it runs in"
+            );
+        }
         self.deadline.set(deadline);
         if self.stage.get() == Stage::Running {
             self.disarm_deadline();

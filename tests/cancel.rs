@@ -1521,3 +1521,34 @@ fn no_order_of_toggles_drops_and_cancels_leaves_a_shield_counted() {
         }
     });
 }
+
+/// A scope belongs to the runtime it runs in: a started scope left behind by one runtime
+/// cannot move its deadline in the next one on the same thread (a clear panic), and
+/// cancelling, shielding or dropping it there leaves the new runtime's timers alone.
+#[test]
+fn a_scope_left_behind_by_one_runtime_never_touches_the_next_ones_timers() {
+    common::watchdog(common::HANG_LIMIT, || {
+        let (scope, leaked) = run_virtual(async {
+            let scope = CancelScope::with_deadline(now() + secs(10));
+            let leaked = common::poll_once(scope.clone().run(sleep_forever())).await;
+            (scope, leaked)
+        });
+        run_virtual(async {
+            let start = now();
+            let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                scope.set_deadline(Some(now() + secs(1)));
+            }));
+            let message = panic_message(&*moved.expect_err("moving the deadline must panic"));
+            assert!(
+                message.contains("running in another trellis runtime"),
+                "{message}"
+            );
+            scope.cancel();
+            scope.set_shield(true);
+            drop(leaked);
+            let out = move_on_after(secs(3), sleep(secs(5))).await;
+            assert_eq!(out, None);
+            assert_eq!(now() - start, secs(3));
+        });
+    });
+}
