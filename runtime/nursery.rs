@@ -201,7 +201,16 @@ impl<'env, E> Shared<'env, E> {
 
     /// The first panic, to resume; every other failure beside it is written to stderr
     /// once, since a panic payload cannot carry them (it must resume unchanged).
+    #[inline]
     fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        if self.panics.borrow().is_empty() {
+            return None; // every nursery asks as it finishes; keep that path short
+        }
+        self.take_panic_reporting_the_rest()
+    }
+
+    #[cold]
+    fn take_panic_reporting_the_rest(&self) -> Option<Box<dyn Any + Send>> {
         let mut panics = std::mem::take(&mut *self.panics.borrow_mut()).into_iter();
         let (first_task, payload) = panics.next()?;
         let failures = std::mem::take(&mut *self.failures.borrow_mut());
@@ -346,9 +355,12 @@ impl<'env, E> Shared<'env, E> {
 
     /// Whether a scope enclosing the nursery cancelled it (rather than its own scope).
     fn cancelled_from_outside(&self) -> bool {
-        self.node
-            .cancel_source()
-            .is_some_and(|source| !Rc::ptr_eq(&source, &self.node))
+        // `is_cancelled` is cached; the walk up the tree runs only for a cancelled nursery.
+        self.is_cancelled()
+            && self
+                .node
+                .cancel_source()
+                .is_some_and(|source| !Rc::ptr_eq(&source, &self.node))
     }
 }
 
@@ -728,7 +740,10 @@ pin_project_lite::pin_project! {
             let mut this = this.project();
             let shared = this.shared.clone();
             // Before anything is dropped: the executor may be collecting a deadlock report.
-            let _report = shared.report_deadlock(this.body.is_some());
+            // Only a nursery with live units can be part of a deadlock (and only one with
+            // live units encloses others), so a finished one skips the look-up.
+            let live = this.body.is_some() || !shared.tasks.borrow().is_empty();
+            let _report = live.then(|| shared.report_deadlock(this.body.is_some()));
             shared.finished.set(true);
             retire_body(this.body.as_mut(), &shared, this.body_unit);
             shared.drop_all_children();

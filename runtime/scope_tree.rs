@@ -231,19 +231,25 @@ impl ScopeNode {
     pub(crate) fn attach(self: &Rc<Self>) {
         debug_assert_eq!(self.stage.get(), Stage::Idle);
         self.stage.set(Stage::Running);
-        self.runtime.set(try_with_core(|core| core.id));
         // The path upwards is about to change.
         self.cancel_cache.set(None);
-        if let Some(parent) = current_position() {
-            let key = parent
-                .node
-                .children
-                .borrow_mut()
-                .insert(Rc::downgrade(self));
-            self.child_key.set(Some(key));
-            *self.parent.borrow_mut() = Some(parent);
+        match current_position() {
+            Some(parent) => {
+                // Polled by its parent, so it runs in the parent's runtime (no look-up).
+                self.runtime.set(parent.node.runtime.get());
+                let key = parent
+                    .node
+                    .children
+                    .borrow_mut()
+                    .insert(Rc::downgrade(self));
+                self.child_key.set(Some(key));
+                *self.parent.borrow_mut() = Some(parent);
+            }
+            None => self.runtime.set(try_with_core(|core| core.id)),
         }
-        self.update_count();
+        if self.shield.get() {
+            self.update_count();
+        }
         self.arm_deadline();
     }
 
@@ -254,7 +260,9 @@ impl ScopeNode {
         }
         self.disarm_deadline();
         // Exited: whatever is left below (a forgotten shield) no longer counts above.
-        self.update_count();
+        if self.counted.get() {
+            self.update_count();
+        }
         if let (Some(parent), Some(key)) = (self.parent.borrow().as_ref(), self.child_key.take()) {
             parent.node.children.borrow_mut().remove(key);
         }
