@@ -21,6 +21,13 @@
 //! - A [`Sleep`] is a checkpoint: its first poll never completes, even when the deadline
 //!   has passed (it wakes itself and returns `Pending` once), so a cancelled unit is
 //!   dropped there, as in Trio. A sleep whose deadline overflows the clock never completes.
+//!
+//! # Deadlines and the delivery rule
+//!
+//! A scope's deadline that passes cancels the scope; like every cancellation it reaches
+//! code only at its next suspension (the delivery rule in the `cancel` module docs): a
+//! unit that is busy without awaiting runs on until it suspends, and one that starts past
+//! its deadline runs to its first suspension. A sleep is such a suspension.
 
 #![forbid(unsafe_code)]
 
@@ -327,6 +334,10 @@ fn latest_instant(from: Instant) -> Instant {
 /// Equivalent to `sleep_until(now() + duration)`, except that a duration too long for the
 /// clock to represent (`Duration::MAX`) means "never": the sleep then ends only when it is
 /// dropped, typically by a cancelled scope, and [`Sleep::deadline`] is `None`.
+///
+/// The deadline is taken when `sleep` is called, not when the future is first polled (as
+/// in tokio); the relative timeouts [`move_on_after`](crate::move_on_after) and
+/// [`fail_after`](crate::fail_after), by contrast, start at their first poll.
 ///
 /// Like every sleep it suspends at least once: `sleep(Duration::ZERO)` is a checkpoint (as
 /// in Trio) that lets every other ready task run before this one continues, and where a
