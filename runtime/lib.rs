@@ -55,6 +55,7 @@
 
 mod cancel;
 mod context;
+mod deadlock;
 mod error;
 mod executor;
 mod join;

@@ -321,8 +321,8 @@ impl<'env, E> Shared<'env, E> {
     /// Lists the live units in the deadlock report, when the executor is collecting one
     /// (it drops a deadlocked root); does nothing otherwise. The guard indents the nurseries
     /// dropped inside this one until it is dropped.
-    fn report_deadlock(&self, body_alive: bool) -> crate::executor::ReportSection {
-        crate::executor::deadlock_report(|report| {
+    fn report_deadlock(&self, body_alive: bool) -> crate::deadlock::ReportSection {
+        crate::deadlock::deadlock_report(|report| {
             report.heading(format_args!("nursery:"));
             if body_alive {
                 report.item(format_args!("its body"));
