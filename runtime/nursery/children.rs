@@ -1,0 +1,370 @@
+//! The children a nursery owns, and the failures it records.
+//!
+//! # State
+//!
+//! - [`Shared`] holds what the nursery's handles and the nursery future share: the
+//!   children (a slab of boxed `'env` futures), the ready queue, the failures and the
+//!   panics, and the nursery's cancel-scope node.
+//! - While a child is being polled its future is taken out of its slot (`fut` is `None`),
+//!   so the child may spawn siblings (which borrows the slab) during its own poll.
+//! - A child is dropped only through [`Shared::retire`]: inside its own context, under
+//!   `catch_unwind` (a panicking destructor is the child's failure), and with its unit
+//!   retired from the scope tree's shield counts.
+//! - Cycles: a child spawned with `spawn_with` holds a handle, hence an `Rc` of `Shared`,
+//!   which holds the child. The nursery future breaks the cycle by draining the children
+//!   when it finishes or is dropped; `finished` makes a spawn after that drop the new
+//!   child at once.
+
+#![forbid(unsafe_code)]
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+
+use crate::cancel::{CancelReason, Position, ScopeNode, enter};
+use crate::context;
+use crate::error::{Failure, TaskName};
+use crate::join::JoinFailed;
+use crate::ready_queue::{ReadyQueue, UnitCell};
+use crate::slab::Slab;
+
+/// A type-erased child future; it reports its value through its join slot.
+pub(super) type ChildFuture<'env, E> = Pin<Box<dyn Future<Output = Result<(), E>> + 'env>>;
+
+pub(super) struct Task<'env, E> {
+    /// `None` while the task is being polled.
+    pub(super) fut: Option<ChildFuture<'env, E>>,
+    /// The child's waker cell, given at its first poll (a child that finishes in its first
+    /// poll then hands it straight back to the spare list).
+    pub(super) unit: Option<Arc<UnitCell>>,
+    /// The waker made from `unit` (a no-op one before the first poll).
+    pub(super) waker: Waker,
+    pub(super) number: u64,
+    /// Tells the child's `JoinHandle` that it failed (`None`: spawned without a handle).
+    pub(super) join: Option<Rc<dyn JoinFailed + 'env>>,
+    /// The child's own context: a copy of its spawner's at spawn time (`None`: empty so
+    /// far). Moved into the thread's current context while the child is polled.
+    pub(super) context: Option<context::Context>,
+    /// Where the child was spawned (`spawn`, `start_soon`, `spawn_with`, `start`), for
+    /// reports such as the deadlock panic.
+    pub(super) location: &'static Location<'static>,
+}
+
+/// What the nursery future and every handle of the nursery share.
+pub(super) struct Shared<'env, E> {
+    pub(super) node: Rc<ScopeNode>,
+    pub(super) queue: Arc<ReadyQueue>,
+    pub(super) tasks: RefCell<Slab<Task<'env, E>>>,
+    pub(super) failures: RefCell<Vec<Failure<E>>>,
+    /// Every panic caught in a poll or a destructor, in order: the first is resumed from
+    /// the nursery, the others are reported on stderr beside it.
+    pub(super) panics: RefCell<Vec<(TaskName, Box<dyn Any + Send>)>>,
+    pub(super) spawned: Cell<u64>,
+    /// Cells of finished children that nobody else references, reused for new children
+    /// so that a spawn costs no waker allocation in the steady state.
+    pub(super) spare_units: RefCell<Vec<(Arc<UnitCell>, Waker)>>,
+    /// The indices being polled in the current round (kept to reuse its allocation).
+    pub(super) batch: RefCell<Vec<usize>>,
+    /// Whether the nursery has finished or is being dropped; a spawn after that (from a
+    /// destructor of a child being dropped with it) drops the new child at once.
+    pub(super) finished: Cell<bool>,
+    /// `'env` is invariant: the slab stores `'env` futures through a shared handle.
+    pub(super) _env: PhantomData<fn(&'env ()) -> &'env ()>,
+}
+
+impl<'env, E> Shared<'env, E> {
+    pub(super) fn insert(
+        &self,
+        fut: ChildFuture<'env, E>,
+        join: Option<Rc<dyn JoinFailed + 'env>>,
+        location: &'static Location<'static>,
+    ) -> u64 {
+        let number = self.spawned.get() + 1;
+        self.spawned.set(number);
+        // Into a nursery that is finished or being dropped (only a destructor of one of its
+        // children can still spawn), the child is dropped unpolled, here. Into a cancelled
+        // one, it is polled once like every unit: it runs to its first suspension.
+        if self.finished.get() {
+            return number;
+        }
+        let index = self.tasks.borrow_mut().insert(Task {
+            fut: Some(fut),
+            unit: None,
+            waker: Waker::noop().clone(),
+            number,
+            join,
+            context: context::inherit(),
+            location,
+        });
+        // Spawn order is run order: the new child joins the back of the ready queue. It
+        // is there exactly once until its first poll, so it needs no `queued` flag yet.
+        self.queue.push(index);
+        number
+    }
+
+    /// A unit cell for slot `index`: a spare one when there is one.
+    pub(super) fn unit_for(&self, index: usize) -> (Arc<UnitCell>, Waker) {
+        if let Some((unit, waker)) = self.spare_units.borrow_mut().pop() {
+            unit.recycle(index);
+            return (unit, waker);
+        }
+        let unit = UnitCell::new(index, &self.queue);
+        let waker = Waker::from(unit.clone());
+        (unit, waker)
+    }
+
+    /// Drops a finished or cancelled child (inside its own context, catching a panic from
+    /// its destructors), retires its unit, then keeps its cell for reuse when nothing else
+    /// references it (a stale waker clone would wake the cell's next owner). Returns the
+    /// payload of a panic raised while dropping.
+    #[must_use = "a panic while dropping is the child's failure"]
+    pub(super) fn retire(
+        &self,
+        task: Task<'env, E>,
+        fut: Option<ChildFuture<'env, E>>,
+    ) -> Option<Box<dyn Any + Send>> {
+        const MAX_SPARE: usize = 1024;
+        let Task {
+            fut: slot_fut,
+            unit,
+            waker,
+            join,
+            context,
+            ..
+        } = task;
+        // Drop the child inside its own context: its destructors see its own variables.
+        let entered = context::enter_child(context);
+        let in_drop = drop_catching((fut, slot_fut, join));
+        let in_context_drop = drop_catching(entered.leave());
+        let Some(unit) = unit else {
+            return in_drop.or(in_context_drop);
+        };
+        self.node.retire_unit(&unit);
+        let mut spare = self.spare_units.borrow_mut();
+        if Arc::strong_count(&unit) == 2 && spare.len() < MAX_SPARE {
+            spare.push((unit, waker));
+        }
+        in_drop.or(in_context_drop)
+    }
+
+    /// Retires a child and records a panic from its destructors as its failure.
+    pub(super) fn retire_recording(&self, task: Task<'env, E>, fut: Option<ChildFuture<'env, E>>) {
+        let name = TaskName::Child(task.number);
+        if let Some(payload) = self.retire(task, fut) {
+            self.record_failure(name, Err(payload));
+        }
+    }
+
+    pub(super) fn record_failure(&self, task: TaskName, outcome: Result<E, Box<dyn Any + Send>>) {
+        self.node.cancel(CancelReason::Failure {
+            task: task.to_string(),
+        });
+        match outcome {
+            Ok(error) => self.failures.borrow_mut().push(Failure::new(task, error)),
+            Err(payload) => self.panics.borrow_mut().push((task, payload)),
+        }
+    }
+
+    /// The first panic, to resume; every other failure beside it is written to stderr
+    /// once, since a panic payload cannot carry them (it must resume unchanged).
+    #[inline]
+    pub(super) fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        if self.panics.borrow().is_empty() {
+            return None; // every nursery asks as it finishes; keep that path short
+        }
+        self.take_panic_reporting_the_rest()
+    }
+
+    #[cold]
+    pub(super) fn take_panic_reporting_the_rest(&self) -> Option<Box<dyn Any + Send>> {
+        let mut panics = std::mem::take(&mut *self.panics.borrow_mut()).into_iter();
+        let (first_task, payload) = panics.next()?;
+        let failures = std::mem::take(&mut *self.failures.borrow_mut());
+        let mut lost: Vec<String> = failures
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} failed with an error of type `{}`",
+                    f.task(),
+                    std::any::type_name::<E>()
+                )
+            })
+            .collect();
+        lost.extend(panics.map(|(task, p)| format!("{task} panicked too: {}", panic_text(&*p))));
+        if !lost.is_empty() {
+            eprintln!(
+                "trellis: a nursery resumes the panic of {first_task}; beside it, {}",
+                lost.join("; ")
+            );
+        }
+        Some(payload)
+    }
+
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.node.is_cancelled()
+    }
+
+    /// Polls child `index` once (or drops it unpolled when the nursery is cancelled and it
+    /// never ran).
+    pub(super) fn poll_child(&self, index: usize) {
+        let (mut fut, waker, unit, ctx) = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(task) = tasks.get_mut(index) else {
+                return; // a stale wake of a finished child
+            };
+            if let Some(unit) = &task.unit {
+                unit.queued.store(false, Ordering::Release);
+            }
+            let Some(fut) = task.fut.take() else {
+                return;
+            };
+            // A child that never ran has no waker cell yet: its first poll gives it one.
+            if task.unit.is_none() {
+                let (unit, waker) = self.unit_for(index);
+                task.unit = Some(unit);
+                task.waker = waker;
+            }
+            let waker = std::mem::replace(&mut task.waker, Waker::noop().clone());
+            let unit = task.unit.clone().expect("given at the first poll");
+            (fut, waker, unit, task.context.take())
+        };
+        let polled = {
+            let entered = context::enter_child(ctx);
+            let polled = poll_unit(&self.node, &unit, &waker, fut.as_mut());
+            (polled, entered.leave())
+        };
+        let (polled, ctx) = polled;
+        let mut tasks = self.tasks.borrow_mut();
+        let task = tasks
+            .get_mut(index)
+            .expect("a task stays in its slot while polled");
+        task.waker = waker;
+        task.context = ctx;
+        let shielded = unit.is_shielded();
+        drop(unit);
+        let failure = match polled {
+            Ok(Poll::Pending) if !self.is_cancelled() || shielded => {
+                task.fut = Some(fut);
+                return;
+            }
+            Ok(Poll::Pending | Poll::Ready(Ok(()))) => None,
+            Ok(Poll::Ready(Err(error))) => Some(Ok(error)),
+            Err(payload) => Some(Err(payload)),
+        };
+        let task = tasks.remove(index).expect("present");
+        drop(tasks);
+        if let Some(outcome) = failure {
+            if let Some(join) = &task.join {
+                join.failed();
+            }
+            self.record_failure(TaskName::Child(task.number), outcome);
+        }
+        self.retire_recording(task, Some(fut));
+    }
+
+    /// Drops every child that is neither about to be polled nor shielded (cancellation
+    /// reaches units at their next suspension: for these, that is now).
+    pub(super) fn drop_cancelled_children(&self) {
+        let doomed: Vec<Task<'env, E>> = {
+            let mut tasks = self.tasks.borrow_mut();
+            let keys: Vec<usize> = tasks
+                .iter()
+                .filter(|(_, t)| {
+                    t.fut.is_some()
+                        && t.unit
+                            .as_ref()
+                            .is_some_and(|u| !u.queued.load(Ordering::Acquire) && !u.is_shielded())
+                })
+                .map(|(k, _)| k)
+                .collect();
+            keys.into_iter().filter_map(|k| tasks.remove(k)).collect()
+        };
+        for task in doomed {
+            self.retire_recording(task, None);
+        }
+    }
+
+    /// Lists the live units in the deadlock report, when the executor is collecting one
+    /// (it drops a deadlocked root); does nothing otherwise. The guard indents the nurseries
+    /// dropped inside this one until it is dropped.
+    pub(super) fn report_deadlock(&self, body_alive: bool) -> crate::deadlock::ReportSection {
+        crate::deadlock::deadlock_report(|report| {
+            report.heading(format_args!("nursery:"));
+            if body_alive {
+                report.item(format_args!("its body"));
+            }
+            for (_, task) in self.tasks.borrow().iter() {
+                report.item(format_args!(
+                    "child #{}, spawned at {}",
+                    task.number, task.location
+                ));
+            }
+        })
+    }
+
+    /// Drops every child, ignoring shields (the nursery future itself is going away). A
+    /// panicking destructor is recorded like any other and the rest are still dropped; a
+    /// child spawned by one of these destructors is dropped too (`finished` is set, so
+    /// `insert` drops it at once).
+    pub(super) fn drop_all_children(&self) {
+        debug_assert!(self.finished.get());
+        loop {
+            let all = self.tasks.borrow_mut().drain();
+            if all.is_empty() {
+                return;
+            }
+            for task in all {
+                self.retire_recording(task, None);
+            }
+        }
+    }
+
+    /// Whether a scope enclosing the nursery cancelled it (rather than its own scope).
+    pub(super) fn cancelled_from_outside(&self) -> bool {
+        // `is_cancelled` is cached; the walk up the tree runs only for a cancelled nursery.
+        self.is_cancelled()
+            && self
+                .node
+                .cancel_source()
+                .is_some_and(|source| !Rc::ptr_eq(&source, &self.node))
+    }
+}
+
+/// Drops `value`, catching a panic from its destructor.
+pub(super) fn drop_catching<T>(value: T) -> Option<Box<dyn Any + Send>> {
+    catch_unwind(AssertUnwindSafe(move || drop(value))).err()
+}
+
+/// What a panic payload says, for the report of failures beside a resumed panic.
+fn panic_text(payload: &(dyn Any + Send)) -> String {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(s), _) => format!("{s:?}"),
+        (None, Some(s)) => format!("{s:?}"),
+        (None, None) => String::from("(a payload that is not a string)"),
+    }
+}
+
+/// Polls one unit at `node`, with the unit as the current position, catching a panic.
+pub(super) fn poll_unit<F: Future + ?Sized>(
+    node: &Rc<ScopeNode>,
+    unit: &Arc<UnitCell>,
+    waker: &Waker,
+    fut: Pin<&mut F>,
+) -> Result<Poll<F::Output>, Box<dyn Any + Send>> {
+    let _pos = enter(Position {
+        node: node.clone(),
+        unit: Some(unit.clone()),
+    });
+    let mut cx = Context::from_waker(waker);
+    catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
+}
