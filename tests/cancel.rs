@@ -1314,6 +1314,18 @@ fn start_in_a_cancelled_nursery_reports_cancellation() {
 
 // ----- shields never stay counted for nothing -----
 
+/// A scope whose body, when it is dropped, switches the scope's own shield on.
+async fn shielded_by_its_own_destructor() {
+    let inner = CancelScope::new();
+    let handle = inner.clone();
+    inner
+        .run(async move {
+            let _g = OnDrop(move || handle.set_shield(true));
+            sleep_forever().await;
+        })
+        .await;
+}
+
 /// A shield switched on by a destructor while the cancellation drops its scope's body
 /// protects nothing: the enclosing timeout still ends (it used to hang forever), for a
 /// scope body and for a nursery child.
@@ -1322,17 +1334,7 @@ fn a_shield_switched_on_by_a_destructor_during_a_cancellation_protects_nothing()
     common::watchdog(common::HANG_LIMIT, || {
         run_virtual(async {
             let start = now();
-            let out = move_on_after(secs(1), async {
-                let inner = CancelScope::new();
-                let handle = inner.clone();
-                inner
-                    .run(async move {
-                        let _g = OnDrop(move || handle.set_shield(true));
-                        sleep_forever().await;
-                    })
-                    .await;
-            })
-            .await;
+            let out = move_on_after(secs(1), shielded_by_its_own_destructor()).await;
             assert_eq!(out, None);
             assert_eq!(now() - start, secs(1));
 
@@ -1340,16 +1342,7 @@ fn a_shield_switched_on_by_a_destructor_during_a_cancellation_protects_nothing()
             let out = move_on_after(
                 secs(1),
                 nursery(async |n| {
-                    n.spawn(async {
-                        let inner = CancelScope::new();
-                        let handle = inner.clone();
-                        inner
-                            .run(async move {
-                                let _g = OnDrop(move || handle.set_shield(true));
-                                sleep_forever().await;
-                            })
-                            .await;
-                    });
+                    n.spawn(shielded_by_its_own_destructor());
                     sleep_forever().await;
                 }),
             )

@@ -736,26 +736,7 @@ fn a_panic_beside_an_error_resumes_with_its_payload_unchanged() {
 #[test]
 #[should_panic(expected = "the original message")]
 fn should_panic_expected_sees_the_original_message_beside_other_failures() {
-    run_virtual(async {
-        nursery(async |n| {
-            n.spawn(async { Err::<(), _>("an error first") });
-            n.spawn(async {
-                if true {
-                    panic!("the original message");
-                }
-                Ok(())
-            });
-            n.spawn(async {
-                if true {
-                    panic!("a second panic");
-                }
-                Ok(())
-            });
-            Ok(())
-        })
-        .await
-    })
-    .ok();
+    an_error_and_two_panics("the original message", "a second panic");
 }
 
 /// The failures beside a resumed panic are not dropped silently: they are written to
@@ -779,26 +760,25 @@ fn child_process_an_error_and_two_panics() {
     if !common::is_test_child() {
         return;
     }
-    let _ = std::panic::catch_unwind(|| {
-        run_virtual(async {
-            nursery(async |n| {
-                n.spawn(async { Err::<(), _>("disk full") });
-                n.spawn(async {
+    let _ = std::panic::catch_unwind(|| an_error_and_two_panics("first", "second"));
+}
+
+/// A nursery whose first child fails with an error, then two children panic.
+fn an_error_and_two_panics(first: &'static str, second: &'static str) {
+    let _ = run_virtual(async {
+        nursery(async |n| {
+            n.spawn(async { Err::<(), _>("an error first") });
+            for message in [first, second] {
+                n.spawn(async move {
                     if true {
-                        panic!("first");
+                        panic!("{message}");
                     }
                     Ok(())
                 });
-                n.spawn(async {
-                    if true {
-                        panic!("second");
-                    }
-                    Ok(())
-                });
-                Ok(())
-            })
-            .await
+            }
+            Ok(())
         })
+        .await
     });
 }
 
