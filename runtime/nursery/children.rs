@@ -142,7 +142,9 @@ impl<'env, E> Shared<'env, E> {
         // Drop the child inside its own context: its destructors see its own variables.
         let entered = context::enter_child(context);
         let in_drop = drop_catching((fut, slot_fut, join));
-        let in_context_drop = drop_catching(entered.leave());
+        // Separately: a panic from a context value's destructor while the future's panic
+        // unwinds would abort. Most children have no context of their own.
+        let in_context_drop = entered.leave().and_then(drop_catching);
         let Some(unit) = unit else {
             return in_drop.or(in_context_drop);
         };
