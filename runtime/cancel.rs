@@ -403,7 +403,7 @@ impl<F: Future> ScopeRunProj<'_, F> {
         let caught = self
             .node
             .cancel_source()
-            .is_some_and(|s| Rc::ptr_eq(&s, self.node));
+            .is_some_and(|source| source.is(self.node));
         self.node.set_caught(caught);
         self.node.detach();
         if caught {

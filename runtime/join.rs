@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -18,19 +18,31 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use crate::cancel::current_is_cancelled;
+use std::sync::Arc;
+
+use crate::cancel::{ScopeNode, current_is_cancelled};
 use crate::error::{JoinError, TaskName};
 use crate::output::TaskOutput;
+use crate::ready_queue::UnitCell;
 
-/// Tells a join handle that its child failed (its error went to the nursery).
+/// What the nursery tells a child's join slot, whatever the child's value type.
 pub(crate) trait JoinFailed {
+    /// The child failed (its error went to the nursery).
     fn failed(&self);
+    /// The child's first poll is about to run in `unit` of the nursery at `node`: from
+    /// now on [`JoinHandle::cancel`] reaches it there. A cancel asked for before this
+    /// takes effect now (the child still runs to its first suspension).
+    fn started(&self, node: &Rc<ScopeNode>, unit: &Arc<UnitCell>);
 }
 
 /// The state a child shares with its [`JoinHandle`].
 pub(crate) struct JoinSlot<T> {
     state: RefCell<JoinState<T>>,
     waker: RefCell<Option<Waker>>,
+    /// Where the child runs, from its first poll until it finishes (for `cancel`).
+    running_at: RefCell<Option<(Rc<ScopeNode>, Arc<UnitCell>)>>,
+    /// `cancel` was called before the child's first poll.
+    cancel_asked: Cell<bool>,
 }
 
 enum JoinState<T> {
@@ -46,11 +58,15 @@ impl<T> JoinSlot<T> {
         Rc::new(JoinSlot {
             state: RefCell::new(JoinState::Running),
             waker: RefCell::new(None),
+            running_at: RefCell::new(None),
+            cancel_asked: Cell::new(false),
         })
     }
 
     fn set(&self, state: JoinState<T>) {
         *self.state.borrow_mut() = state;
+        // Finished: nothing left to cancel, and the unit's cell may be reused.
+        self.running_at.borrow_mut().take();
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
         }
@@ -60,6 +76,13 @@ impl<T> JoinSlot<T> {
 impl<T> JoinFailed for JoinSlot<T> {
     fn failed(&self) {
         self.set(JoinState::Failed);
+    }
+
+    fn started(&self, node: &Rc<ScopeNode>, unit: &Arc<UnitCell>) {
+        if self.cancel_asked.get() {
+            node.cancel_child_at_first_poll(unit);
+        }
+        *self.running_at.borrow_mut() = Some((node.clone(), unit.clone()));
     }
 }
 
@@ -195,8 +218,59 @@ impl<T> JoinHandle<'_, T> {
     }
 
     /// Whether the child has finished (with a value, a failure or a cancellation).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let child = n.spawn(async { Ok(7) });
+    ///         assert!(!child.is_finished()); // spawned, not run yet
+    ///         trellis::yield_now().await;
+    ///         assert!(child.is_finished());
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
     pub fn is_finished(&self) -> bool {
         !matches!(*self.slot.state.borrow(), JoinState::Running)
+    }
+
+    /// Cancels this child alone, not its nursery (tokio's `abort`, Trio's per-task scope).
+    ///
+    /// The child is dropped at its next suspension (it runs to its first one if it has not
+    /// run yet), after any shielded part inside it has finished; everything inside it is
+    /// cancelled as by a scope of its own (a nursery inside it included). A cancelled
+    /// child is not a failure: the nursery and the siblings run on, and awaiting this
+    /// handle gives a [`JoinError`] whose [`is_cancelled`](JoinError::is_cancelled) is
+    /// true. Cancelling a child that has finished changes nothing. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let slow = n.spawn(trellis::sleep(Duration::from_secs(3600)));
+    ///         let quick = n.spawn(async { Ok(42) });
+    ///         slow.cancel();
+    ///         assert!(slow.await.unwrap_err().is_cancelled());
+    ///         assert_eq!(quick.await.unwrap(), 42);
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
+    pub fn cancel(&self) {
+        if self.is_finished() {
+            return;
+        }
+        self.slot.cancel_asked.set(true);
+        if let Some((node, unit)) = &*self.slot.running_at.borrow() {
+            node.cancel_child(unit);
+        }
     }
 }
 

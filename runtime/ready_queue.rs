@@ -87,6 +87,9 @@ pub(crate) struct UnitCell {
     pub(crate) shields: AtomicU32,
     /// The unit's future is gone; its shield count no longer reaches the nursery.
     pub(crate) retired: AtomicBool,
+    /// This child alone was cancelled ([`JoinHandle::cancel`](crate::JoinHandle::cancel)):
+    /// it is dropped at its next suspension, like a unit of a cancelled nursery.
+    cancelled: AtomicBool,
     queue: Arc<ReadyQueue>,
 }
 
@@ -97,6 +100,7 @@ impl UnitCell {
             queued: AtomicBool::new(false),
             shields: AtomicU32::new(0),
             retired: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
             queue: queue.clone(),
         })
     }
@@ -107,6 +111,24 @@ impl UnitCell {
         self.queued.store(false, Ordering::Relaxed);
         self.shields.store(0, Ordering::Relaxed);
         self.retired.store(false, Ordering::Relaxed);
+        self.cancelled.store(false, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Marks the child cancelled (the scope tree makes it known: see
+    /// `ScopeNode::cancel_child`).
+    pub(crate) fn set_cancelled(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Queues the unit to be polled (what its waker does).
+    pub(crate) fn schedule(&self) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.queue.push(self.index.load(Ordering::Relaxed));
+        }
     }
 
     pub(crate) fn is_shielded(&self) -> bool {
@@ -120,9 +142,7 @@ impl Wake for UnitCell {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.queue.push(self.index.load(Ordering::Relaxed));
-        }
+        self.schedule();
     }
 }
 

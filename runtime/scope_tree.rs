@@ -104,10 +104,25 @@ pub(crate) fn current_position() -> Option<Position> {
 /// suspension).
 pub(crate) fn current_is_cancelled() -> bool {
     CURRENT.with(|c| {
-        c.borrow()
-            .as_ref()
-            .is_some_and(|pos| pos.node.is_cancelled())
+        c.borrow().as_ref().is_some_and(|pos| {
+            pos.unit.as_ref().is_some_and(|u| u.is_cancelled()) || pos.node.is_cancelled()
+        })
     })
+}
+
+/// Where a cancellation comes from: a scope (a `CancelScope` or a nursery), or a nursery
+/// child cancelled on its own ([`JoinHandle::cancel`](crate::JoinHandle::cancel)).
+#[derive(Debug)]
+pub(crate) enum CancelSource {
+    Scope(Rc<ScopeNode>),
+    Child,
+}
+
+impl CancelSource {
+    /// Whether the cancellation is `node`'s own.
+    pub(crate) fn is(&self, node: &Rc<ScopeNode>) -> bool {
+        matches!(self, CancelSource::Scope(source) if Rc::ptr_eq(source, node))
+    }
 }
 
 /// Lifecycle of a node.
@@ -299,34 +314,59 @@ impl ScopeNode {
         cancelled
     }
 
-    /// The nodes from `self` up to the root, `self` first.
-    fn path_up(self: &Rc<Self>) -> impl Iterator<Item = Rc<ScopeNode>> {
-        std::iter::successors(Some(self.clone()), |node| {
-            node.parent.borrow().as_ref().map(|p| p.node.clone())
+    /// The nodes from `self` up to the root, `self` first, each with whether the nursery
+    /// child it runs in (the unit between it and its parent) was cancelled on its own.
+    fn path_up(self: &Rc<Self>) -> impl Iterator<Item = (Rc<ScopeNode>, bool)> {
+        let mut next = Some(self.clone());
+        std::iter::from_fn(move || {
+            let node = next.take()?;
+            let (parent, child_cancelled) = match &*node.parent.borrow() {
+                Some(p) => (
+                    Some(p.node.clone()),
+                    p.unit.as_ref().is_some_and(|u| u.is_cancelled()),
+                ),
+                None => (None, false),
+            };
+            next = parent;
+            Some((node, child_cancelled))
         })
     }
 
-    /// The nodes from `self` up to and including the first shielded one: the nodes whose
-    /// cancellation reaches `self`.
-    fn unshielded_path_up(self: &Rc<Self>) -> impl Iterator<Item = Rc<ScopeNode>> {
+    /// The levels whose cancellation reaches `self`: the nodes from `self` up to and
+    /// including the first shielded one, and the cancelled children between them (not the
+    /// one above the shield).
+    fn unshielded_path_up(self: &Rc<Self>) -> impl Iterator<Item = (Rc<ScopeNode>, bool)> {
         let mut past_shield = false;
-        self.path_up().take_while(move |node| {
-            let take = !past_shield;
-            past_shield = node.shield.get();
-            take
-        })
+        self.path_up()
+            .take_while(move |(node, _)| {
+                let take = !past_shield;
+                past_shield = node.shield.get();
+                take
+            })
+            .map(|(node, child_cancelled)| {
+                let child_cancelled = child_cancelled && !node.shield.get();
+                (node, child_cancelled)
+            })
     }
 
-    /// The outermost cancelled node on the unshielded path from `self` upwards.
-    pub(crate) fn cancel_source(self: &Rc<Self>) -> Option<Rc<ScopeNode>> {
-        self.unshielded_path_up()
-            .filter(|node| node.cancel_called.get())
-            .last()
+    /// The outermost cancellation on the unshielded path from `self` upwards.
+    pub(crate) fn cancel_source(self: &Rc<Self>) -> Option<CancelSource> {
+        let mut source = None;
+        for (node, child_cancelled) in self.unshielded_path_up() {
+            if node.cancel_called.get() {
+                source = Some(CancelSource::Scope(node));
+            }
+            if child_cancelled {
+                source = Some(CancelSource::Child);
+            }
+        }
+        source
     }
 
-    /// Whether any node from here to the root has been cancelled, looking through shields.
+    /// Whether anything from here to the root has been cancelled, looking through shields.
     pub(crate) fn any_ancestor_cancelled(self: &Rc<Self>) -> bool {
-        self.path_up().any(|node| node.cancel_called.get())
+        self.path_up()
+            .any(|(node, child_cancelled)| node.cancel_called.get() || child_cancelled)
     }
 
     pub(crate) fn cancel(&self, reason: CancelReason) {
@@ -434,6 +474,11 @@ impl ScopeNode {
             unit.shields.fetch_sub(1, Ordering::Relaxed) == 1
         };
         if changed {
+            if !add && unit.is_cancelled() {
+                // A child cancelled on its own, no longer shielded: it is dropped at its
+                // next suspension, so it must be polled.
+                unit.schedule();
+            }
             self.count_below(add);
         }
     }
@@ -454,6 +499,46 @@ impl ScopeNode {
             }
         }
         self.update_count();
+    }
+
+    /// Cancels one child of this nursery on its own (not the nursery): the child's unit
+    /// counts as a cancelled level between this node and the scopes inside the child. The
+    /// child is polled once more and dropped at its next suspension; scopes inside it that
+    /// are held by a shield are woken so that their owners drop what is not shielded.
+    pub(crate) fn cancel_child(&self, unit: &UnitCell) {
+        if unit.is_cancelled() || unit.retired.load(Ordering::Relaxed) {
+            return;
+        }
+        unit.set_cancelled();
+        bump_cancel_epoch();
+        unit.schedule();
+        if unit.shields.load(Ordering::Relaxed) > 0 {
+            let inside: Vec<Rc<ScopeNode>> = self
+                .children
+                .borrow()
+                .iter()
+                .filter_map(|(_, child)| child.upgrade())
+                .filter(|child| {
+                    child.parent.borrow().as_ref().is_some_and(|p| {
+                        p.unit
+                            .as_ref()
+                            .is_some_and(|u| std::ptr::eq(Arc::as_ptr(u), unit))
+                    })
+                })
+                .collect();
+            for node in inside {
+                node.wake_owner();
+                node.wake_listeners();
+                node.wake_descendants();
+            }
+        }
+    }
+
+    /// [`cancel_child`](Self::cancel_child) for a child whose first poll is about to run
+    /// (it is being polled: no need to queue it).
+    pub(crate) fn cancel_child_at_first_poll(&self, unit: &UnitCell) {
+        unit.set_cancelled();
+        bump_cancel_epoch();
     }
 
     /// Retires `unit` of this nursery (its future is gone): whatever shield is still
@@ -551,7 +636,7 @@ impl ScopeNode {
             return Some(try_with_core(|c| c.clock.now()).unwrap_or_else(Instant::now));
         }
         self.unshielded_path_up()
-            .filter_map(|node| node.deadline.get())
+            .filter_map(|(node, _)| node.deadline.get())
             .min()
     }
 }

@@ -924,3 +924,115 @@ fn a_child_spawned_by_a_destructor_during_a_hard_drop_is_dropped() {
     });
     assert_eq!(counter.dropped(), 1, "the late child was leaked");
 }
+
+// ----- one child cancelled on its own -----
+
+/// Cancelling one child drops it at its next suspension; the nursery and the siblings run
+/// on, nothing fails, and the handle says the child was cancelled.
+#[test]
+fn cancelling_one_child_leaves_the_nursery_and_its_siblings_running() {
+    let (dropped, sibling_done) = (DropCounter::new(), Cell::new(false));
+    let out = run_virtual(async {
+        let start = trellis::now();
+        let out = nursery(async |n| {
+            let guard = dropped.guard();
+            let slow = n.spawn(async move {
+                sleep(secs(3600)).await;
+                guard.finish();
+            });
+            n.spawn(async {
+                sleep(secs(2)).await;
+                sibling_done.set(true);
+            });
+            sleep(secs(1)).await;
+            slow.cancel();
+            let err = slow.await.unwrap_err();
+            assert!(err.is_cancelled(), "{err}");
+            Ok::<_, ()>("body done")
+        })
+        .await;
+        assert_eq!(trellis::now() - start, secs(2));
+        out
+    });
+    assert_eq!(out, Ok(Some("body done")));
+    assert_eq!(dropped.dropped(), 1);
+    assert!(sibling_done.get());
+}
+
+/// A child cancelled before its first poll still runs to its first suspension (the
+/// delivery rule); cancelling a finished child changes nothing.
+#[test]
+fn a_child_cancelled_before_it_ran_runs_to_its_first_suspension() {
+    let (ran, resumed) = (Cell::new(false), Cell::new(false));
+    run_virtual(async {
+        nursery(async |n| {
+            let child = n.spawn(async {
+                ran.set(true);
+                yield_now().await;
+                resumed.set(true);
+            });
+            child.cancel();
+            child.cancel(); // idempotent
+            assert!(child.await.unwrap_err().is_cancelled());
+
+            let done = n.spawn(async { Ok(5) });
+            yield_now().await;
+            done.cancel();
+            assert_eq!(done.await.unwrap(), 5);
+        })
+        .await
+        .unwrap();
+    });
+    assert!(ran.get() && !resumed.get());
+}
+
+/// A cancelled child's shielded clean-up finishes first, while everything unshielded inside
+/// the child — a nursery inside it included — is dropped at once, and `cancelled()` inside
+/// the shield resolves; the code after the inner nursery never runs.
+#[test]
+fn cancelling_a_child_reaches_everything_inside_it_but_its_shields() {
+    let record = common::watchdog(common::HANG_LIMIT, || {
+        let record = RefCell::new(Vec::new());
+        run_virtual(async {
+            let start = trellis::now();
+            let record = &record;
+            nursery(async |n| {
+                let child = n.spawn(async move {
+                    let inner = nursery(async |inner| {
+                        inner.spawn(async move {
+                            let _g = common::OnDrop(move || {
+                                record.borrow_mut().push("grandchild dropped")
+                            });
+                            sleep_forever().await;
+                        });
+                        inner.spawn(trellis::shield(async move {
+                            trellis::cancelled().await;
+                            record.borrow_mut().push("shield saw the cancel");
+                            sleep(secs(5)).await;
+                            record.borrow_mut().push("shielded clean-up done");
+                        }));
+                        Ok::<_, ()>(())
+                    })
+                    .await;
+                    record.borrow_mut().push("after the inner nursery");
+                    inner.ok();
+                });
+                sleep(secs(1)).await;
+                child.cancel();
+                assert!(child.await.unwrap_err().is_cancelled());
+                assert_eq!(trellis::now() - start, secs(6));
+            })
+            .await
+            .unwrap();
+        });
+        record.into_inner()
+    });
+    assert_eq!(
+        record,
+        [
+            "grandchild dropped",
+            "shield saw the cancel",
+            "shielded clean-up done"
+        ]
+    );
+}

@@ -213,8 +213,8 @@ impl<'env, E> Shared<'env, E> {
         self.node.is_cancelled()
     }
 
-    /// Polls child `index` once (or drops it unpolled when the nursery is cancelled and it
-    /// never ran).
+    /// Polls child `index` once; drops it if it suspends while cancelled (with its nursery,
+    /// or on its own) and unshielded.
     pub(super) fn poll_child(&self, index: usize) {
         let (mut fut, waker, unit, ctx) = {
             let mut tasks = self.tasks.borrow_mut();
@@ -230,6 +230,9 @@ impl<'env, E> Shared<'env, E> {
             // A child that never ran has no waker cell yet: its first poll gives it one.
             if task.unit.is_none() {
                 let (unit, waker) = self.unit_for(index);
+                if let Some(join) = &task.join {
+                    join.started(&self.node, &unit);
+                }
                 task.unit = Some(unit);
                 task.waker = waker;
             }
@@ -250,9 +253,10 @@ impl<'env, E> Shared<'env, E> {
         task.waker = waker;
         task.context = ctx;
         let shielded = unit.is_shielded();
+        let cancelled = unit.is_cancelled() || self.is_cancelled();
         drop(unit);
         let failure = match polled {
-            Ok(Poll::Pending) if !self.is_cancelled() || shielded => {
+            Ok(Poll::Pending) if !cancelled || shielded => {
                 task.fut = Some(fut);
                 return;
             }
@@ -335,7 +339,7 @@ impl<'env, E> Shared<'env, E> {
             && self
                 .node
                 .cancel_source()
-                .is_some_and(|source| !Rc::ptr_eq(&source, &self.node))
+                .is_some_and(|source| !source.is(&self.node))
     }
 }
 
