@@ -252,11 +252,11 @@ impl<'env, E> Shared<'env, E> {
             .expect("a task stays in its slot while polled");
         task.waker = waker;
         task.context = ctx;
-        let shielded = unit.is_shielded();
-        let cancelled = unit.is_cancelled() || self.is_cancelled();
-        drop(unit);
         let failure = match polled {
-            Ok(Poll::Pending) if !cancelled || shielded => {
+            // Suspended: it runs on unless a cancellation reaches it here.
+            Ok(Poll::Pending)
+                if unit.is_shielded() || !(unit.is_cancelled() || self.is_cancelled()) =>
+            {
                 task.fut = Some(fut);
                 return;
             }
@@ -264,6 +264,7 @@ impl<'env, E> Shared<'env, E> {
             Ok(Poll::Ready(Err(error))) => Some(Ok(error)),
             Err(payload) => Some(Err(payload)),
         };
+        drop(unit);
         let task = tasks.remove(index).expect("present");
         drop(tasks);
         if let Some(outcome) = failure {
