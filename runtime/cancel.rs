@@ -267,6 +267,50 @@ impl CancelScope {
         self.node.set_deadline(deadline);
     }
 
+    /// A `Send + Sync` handle that cancels this scope from any thread (a signal thread, a
+    /// worker). See [`RemoteCancel`](crate::RemoteCancel).
+    ///
+    /// # Cancellation
+    ///
+    /// A cancel through the handle takes effect on this scope's runtime at the next poll
+    /// of the scope's owner, which it wakes; then as [`cancel`](Self::cancel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A worker thread decides when the runtime's loop stops.
+    /// let ticks = trellis::run(async {
+    ///     let scope = trellis::CancelScope::new();
+    ///     let stop = scope.remote();
+    ///     let (tick_tx, tick_rx) = std::sync::mpsc::channel::<()>();
+    ///     let worker = std::thread::spawn(move || {
+    ///         for _ in 0..3 {
+    ///             tick_rx.recv().unwrap();
+    ///         }
+    ///         stop.cancel();
+    ///     });
+    ///     let mut ticks = 0;
+    ///     scope
+    ///         .run(async {
+    ///             loop {
+    ///                 ticks += 1;
+    ///                 let _ = tick_tx.send(());
+    ///                 trellis::sleep(Duration::from_millis(1)).await;
+    ///             }
+    ///         })
+    ///         .await;
+    ///     worker.join().unwrap();
+    ///     ticks
+    /// });
+    /// assert!(ticks >= 3);
+    /// ```
+    pub fn remote(&self) -> crate::RemoteCancel {
+        let live = crate::executor::try_with_core(|core| core.remote_handles.clone());
+        crate::RemoteCancel::new(self.node.remote_state(), live)
+    }
+
     /// Whether the scope shields its body from enclosing cancellations.
     pub fn shield(&self) -> bool {
         self.node.shield()

@@ -41,7 +41,7 @@ use std::panic::Location;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,10 @@ pub(crate) struct Core {
     /// may still come. Counted on the runtime's own thread (submitted, result received).
     /// Always 0 until `to_thread` lands.
     pub(crate) thread_work: Cell<usize>,
+    /// Live [`RemoteCancel`](crate::RemoteCancel) handles of scopes of this runtime: each
+    /// may be on another thread and wake the runtime, so a mock clock is not deadlocked
+    /// while any exists.
+    pub(crate) remote_handles: Arc<AtomicUsize>,
     root: Arc<RootWake>,
 }
 
@@ -122,7 +126,10 @@ impl Core {
         let Clock::Mock { autojump, .. } = &self.clock else {
             return None;
         };
-        if self.reactor.has_sources() || self.thread_work.get() > 0 {
+        if self.reactor.has_sources()
+            || self.thread_work.get() > 0
+            || self.remote_handles.load(Ordering::Relaxed) > 0
+        {
             return None;
         }
         if *autojump {
@@ -414,6 +421,7 @@ impl Builder {
             timers: RefCell::new(TimerQueue::new(id)),
             reactor,
             thread_work: Cell::new(0),
+            remote_handles: Arc::new(AtomicUsize::new(0)),
             root,
         })
     }

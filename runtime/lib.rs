@@ -47,6 +47,16 @@
 //!
 //! Everything cancellable documents what happens when it is dropped midway, under
 //! `# Cancellation`.
+//!
+//! ## Threads
+//!
+//! A runtime runs on one thread, and what belongs to it stays there: [`CancelScope`],
+//! [`Nursery`], [`JoinHandle`] and the futures of [`nursery()`] and [`CancelScope::run`]
+//! are `!Send`, because they share the runtime's state without locks (that is what makes
+//! spawning and cancelling cheap). To cancel from another thread, use
+//! [`CancelScope::remote`], whose [`RemoteCancel`] is `Send + Sync`. Wakers are
+//! `Send + Sync` as std requires, and wake the runtime from any thread. A [`Sleep`] is
+//! `Send`, but polling it in a runtime other than the one that armed it panics.
 
 // `forbid` would stop the reactor from opting in; every module other than the reactor
 // repeats `#![forbid(unsafe_code)]` itself.
@@ -62,6 +72,7 @@ mod join;
 mod nursery;
 mod output;
 mod ready_queue;
+mod remote;
 mod scope_tree;
 mod slab;
 mod start;
@@ -85,6 +96,7 @@ pub use executor::{Builder, YieldNow, run, yield_now};
 pub use join::JoinHandle;
 pub use nursery::{Nursery, Ready, nursery};
 pub use output::{BodyOutput, TaskOutput};
+pub use remote::RemoteCancel;
 pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
 pub use timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
 pub use trellis_macros::{main, nursery, open_nursery, test};

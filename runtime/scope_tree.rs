@@ -45,6 +45,7 @@ use std::time::Instant;
 use crate::cancel::CancelReason;
 use crate::executor::{RuntimeId, try_with_core, with_core};
 use crate::nursery::UnitCell;
+use crate::remote::RemoteState;
 use crate::slab::Slab;
 use crate::time::{TimerAction, TimerKey};
 
@@ -162,6 +163,8 @@ pub(crate) struct ScopeNode {
     owner: RefCell<Option<Waker>>,
     /// Tasks waiting in [`cancelled`](crate::cancelled) at this node.
     listeners: RefCell<Vec<Waker>>,
+    /// Shared with the node's [`RemoteCancel`](crate::RemoteCancel) handles, if any.
+    remote: RefCell<Option<Arc<RemoteState>>>,
 }
 
 impl ScopeNode {
@@ -201,6 +204,7 @@ impl ScopeNode {
             cancel_cache: Cell::new(None),
             owner: RefCell::new(None),
             listeners: RefCell::new(Vec::new()),
+            remote: RefCell::new(None),
         })
     }
 
@@ -239,6 +243,9 @@ impl ScopeNode {
         self.cancel_cache.set(None);
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
+        if let Some(remote) = self.remote.borrow_mut().take() {
+            remote.forget_owner(); // a later remote cancel has nothing to wake
+        }
     }
 
     /// Attaches the node below the current position and arms its deadline. Called by the
@@ -283,15 +290,43 @@ impl ScopeNode {
         }
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
+        if let Some(remote) = self.remote.borrow_mut().take() {
+            remote.forget_owner(); // a later remote cancel has nothing to wake
+        }
     }
 
     /// Records the waker of the future that polls this node's units.
+    ///
+    /// Owners call this at every poll, so it is also where a cancel from another thread
+    /// (a [`RemoteCancel`](crate::RemoteCancel)) is applied, on the runtime's thread.
     pub(crate) fn set_owner(&self, waker: &Waker) {
-        let mut owner = self.owner.borrow_mut();
-        match &*owner {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *owner = Some(waker.clone()),
+        {
+            let mut owner = self.owner.borrow_mut();
+            match &*owner {
+                Some(w) if w.will_wake(waker) => {}
+                _ => *owner = Some(waker.clone()),
+            }
         }
+        let remote_cancelled = match &*self.remote.borrow() {
+            None => return,
+            Some(remote) => {
+                remote.set_owner(waker);
+                remote.is_cancelled()
+            }
+        };
+        if remote_cancelled {
+            self.cancel(CancelReason::Explicit);
+        }
+    }
+
+    /// The state shared with this node's remote handles (made at the first call).
+    pub(crate) fn remote_state(&self) -> Arc<RemoteState> {
+        let mut remote = self.remote.borrow_mut();
+        let state = remote.get_or_insert_with(Default::default).clone();
+        if let Some(owner) = &*self.owner.borrow() {
+            state.set_owner(owner);
+        }
+        state
     }
 
     fn wake_owner(&self) {

@@ -1545,3 +1545,79 @@ fn a_scope_left_behind_by_one_runtime_never_touches_the_next_ones_timers() {
         });
     });
 }
+
+// ----- cancelling from another thread -----
+
+#[test]
+fn a_remote_handle_is_send_and_sync_and_clone() {
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync::<trellis::RemoteCancel>();
+}
+
+/// A thread cancels a scope whose body sleeps forever, while the runtime runs or is
+/// parked (both orders happen); the cancellation wakes the runtime and is caught by the
+/// scope. On the autojump clock the live handle also keeps the runtime from being declared
+/// deadlocked while it waits.
+#[test]
+fn a_remote_handle_cancels_a_scope_from_another_thread() {
+    common::watchdog(common::HANG_LIMIT, || {
+        for _ in 0..20 {
+            run_virtual(async {
+                let scope = CancelScope::new();
+                let remote = scope.remote();
+                let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+                let canceller = std::thread::spawn(move || {
+                    go_rx.recv().unwrap();
+                    remote.cancel();
+                });
+                go_tx.send(()).unwrap();
+                let out = scope.clone().run(sleep_forever()).await;
+                canceller.join().unwrap();
+                assert_eq!(out, None);
+                assert!(scope.cancelled_caught());
+                assert_eq!(scope.cancel_reason(), Some(CancelReason::Explicit));
+            });
+        }
+    });
+}
+
+/// A remote cancel before the scope runs is applied when it starts (the body runs to its
+/// first suspension); one after the scope finished changes nothing. A nursery's own scope
+/// can be cancelled remotely too: it returns `Ok(None)`.
+#[test]
+fn a_remote_cancel_applies_when_the_scope_starts_and_not_after_it_ends() {
+    let (ran, resumed) = (Cell::new(false), Cell::new(false));
+    run_virtual(async {
+        let scope = CancelScope::new();
+        scope.remote().cancel();
+        let out = scope
+            .clone()
+            .run(async {
+                ran.set(true);
+                yield_now().await;
+                resumed.set(true);
+            })
+            .await;
+        assert_eq!(out, None);
+
+        let scope = CancelScope::new();
+        let remote = scope.remote();
+        assert_eq!(scope.clone().run(async { 1 }).await, Some(1));
+        remote.cancel();
+        assert!(remote.is_cancelled());
+        assert!(!scope.cancelled_caught());
+
+        let out = nursery(async |n| {
+            let remote = n.cancel_scope().remote();
+            n.spawn(sleep_forever());
+            n.spawn(async move {
+                sleep(secs(1)).await;
+                std::thread::spawn(move || remote.cancel()).join().unwrap();
+            });
+            sleep_forever().await;
+        })
+        .await;
+        assert_eq!(out, Ok(None));
+    });
+    assert!(ran.get() && !resumed.get());
+}
