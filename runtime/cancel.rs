@@ -432,7 +432,8 @@ impl<F: Future> ScopeRunProj<'_, F> {
         *self.started = true;
         if let Some(timeout) = self.timeout.take() {
             // A timeout too long for `Instant` (`Duration::MAX`) means no deadline at all.
-            self.node.set_deadline(crate::now().checked_add(timeout));
+            self.node
+                .set_deadline_before_start(crate::now().checked_add(timeout));
         }
         self.node.attach();
     }

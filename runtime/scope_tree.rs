@@ -165,6 +165,8 @@ pub(crate) struct ScopeNode {
     listeners: RefCell<Vec<Waker>>,
     /// Shared with the node's [`RemoteCancel`](crate::RemoteCancel) handles, if any.
     remote: RefCell<Option<Arc<RemoteState>>>,
+    /// `remote` is set (checked on every poll of the owner, so kept apart).
+    has_remote: Cell<bool>,
 }
 
 impl ScopeNode {
@@ -205,6 +207,7 @@ impl ScopeNode {
             owner: RefCell::new(None),
             listeners: RefCell::new(Vec::new()),
             remote: RefCell::new(None),
+            has_remote: Cell::new(false),
         })
     }
 
@@ -243,6 +246,7 @@ impl ScopeNode {
         self.cancel_cache.set(None);
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
+        self.has_remote.set(false);
         if let Some(remote) = self.remote.borrow_mut().take() {
             remote.forget_owner(); // a later remote cancel has nothing to wake
         }
@@ -290,6 +294,7 @@ impl ScopeNode {
         }
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
+        self.has_remote.set(false);
         if let Some(remote) = self.remote.borrow_mut().take() {
             remote.forget_owner(); // a later remote cancel has nothing to wake
         }
@@ -307,6 +312,14 @@ impl ScopeNode {
                 _ => *owner = Some(waker.clone()),
             }
         }
+        if self.has_remote.get() {
+            self.sync_remote(waker);
+        }
+    }
+
+    /// Gives the remote handles the owner's waker, and applies a remote cancel.
+    #[cold]
+    fn sync_remote(&self, waker: &Waker) {
         let remote_cancelled = match &*self.remote.borrow() {
             None => return,
             Some(remote) => {
@@ -323,6 +336,7 @@ impl ScopeNode {
     pub(crate) fn remote_state(&self) -> Arc<RemoteState> {
         let mut remote = self.remote.borrow_mut();
         let state = remote.get_or_insert_with(Default::default).clone();
+        self.has_remote.set(true);
         if let Some(owner) = &*self.owner.borrow() {
             state.set_owner(owner);
         }
@@ -386,16 +400,28 @@ impl ScopeNode {
 
     /// The outermost cancellation on the unshielded path from `self` upwards.
     pub(crate) fn cancel_source(self: &Rc<Self>) -> Option<CancelSource> {
+        // A plain loop (not `unshielded_path_up`): owners ask this whenever the cancel
+        // epoch has moved, on the per-request path.
         let mut source = None;
-        for (node, child_cancelled) in self.unshielded_path_up() {
+        let mut node = self.clone();
+        loop {
             if node.cancel_called.get() {
-                source = Some(CancelSource::Scope(node));
+                source = Some(CancelSource::Scope(node.clone()));
             }
-            if child_cancelled {
-                source = Some(CancelSource::Child);
+            if node.shield.get() {
+                return source;
             }
+            let parent = match &*node.parent.borrow() {
+                None => return source,
+                Some(p) => {
+                    if p.unit.as_ref().is_some_and(|u| u.is_cancelled()) {
+                        source = Some(CancelSource::Child);
+                    }
+                    p.node.clone()
+                }
+            };
+            node = parent;
         }
-        source
     }
 
     /// Whether anything from here to the root has been cancelled, looking through shields.
@@ -641,6 +667,13 @@ impl ScopeNode {
             // Dropping a shield may expose this node to an outer cancellation.
             self.wake_owner();
         }
+    }
+
+    /// The deadline of a node that has not started (a relative timeout resolved at its
+    /// first poll): only recorded, it is armed when the node attaches.
+    pub(crate) fn set_deadline_before_start(&self, deadline: Option<Instant>) {
+        debug_assert_eq!(self.stage.get(), Stage::Idle);
+        self.deadline.set(deadline);
     }
 
     /// # Panics

@@ -362,6 +362,7 @@ fn panic_text(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Polls one unit at `node`, with the unit as the current position, catching a panic.
+#[inline]
 pub(super) fn poll_unit<F: Future + ?Sized>(
     node: &Rc<ScopeNode>,
     unit: &Arc<UnitCell>,
