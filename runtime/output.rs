@@ -34,6 +34,12 @@ type Never = <fn() -> ! as HasOutput>::Output;
 /// [`JoinHandle`](crate::JoinHandle) yields `!`, so awaiting it only ever gives a
 /// [`JoinError`](crate::JoinError) (the child failed or was cancelled).
 ///
+/// A child's bare `Ok(..)` takes the nursery's error type, which something must name: the
+/// body (`Ok::<_, MyError>(..)`, a typed call, `async |n| -> Result<_, MyError>`), or a child
+/// (a typed `Err`). A `?` only converts into it, so it does not name it; the compiler then
+/// says `type annotations needed` at the first child's `Ok(..)` (see the `# Errors` section
+/// of [`nursery`](crate::nursery())).
+///
 /// # Examples
 ///
 /// ```
