@@ -32,7 +32,8 @@ type Never = <fn() -> ! as HasOutput>::Output;
 /// Children that cannot fail return `()` and need no `Ok(())`. A child that never returns
 /// (a worker `loop`, a task that ends in `panic!`) has type `!`; its
 /// [`JoinHandle`](crate::JoinHandle) yields `!`, so awaiting it only ever gives a
-/// [`JoinError`](crate::JoinError) (the child failed or was cancelled).
+/// [`JoinError`](crate::JoinError) (the child failed or was cancelled). (The impl for `!`
+/// reads `<fn() -> ! as HasOutput>::Output` below: that is how stable Rust names `!`.)
 ///
 /// A child's bare `Ok(..)` takes the nursery's error type, which something must name: the
 /// body (`Ok::<_, MyError>(..)`, a typed call, `async |n| -> Result<_, MyError>`), or a child
@@ -108,7 +109,8 @@ impl<E> TaskOutput<E> for Never {
 /// it counts as a body returning `()`: its nursery's error type is
 /// [`Infallible`], and its value (never produced) is `()`. When its children can fail,
 /// name the error type in the body's return type instead:
-/// `async |n| -> Result<(), MyError> { .. loop { .. } }`.
+/// `async |n| -> Result<(), MyError> { .. loop { .. } }`. (The impl for `!` reads
+/// `<fn() -> ! as HasOutput>::Output` below: that is how stable Rust names `!`.)
 ///
 /// # Examples
 ///
