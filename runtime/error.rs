@@ -1,5 +1,14 @@
 //! The errors a nursery reports: [`ErrorGroup`] and its [`Failure`]s, [`JoinError`],
 //! [`StartError`], and the [`TaskName`] each of them points at.
+//!
+//! Every one of them implements [`std::error::Error`] as soon as the task's error type `E`
+//! is `Debug + Display` (a std error, `anyhow::Error`, `Box<dyn Error + Send + Sync>`,
+//! `String`), so `?` takes them into `anyhow::Result` or `Box<dyn Error>`. Their `Display`
+//! names the task and includes the task's error; so, following the guideline that an error
+//! shows its cause either in `Display` or through `source()`, never both, their `source()`
+//! is `None`. (A `source()` returning the task's error would need `E: Error`, which
+//! `anyhow::Error` and `String` are not, and Rust cannot choose between two impls.) The
+//! task's own error, and its chain of causes, stays reachable by value.
 
 #![forbid(unsafe_code)]
 
@@ -7,6 +16,15 @@ use std::error::Error;
 use std::fmt;
 
 /// Which task of a nursery something happened to.
+///
+/// # Examples
+///
+/// ```
+/// use trellis::TaskName;
+///
+/// assert_eq!(TaskName::Body.to_string(), "the nursery body");
+/// assert_eq!(TaskName::Child(2).to_string(), "child 2");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TaskName {
@@ -26,6 +44,29 @@ impl fmt::Display for TaskName {
 }
 
 /// One error of an [`ErrorGroup`], with the task that returned it.
+///
+/// Its `Display` is `"<task> failed: <error>"`; `{:#}` shows the error with `{:#}` too
+/// (the whole chain of an `anyhow::Error`). It implements [`Error`] when `E` is
+/// `Debug + Display`, with no `source()`: the message already includes the error.
+///
+/// # Examples
+///
+/// ```
+/// use trellis::TaskName;
+///
+/// let group = trellis::run(async {
+///     trellis::nursery(async |n| {
+///         n.spawn(async { Err::<(), _>("disk full") });
+///         Ok(())
+///     })
+///     .await
+///     .unwrap_err()
+/// });
+/// let failure = &group.failures()[0];
+/// assert_eq!(failure.task(), TaskName::Child(1));
+/// assert_eq!(failure.error(), &"disk full");
+/// assert_eq!(failure.to_string(), "child 1 failed: disk full");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure<E> {
     task: TaskName,
@@ -55,14 +96,78 @@ impl<E> Failure<E> {
 
 impl<E: fmt::Display> fmt::Display for Failure<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed: {}", self.task, self.error)
+        // `{:#}` reaches the error: an `anyhow::Error` then shows its whole chain.
+        if f.alternate() {
+            write!(f, "{} failed: {:#}", self.task, self.error)
+        } else {
+            write!(f, "{} failed: {}", self.task, self.error)
+        }
     }
 }
+
+/// No `source()`: the message already includes the error (see the module docs).
+impl<E: fmt::Debug + fmt::Display> Error for Failure<E> {}
 
 /// Every error that occurred in a nursery, in the order they occurred, each once.
 ///
 /// The first failure cancelled the rest of the nursery; later entries are tasks that failed
 /// before the cancellation reached them.
+///
+/// # As a `std::error::Error`
+///
+/// `ErrorGroup<E>` implements [`Error`] whenever `E: Debug + Display`: a std error,
+/// `anyhow::Error`, `Box<dyn Error + Send + Sync>`, `String`, `&str`. So
+/// `nursery(..).await?` works in a function returning `anyhow::Result` (or
+/// `Result<_, Box<dyn Error>>`), and the message names every task that failed and how:
+/// `"child 1 failed: disk full"`, or `"2 tasks failed: child 1 failed: ..; child 2 failed:
+/// .."`. `{:#}` shows each error with `{:#}` (an `anyhow::Error` with its chain).
+///
+/// `source()` is `None`, because the message already includes every error: an error shows
+/// its cause in `Display` or returns it from `source()`, not both, or reports print it
+/// twice. Returning the first error as the source is not possible for every `E` anyway:
+/// that needs `E: Error`, which `anyhow::Error` and `String` are not, and stable Rust
+/// cannot have both impls. To keep the first error's own chain of causes, take it out:
+/// [`into_first`](ErrorGroup::into_first) (`nursery(..).await.map_err(ErrorGroup::into_first)?`
+/// keeps your error type), or read [`first`](ErrorGroup::first)`().source()`.
+///
+/// ```
+/// use std::error::Error;
+/// use std::fmt;
+///
+/// #[derive(Debug)]
+/// struct Upload {
+///     cause: std::io::Error,
+/// }
+/// impl fmt::Display for Upload {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+///         f.write_str("upload failed")
+///     }
+/// }
+/// impl Error for Upload {
+///     fn source(&self) -> Option<&(dyn Error + 'static)> {
+///         Some(&self.cause)
+///     }
+/// }
+///
+/// fn upload_all() -> Result<(), Box<dyn Error>> {
+///     trellis::run(trellis::nursery(async |n| {
+///         n.spawn(async {
+///             let cause = std::io::Error::other("connection reset");
+///             Err::<(), _>(Upload { cause })
+///         });
+///         Ok(())
+///     }))?; // `ErrorGroup<Upload>` into `Box<dyn Error>`
+///     Ok(())
+/// }
+///
+/// let err = upload_all().unwrap_err();
+/// assert_eq!(err.to_string(), "child 1 failed: upload failed");
+/// assert!(err.source().is_none()); // the message has every error
+///
+/// let group = err.downcast::<trellis::ErrorGroup<Upload>>().unwrap();
+/// let first = group.into_first(); // the child's own error, with its chain
+/// assert_eq!(first.source().unwrap().to_string(), "connection reset");
+/// ```
 ///
 /// # Examples
 ///
@@ -148,26 +253,48 @@ impl<E> IntoIterator for ErrorGroup<E> {
 impl<E: fmt::Display> fmt::Display for ErrorGroup<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let [only] = self.failures.as_slice() {
-            return write!(f, "{only}");
+            return fmt::Display::fmt(only, f);
         }
         write!(f, "{} tasks failed: ", self.failures.len())?;
         for (i, failure) in self.failures.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{failure}")?;
+            // Passes `{:#}` on to each failure.
+            fmt::Display::fmt(failure, f)?;
         }
         Ok(())
     }
 }
 
-impl<E: Error + 'static> Error for ErrorGroup<E> {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.first())
-    }
-}
+/// No `source()`: the message already includes every error (see the type's docs).
+impl<E: fmt::Debug + fmt::Display> Error for ErrorGroup<E> {}
 
-/// Why awaiting a [`JoinHandle`](crate::JoinHandle) gave no value.
+/// Why awaiting a [`JoinHandle`](crate::JoinHandle) gave no value: the child failed, was
+/// cancelled, or its value was already taken.
+///
+/// Only code kept running by a [shield](crate::shield) sees one for a failed or cancelled
+/// child (other code awaiting the handle is cancelled with the nursery). A failed child's
+/// error is not in the `JoinError`: the nursery reports it, once, in its [`ErrorGroup`].
+///
+/// # Examples
+///
+/// ```
+/// let err = trellis::Builder::new().autojump().run(async {
+///     let mut seen = None;
+///     trellis::nursery(async |n| {
+///         let sleeper = n.spawn(trellis::sleep_forever());
+///         n.cancel();
+///         seen = Some(trellis::shield(sleeper).await.unwrap_err());
+///     })
+///     .await
+///     .unwrap();
+///     seen.unwrap()
+/// });
+/// assert!(err.is_cancelled());
+/// assert_eq!(err.task(), trellis::TaskName::Child(1));
+/// assert_eq!(err.to_string(), "child 1 was cancelled before it finished");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinError {
     task: TaskName,
@@ -224,7 +351,7 @@ impl fmt::Display for JoinError {
         match self.kind {
             JoinErrorKind::Failed => write!(
                 f,
-                "{} failed; its error is reported by the nursery's ErrorGroup",
+                "{} failed; its nursery reports the error (or resumes the panic)",
                 self.task
             ),
             JoinErrorKind::Cancelled => {
@@ -241,7 +368,30 @@ impl fmt::Display for JoinError {
 
 impl Error for JoinError {}
 
-/// Why [`Nursery::start`](crate::Nursery::start) gave no value.
+/// Why [`Nursery::start`](crate::Nursery::start) gave no value: the child failed, finished
+/// or was cancelled before it was ready.
+///
+/// It implements [`Error`] when `E` is `Debug + Display`. Its message includes the child's
+/// error, so its `source()` is `None` (see the module docs);
+/// [`into_error`](StartError::into_error) gives the error back.
+///
+/// # Examples
+///
+/// ```
+/// trellis::run(async {
+///     trellis::nursery(async |n| {
+///         let started: Result<u16, _> = n
+///             .start(async |_n, _ready| Err::<(), _>("port in use"))
+///             .await;
+///         let err = started.unwrap_err();
+///         assert_eq!(err.to_string(), "child 1 failed before it was ready: port in use");
+///         assert_eq!(err.into_error(), Some("port in use"));
+///         Ok::<_, &str>(())
+///     })
+///     .await
+///     .unwrap();
+/// });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartError<E> {
     task: TaskName,
@@ -312,6 +462,10 @@ impl<E> StartError<E> {
 impl<E: fmt::Display> fmt::Display for StartError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
+            // `{:#}` reaches the error, as for a `Failure`.
+            StartErrorKind::Failed(e) if f.alternate() => {
+                write!(f, "{} failed before it was ready: {e:#}", self.task)
+            }
             StartErrorKind::Failed(e) => {
                 write!(f, "{} failed before it was ready: {e}", self.task)
             }
@@ -328,8 +482,5 @@ impl<E: fmt::Display> fmt::Display for StartError<E> {
     }
 }
 
-impl<E: Error + 'static> Error for StartError<E> {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.error().map(|e| e as &(dyn Error + 'static))
-    }
-}
+/// No `source()`: the message already includes the child's error (see the module docs).
+impl<E: fmt::Debug + fmt::Display> Error for StartError<E> {}

@@ -75,6 +75,66 @@ pub use crate::start::Ready;
 /// `Err(group)` when the body or any child failed: the first failure cancels everything
 /// else, and the [`ErrorGroup`] holds every error that occurred, in order.
 ///
+/// # Errors
+///
+/// [`ErrorGroup`] is a [`std::error::Error`] (for any `E: Debug + Display`), so `?` takes it
+/// into `anyhow::Result` or `Box<dyn Error>`, its message naming each failed task:
+///
+/// ```
+/// async fn fetch_all(urls: &[&str]) -> anyhow::Result<()> {
+///     trellis::nursery(async |n| {
+///         for url in urls {
+///             n.spawn(async move {
+///                 anyhow::ensure!(url.starts_with("https:"), "{url} is not https");
+///                 Ok(())
+///             });
+///         }
+///         anyhow::Ok(()) // names the error type
+///     })
+///     .await?;
+///     Ok(())
+/// }
+/// let err = trellis::run(fetch_all(&["https://a", "http://b"])).unwrap_err();
+/// assert_eq!(err.to_string(), "child 2 failed: http://b is not https");
+/// ```
+///
+/// To keep your own error type, take the first error, the one that cancelled the rest:
+///
+/// ```
+/// #[derive(Debug, PartialEq)]
+/// struct Timeout(u32);
+///
+/// async fn run_jobs() -> Result<(), Timeout> {
+///     trellis::nursery(async |n| {
+///         n.spawn(async { Err::<(), _>(Timeout(7)) });
+///         Ok(())
+///     })
+///     .await
+///     .map_err(trellis::ErrorGroup::into_first)?;
+///     Ok(())
+/// }
+/// assert_eq!(trellis::run(run_jobs()), Err(Timeout(7)));
+/// ```
+///
+/// Or go through every failure, each with its task:
+///
+/// ```
+/// let group = trellis::run(trellis::nursery(async |n| {
+///     n.spawn(async { Err::<(), _>("disk full") });
+///     n.spawn(async { Err::<(), _>("network down") });
+///     Ok(())
+/// }))
+/// .unwrap_err();
+/// for failure in group.failures() {
+///     eprintln!("{} failed: {}", failure.task(), failure.error());
+/// }
+/// assert_eq!(group.failures()[1].task(), trellis::TaskName::Child(2));
+/// ```
+///
+/// `type annotations needed` at a child's `Ok(..)` means nothing names the error type
+/// (the body returns a bare `Ok(())`, or its `?` only converts into it): name it in the
+/// body, `Ok::<_, MyError>(())`, `anyhow::Ok(())`, or `async |n| -> Result<(), MyError>`.
+///
 /// # Cancellation
 ///
 /// Cancellation is delivered at suspensions only (see [`CancelScope`](crate::CancelScope)): each unit of the

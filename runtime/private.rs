@@ -11,6 +11,8 @@ use std::convert::Infallible;
 use std::future::Future;
 
 pub use crate::{Builder, ErrorGroup, Nursery, nursery};
+// Named by the public impls of `TaskOutput` and `BodyOutput` for `!`.
+pub use crate::output::HasOutput;
 
 /// The function output of a `#[nursery]` fn returning `()`: children cannot fail
 /// (`E = Infallible`), a cancelled nursery returns `()` as well.

@@ -1036,3 +1036,172 @@ fn cancelling_a_child_reaches_everything_inside_it_but_its_shields() {
         ]
     );
 }
+
+// ----- children and bodies that never return (their output type is `!`) -----
+
+/// Names the output type of a future, for the types a nursery task may return. With
+/// several impls the bound does not pick one, exactly as `TaskOutput` does not, so the
+/// type is the one the never-type fallback chooses.
+trait OutputName {
+    const NAME: &'static str;
+}
+impl OutputName for () {
+    const NAME: &'static str = "()";
+}
+impl OutputName for <fn() -> ! as HasOutput>::Output {
+    const NAME: &'static str = "!";
+}
+trait HasOutput {
+    type Output;
+}
+impl<O> HasOutput for fn() -> O {
+    type Output = O;
+}
+fn output_name<F: std::future::Future>(_: &F) -> &'static str
+where
+    F::Output: OutputName,
+{
+    <F::Output as OutputName>::NAME
+}
+
+#[test]
+fn a_loop_that_never_ends_has_output_never_in_edition_2024() {
+    // Edition 2021 would give `()` here (its fallback for a diverging type).
+    assert_eq!(
+        output_name(&async {
+            loop {
+                yield_now().await
+            }
+        }),
+        "!"
+    );
+    assert_eq!(output_name(&async { panic!("boom") }), "!");
+    assert_eq!(output_name(&async { yield_now().await }), "()");
+}
+
+/// `!` for the tests' type checks (`Never` is how stable Rust names it).
+type Never = <fn() -> ! as HasOutput>::Output;
+
+#[test]
+fn a_worker_that_loops_forever_is_a_child_and_a_failing_sibling_cancels_it() {
+    let ticks = Cell::new(0);
+    let drops = DropCounter::new();
+    let out = run_virtual(async {
+        nursery(async |n| {
+            n.spawn(async {
+                let _guard = drops.guard();
+                loop {
+                    sleep(secs(1)).await;
+                    ticks.set(ticks.get() + 1);
+                }
+            });
+            n.spawn(async {
+                sleep(Duration::from_millis(3500)).await;
+                Err::<(), _>(Oops("sibling"))
+            });
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(out.unwrap_err().into_errors(), [Oops("sibling")]);
+    assert_eq!(ticks.get(), 3, "the worker ran until the sibling failed");
+    assert_eq!(
+        drops.dropped(),
+        1,
+        "the worker was dropped by the cancellation"
+    );
+}
+
+#[test]
+fn a_spawn_with_child_that_loops_forever_spawns_until_the_nursery_is_cancelled() {
+    let spawned = Cell::new(0);
+    let out = run_virtual(async {
+        nursery(async |n| {
+            n.spawn_with(async |n| {
+                loop {
+                    n.spawn(async { spawned.set(spawned.get() + 1) });
+                    sleep(secs(1)).await;
+                }
+            });
+            sleep(Duration::from_millis(3500)).await;
+            n.cancel();
+        })
+        .await
+    });
+    assert!(out.is_ok(), "a cancel from inside is not a failure");
+    assert_eq!(spawned.get(), 4, "one spawn at 0 s, 1 s, 2 s and 3 s");
+}
+
+#[test]
+fn a_body_that_ends_in_panic_resumes_its_panic_after_dropping_the_children() {
+    let drops = DropCounter::new();
+    let message = common::panic_message_of(|| {
+        run_virtual(nursery(async |n| {
+            n.spawn(async {
+                let _guard = drops.guard();
+                loop {
+                    sleep(secs(1)).await;
+                }
+            });
+            sleep(secs(2)).await;
+            panic!("the body gave up")
+        }))
+    });
+    assert_eq!(message, "the body gave up");
+    assert_eq!(drops.dropped(), 1, "the looping child was dropped first");
+}
+
+#[test]
+fn the_handle_of_a_child_that_never_returns_yields_never_and_reports_its_cancellation() {
+    fn yields_never(_: &trellis::JoinHandle<'_, Never>) {}
+    let seen = Cell::new(None);
+    let group = run_virtual(async {
+        nursery(async |n| {
+            let forever = n.spawn(async {
+                loop {
+                    sleep(secs(1)).await;
+                }
+            });
+            yields_never(&forever);
+            n.spawn(async {
+                sleep(secs(1)).await;
+                Err::<(), _>(Oops("stop"))
+            });
+            trellis::shield(async {
+                let Err(e) = forever.await;
+                seen.set(Some((e.is_cancelled(), e.task())));
+            })
+            .await;
+            Ok(())
+        })
+        .await
+        .unwrap_err()
+    });
+    assert_eq!(group.len(), 1);
+    assert_eq!(seen.get(), Some((true, TaskName::Child(1))));
+}
+
+#[test]
+fn a_started_child_that_never_returns_serves_after_it_is_ready() {
+    let served = Cell::new(0);
+    let out = run_virtual(async {
+        nursery(async |n| {
+            let port = n
+                .start(async |_n, ready| {
+                    ready.ready(8080_u16);
+                    loop {
+                        sleep(secs(1)).await;
+                        served.set(served.get() + 1);
+                    }
+                })
+                .await
+                .unwrap();
+            sleep(Duration::from_millis(2500)).await;
+            n.cancel();
+            Ok::<_, Oops>(port)
+        })
+        .await
+    });
+    assert_eq!(out, Ok(Some(8080)));
+    assert_eq!(served.get(), 2);
+}
