@@ -199,6 +199,7 @@ impl CancelScope {
             body: Some(fut),
             timeout: None,
             started: false,
+            done: false,
         }
     }
 
@@ -347,6 +348,9 @@ pin_project_lite::pin_project! {
         // A relative timeout, turned into the deadline when the scope starts.
         timeout: Option<Duration>,
         started: bool,
+        // It returned `Ready` (for `FusedFuture`). A body dropped by an enclosing
+        // cancellation leaves it pending, not done: that owner drops it.
+        done: bool,
     }
 
     impl<F> PinnedDrop for ScopeRun<F> {
@@ -407,6 +411,7 @@ impl<F: Future> Future for ScopeRun<F> {
             Poll::Ready(v) => {
                 this.body.set(None);
                 this.node.detach();
+                *this.done = true;
                 Poll::Ready(Some(v))
             }
             // Suspended while cancelled and not shielded: dropped at this suspension.
@@ -415,6 +420,33 @@ impl<F: Future> Future for ScopeRun<F> {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// `futures::select!` and other `futures-core` combinators take a scope (and so
+/// [`move_on_after`](crate::move_on_after) and [`move_on_at`](crate::move_on_at)) without
+/// `.fuse()`.
+///
+/// # Examples
+///
+/// ```
+/// use futures_core::FusedFuture;
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let nap = trellis::sleep(Duration::from_secs(5));
+///     let mut timeout = trellis::move_on_after(Duration::from_secs(1), nap);
+///     assert!(!timeout.is_terminated());
+///     assert_eq!((&mut timeout).await, None);
+///     assert!(timeout.is_terminated());
+/// });
+/// ```
+impl<F: Future> futures_core::FusedFuture for ScopeRun<F> {
+    /// True once the scope has returned its `Some(output)` or caught its own cancellation
+    /// (`None`). A scope whose body an enclosing cancellation dropped is not terminated: it
+    /// stays pending until that scope's owner drops it.
+    fn is_terminated(&self) -> bool {
+        self.done
     }
 }
 
@@ -452,6 +484,7 @@ impl<F: Future> ScopeRunProj<'_, F> {
         self.node.set_caught(caught);
         self.node.detach();
         if caught {
+            *self.done = true;
             Poll::Ready(None)
         } else {
             Poll::Pending
@@ -528,7 +561,7 @@ pub async fn shield<F: Future>(fut: F) -> F::Output {
 /// });
 /// ```
 pub fn cancelled() -> Cancelled {
-    Cancelled { _private: () }
+    Cancelled { done: false }
 }
 
 /// The future returned by [`cancelled`].
@@ -539,23 +572,54 @@ pub fn cancelled() -> Cancelled {
 #[derive(Debug)]
 #[must_use = "cancelled() does nothing unless awaited"]
 pub struct Cancelled {
-    _private: (),
+    /// It has returned `Ready` (for `FusedFuture`).
+    done: bool,
 }
 
 impl Future for Cancelled {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let Some(pos) = current_position() else {
             return Poll::Pending;
         };
         // Where the cancellation reaches the caller (no shield in between), the caller's
         // unit is dropped at this suspension: resolving would let it run on instead.
         if pos.node.cancel_source().is_none() && pos.node.any_ancestor_cancelled() {
+            self.done = true;
             return Poll::Ready(());
         }
         pos.node.add_listener(cx.waker());
         Poll::Pending
+    }
+}
+
+/// `futures::select!` and other `futures-core` combinators take a `Cancelled` without
+/// `.fuse()`.
+///
+/// # Examples
+///
+/// ```
+/// use futures_core::FusedFuture;
+///
+/// trellis::run(async {
+///     let caught = trellis::CancelScope::new();
+///     let scope = caught.clone();
+///     caught
+///         .run(trellis::shield(async move {
+///             scope.cancel();
+///             let mut stop = trellis::cancelled();
+///             assert!(!stop.is_terminated());
+///             (&mut stop).await;
+///             assert!(stop.is_terminated());
+///         }))
+///         .await;
+/// });
+/// ```
+impl futures_core::FusedFuture for Cancelled {
+    /// True once it has resolved.
+    fn is_terminated(&self) -> bool {
+        self.done
     }
 }
 

@@ -448,7 +448,7 @@ impl<E> StartError<E> {
         }
     }
 
-    /// The child finished without calling [`Ready::ready`](crate::Ready::ready).
+    /// The child finished without calling [`TaskStatus::started`](crate::TaskStatus::started).
     pub fn is_not_ready(&self) -> bool {
         matches!(self.kind, StartErrorKind::NotReady)
     }
@@ -471,8 +471,8 @@ impl<E: fmt::Display> fmt::Display for StartError<E> {
             }
             StartErrorKind::NotReady => write!(
                 f,
-                "{} finished without calling `ready`; a child given to `start` must call \
-                 `ready.ready(value)` once it is ready",
+                "{} finished without calling `started`; a child given to `start` must call \
+                 `status.started(value)` once it is ready",
                 self.task
             ),
             StartErrorKind::Cancelled => {

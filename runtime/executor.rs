@@ -45,6 +45,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use futures_core::FusedFuture;
+
 use crate::deadlock::{Deadlock, panic_deadlocked};
 use crate::reactor::Reactor;
 use crate::time::{Clock, TimerAction, TimerQueue};
@@ -500,14 +502,20 @@ pub fn run<F: Future>(fut: F) -> F::Output {
 /// });
 /// ```
 pub fn yield_now() -> YieldNow {
-    YieldNow { yielded: false }
+    YieldNow {
+        yielded: false,
+        done: false,
+    }
 }
 
 /// The future returned by [`yield_now`].
 #[derive(Debug)]
 #[must_use = "yield_now does nothing unless awaited"]
 pub struct YieldNow {
+    /// It has returned `Pending` once; the next poll completes.
     yielded: bool,
+    /// It has returned `Ready` (for [`FusedFuture::is_terminated`]).
+    done: bool,
 }
 
 impl Future for YieldNow {
@@ -515,10 +523,33 @@ impl Future for YieldNow {
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.yielded {
+            self.done = true;
             return Poll::Ready(());
         }
         self.yielded = true;
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+/// `futures::select!` and other `futures-core` combinators take a `YieldNow` without
+/// `.fuse()`.
+///
+/// # Examples
+///
+/// ```
+/// use futures_core::FusedFuture;
+///
+/// trellis::run(async {
+///     let mut turn = trellis::yield_now();
+///     assert!(!turn.is_terminated());
+///     (&mut turn).await;
+///     assert!(turn.is_terminated());
+/// });
+/// ```
+impl FusedFuture for YieldNow {
+    /// True once it has completed.
+    fn is_terminated(&self) -> bool {
+        self.done
     }
 }

@@ -189,6 +189,8 @@ where
 pub struct JoinHandle<'s, T> {
     slot: Rc<JoinSlot<T>>,
     number: u64,
+    /// This handle has returned `Ready` (for `FusedFuture`).
+    done: bool,
     _brand: PhantomData<fn(&'s ()) -> &'s ()>,
 }
 
@@ -213,6 +215,7 @@ impl<T> JoinHandle<'_, T> {
         JoinHandle {
             slot,
             number,
+            done: false,
             _brand: PhantomData,
         }
     }
@@ -274,10 +277,9 @@ impl<T> JoinHandle<'_, T> {
     }
 }
 
-impl<T> Future for JoinHandle<'_, T> {
-    type Output = Result<T, JoinError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+impl<T> JoinHandle<'_, T> {
+    /// The handle's poll; [`Future::poll`] adds the `done` bookkeeping.
+    fn poll_slot(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
         let task = TaskName::Child(self.number);
         let mut state = self.slot.state.borrow_mut();
         match &*state {
@@ -301,5 +303,42 @@ impl<T> Future for JoinHandle<'_, T> {
             JoinState::Done(v) => Poll::Ready(Ok(v)),
             _ => unreachable!("checked above"),
         }
+    }
+}
+
+impl<T> Future for JoinHandle<'_, T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polled = self.poll_slot(cx);
+        self.done |= polled.is_ready();
+        polled
+    }
+}
+
+/// `futures::select!` and other `futures-core` combinators take a `JoinHandle` without
+/// `.fuse()`.
+///
+/// # Examples
+///
+/// ```
+/// use futures_core::FusedFuture;
+///
+/// trellis::run(async {
+///     trellis::nursery(async |n| {
+///         let mut child = n.spawn(async { Ok(7) });
+///         assert!(!child.is_terminated());
+///         assert_eq!((&mut child).await.unwrap(), 7);
+///         assert!(child.is_terminated(), "its value was taken");
+///     })
+///     .await
+///     .unwrap();
+/// });
+/// ```
+impl<T> futures_core::FusedFuture for JoinHandle<'_, T> {
+    /// True once this handle has given its result (the child's value, or a [`JoinError`]
+    /// to a shielded awaiter).
+    fn is_terminated(&self) -> bool {
+        self.done
     }
 }

@@ -94,7 +94,7 @@ pub use context::{Context, ContextEntry, ContextVar, ResetError, Run, Token};
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use executor::{Builder, YieldNow, run, yield_now};
 pub use join::JoinHandle;
-pub use nursery::{Nursery, Ready, nursery};
+pub use nursery::{Nursery, TaskStatus, nursery};
 pub use output::{BodyOutput, TaskOutput};
 pub use remote::RemoteCancel;
 pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};

@@ -61,7 +61,7 @@ pub use handle::Nursery;
 /// a child that keeps waking itself cannot starve its siblings, the body or the reactor.
 const POLL_BUDGET: usize = 256;
 
-pub use crate::start::Ready;
+pub use crate::start::TaskStatus;
 
 /// Opens a nursery, runs `body` in it, and waits until the body and every child have
 /// finished.

@@ -1,13 +1,14 @@
 //! `Nursery::start`: start a child and wait until it says it is ready (Trio's
-//! `nursery.start` / `task_status.started`).
+//! `nursery.start` / `task_status.started`), through its [`TaskStatus`].
 //!
 //! # State
 //!
-//! The child, its [`Ready`] and the waiting `start` future share a [`Signal`] (the value
-//! and the wakers, independent of the error type) and an [`Early`] slot. Before `ready`,
-//! the child's failure or panic is put in the slot and the nursery never sees it; after
-//! `ready`, failures go to the nursery as for any child. `abandoned` is set when the
-//! `start` future is dropped before `ready`: the child then ends at its next poll.
+//! The child, its [`TaskStatus`] and the waiting `start` future share a [`Signal`] (the
+//! value and the wakers, independent of the error type) and an [`Early`] slot. Before
+//! `started`, the child's failure or panic is put in the slot and the nursery never sees
+//! it; after `started`, failures go to the nursery as for any child. `abandoned` is set
+//! when the `start` future is dropped before `started`: the child then ends at its next
+//! poll.
 
 #![forbid(unsafe_code)]
 
@@ -25,7 +26,7 @@ use crate::error::{StartError, TaskName};
 use crate::nursery::Nursery;
 use crate::output::TaskOutput;
 
-/// How a start ended instead of `ready`.
+/// How a start ended instead of `started`.
 enum Early<E> {
     Failed(E),
     Panicked(Box<dyn Any + Send>),
@@ -33,10 +34,12 @@ enum Early<E> {
     Cancelled,
 }
 
-/// What the child, its [`Ready`] and the starter share.
+/// What the child, its [`TaskStatus`] and the starter share.
 struct Signal<V> {
+    /// The value passed to `started`, until the starter takes it.
     value: Option<V>,
-    readied: bool,
+    /// `started` was called: from now on the child belongs to the nursery.
+    started: bool,
     /// An early outcome is waiting in the `Early` slot.
     settled_early: bool,
     abandoned: bool,
@@ -48,7 +51,7 @@ struct Signal<V> {
 
 impl<V> Signal<V> {
     fn is_settled(&self) -> bool {
-        self.readied || self.settled_early
+        self.started || self.settled_early
     }
 
     fn wake_starter(&mut self) {
@@ -70,47 +73,90 @@ fn settle_early<V, E>(signal: &SharedSignal<V>, slot: &EarlySlot<E>, early: Earl
     }
 }
 
-/// The end of a [`Nursery::start`] that its child holds: call [`ready`](Ready::ready)
-/// once the child is ready (a server has bound its port).
+/// The end of a [`Nursery::start`] that its child holds (Trio's `task_status`): call
+/// [`started`](TaskStatus::started) once the child is ready (a server has bound its port),
+/// and `start` returns the value passed to it.
 ///
 /// # Cancellation
 ///
-/// If the child's nursery is cancelled before the child calls `ready`, the child is dropped
-/// and `start` gives [`StartError::is_cancelled`](crate::StartError::is_cancelled). If the
-/// `start` future is dropped first, the child ends at its next poll.
-/// Dropping a `Ready` without calling it does not end the child: `start` then waits until
-/// the child finishes, and reports that it never became ready.
-pub struct Ready<V> {
+/// If the child's nursery is cancelled before the child calls `started`, the child is
+/// dropped and `start` gives [`StartError::is_cancelled`](crate::StartError::is_cancelled).
+/// If the `start` future is dropped first, the child ends at its next poll.
+/// Dropping a `TaskStatus` without calling it does not end the child: `start` then waits
+/// until the child finishes, and reports that it never became ready
+/// ([`StartError::is_not_ready`](crate::StartError::is_not_ready)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     trellis::nursery(async |n| {
+///         let port = n
+///             .start(async |_n, status: trellis::TaskStatus<u16>| {
+///                 trellis::sleep(Duration::from_secs(1)).await; // binding a socket
+///                 status.started(8080);
+///                 trellis::sleep(Duration::from_secs(1)).await; // serving
+///             })
+///             .await
+///             .unwrap();
+///         assert_eq!(port, 8080);
+///     })
+///     .await
+///     .unwrap();
+/// });
+/// ```
+pub struct TaskStatus<V> {
     signal: SharedSignal<V>,
 }
 
-impl<V> fmt::Debug for Ready<V> {
+impl<V> fmt::Debug for TaskStatus<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ready").finish_non_exhaustive()
+        f.debug_struct("TaskStatus").finish_non_exhaustive()
     }
 }
 
-impl<V> Ready<V> {
+impl<V> TaskStatus<V> {
     /// Reports that the child is ready and hands `value` to the task waiting in `start`.
     /// From now on the child belongs to the nursery: its failures go to the nursery.
     ///
     /// # Cancellation
     ///
-    /// After `ready`, the child is cancelled with its nursery like any other child;
+    /// After `started`, the child is cancelled with its nursery like any other child;
     /// dropping the `start` future no longer affects it.
-    pub fn ready(self, value: V) {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let greeting = n
+    ///             .start(async |_n, status| {
+    ///                 status.started("listening");
+    ///                 // From here on a failure goes to the nursery, not to `start`.
+    ///             })
+    ///             .await
+    ///             .unwrap();
+    ///         assert_eq!(greeting, "listening");
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
+    pub fn started(self, value: V) {
         let mut signal = self.signal.borrow_mut();
         if signal.is_settled() {
             return;
         }
         signal.value = Some(value);
-        signal.readied = true;
+        signal.started = true;
         signal.wake_starter();
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The child side: runs the user's future, diverting failures before `ready` to the
+    /// The child side: runs the user's future, diverting failures before `started` to the
     /// starter.
     struct StartedChild<F, V, E> {
         #[pin]
@@ -138,22 +184,22 @@ where
         let this = self.project();
         {
             let mut signal = this.signal.borrow_mut();
-            if signal.abandoned && !signal.readied {
+            if signal.abandoned && !signal.started {
                 return Poll::Ready(Ok(()));
             }
             signal.child = Some(cx.waker().clone());
         }
         let polled = catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)));
-        let readied = this.signal.borrow().readied;
+        let started = this.signal.borrow().started;
         let early = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(out)) => match out.into_result() {
                 Ok(_) => Early::NotReady,
-                Err(e) if readied => return Poll::Ready(Err(e)),
+                Err(e) if started => return Poll::Ready(Err(e)),
                 Err(e) => Early::Failed(e),
             },
-            // After `ready` a panic is the nursery's, as for any child.
-            Err(payload) if readied => resume_unwind(payload),
+            // After `started` a panic is the nursery's, as for any child.
+            Err(payload) if started => resume_unwind(payload),
             Err(payload) => Early::Panicked(payload),
         };
         settle_early(this.signal, this.early, early);
@@ -162,12 +208,12 @@ where
 }
 
 /// The starter side: waits for an outcome; abandons the child if dropped first.
-struct WaitReady<V, E> {
+struct WaitStarted<V, E> {
     signal: SharedSignal<V>,
     early: EarlySlot<E>,
 }
 
-impl<V, E> Future for WaitReady<V, E> {
+impl<V, E> Future for WaitStarted<V, E> {
     type Output = Result<V, Early<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -176,7 +222,7 @@ impl<V, E> Future for WaitReady<V, E> {
             return Poll::Ready(Ok(v));
         }
         let mut early = self.early.borrow_mut();
-        // A child cancelled before `ready` means its nursery is cancelled; a starter in
+        // A child cancelled before `started` means its nursery is cancelled; a starter in
         // that nursery's scope is being cancelled too and is dropped here (as an awaited
         // `JoinHandle` is). Only a shielded starter hears of it.
         if matches!(*early, Some(Early::Cancelled)) && current_is_cancelled() {
@@ -190,10 +236,10 @@ impl<V, E> Future for WaitReady<V, E> {
     }
 }
 
-impl<V, E> Drop for WaitReady<V, E> {
+impl<V, E> Drop for WaitStarted<V, E> {
     fn drop(&mut self) {
         let mut signal = self.signal.borrow_mut();
-        if !signal.readied {
+        if !signal.started {
             signal.abandoned = true;
             if let Some(w) = signal.child.take() {
                 w.wake();
@@ -208,7 +254,7 @@ pub(crate) async fn start<'s, 'env, F, V, O, E>(
     location: &'static std::panic::Location<'static>,
 ) -> Result<V, StartError<E>>
 where
-    F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, Ready<V>) -> O + 'env,
+    F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, TaskStatus<V>) -> O + 'env,
     O: TaskOutput<E>,
     O::Value: 'env,
     V: 'env,
@@ -216,7 +262,7 @@ where
 {
     let signal = Rc::new(RefCell::new(Signal {
         value: None,
-        readied: false,
+        started: false,
         settled_early: false,
         abandoned: false,
         starter: None,
@@ -226,7 +272,7 @@ where
     let child = StartedChild {
         fut: f(
             nursery.fresh_handle(),
-            Ready {
+            TaskStatus {
                 signal: signal.clone(),
             },
         ),
@@ -234,7 +280,7 @@ where
         early: early.clone(),
     };
     let task = TaskName::Child(nursery.spawn_erased(Box::pin(child), location));
-    match (WaitReady { signal, early }).await {
+    match (WaitStarted { signal, early }).await {
         Ok(v) => Ok(v),
         Err(Early::Failed(e)) => Err(StartError::failed(task, e)),
         Err(Early::Panicked(payload)) => resume_unwind(payload),

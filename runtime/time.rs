@@ -40,6 +40,8 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_core::FusedFuture;
+
 use crate::cancel::ScopeNode;
 use crate::executor::{RuntimeId, with_core};
 use crate::slab::Slab;
@@ -372,6 +374,7 @@ pub fn sleep(duration: Duration) -> Sleep {
         deadline: now().checked_add(duration),
         timer: None,
         suspended: false,
+        done: false,
     }
 }
 
@@ -407,6 +410,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
         deadline: Some(deadline),
         timer: None,
         suspended: false,
+        done: false,
     }
 }
 
@@ -466,6 +470,8 @@ pub struct Sleep {
     /// Whether the sleep has returned `Pending` once. Until it has, it never completes,
     /// even past its deadline: every sleep is a checkpoint.
     suspended: bool,
+    /// Whether the sleep has returned `Ready` (for [`FusedFuture::is_terminated`]).
+    done: bool,
 }
 
 impl Sleep {
@@ -505,6 +511,7 @@ impl Future for Sleep {
                     if let Some(key) = this.timer.take() {
                         core.timers.borrow_mut().disarm(key);
                     }
+                    this.done = true;
                     return Poll::Ready(());
                 }
                 // The checkpoint: suspend once even with nothing to wait for, so that the
@@ -534,6 +541,30 @@ fn polled_in_another_runtime() -> ! {
          a timer belongs to the runtime it was first polled in — await the sleep inside that \
          runtime's `run`, or create a new one with `sleep`/`sleep_until` in this runtime"
     )
+}
+
+/// `futures::select!` and other `futures-core` combinators take a `Sleep` without `.fuse()`.
+///
+/// # Examples
+///
+/// ```
+/// use futures_core::FusedFuture;
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let mut nap = trellis::sleep(Duration::from_secs(1));
+///     assert!(!nap.is_terminated());
+///     (&mut nap).await;
+///     assert!(nap.is_terminated(), "terminated once it has completed");
+///     assert!(!trellis::sleep(Duration::MAX).is_terminated(), "never");
+/// });
+/// ```
+impl FusedFuture for Sleep {
+    /// True once the sleep has completed; a sleep that never ends (`Duration::MAX`) never
+    /// is.
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
 }
 
 impl Drop for Sleep {

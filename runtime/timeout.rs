@@ -10,6 +10,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_core::FusedFuture;
+
 use crate::cancel::{CancelScope, ScopeRun};
 
 /// Runs `fut` for at most `duration`: `Some(output)`, or `None` when time ran out.
@@ -173,5 +175,28 @@ impl<F: Future> Future for FailAt<F> {
             })),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// `futures::select!` and other `futures-core` combinators take a timeout without
+/// `.fuse()`.
+///
+/// # Examples
+///
+/// ```
+/// use futures_core::FusedFuture;
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let mut timeout = trellis::fail_after(Duration::from_secs(1), trellis::yield_now());
+///     assert!(!timeout.is_terminated());
+///     assert!((&mut timeout).await.is_ok());
+///     assert!(timeout.is_terminated());
+/// });
+/// ```
+impl<F: Future> FusedFuture for FailAt<F> {
+    /// True once it has given its `Ok(output)` or `Err(TimedOut)`.
+    fn is_terminated(&self) -> bool {
+        self.run.is_terminated()
     }
 }

@@ -1122,19 +1122,19 @@ fn children_spawned_into_a_cancelled_nursery_run_to_their_first_suspension() {
 
 // ----- start -----
 
-/// `start` returns the value the child passes to `ready`, at the moment it does; the
+/// `start` returns the value the child passes to `started`, at the moment it does; the
 /// child keeps running in the nursery, which waits for it. Ports trio `test_nursery_start`
 /// (happy path, timing on the autojump clock).
 #[test]
-fn start_returns_the_ready_value_and_the_child_keeps_running() {
+fn start_returns_the_started_value_and_the_child_keeps_running() {
     run_virtual(async {
         for seconds in [1u64, 2] {
             let t0 = now();
             nursery(async |n| {
                 let got = n
-                    .start(async move |_n, ready| {
+                    .start(async move |_n, status| {
                         sleep(secs(seconds)).await;
-                        ready.ready(seconds);
+                        status.started(seconds);
                         sleep(secs(seconds)).await;
                     })
                     .await
@@ -1149,14 +1149,14 @@ fn start_returns_the_ready_value_and_the_child_keeps_running() {
     });
 }
 
-/// A child that fails before `ready`: the error comes out of `start`, and the nursery is
+/// A child that fails before `started`: the error comes out of `start`, and the nursery is
 /// not affected. Ports trio `test_nursery_start` ("child crashes before calling started").
 #[test]
-fn a_failure_before_ready_surfaces_from_start() {
+fn a_failure_before_started_surfaces_from_start() {
     run_virtual(async {
         let out = nursery(async |n| {
             let err = n
-                .start(async |_n, _ready: trellis::Ready<u16>| {
+                .start(async |_n, _status: trellis::TaskStatus<u16>| {
                     sleep(secs(1)).await;
                     Err::<(), _>(Oops("bind failed"))
                 })
@@ -1172,20 +1172,20 @@ fn a_failure_before_ready_surfaces_from_start() {
     });
 }
 
-/// A child that finishes without calling `ready` is a clear error from `start`. Ports
+/// A child that finishes without calling `started` is a clear error from `start`. Ports
 /// trio `test_nursery_start` ("child exiting cleanly before calling started").
 #[test]
-fn a_child_that_finishes_without_ready_is_a_clear_error() {
+fn a_child_that_finishes_without_started_is_a_clear_error() {
     run_virtual(async {
         nursery(async |n| {
             let err = n
-                .start(async |_n, _ready: trellis::Ready<()>| Ok(()))
+                .start(async |_n, _status: trellis::TaskStatus<()>| Ok(()))
                 .await
                 .unwrap_err();
             assert!(err.is_not_ready());
             let msg = err.to_string();
             assert!(
-                msg.contains("finished without calling `ready`"),
+                msg.contains("finished without calling `started`"),
                 "unclear message: {msg}"
             );
             Ok::<_, Oops>(())
@@ -1195,20 +1195,21 @@ fn a_child_that_finishes_without_ready_is_a_clear_error() {
     });
 }
 
-/// A child that panics before `ready`: the panic is resumed from `start` (as if the code
+/// A child that panics before `started`: the panic is resumed from `start` (as if the code
 /// were sequential), not from the nursery. Ports trio `test_nursery_start` (a crash before
 /// `started` comes out of `start`).
 #[test]
-fn a_panic_before_ready_is_resumed_from_start() {
+fn a_panic_before_started_is_resumed_from_start() {
     run_virtual(async {
         let out = nursery(async |n| {
-            let caught = catch_unwind(n.start(async |_n, _ready: trellis::Ready<()>| -> () {
-                yield_now().await;
-                panic!("boom before ready");
-            }))
-            .await;
+            let caught =
+                catch_unwind(n.start(async |_n, _status: trellis::TaskStatus<()>| -> () {
+                    yield_now().await;
+                    panic!("boom before started");
+                }))
+                .await;
             let payload = caught.expect_err("the panic comes out of start");
-            assert_eq!(panic_message(&*payload), "boom before ready");
+            assert_eq!(panic_message(&*payload), "boom before started");
             Ok::<_, Oops>(1)
         })
         .await;
@@ -1216,15 +1217,15 @@ fn a_panic_before_ready_is_resumed_from_start() {
     });
 }
 
-/// After `ready`, the child belongs to the nursery: its later failure goes to the nursery.
+/// After `started`, the child belongs to the nursery: its later failure goes to the nursery.
 /// Ports trio `test_nursery_start` and the `start` contract of issue 3.
 #[test]
-fn a_failure_after_ready_goes_to_the_nursery() {
+fn a_failure_after_started_goes_to_the_nursery() {
     run_virtual(async {
         let out = nursery(async |n| {
             let v = n
-                .start(async |_n, ready| {
-                    ready.ready(5);
+                .start(async |_n, status| {
+                    status.started(5);
                     sleep(secs(1)).await;
                     Err::<(), _>(Oops("later"))
                 })
@@ -1253,9 +1254,9 @@ fn abandoning_start_before_ready_cancels_the_child() {
             let guard = counter.guard();
             let out = move_on_after(
                 secs(1),
-                n.start(async move |_n, ready| {
+                n.start(async move |_n, status| {
                     sleep(secs(10)).await;
-                    ready.ready(());
+                    status.started(());
                     guard.finish();
                 }),
             )
@@ -1285,21 +1286,21 @@ fn start_in_a_cancelled_nursery_reports_cancellation() {
             });
             shield(async {
                 let err = n
-                    .start(async |_n, ready| {
+                    .start(async |_n, status| {
                         sleep(secs(10)).await;
-                        ready.ready(());
+                        status.started(());
                     })
                     .await
                     .unwrap_err();
                 assert!(err.is_cancelled(), "{err}");
                 assert_eq!(now() - start, secs(1));
-                n.start(async |_n, ready| ready.ready(()))
+                n.start(async |_n, status| status.started(()))
                     .await
                     .expect("ready before the first suspension");
                 let err = n
-                    .start(async |_n, ready| {
+                    .start(async |_n, status| {
                         yield_now().await;
-                        ready.ready(());
+                        status.started(());
                     })
                     .await
                     .unwrap_err();

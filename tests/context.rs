@@ -582,10 +582,10 @@ fn spawn_with_and_start_children_inherit() {
                 n2.spawn(async { assert_eq!(VAR.get(), Some(2)) });
             });
             let seen = n
-                .start(async |_n2, ready| {
+                .start(async |_n2, status| {
                     let seen = VAR.get();
                     VAR.set(3);
-                    ready.ready(seen);
+                    status.started(seen);
                 })
                 .await
                 .unwrap();

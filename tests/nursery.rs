@@ -1187,8 +1187,8 @@ fn a_started_child_that_never_returns_serves_after_it_is_ready() {
     let out = run_virtual(async {
         nursery(async |n| {
             let port = n
-                .start(async |_n, ready| {
-                    ready.ready(8080_u16);
+                .start(async |_n, status| {
+                    status.started(8080_u16);
                     loop {
                         sleep(secs(1)).await;
                         served.set(served.get() + 1);

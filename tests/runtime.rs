@@ -39,8 +39,8 @@ fn a_mock_clock_deadlock_panics_naming_the_root_and_where_every_blocked_child_wa
                     n.spawn_with(async |_n| sleep_forever().await);
                     lines[4].set(line!() + 2); // the location of a method call is its name
                     let _ = n
-                        .start(async |_n, ready| {
-                            ready.ready(());
+                        .start(async |_n, status| {
+                            status.started(());
                             sleep_forever().await
                         })
                         .await;

@@ -53,10 +53,11 @@ fn handle_type(ty: &Type) -> Type {
 /// [`handle_type`] with `error` for a missing error type.
 fn fill_handle_type(ty: &Type, error: &Type) -> Type {
     let mut ty = ty.clone();
-    if let Type::Path(path) = &mut ty
-        && let Some(segment) = path.path.segments.last_mut()
-        && segment.ident == "Nursery"
-    {
+    let segment = match &mut ty {
+        Type::Path(path) => path.path.segments.last_mut(),
+        _ => None,
+    };
+    if let Some(segment) = segment.filter(|s| s.ident == "Nursery") {
         match &mut segment.arguments {
             PathArguments::None => {
                 segment.arguments =
@@ -170,9 +171,7 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
 /// is dropped, since it cannot be written without lifetimes to borrow from.
 pub(crate) fn fallback_fn(mut func: ItemFn, removed: &[Type]) -> TokenStream {
     func.sig.asyncness.get_or_insert_with(Default::default);
-    if let ReturnType::Type(_, ty) = &func.sig.output
-        && mentions_nursery(ty)
-    {
+    if matches!(&func.sig.output, ReturnType::Type(_, ty) if mentions_nursery(ty)) {
         func.sig.output = ReturnType::Default;
     }
     let ItemFn {

@@ -512,9 +512,11 @@ fn check_fn_signature(
         if first_param_name.is_none() {
             first_param_name = Some(param.pat.to_token_stream().to_string());
         }
-        if let Type::Reference(reference) = &*param.ty
-            && (is_nursery_type(&reference.elem) || named_in_attribute)
-        {
+        let by_reference = match &*param.ty {
+            Type::Reference(r) if is_nursery_type(&r.elem) || named_in_attribute => Some(r),
+            _ => None,
+        };
+        if let Some(reference) = by_reference {
             errors.push(
                 reference.and_token.span,
                 format_args!(
@@ -558,9 +560,7 @@ fn check_fn_signature(
             failed = true;
             continue;
         }
-        if let Some(name) = &options.name
-            && *name != ident.ident
-        {
+        if let Some(name) = options.name.as_ref().filter(|name| **name != ident.ident) {
             errors.push(
                 ident.ident.span(),
                 format_args!(
@@ -638,9 +638,11 @@ pub(crate) fn check_escape(block: &Block, handle: &Ident, errors: &mut Errors) {
         found: Vec::new(),
     };
     returns.visit_block(block);
-    if let Some(Stmt::Expr(tail, None)) = block.stmts.last()
-        && let Some(span) = names_handle(tail, handle)
-    {
+    let tail = match block.stmts.last() {
+        Some(Stmt::Expr(tail, None)) => names_handle(tail, handle),
+        _ => None,
+    };
+    if let Some(span) = tail {
         returns.found.push(span);
     }
     for span in returns.found {

@@ -14,7 +14,7 @@ use crate::cancel::{CancelReason, CancelScope};
 use crate::error::StartError;
 use crate::join::{Child, JoinHandle, JoinSender, JoinSlot};
 use crate::output::TaskOutput;
-use crate::start::Ready;
+use crate::start::TaskStatus;
 
 /// The handle of a running nursery, given to its body and to children started with
 /// [`spawn_with`](Nursery::spawn_with).
@@ -150,18 +150,18 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     }
 
     /// Starts a child and waits until it reports that it is ready (Trio's
-    /// `nursery.start`): returns the value the child passes to [`Ready::ready`]; after
+    /// `nursery.start`): returns the value the child passes to [`TaskStatus::started`]; after
     /// that the child keeps running in this nursery.
     ///
     /// # Errors
     ///
-    /// [`StartError`] when the child fails or finishes before calling `ready`; a child's
-    /// panic before `ready` is resumed here. Either way the nursery is not affected.
+    /// [`StartError`] when the child fails or finishes before calling `started`; a child's
+    /// panic before `started` is resumed here. Either way the nursery is not affected.
     ///
     /// # Cancellation
     ///
     /// Dropping the `start` future before the child is ready cancels the child (it was
-    /// started on the caller's behalf); after `ready`, the child belongs to the nursery.
+    /// started on the caller's behalf); after `started`, the child belongs to the nursery.
     ///
     /// # Examples
     ///
@@ -169,8 +169,8 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// trellis::run(async {
     ///     trellis::nursery(async |n| {
     ///         let port = n
-    ///             .start(async |_n, ready| {
-    ///                 ready.ready(8080_u16); // e.g. the port a server bound
+    ///             .start(async |_n, status| {
+    ///                 status.started(8080_u16); // e.g. the port a server bound
     ///                 // ... serve ...
     ///                 Ok(())
     ///             })
@@ -186,7 +186,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     #[track_caller]
     pub fn start<F, V, O>(&self, f: F) -> impl Future<Output = Result<V, StartError<E>>>
     where
-        F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, Ready<V>) -> O + 'env,
+        F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, TaskStatus<V>) -> O + 'env,
         O: TaskOutput<E>,
         O::Value: 'env,
         V: 'env,

@@ -96,8 +96,8 @@ async fn shapes() {
             Ok(())
         });
         let port = n
-            .start(async |_n, ready| {
-                ready.ready(8080_u16);
+            .start(async |_n, status| {
+                status.started(8080_u16);
                 Ok(())
             })
             .await

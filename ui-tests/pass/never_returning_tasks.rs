@@ -36,8 +36,8 @@ fn main() {
                     }
                 });
                 let _ = n
-                    .start(async |_n, ready| {
-                        ready.ready(8080_u16);
+                    .start(async |_n, status| {
+                        status.started(8080_u16);
                         loop {
                             trellis::sleep(Duration::from_secs(1)).await;
                         }
