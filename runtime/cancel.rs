@@ -151,18 +151,112 @@ impl Default for CancelScope {
 }
 
 impl CancelScope {
-    /// A new scope with no deadline and no shield.
+    /// A new scope with no deadline and no shield. Configure it with the `with_*` methods.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let scope = CancelScope::new().with_timeout(Duration::from_secs(1));
+    ///     assert_eq!(scope.run(trellis::sleep_forever()).await, None);
+    /// });
+    /// ```
     pub fn new() -> CancelScope {
         CancelScope {
             node: ScopeNode::new(None, false),
         }
     }
 
-    /// A new scope that cancels itself at `deadline`.
-    pub fn with_deadline(deadline: Instant) -> CancelScope {
-        CancelScope {
-            node: ScopeNode::new(Some(deadline), false),
+    /// This scope, cancelling itself at `deadline` (replacing any deadline or timeout set
+    /// before).
+    ///
+    /// # Cancellation
+    ///
+    /// As [`set_deadline`](Self::set_deadline): a deadline already past when the scope
+    /// starts cancels it at once, and the body runs to its first suspension.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let deadline = trellis::now() + Duration::from_secs(5);
+    ///     let scope = CancelScope::new().with_deadline(deadline);
+    ///     assert_eq!(scope.deadline(), Some(deadline));
+    ///     assert_eq!(scope.run(trellis::sleep_forever()).await, None);
+    ///     assert_eq!(trellis::now(), deadline);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn with_deadline(self, deadline: Instant) -> CancelScope {
+        self.set_deadline(deadline);
+        self
+    }
+
+    /// This scope, cancelling itself `timeout` after it starts running (Trio's relative
+    /// deadline): the clock starts at the scope's first poll, not here. A `timeout` too
+    /// long for the clock (`Duration::MAX`) means no deadline. Replaces any deadline set
+    /// before; on a scope that already runs, the deadline is `now() + timeout`.
+    ///
+    /// # Cancellation
+    ///
+    /// The deadline, once resolved, acts as one given to
+    /// [`with_deadline`](Self::with_deadline); until the scope starts,
+    /// [`deadline`](Self::deadline) is `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let start = trellis::now();
+    ///     let scope = CancelScope::new().with_timeout(Duration::from_secs(2));
+    ///     trellis::sleep(Duration::from_secs(1)).await; // not counted: not started yet
+    ///     assert_eq!(scope.run(trellis::sleep_forever()).await, None);
+    ///     assert_eq!(trellis::now() - start, Duration::from_secs(3));
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn with_timeout(self, timeout: Duration) -> CancelScope {
+        if self.node.stage() == Stage::Idle {
+            self.node.set_timeout(timeout);
+        } else {
+            self.node.set_deadline(crate::now().checked_add(timeout));
         }
+        self
+    }
+
+    /// This scope, shielded (or not) from enclosing cancellations; see
+    /// [`set_shield`](Self::set_shield).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     // Clean-up that an enclosing timeout cannot cut short, bounded by its own.
+    ///     let cleaned = trellis::move_on_after(Duration::from_secs(1), async {
+    ///         let cleanup = CancelScope::new()
+    ///             .with_shield(true)
+    ///             .with_timeout(Duration::from_secs(5));
+    ///         cleanup.run(trellis::sleep(Duration::from_secs(2))).await
+    ///     })
+    ///     .await;
+    ///     assert_eq!(cleaned, Some(Some(())));
+    /// });
+    /// ```
+    pub fn with_shield(self, shield: bool) -> CancelScope {
+        self.set_shield(shield);
+        self
     }
 
     pub(crate) fn from_node(node: Rc<ScopeNode>) -> CancelScope {
@@ -197,17 +291,42 @@ impl CancelScope {
         ScopeRun {
             node: self.node,
             body: Some(fut),
-            timeout: None,
             started: false,
             done: false,
         }
     }
 
-    /// Like [`run`](Self::run), with a deadline `timeout` after the scope's first poll.
-    pub(crate) fn run_for<F: Future>(self, timeout: Duration, fut: F) -> ScopeRun<F> {
-        let mut run = self.run(fut);
-        run.timeout = Some(timeout);
-        run
+    /// Runs `body` inside this scope, giving it a handle to the scope (no clone to make
+    /// first): `Some(output)`, or `None` when the scope was cancelled. Otherwise as
+    /// [`run`](Self::run).
+    ///
+    /// # Cancellation
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let out = trellis::Builder::new().autojump().run(async {
+    ///     trellis::CancelScope::new()
+    ///         .with_timeout(Duration::from_secs(60))
+    ///         .run_with(async |scope| {
+    ///             // The body can see and move its own deadline.
+    ///             scope.set_deadline(trellis::now() + Duration::from_secs(1));
+    ///             trellis::sleep_forever().await;
+    ///         })
+    ///         .await
+    /// });
+    /// assert_eq!(out, None);
+    /// ```
+    pub fn run_with<B, T>(self, body: B) -> impl futures_core::FusedFuture<Output = Option<T>>
+    where
+        B: AsyncFnOnce(CancelScope) -> T,
+    {
+        let handle = self.clone();
+        self.run(body(handle))
     }
 
     /// Cancels the scope. Idempotent; the first reason is kept.
@@ -263,9 +382,58 @@ impl CancelScope {
     /// Panics when the scope is running in another trellis runtime than the current one
     /// (one that ran earlier on this thread and left the scope's future behind): a scope
     /// and its timer belong to the runtime they run in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let start = trellis::now();
+    ///     let out = CancelScope::new()
+    ///         .with_timeout(Duration::from_secs(60))
+    ///         .run_with(async |scope| {
+    ///             scope.set_deadline(trellis::now() + Duration::from_secs(2)); // sooner
+    ///             trellis::sleep_forever().await;
+    ///         })
+    ///         .await;
+    ///     assert_eq!((out, trellis::now() - start), (None, Duration::from_secs(2)));
+    /// });
+    /// ```
     #[track_caller]
-    pub fn set_deadline(&self, deadline: Option<Instant>) {
-        self.node.set_deadline(deadline);
+    pub fn set_deadline(&self, deadline: Instant) {
+        self.node.set_deadline(Some(deadline));
+    }
+
+    /// Removes the deadline (and a relative timeout not yet started): the scope is then
+    /// cancelled only by [`cancel`](Self::cancel) or an enclosing scope.
+    ///
+    /// # Panics
+    ///
+    /// As [`set_deadline`](Self::set_deadline), from another runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let out = CancelScope::new()
+    ///         .with_timeout(Duration::from_secs(1))
+    ///         .run_with(async |scope| {
+    ///             scope.clear_deadline();
+    ///             trellis::sleep(Duration::from_secs(5)).await;
+    ///             "finished"
+    ///         })
+    ///         .await;
+    ///     assert_eq!(out, Some("finished"));
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn clear_deadline(&self) {
+        self.node.set_deadline(None);
     }
 
     /// A `Send + Sync` handle that cancels this scope from any thread (a signal thread, a
@@ -345,8 +513,6 @@ pin_project_lite::pin_project! {
         node: Rc<ScopeNode>,
         #[pin]
         body: Option<F>,
-        // A relative timeout, turned into the deadline when the scope starts.
-        timeout: Option<Duration>,
         started: bool,
         // It returned `Ready` (for `FusedFuture`). A body dropped by an enclosing
         // cancellation leaves it pending, not done: that owner drops it.
@@ -451,9 +617,8 @@ impl<F: Future> futures_core::FusedFuture for ScopeRun<F> {
 }
 
 impl<F: Future> ScopeRunProj<'_, F> {
-    /// Attaches the scope where it is first polled, resolving a relative timeout against
-    /// the clock now (Trio's relative deadlines: the time spent before the first poll does
-    /// not count).
+    /// Attaches the scope where it is first polled (a relative timeout is resolved
+    /// against the clock then: the time spent before the first poll does not count).
     #[track_caller]
     fn start(&mut self) {
         assert!(
@@ -462,11 +627,6 @@ impl<F: Future> ScopeRunProj<'_, F> {
              with `CancelScope::new()`"
         );
         *self.started = true;
-        if let Some(timeout) = self.timeout.take() {
-            // A timeout too long for `Instant` (`Duration::MAX`) means no deadline at all.
-            self.node
-                .set_deadline_before_start(crate::now().checked_add(timeout));
-        }
         self.node.attach();
     }
 
@@ -490,6 +650,37 @@ impl<F: Future> ScopeRunProj<'_, F> {
             Poll::Pending
         }
     }
+}
+
+/// Runs `body` in a new cancel scope, giving it the scope (Trio's
+/// `with CancelScope() as cs:`): `Some(output)`, or `None` when the scope was cancelled.
+/// The same as `CancelScope::new().run_with(body)`; configure the scope first
+/// (`CancelScope::new().with_timeout(..).run_with(..)`) for a deadline or a shield.
+///
+/// # Cancellation
+///
+/// As [`CancelScope::run`]: the body is dropped at its next suspension once the scope is
+/// cancelled (it runs to its first one even if cancelled at once); a cancellation of an
+/// enclosing scope is not caught here.
+///
+/// # Examples
+///
+/// ```
+/// let out = trellis::run(async {
+///     trellis::cancel_scope(async |scope| {
+///         scope.cancel(); // cancelled, but code that does not await runs on
+///         trellis::yield_now().await; // ... until here
+///         unreachable!("dropped at the suspension above");
+///     })
+///     .await
+/// });
+/// assert_eq!(out, None::<()>);
+/// ```
+pub fn cancel_scope<B, T>(body: B) -> impl futures_core::FusedFuture<Output = Option<T>>
+where
+    B: AsyncFnOnce(CancelScope) -> T,
+{
+    CancelScope::new().run_with(body)
 }
 
 /// Runs `fut` shielded from every enclosing cancellation and returns its output.

@@ -88,7 +88,8 @@ pub mod __private;
 mod reactor;
 
 pub use cancel::{
-    CancelReason, CancelScope, Cancelled, ScopeRun, cancelled, current_effective_deadline, shield,
+    CancelReason, CancelScope, Cancelled, ScopeRun, cancel_scope, cancelled,
+    current_effective_deadline, shield,
 };
 pub use context::{Context, ContextEntry, ContextVar, ResetError, Run, Token};
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};

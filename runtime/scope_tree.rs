@@ -40,7 +40,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cancel::CancelReason;
 use crate::executor::{RuntimeId, try_with_core, with_core};
@@ -149,6 +149,8 @@ pub(crate) struct ScopeNode {
     reason: RefCell<Option<CancelReason>>,
     caught: Cell<bool>,
     deadline: Cell<Option<Instant>>,
+    /// A relative deadline not yet resolved (the node has not started).
+    timeout: Cell<Option<Duration>>,
     timer: Cell<Option<TimerKey>>,
     /// The runtime the node runs in (set when it attaches): its timer is in that queue.
     runtime: Cell<Option<RuntimeId>>,
@@ -198,6 +200,7 @@ impl ScopeNode {
             reason: RefCell::new(None),
             caught: Cell::new(false),
             deadline: Cell::new(deadline),
+            timeout: Cell::new(None),
             timer: Cell::new(None),
             runtime: Cell::new(None),
             shield: Cell::new(shield),
@@ -238,6 +241,7 @@ impl ScopeNode {
         self.reason.borrow_mut().take();
         self.caught.set(false);
         self.deadline.set(deadline);
+        self.timeout.set(None);
         self.timer.set(None);
         self.runtime.set(None);
         self.shield.set(shield);
@@ -477,13 +481,21 @@ impl ScopeNode {
     }
 
     fn arm_deadline(self: &Rc<Self>) {
-        let Some(deadline) = self.deadline.get() else {
-            return;
-        };
-        if self.cancel_called.get() {
+        if self.deadline.get().is_none() && self.timeout.get().is_none() {
             return;
         }
         with_core(|core| {
+            if let Some(timeout) = self.timeout.take() {
+                // Resolved when the node starts (Trio's relative deadlines). Too long for
+                // `Instant` (`Duration::MAX`) means no deadline at all.
+                self.deadline.set(core.clock.now().checked_add(timeout));
+            }
+            let Some(deadline) = self.deadline.get() else {
+                return;
+            };
+            if self.cancel_called.get() {
+                return;
+            }
             if core.clock.now() >= deadline {
                 self.cancel(CancelReason::Deadline);
             } else {
@@ -669,11 +681,11 @@ impl ScopeNode {
         }
     }
 
-    /// The deadline of a node that has not started (a relative timeout resolved at its
-    /// first poll): only recorded, it is armed when the node attaches.
-    pub(crate) fn set_deadline_before_start(&self, deadline: Option<Instant>) {
+    /// A relative deadline for a node that has not started: `timeout` after it attaches.
+    pub(crate) fn set_timeout(&self, timeout: Duration) {
         debug_assert_eq!(self.stage.get(), Stage::Idle);
-        self.deadline.set(deadline);
+        self.deadline.set(None);
+        self.timeout.set(Some(timeout));
     }
 
     /// # Panics
@@ -692,6 +704,7 @@ impl ScopeNode {
             );
         }
         self.deadline.set(deadline);
+        self.timeout.set(None);
         if self.stage.get() == Stage::Running {
             self.disarm_deadline();
             self.arm_deadline();

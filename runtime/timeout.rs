@@ -40,7 +40,7 @@ use crate::cancel::{CancelScope, ScopeRun};
 /// });
 /// ```
 pub fn move_on_after<F: Future>(duration: Duration, fut: F) -> ScopeRun<F> {
-    CancelScope::new().run_for(duration, fut)
+    CancelScope::new().with_timeout(duration).run(fut)
 }
 
 /// Runs `fut` until `deadline`: `Some(output)`, or `None` when the deadline passed first.
@@ -64,7 +64,7 @@ pub fn move_on_after<F: Future>(duration: Duration, fut: F) -> ScopeRun<F> {
 /// });
 /// ```
 pub fn move_on_at<F: Future>(deadline: Instant, fut: F) -> ScopeRun<F> {
-    CancelScope::with_deadline(deadline).run(fut)
+    CancelScope::new().with_deadline(deadline).run(fut)
 }
 
 /// The error of [`fail_after`] and [`fail_at`]: the deadline passed before the operation

@@ -65,6 +65,10 @@ fn every_method_the_notes_name_exists() {
 
     let _ = trellis::CancelScope::new;
     let _ = trellis::CancelScope::with_deadline;
+    let _ = trellis::CancelScope::with_timeout;
+    let _ = trellis::CancelScope::with_shield;
+    let _ = trellis::CancelScope::clear_deadline;
+    let _ = trellis::CancelScope::run_with::<fn(trellis::CancelScope) -> Ready<()>, ()>;
     let _ = trellis::CancelScope::run::<Ready<()>>;
     let _ = trellis::CancelScope::cancel;
     let _ = trellis::CancelScope::cancel_called;

@@ -207,7 +207,7 @@ fn a_cancel_that_is_never_delivered_is_not_caught() {
 #[test]
 fn cancel_after_exit_changes_nothing() {
     run_virtual(async {
-        let scope = CancelScope::with_deadline(now() + secs(1));
+        let scope = CancelScope::new().with_deadline(now() + secs(1));
         let out = scope.clone().run(async { 3 }).await;
         assert_eq!(out, Some(3));
         sleep(secs(2)).await;
@@ -327,7 +327,7 @@ fn cancelling_the_outer_scope_cancels_the_inner_one() {
 fn cancelling_the_inner_scope_leaves_the_outer_one_running() {
     run_virtual(async {
         let start = now();
-        let outer = CancelScope::with_deadline(start + secs(10));
+        let outer = CancelScope::new().with_deadline(start + secs(10));
         let inner = CancelScope::new();
         let c = inner.clone();
         let out = outer
@@ -423,12 +423,12 @@ fn moving_a_deadline_earlier_fires_it() {
     run_virtual(async {
         for (new_deadline, expected_end) in [(7, 7), (1, 5)] {
             let start = now();
-            let scope = CancelScope::with_deadline(start + secs(10));
+            let scope = CancelScope::new().with_deadline(start + secs(10));
             let handle = scope.clone();
             nursery(async |n| {
                 n.spawn(async move {
                     sleep(secs(5)).await;
-                    handle.set_deadline(Some(start + secs(new_deadline)));
+                    handle.set_deadline(start + secs(new_deadline));
                 });
                 assert_eq!(scope.clone().run(sleep(secs(100))).await, None);
                 assert_eq!(now() - start, secs(expected_end));
@@ -447,13 +447,13 @@ fn moving_a_deadline_earlier_fires_it() {
 fn moving_a_deadline_later_postpones_it_and_clearing_it_removes_it() {
     run_virtual(async {
         let start = now();
-        let scope = CancelScope::with_deadline(start + secs(10));
+        let scope = CancelScope::new().with_deadline(start + secs(10));
         let handle = scope.clone();
         let out = scope
             .clone()
             .run(async {
                 sleep(secs(5)).await;
-                handle.set_deadline(Some(start + secs(20)));
+                handle.set_deadline(start + secs(20));
                 assert_eq!(handle.deadline(), Some(start + secs(20)));
                 sleep(secs(10)).await; // past the old deadline
                 now() - start
@@ -463,12 +463,12 @@ fn moving_a_deadline_later_postpones_it_and_clearing_it_removes_it() {
         assert!(!scope.cancel_called());
 
         let start = now();
-        let scope = CancelScope::with_deadline(start + secs(10));
+        let scope = CancelScope::new().with_deadline(start + secs(10));
         let handle = scope.clone();
         let out = scope
             .clone()
             .run(async {
-                handle.set_deadline(None);
+                handle.clear_deadline();
                 sleep(secs(50)).await;
                 now() - start
             })
@@ -495,7 +495,7 @@ fn a_deadline_in_the_past_cancels_at_the_first_suspension() {
         let out = move_on_at(start - secs(5), count_polls(&polls, async { 1 })).await;
         assert_eq!(out, Some(1));
         let scope = CancelScope::new();
-        scope.set_deadline(Some(start - secs(1)));
+        scope.set_deadline(start - secs(1));
         let out = scope.clone().run(count_polls(&polls, sleep(secs(1)))).await;
         assert_eq!(out, None);
         assert!(scope.cancelled_caught());
@@ -513,7 +513,7 @@ fn a_deadline_fires_exactly_at_its_instant() {
     run_virtual(async {
         let start = now();
         let scope = CancelScope::new();
-        scope.set_deadline(Some(start + Duration::from_millis(1500)));
+        scope.set_deadline(start + Duration::from_millis(1500));
         let last_tick = Cell::new(start);
         let out = scope
             .clone()
@@ -540,7 +540,7 @@ fn a_nursery_deadline_cancels_the_body_and_the_children() {
     run_virtual(async {
         let start = now();
         let out = nursery(async |n| {
-            n.cancel_scope().set_deadline(Some(start + secs(3)));
+            n.cancel_scope().set_deadline(start + secs(3));
             for _ in 0..3 {
                 let guard = counter.guard();
                 n.spawn(async move {
@@ -571,7 +571,7 @@ fn a_shielded_sleep_in_a_cancelled_scope_completes_then_the_scope_ends() {
     run_virtual(async {
         let start = now();
         let guard = cleanup.guard();
-        let scope = CancelScope::with_deadline(start + secs(1));
+        let scope = CancelScope::new().with_deadline(start + secs(1));
         let out = scope
             .clone()
             .run(async {
@@ -605,7 +605,7 @@ fn a_shields_own_deadline_still_applies() {
         let start = now();
         let outer = CancelScope::new();
         let c = outer.clone();
-        let inner = CancelScope::with_deadline(start + secs(2));
+        let inner = CancelScope::new().with_deadline(start + secs(2));
         inner.set_shield(true);
         let out = outer
             .clone()
@@ -860,14 +860,14 @@ fn current_effective_deadline_nests_and_stops_at_shields() {
                 assert_eq!(current_effective_deadline(), None);
             })
             .await;
-            let s = CancelScope::with_deadline(start + secs(30));
+            let s = CancelScope::new().with_deadline(start + secs(30));
             s.set_shield(true);
             s.run(async {
                 assert_eq!(current_effective_deadline(), Some(start + secs(30)));
             })
             .await;
             nursery(async |n| {
-                n.cancel_scope().set_deadline(Some(start + secs(4)));
+                n.cancel_scope().set_deadline(start + secs(4));
                 n.spawn(async move {
                     assert_eq!(current_effective_deadline(), Some(start + secs(4)));
                 });
@@ -1523,14 +1523,14 @@ fn no_order_of_toggles_drops_and_cancels_leaves_a_shield_counted() {
 fn a_scope_left_behind_by_one_runtime_never_touches_the_next_ones_timers() {
     common::watchdog(common::HANG_LIMIT, || {
         let (scope, leaked) = run_virtual(async {
-            let scope = CancelScope::with_deadline(now() + secs(10));
+            let scope = CancelScope::new().with_deadline(now() + secs(10));
             let leaked = common::poll_once(scope.clone().run(sleep_forever())).await;
             (scope, leaked)
         });
         run_virtual(async {
             let start = now();
             let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                scope.set_deadline(Some(now() + secs(1)));
+                scope.set_deadline(now() + secs(1));
             }));
             let message = panic_message(&*moved.expect_err("moving the deadline must panic"));
             assert!(
@@ -1621,4 +1621,86 @@ fn a_remote_cancel_applies_when_the_scope_starts_and_not_after_it_ends() {
         assert_eq!(out, Ok(None));
     });
     assert!(ran.get() && !resumed.get());
+}
+
+// ----- building scopes, and bodies that reach their own scope -----
+
+/// The body of `cancel_scope` / `run_with` gets its scope: it can cancel it or move its
+/// deadline without a clone made beforehand, and siblings still cancel through a clone.
+#[test]
+fn a_scope_body_reaches_its_own_scope() {
+    run_virtual(async {
+        let start = now();
+        let out = trellis::cancel_scope(async |scope| {
+            scope.set_deadline(now() + secs(2));
+            sleep_forever().await;
+        })
+        .await;
+        assert_eq!((out, now() - start), (None, secs(2)));
+
+        let scope = CancelScope::new();
+        let sibling = scope.clone();
+        let out = nursery(async |n| {
+            n.spawn(async move {
+                sleep(secs(1)).await;
+                sibling.cancel();
+            });
+            let out = scope
+                .run_with(async |me| {
+                    assert!(!me.cancel_called());
+                    sleep_forever().await;
+                })
+                .await;
+            Ok::<_, ()>(out)
+        })
+        .await;
+        assert_eq!(out, Ok(Some(None)));
+    });
+}
+
+/// Built with `with_deadline`, `with_timeout` and `with_shield`: the last deadline given
+/// wins, a timeout starts at the first poll, `clear_deadline` removes a pending timeout, and
+/// the shield keeps an enclosing timeout out while its own timeout still applies.
+#[test]
+fn scopes_are_built_with_a_deadline_a_timeout_and_a_shield() {
+    run_virtual(async {
+        let start = now();
+        let scope = CancelScope::new()
+            .with_timeout(secs(60))
+            .with_deadline(start + secs(1));
+        assert_eq!(scope.deadline(), Some(start + secs(1)));
+        assert_eq!(scope.run(sleep_forever()).await, None);
+        assert_eq!(now() - start, secs(1));
+
+        let scope = CancelScope::new()
+            .with_deadline(start + secs(100))
+            .with_timeout(secs(3));
+        assert_eq!(
+            scope.deadline(),
+            None,
+            "a relative timeout is resolved when it starts"
+        );
+        sleep(secs(1)).await;
+        let begun = now();
+        assert_eq!(scope.run(sleep_forever()).await, None);
+        assert_eq!(now() - begun, secs(3));
+
+        let scope = CancelScope::new().with_timeout(secs(1));
+        scope.clear_deadline();
+        assert_eq!(scope.run(sleep(secs(5))).await, Some(()));
+
+        let begun = now();
+        let out = move_on_after(secs(1), async {
+            CancelScope::new()
+                .with_shield(true)
+                .with_timeout(secs(4))
+                .run(sleep_forever())
+                .await
+        })
+        .await;
+        // The shield's own timeout ended it at 4 s; the body then returned without
+        // suspending, so the enclosing cancellation was never delivered (Trio's rule).
+        assert_eq!(out, Some(None));
+        assert_eq!(now() - begun, secs(4));
+    });
 }

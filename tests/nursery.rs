@@ -629,7 +629,7 @@ fn a_scope_cancelling_a_nursery_whose_body_returned_catches_the_cancellation() {
     let (finished, dropped) = (Cell::new(0), DropCounter::new());
     let (out, scope) = sleepers_under_a_timeout(&finished, &dropped, async |fut| {
         let scope =
-            trellis::CancelScope::with_deadline(trellis::now() + Duration::from_millis(1500));
+            trellis::CancelScope::new().with_deadline(trellis::now() + Duration::from_millis(1500));
         (scope.clone().run(fut).await, scope)
     });
     assert_eq!(out, None);

@@ -124,7 +124,7 @@ fn an_operation_completing_at_the_deadline_instant_is_not_lost() {
         let finished = Cell::new(false);
         let d = now() + secs(2);
         nursery(async |n| {
-            n.cancel_scope().set_deadline(Some(d));
+            n.cancel_scope().set_deadline(d);
             let finished = &finished;
             n.spawn(async move {
                 sleep_until(d).await;
@@ -414,7 +414,7 @@ fn timeouts_that_do_not_fire_leave_no_timers_behind() {
     run_virtual(async {
         let start = now();
         let scopes: Vec<CancelScope> = (0..1000u64)
-            .map(|i| CancelScope::with_deadline(start + ms(1 + i)))
+            .map(|i| CancelScope::new().with_deadline(start + ms(1 + i)))
             .collect();
         for (i, scope) in scopes.iter().enumerate() {
             assert_eq!(scope.clone().run(async { i }).await, Some(i));
