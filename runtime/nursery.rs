@@ -188,7 +188,7 @@ pub use crate::start::TaskStatus;
 /// let group = result.unwrap_err();
 /// assert_eq!(group.len(), 1);
 /// ```
-pub async fn nursery<'env, F, R, E>(body: F) -> Result<Option<R::Value>, ErrorGroup<E>>
+pub async fn nursery<'env, F, R, E>(body: F) -> Result<R::Value, ErrorGroup<E>>
 where
     F: for<'s> AsyncFnOnce(Nursery<'s, 'env, E>) -> R,
     R: BodyOutput<Error = E>,
@@ -333,7 +333,7 @@ impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>
 where
     B::Output: BodyOutput<Error = E>,
 {
-    type Output = Result<Option<<B::Output as BodyOutput>::Value>, ErrorGroup<E>>;
+    type Output = Result<<B::Output as BodyOutput>::Value, ErrorGroup<E>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.abandoned {
@@ -396,7 +396,7 @@ where
     fn finish(
         self: Pin<&mut Self>,
         shared: &Shared<'env, E>,
-    ) -> Poll<Result<Option<<B::Output as BodyOutput>::Value>, ErrorGroup<E>>> {
+    ) -> Poll<Result<<B::Output as BodyOutput>::Value, ErrorGroup<E>>> {
         let this = self.project();
         if let Some(payload) = shared.take_panic() {
             shared.finished.set(true);
@@ -407,17 +407,26 @@ where
             Err(ErrorGroup::new(std::mem::take(
                 &mut *shared.failures.borrow_mut(),
             )))
-        } else if shared.cancelled_from_outside() {
-            // Never complete with a value when an enclosing scope cancelled us, even if the
-            // body had returned one: the caller's next line must not run on half-done
-            // work. The scope that catches the cancellation drops us.
-            *this.abandoned = true;
-            shared.finished.set(true);
-            shared.node.detach();
-            return Poll::Pending;
         } else {
-            // `None`: our own scope's cancellation dropped the body before it returned.
-            Ok(this.value.take())
+            // The nursery's own scope is cancelled only by a failure, so without one the
+            // body either returned its value or was dropped by an enclosing cancellation.
+            // Then the nursery never completes, even if the body had returned a value: the
+            // caller's next line must not run on half-done work, and the scope that
+            // catches the cancellation drops us.
+            let value = if shared.cancelled_from_outside() {
+                None
+            } else {
+                this.value.take()
+            };
+            match value {
+                Some(value) => Ok(value),
+                None => {
+                    *this.abandoned = true;
+                    shared.finished.set(true);
+                    shared.node.detach();
+                    return Poll::Pending;
+                }
+            }
         };
         shared.finished.set(true);
         shared.node.detach();

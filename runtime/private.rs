@@ -15,36 +15,27 @@ pub use crate::{Builder, ErrorGroup, Nursery, nursery};
 pub use crate::output::HasOutput;
 
 /// The function output of a `#[nursery]` fn returning `()`: children cannot fail
-/// (`E = Infallible`), a cancelled nursery returns `()` as well.
-pub fn unit_output(result: Result<Option<()>, ErrorGroup<Infallible>>) {
+/// (`E = Infallible`).
+pub fn unit_output(result: Result<(), ErrorGroup<Infallible>>) {
     match result {
-        Ok(_) => {}
+        Ok(()) => {}
         Err(_) => unreachable!("an `ErrorGroup<Infallible>` holds no error"),
     }
 }
 
 /// The function output of a `#[nursery]` fn returning `Result<T, E>`: `Err(group)` goes
-/// through `map_err`, a cancelled nursery through `on_cancel`.
+/// through `map_err`.
 pub fn result_output<T, E>(
-    result: Result<Option<T>, ErrorGroup<E>>,
+    result: Result<T, ErrorGroup<E>>,
     map_err: impl FnOnce(ErrorGroup<E>) -> E,
-    on_cancel: impl FnOnce() -> T,
 ) -> Result<T, E> {
-    match result {
-        Ok(Some(value)) => Ok(value),
-        Ok(None) => Ok(on_cancel()),
-        Err(group) => Err(map_err(group)),
-    }
+    result.map_err(map_err)
 }
 
 /// The function output of a `#[nursery]` fn returning any other `T`.
-pub fn value_output<T>(
-    result: Result<Option<T>, ErrorGroup<Infallible>>,
-    on_cancel: impl FnOnce() -> T,
-) -> T {
+pub fn value_output<T>(result: Result<T, ErrorGroup<Infallible>>) -> T {
     match result {
-        Ok(Some(value)) => value,
-        Ok(None) => on_cancel(),
+        Ok(value) => value,
         Err(_) => unreachable!("an `ErrorGroup<Infallible>` holds no error"),
     }
 }
@@ -58,17 +49,6 @@ pub async fn infallible<T, F: Future<Output = T>>(body: F) -> Result<T, Infallib
 /// The default error mapping: the first error, the one that cancelled the nursery.
 pub fn first_error<E>(group: ErrorGroup<E>) -> E {
     group.into_first()
-}
-
-/// What a `#[nursery]` fn whose value type has no "nothing" value returns when its nursery was
-/// cancelled by its own `n.cancel()` before the body returned.
-#[track_caller]
-pub fn cancelled_without_value<T>(function: &str) -> T {
-    panic!(
-        "`#[nursery] async fn {function}` was cancelled by its own `cancel()` before its body \
-         returned, so it has no value to return; make it return `Option<_>` (cancellation then \
-         returns `None`) or do not cancel the nursery that must produce the value"
-    )
 }
 
 /// `#[trellis::main]` / `#[trellis::test]` on the real clock.

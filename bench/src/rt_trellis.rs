@@ -101,7 +101,6 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             })
             .await
             .expect("nursery")
-            .expect("body returned")
         }),
         Workload::WakeOne | Workload::WakeOne10 => {
             let parked = if w == Workload::WakeOne {
@@ -120,7 +119,6 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 })
                 .await
                 .expect("nursery")
-                .expect("body returned")
             })
         }
         Workload::DeepTree => {
@@ -133,7 +131,6 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 })
                 .await
                 .expect("nursery")
-                .expect("body returned")
             })
         }
         Workload::TimerArmCancel => trellis::run(async {
@@ -195,22 +192,26 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             let probe = Cell::new(None);
             trellis::run(async {
                 let (started, dropped, probe) = (&started, &dropped, &probe);
-                let _ = nursery(async |nu| {
-                    for _ in 0..n {
-                        nu.start_soon(async move {
-                            let _guard = DropCount(dropped);
-                            started.set(started.get() + 1);
-                            std::future::pending::<()>().await;
-                        });
-                    }
-                    while started.get() < n {
-                        yield_now().await;
-                    }
-                    probe.set(Some(Probe::start()));
-                    nu.cancel();
+                // A nursery is cancelled through a scope around it.
+                let cancelled = trellis::cancel_scope(async |scope| {
+                    nursery(async |nu| {
+                        for _ in 0..n {
+                            nu.start_soon(async move {
+                                let _guard = DropCount(dropped);
+                                started.set(started.get() + 1);
+                                std::future::pending::<()>().await;
+                            });
+                        }
+                        while started.get() < n {
+                            yield_now().await;
+                        }
+                        probe.set(Some(Probe::start()));
+                        scope.cancel();
+                    })
+                    .await
                 })
-                .await
-                .expect("nursery");
+                .await;
+                assert!(cancelled.is_none(), "the scope caught the cancellation");
                 let d = probe.get().expect("body reached cancel").stop();
                 assert_eq!(dropped.get(), n);
                 wl::standard(w, &d, n)
@@ -287,22 +288,24 @@ fn idle<const S: usize>(n: usize) -> Report {
     trellis::run(async {
         let mut report = None;
         let out = &mut report;
-        nursery(async |nu| {
-            let polled = util::idle_polls();
-            let rss = rss_bytes();
-            let p = Probe::start();
-            for _ in 0..n {
-                nu.start_soon(Idle::<S>::new());
-            }
-            while util::idle_polls() - polled < n as u64 {
-                yield_now().await;
-            }
-            let d = p.stop();
-            *out = Some(wl::idle_report(&d, rss, rss_bytes(), n));
-            nu.cancel();
+        trellis::cancel_scope(async |scope| {
+            nursery(async |nu| {
+                let polled = util::idle_polls();
+                let rss = rss_bytes();
+                let p = Probe::start();
+                for _ in 0..n {
+                    nu.start_soon(Idle::<S>::new());
+                }
+                while util::idle_polls() - polled < n as u64 {
+                    yield_now().await;
+                }
+                let d = p.stop();
+                *out = Some(wl::idle_report(&d, rss, rss_bytes(), n));
+                scope.cancel();
+            })
+            .await
         })
-        .await
-        .expect("nursery");
+        .await;
         report.expect("body ran")
     })
 }

@@ -16,8 +16,7 @@ use syn::visit::Visit;
 use syn::{GenericArgument, ItemFn, Path, PathArguments, ReturnType, TraitItemFn, Type};
 
 use crate::parse::{
-    BlockInput, Clock, EntryKind, EntryOptions, Handle, NurseryOptions, Output, ValueKind,
-    output_of,
+    BlockInput, Clock, EntryKind, EntryOptions, Handle, NurseryOptions, Output, output_of,
 };
 
 /// The path to the trellis crate: `crate = path` or `::trellis`.
@@ -94,15 +93,6 @@ fn handle_param(handle: &Handle) -> TokenStream {
     }
 }
 
-/// What a nursery cancelled by its own `n.cancel()` makes the function return.
-fn on_cancel(kind: ValueKind, krate: &TokenStream, function: &str) -> TokenStream {
-    match kind {
-        ValueKind::Unit => quote!(|| ()),
-        ValueKind::Option => quote!(|| ::core::option::Option::None),
-        ValueKind::Other => quote!(|| #krate::__private::cancelled_without_value(#function)),
-    }
-}
-
 /// Expands a checked `#[nursery]` function.
 pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions) -> TokenStream {
     let krate = krate(options.krate.as_ref());
@@ -112,7 +102,6 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
         sig,
         block,
     } = func;
-    let function = sig.ident.to_string();
     let param = handle_param(handle);
     let call = match output_of(&sig) {
         Output::Unit => quote! {
@@ -120,22 +109,20 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
                 #krate::__private::nursery(async |#param| -> () #block).await
             )
         },
-        Output::Result { ty, ok } => {
+        Output::Result { ty } => {
             let ret = (!contains_impl_trait(&ty)).then(|| quote!(-> #ty));
             let map_err = match &options.map_err {
                 Some(map_err) => map_err.to_token_stream(),
                 None => quote!(#krate::__private::first_error),
             };
-            let on_cancel = on_cancel(ok, &krate, &function);
             quote! {
                 #krate::__private::result_output(
                     #krate::__private::nursery(async |#param| #ret #block).await,
                     #map_err,
-                    #on_cancel,
                 )
             }
         }
-        Output::Value { ty, kind } => {
+        Output::Value { ty } => {
             let (ret, turbofish) = if contains_impl_trait(&ty) {
                 (None, None)
             } else {
@@ -144,14 +131,12 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
                     Some(quote!(::<#ty, _>)),
                 )
             };
-            let on_cancel = on_cancel(kind, &krate, &function);
             quote! {
                 #krate::__private::value_output(
                     #krate::__private::nursery(async |#param| #ret {
                         #krate::__private::infallible #turbofish(async #block).await
                     })
                     .await,
-                    #on_cancel,
                 )
             }
         }

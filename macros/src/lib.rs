@@ -88,11 +88,9 @@ use crate::parse::{BlockInput, EntryInput, EntryKind, EntryOptions, NurseryInput
 ///
 /// # Cancellation
 ///
-/// When the nursery's own scope is cancelled (`n.cancel()`) before the body returned a value,
-/// the function returns `()` / `Ok(())` for unit values and `None` / `Ok(None)` when the value
-/// type is written as `Option<...>`. For any other value type there is nothing to return, and
-/// the function **panics** with a message naming it: return `Option<T>` from a function that
-/// cancels itself.
+/// A nursery has no cancel of its own (a failure aside), so the function always returns the
+/// body's value or an error. To cancel it, cancel a scope around the call
+/// (`trellis::cancel_scope`, `move_on_after`): that scope reports the cancellation.
 ///
 /// # Options
 ///
@@ -132,9 +130,8 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Opens a nursery inside any async code and evaluates to its result.
 ///
 /// `open_nursery! { |n| BODY }` is `trellis::nursery(async |n| { BODY }).await`: it returns
-/// `Result<Option<V>, ErrorGroup<E>>` where the body returns `()` (`V = ()`,
-/// `E = Infallible`) or `Result<V, E>`; `Ok(None)` means the nursery was cancelled by its own
-/// `n.cancel()` before the body returned. Annotate the body's type when inference needs it:
+/// `Result<V, ErrorGroup<E>>` where the body returns `()` (`V = ()`, `E = Infallible`) or
+/// `Result<V, E>`. Annotate the body's type when inference needs it:
 /// `open_nursery! { |n| -> Result<u32, MyError> ... }`. `move |n|` moves captured variables
 /// in (children can then not borrow them). `crate = path;` before the closure names the
 /// `trellis` crate for re-exports.

@@ -13,8 +13,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{
-    Block, Expr, FnArg, GenericArgument, Ident, Item, ItemFn, Lit, Meta, Pat, Path, PathArguments,
-    ReturnType, Signature, Stmt, Token, TraitItemFn, Type,
+    Block, Expr, FnArg, Ident, Item, ItemFn, Lit, Meta, Pat, Path, ReturnType, Signature, Stmt,
+    Token, TraitItemFn, Type,
 };
 
 use crate::error::Errors;
@@ -274,31 +274,16 @@ impl EntryOptions {
     }
 }
 
-/// What the value type of a function's output is, as far as the macro can tell from the
-/// tokens; it decides what a nursery cancelled by its own `n.cancel()` returns.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ValueKind {
-    /// `()`: cancellation returns `()`.
-    Unit,
-    /// `Option<...>`: cancellation returns `None`.
-    Option,
-    /// Anything else: cancellation panics with a message naming the function.
-    Other,
-}
-
-impl ValueKind {
-    /// Classifies a written type.
-    fn of(ty: &Type) -> Self {
-        match ty {
-            Type::Tuple(tuple) if tuple.elems.is_empty() => ValueKind::Unit,
-            Type::Paren(paren) => ValueKind::of(&paren.elem),
-            _ if last_segment(ty).is_some_and(|s| s.ident == "Option") => ValueKind::Option,
-            _ => ValueKind::Other,
-        }
+/// Whether a written type is `()` (also in parentheses).
+fn is_unit(ty: &Type) -> bool {
+    match ty {
+        Type::Tuple(tuple) => tuple.elems.is_empty(),
+        Type::Paren(paren) => is_unit(&paren.elem),
+        _ => false,
     }
 }
 
-/// How the function's output relates to the nursery's `Result<Option<V>, ErrorGroup<E>>`.
+/// How the function's output relates to the nursery's `Result<V, ErrorGroup<E>>`.
 pub(crate) enum Output {
     /// No return type or `()`: the body returns `()` and children cannot fail (`E` is
     /// `Infallible`).
@@ -308,15 +293,11 @@ pub(crate) enum Output {
     Result {
         /// The written return type.
         ty: Box<Type>,
-        /// What the `Ok` type is.
-        ok: ValueKind,
     },
     /// Any other type `T`: the body's value is wrapped in `Ok::<T, Infallible>`.
     Value {
         /// The written return type.
         ty: Box<Type>,
-        /// What `T` is.
-        kind: ValueKind,
     },
 }
 
@@ -327,24 +308,12 @@ impl Output {
             ReturnType::Default => return Output::Unit,
             ReturnType::Type(_, ty) => ty,
         };
-        if ValueKind::of(ty) == ValueKind::Unit {
+        if is_unit(ty) {
             return Output::Unit;
         }
         match last_segment(ty) {
-            Some(segment) if segment.ident == "Result" => {
-                let ok = match &segment.arguments {
-                    PathArguments::AngleBracketed(args) => match args.args.first() {
-                        Some(GenericArgument::Type(ok)) => ValueKind::of(ok),
-                        _ => ValueKind::Other,
-                    },
-                    _ => ValueKind::Other,
-                };
-                Output::Result { ty: ty.clone(), ok }
-            }
-            _ => Output::Value {
-                ty: ty.clone(),
-                kind: ValueKind::of(ty),
-            },
+            Some(segment) if segment.ident == "Result" => Output::Result { ty: ty.clone() },
+            _ => Output::Value { ty: ty.clone() },
         }
     }
 }

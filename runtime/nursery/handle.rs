@@ -10,7 +10,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::children::{ChildFuture, Shared};
-use crate::cancel::{CancelReason, CancelScope};
+use crate::cancel::CancelScope;
 use crate::error::StartError;
 use crate::join::{Child, JoinHandle, JoinSender, JoinSlot};
 use crate::output::TaskOutput;
@@ -193,33 +193,6 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     {
         // Not an `async fn`, so that `#[track_caller]` sees the caller.
         crate::start::start(self, f, Location::caller())
-    }
-
-    /// Cancels the nursery: the body and every child are dropped at their next suspension
-    /// (shielded regions finish first). The nursery then returns `Ok(None)` (or
-    /// `Ok(Some(value))` if the body had already returned) unless something failed.
-    /// Idempotent.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let out = trellis::Builder::new().autojump().run(async {
-    ///     trellis::nursery(async |n| {
-    ///         n.spawn(trellis::sleep_forever());
-    ///         n.cancel(); // the sleeper and the body end at their next suspension
-    ///         trellis::sleep_forever().await;
-    ///     })
-    ///     .await
-    /// });
-    /// assert_eq!(out, Ok(None));
-    /// ```
-    pub fn cancel(&self) {
-        self.shared.node.cancel(CancelReason::Explicit);
-    }
-
-    /// The nursery's cancel scope, to cancel it from elsewhere or give it a deadline.
-    pub fn cancel_scope(&self) -> CancelScope {
-        CancelScope::from_node(self.shared.node.clone())
     }
 
     /// Spawns a type-erased child, spawned at `location`, and reports its number (used
