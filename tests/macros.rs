@@ -208,7 +208,7 @@ async fn open_nursery_returns_the_nursery_result() {
         }
         Ok(words.len())
     };
-    assert_eq!(result, Ok(Some(3)));
+    assert_eq!(result, Ok(3));
     assert_eq!(seen.get(), 3);
 
     let failed = open_nursery! { |n| let _child = n.spawn(async { Err::<(), _>(Oops("x")) }); Ok::<(), Oops>(()) };

@@ -58,7 +58,7 @@ fn children_returning_unit_need_no_ok_and_handles_give_values() {
         })
         .await
     });
-    assert_eq!(out, Ok(Some(42)));
+    assert_eq!(out, Ok(42));
 }
 
 #[test]
@@ -293,33 +293,36 @@ fn one_wake_polls_one_child_among_a_hundred_thousand() {
     let wakers = RefCell::new(Vec::new());
     let woken_done = Cell::new(false);
     trellis::run(async {
-        nursery(async |n| {
-            for _ in 0..100_000 {
-                let (polls, wakers) = (&polls, &wakers);
-                n.spawn(count_polls(
-                    polls,
-                    std::future::poll_fn(move |cx| {
-                        wakers.borrow_mut().push(cx.waker().clone());
-                        std::task::Poll::<()>::Pending
-                    }),
-                ));
-            }
-            let woken = &woken_done;
-            n.spawn(async move {
-                yield_now().await; // every sleeper has been polled once by now
-                woken.set(true);
-            });
-            yield_now().await;
-            yield_now().await;
-            assert_eq!(polls.get(), 100_000, "each child polled once to start");
-            polls.set(0);
-            wakers.borrow()[500].wake_by_ref();
-            yield_now().await;
-            assert_eq!(polls.get(), 1, "one wake must poll exactly one child");
-            n.cancel();
+        // The sleepers never end: the scope around the nursery stops them at the end.
+        trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                for _ in 0..100_000 {
+                    let (polls, wakers) = (&polls, &wakers);
+                    n.spawn(count_polls(
+                        polls,
+                        std::future::poll_fn(move |cx| {
+                            wakers.borrow_mut().push(cx.waker().clone());
+                            std::task::Poll::<()>::Pending
+                        }),
+                    ));
+                }
+                let woken = &woken_done;
+                n.spawn(async move {
+                    yield_now().await; // every sleeper has been polled once by now
+                    woken.set(true);
+                });
+                yield_now().await;
+                yield_now().await;
+                assert_eq!(polls.get(), 100_000, "each child polled once to start");
+                polls.set(0);
+                wakers.borrow()[500].wake_by_ref();
+                yield_now().await;
+                assert_eq!(polls.get(), 1, "one wake must poll exactly one child");
+                scope.cancel();
+            })
+            .await
         })
         .await
-        .unwrap();
     });
     assert!(woken_done.get());
 }
@@ -383,25 +386,31 @@ fn ready_children_run_in_spawn_order() {
 }
 
 #[test]
-fn cancel_ends_the_nursery_early_and_cleanly() {
+fn cancelling_the_scope_around_a_nursery_ends_it_early_and_cleanly() {
     let counter = DropCounter::new();
     let out = run_virtual(async {
-        nursery(async |n| {
-            for _ in 0..3 {
-                let guard = counter.guard();
-                n.spawn(async move {
-                    sleep_forever().await;
-                    guard.finish();
-                });
-            }
-            sleep(Duration::from_secs(1)).await;
-            n.cancel();
-            sleep_forever().await;
-            Ok::<_, Oops>(5)
+        trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                for _ in 0..3 {
+                    let guard = counter.guard();
+                    n.spawn(async move {
+                        sleep_forever().await;
+                        guard.finish();
+                    });
+                }
+                sleep(Duration::from_secs(1)).await;
+                scope.cancel();
+                sleep_forever().await;
+                Ok::<_, Oops>(5)
+            })
+            .await
         })
         .await
     });
-    assert_eq!(out, Ok(None), "cancelled before the body returned a value");
+    assert_eq!(
+        out, None,
+        "the scope caught the cancellation: no value, no error"
+    );
     assert_eq!(counter.dropped(), 3);
 }
 
@@ -489,17 +498,21 @@ fn a_child_spawned_into_a_cancelled_nursery_runs_to_its_first_suspension() {
     let polls = Cell::new(0);
     let resumed = Cell::new(false);
     let group = trellis::run(async {
-        nursery(async |n| {
-            n.cancel();
-            n.spawn(count_polls(&polls, async {
-                yield_now().await;
-                resumed.set(true);
+        trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                scope.cancel();
+                n.spawn(count_polls(&polls, async {
+                    yield_now().await;
+                    resumed.set(true);
+                    Ok(())
+                }));
+                n.spawn(async { Err::<(), _>("failed before suspending") });
                 Ok(())
-            }));
-            n.spawn(async { Err::<(), _>("failed before suspending") });
-            Ok(())
+            })
+            .await
         })
         .await
+        .expect("an error is returned, not lost to the cancellation")
         .unwrap_err()
     });
     assert_eq!(polls.get(), 1);
@@ -578,9 +591,8 @@ fn sleepers_under_a_timeout<T>(
     timeout: impl AsyncFnOnce(
         std::pin::Pin<
             Box<
-                dyn std::future::Future<
-                        Output = Result<Option<&'static str>, trellis::ErrorGroup<()>>,
-                    > + '_,
+                dyn std::future::Future<Output = Result<&'static str, trellis::ErrorGroup<()>>>
+                    + '_,
             >,
         >,
     ) -> T,
@@ -954,7 +966,7 @@ fn cancelling_one_child_leaves_the_nursery_and_its_siblings_running() {
         assert_eq!(trellis::now() - start, secs(2));
         out
     });
-    assert_eq!(out, Ok(Some("body done")));
+    assert_eq!(out, Ok("body done"));
     assert_eq!(dropped.dropped(), 1);
     assert!(sibling_done.get());
 }
@@ -1116,19 +1128,25 @@ fn a_worker_that_loops_forever_is_a_child_and_a_failing_sibling_cancels_it() {
 fn a_spawn_with_child_that_loops_forever_spawns_until_the_nursery_is_cancelled() {
     let spawned = Cell::new(0);
     let out = run_virtual(async {
-        nursery(async |n| {
-            n.spawn_with(async |n| {
-                loop {
-                    n.spawn(async { spawned.set(spawned.get() + 1) });
-                    sleep(secs(1)).await;
-                }
-            });
-            sleep(Duration::from_millis(3500)).await;
-            n.cancel();
+        trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                n.spawn_with(async |n| {
+                    loop {
+                        n.spawn(async { spawned.set(spawned.get() + 1) });
+                        sleep(secs(1)).await;
+                    }
+                });
+                sleep(Duration::from_millis(3500)).await;
+                scope.cancel();
+            })
+            .await
         })
         .await
     });
-    assert!(out.is_ok(), "a cancel from inside is not a failure");
+    assert!(
+        out.is_none(),
+        "the scope around caught the cancellation; nothing failed"
+    );
     assert_eq!(spawned.get(), 4, "one spawn at 0 s, 1 s, 2 s and 3 s");
 }
 
@@ -1184,24 +1202,30 @@ fn the_handle_of_a_child_that_never_returns_yields_never_and_reports_its_cancell
 #[test]
 fn a_started_child_that_never_returns_serves_after_it_is_ready() {
     let served = Cell::new(0);
+    let port = Cell::new(None);
     let out = run_virtual(async {
-        nursery(async |n| {
-            let port = n
-                .start(async |_n, status| {
-                    status.started(8080_u16);
-                    loop {
-                        sleep(secs(1)).await;
-                        served.set(served.get() + 1);
-                    }
-                })
-                .await
-                .unwrap();
-            sleep(Duration::from_millis(2500)).await;
-            n.cancel();
-            Ok::<_, Oops>(port)
+        trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                port.set(Some(
+                    n.start(async |_n, status| {
+                        status.started(8080_u16);
+                        loop {
+                            sleep(secs(1)).await;
+                            served.set(served.get() + 1);
+                        }
+                    })
+                    .await
+                    .unwrap(),
+                ));
+                sleep(Duration::from_millis(2500)).await;
+                scope.cancel();
+                Ok::<_, Oops>(())
+            })
+            .await
         })
         .await
     });
-    assert_eq!(out, Ok(Some(8080)));
+    assert_eq!(out, None, "stopped by the scope around it");
+    assert_eq!(port.get(), Some(8080));
     assert_eq!(served.get(), 2);
 }

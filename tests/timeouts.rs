@@ -294,7 +294,7 @@ fn a_timeout_in_a_child_does_not_cancel_the_nursery() {
             Ok::<_, ()>(child.await.unwrap())
         })
         .await;
-        assert_eq!(out, Ok(Some(true)));
+        assert_eq!(out, Ok(true));
     });
     assert!(sibling_done.get());
 }
