@@ -88,7 +88,7 @@ fn cancel_before_entering_runs_the_body_to_its_first_suspension() {
         })
         .await
         .unwrap();
-        assert_eq!(out, Some(true));
+        assert!(out, "the child's scope caught the cancellation");
         assert_eq!(
             now(),
             start,
@@ -126,7 +126,6 @@ fn cancel_from_a_sibling_ends_an_hour_long_sleep_at_once() {
             Ok::<_, Oops>((out, now()))
         })
         .await
-        .unwrap()
         .unwrap();
         assert_eq!(out, None);
         assert_eq!(ended_at - start, secs(1));
@@ -355,35 +354,40 @@ fn cancelling_the_inner_scope_leaves_the_outer_one_running() {
 }
 
 /// Level-triggered: once a scope is cancelled, every unit inside it is dropped at its next
-/// suspension — here four leaves in two nested nurseries, cancelled through the outer
-/// nursery's scope. Ports trio `test_cancel_inheritance`.
+/// suspension — here four leaves in two nested nurseries, cancelled through the scope
+/// around the outer nursery. Ports trio `test_cancel_inheritance`.
 #[test]
 fn cancellation_reaches_every_leaf_of_nested_nurseries() {
     let counter = DropCounter::new();
     run_virtual(async {
         let start = now();
-        nursery(async |n| {
-            for _ in 0..2 {
-                let counter = &counter;
-                n.spawn(async move {
-                    nursery(async |inner| {
-                        for _ in 0..2 {
-                            let guard = counter.guard();
-                            inner.spawn(async move {
-                                sleep_forever().await;
-                                guard.finish();
-                            });
-                        }
-                    })
-                    .await
-                    .unwrap();
-                });
-            }
-            yield_now().await;
-            n.cancel_scope().cancel();
+        let out = trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                for _ in 0..2 {
+                    let counter = &counter;
+                    n.spawn(async move {
+                        nursery(async |inner| {
+                            for _ in 0..2 {
+                                let guard = counter.guard();
+                                inner.spawn(async move {
+                                    sleep_forever().await;
+                                    guard.finish();
+                                });
+                            }
+                        })
+                        .await
+                        .unwrap();
+                    });
+                }
+                yield_now().await;
+                scope.cancel();
+            })
+            .await
         })
-        .await
-        .unwrap();
+        .await;
+        // The scope around the nursery cancelled it, so the nursery never completes with
+        // the body's `()` (it used to return `Ok(Some(()))`): the scope catches it.
+        assert_eq!(out, None);
         assert_eq!(now(), start);
     });
     assert_eq!(counter.dropped(), 4);
@@ -531,29 +535,39 @@ fn a_deadline_fires_exactly_at_its_instant() {
     });
 }
 
-/// A nursery's own scope takes a deadline like any scope: body and children are dropped
-/// when it passes and the nursery gives `Ok(None)`. Ports trio `test_cancel_scope_nesting`
-/// with `nursery.cancel_scope.deadline`.
+/// A nursery takes a deadline through the scope around it, set from the nursery's body:
+/// body and children are dropped when it passes and that scope catches the cancellation
+/// (`None`). Ports trio `test_cancel_scope_nesting` with `nursery.cancel_scope.deadline`.
 #[test]
 fn a_nursery_deadline_cancels_the_body_and_the_children() {
     let counter = DropCounter::new();
     run_virtual(async {
         let start = now();
-        let out = nursery(async |n| {
-            n.cancel_scope().set_deadline(start + secs(3));
-            for _ in 0..3 {
-                let guard = counter.guard();
-                n.spawn(async move {
-                    sleep(secs(60)).await;
-                    guard.finish();
-                });
-            }
-            sleep_forever().await;
-            Ok::<_, Oops>(1)
-        })
-        .await;
-        assert_eq!(out, Ok(None));
+        let scope = CancelScope::new();
+        let out = scope
+            .clone()
+            .run_with(async |scope| {
+                nursery(async |n| {
+                    scope.set_deadline(start + secs(3));
+                    for _ in 0..3 {
+                        let guard = counter.guard();
+                        n.spawn(async move {
+                            sleep(secs(60)).await;
+                            guard.finish();
+                        });
+                    }
+                    sleep_forever().await;
+                    Ok::<_, Oops>(1)
+                })
+                .await
+            })
+            .await;
+        // The deadline is the scope's around the nursery now, so that scope reports it
+        // (`None`) where the nursery itself used to give `Ok(None)`.
+        assert_eq!(out, None);
         assert_eq!(now() - start, secs(3));
+        assert!(scope.cancelled_caught());
+        assert_eq!(scope.cancel_reason(), Some(CancelReason::Deadline));
     });
     assert_eq!(counter.dropped(), 3);
 }
@@ -646,23 +660,28 @@ fn an_unshielded_sibling_is_dropped_at_once_while_a_shielded_one_finishes() {
     let finished_at = Cell::new(None);
     run_virtual(async {
         let start = now();
-        let out = nursery(async |n| {
-            let (dropped_at, finished_at) = (&dropped_at, &finished_at);
-            n.spawn(async move {
-                shield(sleep(secs(5))).await;
-                finished_at.set(Some(now() - start));
+        let out = trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                let (dropped_at, finished_at) = (&dropped_at, &finished_at);
+                n.spawn(async move {
+                    shield(sleep(secs(5))).await;
+                    finished_at.set(Some(now() - start));
+                    sleep_forever().await;
+                });
+                n.spawn(async move {
+                    let _guard = OnDrop(move || dropped_at.set(Some(now() - start)));
+                    sleep(secs(100)).await;
+                });
+                sleep(secs(1)).await;
+                scope.cancel();
                 sleep_forever().await;
-            });
-            n.spawn(async move {
-                let _guard = OnDrop(move || dropped_at.set(Some(now() - start)));
-                sleep(secs(100)).await;
-            });
-            sleep(secs(1)).await;
-            n.cancel();
-            sleep_forever().await;
+            })
+            .await
         })
         .await;
-        assert_eq!(out, Ok(None));
+        // Cancelled through the scope around it, the nursery gives nothing: that scope
+        // reports the cancellation (`None`, where `n.cancel()` gave `Ok(None)`).
+        assert_eq!(out, None);
         assert_eq!(now() - start, secs(5));
     });
     assert_eq!(dropped_at.get(), Some(secs(1)));
@@ -718,40 +737,46 @@ fn toggling_a_shield_while_running() {
     );
 }
 
-/// A nursery whose scope is shielded inside a cancelled scope runs its children; unshielding
-/// it drops them at once (while the body, inside its own shield, watches). Ports trio
-/// `test_cancel_shield_abort`.
+/// A nursery shielded (by a shielded scope around it) inside a cancelled scope runs its
+/// children; unshielding it drops them at once (while the body, inside its own shield,
+/// watches). Ports trio `test_cancel_shield_abort`.
 #[test]
 fn unshielding_a_nursery_drops_its_sleeping_children() {
     let record = RefCell::new(Vec::new());
     run_virtual(async {
         let outer = CancelScope::new();
         let c = outer.clone();
+        let shielding = CancelScope::new().with_shield(true);
         let record = &record;
         let out = outer
             .clone()
-            .run(nursery(async |n| {
-                c.cancel();
-                n.cancel_scope().set_shield(true);
-                n.spawn(async move {
-                    record.borrow_mut().push("sleeping");
-                    let _g = OnDrop(move || record.borrow_mut().push("cancelled"));
-                    sleep_forever().await;
-                });
-                sleep(secs(1)).await;
-                assert_eq!(*record.borrow(), ["sleeping"]);
-                n.cancel_scope().set_shield(false);
-                shield(async {
-                    yield_now().await;
-                    assert_eq!(*record.borrow(), ["sleeping", "cancelled"]);
+            .run(shielding.clone().run_with(async |shielding| {
+                nursery(async |n| {
+                    c.cancel();
+                    n.spawn(async move {
+                        record.borrow_mut().push("sleeping");
+                        let _g = OnDrop(move || record.borrow_mut().push("cancelled"));
+                        sleep_forever().await;
+                    });
+                    sleep(secs(1)).await;
+                    assert_eq!(*record.borrow(), ["sleeping"]);
+                    shielding.set_shield(false);
+                    shield(async {
+                        yield_now().await;
+                        assert_eq!(*record.borrow(), ["sleeping", "cancelled"]);
+                    })
+                    .await;
                 })
-                .await;
+                .await
             }))
             .await;
         // The body finished inside its shield, but the enclosing scope had cancelled the
-        // nursery: it never completes with a value, and the enclosing scope catches it.
+        // nursery: it never completes with a value, and the enclosing scope catches it
+        // (the shielding scope only lets the cancellation through).
         assert_eq!(out, None);
         assert!(outer.cancelled_caught());
+        assert!(!shielding.cancel_called());
+        assert!(!shielding.cancelled_caught());
     });
     assert_eq!(*record.borrow(), ["sleeping", "cancelled"]);
 }
@@ -790,14 +815,19 @@ fn cancelled_resolves_inside_a_shield_when_the_outside_is_cancelled() {
         let start = now();
         let out = move_on_after(secs(3), async {
             shield(async {
-                nursery(async |n| {
-                    let ticks = &ticks;
-                    n.spawn(tick_every_second(ticks));
-                    cancelled().await;
-                    n.cancel();
+                let out = trellis::cancel_scope(async |scope| {
+                    nursery(async |n| {
+                        let ticks = &ticks;
+                        n.spawn(tick_every_second(ticks));
+                        cancelled().await;
+                        scope.cancel();
+                    })
+                    .await
                 })
-                .await
-                .unwrap();
+                .await;
+                // Cancelled by the scope around it, the nursery never completes with the
+                // body's `()` (it used to give `Ok(Some(()))`); that scope catches it.
+                assert_eq!(out, None);
                 now() - start
             })
             .await
@@ -831,7 +861,7 @@ fn cancelled_stays_pending_while_nothing_is_cancelled() {
             Ok::<_, Oops>(h.await.unwrap())
         })
         .await;
-        assert_eq!(out, Ok(Some(true)));
+        assert_eq!(out, Ok(true));
     });
 }
 
@@ -866,15 +896,18 @@ fn current_effective_deadline_nests_and_stops_at_shields() {
                 assert_eq!(current_effective_deadline(), Some(start + secs(30)));
             })
             .await;
-            nursery(async |n| {
-                n.cancel_scope().set_deadline(start + secs(4));
-                n.spawn(async move {
+            let out = trellis::cancel_scope(async |scope| {
+                nursery(async |n| {
+                    scope.set_deadline(start + secs(4));
+                    n.spawn(async move {
+                        assert_eq!(current_effective_deadline(), Some(start + secs(4)));
+                    });
                     assert_eq!(current_effective_deadline(), Some(start + secs(4)));
-                });
-                assert_eq!(current_effective_deadline(), Some(start + secs(4)));
+                })
+                .await
             })
-            .await
-            .unwrap();
+            .await;
+            assert_eq!(out, Some(Ok(())));
             let c = CancelScope::new();
             let h = c.clone();
             c.run(async move {
@@ -978,47 +1011,58 @@ fn an_error_in_the_body_cancels_the_children() {
     assert_eq!(cancelled_children.get(), 2);
 }
 
-/// `n.cancel()` with children in flight: every child is dropped and the nursery returns
-/// `Ok` — `Ok(None)` when the body had not returned, `Ok(Some(value))` when it had. Ports
-/// trio `test_cancel_inheritance` and CPython `test_taskgroups.py::test_taskgroup_03`
+/// Cancelling a nursery (through the scope around it) with children in flight: every child
+/// is dropped and the cancellation is no failure — the scope reports it as `None`, never
+/// `Some(Err(_))`, whether the body had returned or not. Ports trio
+/// `test_cancel_inheritance` and CPython `test_taskgroups.py::test_taskgroup_03`
 /// (cancelling is not a failure).
 #[test]
-fn n_cancel_with_children_in_flight_returns_ok() {
+fn cancelling_a_nursery_with_children_in_flight_is_no_failure() {
     let counter = DropCounter::new();
     run_virtual(async {
-        let out = nursery(async |n| {
-            for _ in 0..5 {
-                let guard = counter.guard();
-                n.spawn(async move {
-                    sleep(secs(5)).await;
-                    guard.finish();
-                });
-            }
-            sleep(secs(1)).await;
-            n.cancel();
-            sleep(secs(1)).await;
-            Ok::<_, Oops>("never")
+        let out = trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                for _ in 0..5 {
+                    let guard = counter.guard();
+                    n.spawn(async move {
+                        sleep(secs(5)).await;
+                        guard.finish();
+                    });
+                }
+                sleep(secs(1)).await;
+                scope.cancel();
+                sleep(secs(1)).await;
+                Ok::<_, Oops>("never")
+            })
+            .await
         })
         .await;
-        assert_eq!(out, Ok(None));
+        // Was `Ok(None)` from the nursery's own scope; the scope around reports it now.
+        assert_eq!(out, None);
 
         // The body returned first; a child cancels the nursery later.
         let start = now();
-        let out = nursery(async |n| {
-            let scope = n.cancel_scope();
-            let guard = counter.guard();
-            n.spawn(async move {
-                sleep(secs(60)).await;
-                guard.finish();
-            });
-            n.spawn(async move {
-                sleep(secs(2)).await;
-                scope.cancel();
-            });
-            Ok::<_, Oops>(42)
+        let out = trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                let guard = counter.guard();
+                n.spawn(async move {
+                    sleep(secs(60)).await;
+                    guard.finish();
+                });
+                let scope = scope.clone();
+                n.spawn(async move {
+                    sleep(secs(2)).await;
+                    scope.cancel();
+                });
+                Ok::<_, Oops>(42)
+            })
+            .await
         })
         .await;
-        assert_eq!(out, Ok(Some(42)));
+        // Was `Ok(Some(42))`: a nursery cancelled from outside never completes with a
+        // value, even one its body had already returned, so the caller's next line does
+        // not run on half-done work; the scope around it catches the cancellation.
+        assert_eq!(out, None);
         assert_eq!(now() - start, secs(2));
     });
     assert_eq!(counter.dropped(), 6);
@@ -1026,9 +1070,11 @@ fn n_cancel_with_children_in_flight_returns_ok() {
 }
 
 /// Cancellation of a nursery from an enclosing scope drops all its children (and the body);
-/// the enclosing scope catches it, the nursery's own scope does not. Ports CPython
-/// `test_taskgroups.py::test_cancellation` / `test_taskgroup_07` (the task running the group
-/// is cancelled from outside) and trio `test_cancel_scope_exceptiongroup_filtering`.
+/// the enclosing scope catches it, the nursery's own scope does not (as the nursery's
+/// `Debug` output shows, taken when the body is dropped: its own scope is not reachable any
+/// more). Ports CPython `test_taskgroups.py::test_cancellation` / `test_taskgroup_07` (the
+/// task running the group is cancelled from outside) and trio
+/// `test_cancel_scope_exceptiongroup_filtering`.
 #[test]
 fn cancelling_an_enclosing_scope_drops_every_child_of_the_nursery() {
     let counter = DropCounter::new();
@@ -1038,7 +1084,8 @@ fn cancelling_an_enclosing_scope_drops_every_child_of_the_nursery() {
         let out = move_on_after(
             Duration::from_millis(100),
             nursery(async |n| {
-                *own.borrow_mut() = Some(n.cancel_scope());
+                let (own, n) = (&own, &n);
+                let _seen = OnDrop(move || *own.borrow_mut() = Some(format!("{n:?}")));
                 for _ in 0..5 {
                     let guard = counter.guard();
                     n.spawn(async move {
@@ -1054,42 +1101,56 @@ fn cancelling_an_enclosing_scope_drops_every_child_of_the_nursery() {
         .await;
         assert_eq!(out, None);
         assert_eq!(now() - start, Duration::from_millis(100));
-        let own = own.borrow_mut().take().unwrap();
-        assert!(!own.cancel_called());
-        assert!(!own.cancelled_caught());
+        let own = own.borrow_mut().take().expect("the body was dropped");
+        assert!(own.contains("cancel_called: false"), "{own}");
+        assert!(own.contains("reason: None"), "{own}");
+        assert!(own.contains("cancelled_caught: false"), "{own}");
     });
     assert_eq!(counter.dropped(), 6);
 }
 
-/// A failure records why the nursery's scope was cancelled. Ports trio's cancel-reason
+/// A failure records why the nursery was cancelled, and the first reason stays when a
+/// second task fails later. The nursery's own scope is not reachable any more, so this is
+/// read where it shows: the `Debug` output of the `Nursery` handle, which includes that
+/// scope (taken from the body, kept running by a shield). Ports trio's cancel-reason
 /// debugging (`CancelScope.__repr__` / `test_cancel_scope_repr`).
 #[test]
-fn the_nursery_scope_remembers_why_it_was_cancelled() {
+fn a_nursery_shows_why_it_was_cancelled_in_its_debug_output() {
     run_virtual(async {
-        let scope = RefCell::new(None);
+        let seen = RefCell::new(Vec::new());
         let out = nursery(async |n| {
-            *scope.borrow_mut() = Some(n.cancel_scope());
             n.spawn(async { Err::<(), _>(Oops("x")) });
+            n.spawn(async {
+                shield(sleep(secs(1))).await;
+                Err::<(), _>(Oops("y"))
+            });
+            shield(async {
+                sleep(Duration::from_millis(500)).await; // child 1 has failed
+                seen.borrow_mut().push(format!("{n:?}"));
+                sleep(secs(2)).await; // child 2 has failed too
+                seen.borrow_mut().push(format!("{n:?}"));
+            })
+            .await;
             sleep_forever().await;
             Ok(())
         })
         .await;
-        assert!(out.is_err());
-        let scope = scope.borrow_mut().take().unwrap();
-        assert_eq!(
-            scope.cancel_reason(),
+        let group = out.unwrap_err();
+        assert_eq!(group.errors().collect::<Vec<_>>(), [&Oops("x"), &Oops("y")]);
+        let first = format!(
+            "reason: {:?}",
             Some(CancelReason::Failure {
                 task: "child 1".into()
             })
         );
-        let debug = format!("{scope:?}");
-        assert!(debug.contains("child 1"), "{debug}");
+        let seen = seen.into_inner();
+        assert_eq!(seen.len(), 2);
+        for debug in &seen {
+            assert!(debug.contains("cancel_called: true"), "{debug}");
+            assert!(debug.contains(&first), "{debug}");
+        }
         // The first reason stays.
-        scope.cancel();
-        assert!(matches!(
-            scope.cancel_reason(),
-            Some(CancelReason::Failure { .. })
-        ));
+        assert!(!seen[1].contains("child 2"), "{}", seen[1]);
     });
 }
 
@@ -1101,21 +1162,26 @@ fn the_nursery_scope_remembers_why_it_was_cancelled() {
 fn children_spawned_into_a_cancelled_nursery_run_to_their_first_suspension() {
     let record = RefCell::new(Vec::new());
     run_virtual(async {
-        nursery(async |n| {
-            let record = &record;
-            n.spawn(async move {
-                record.borrow_mut().push("before");
-                sleep_forever().await;
-            });
-            n.cancel();
-            n.spawn(async move {
-                record.borrow_mut().push("after");
-                yield_now().await;
-                record.borrow_mut().push("after resumed");
-            });
+        let out = trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                let record = &record;
+                n.spawn(async move {
+                    record.borrow_mut().push("before");
+                    sleep_forever().await;
+                });
+                scope.cancel();
+                n.spawn(async move {
+                    record.borrow_mut().push("after");
+                    yield_now().await;
+                    record.borrow_mut().push("after resumed");
+                });
+            })
+            .await
         })
-        .await
-        .unwrap();
+        .await;
+        // Cancelled by the scope around it, the nursery never completes with the body's
+        // `()` (it used to give `Ok(Some(()))`); that scope catches the cancellation.
+        assert_eq!(out, None);
     });
     assert_eq!(*record.borrow(), ["before", "after"]);
 }
@@ -1168,7 +1234,7 @@ fn a_failure_before_started_surfaces_from_start() {
             Ok::<_, Oops>("the nursery goes on")
         })
         .await;
-        assert_eq!(out, Ok(Some("the nursery goes on")));
+        assert_eq!(out, Ok("the nursery goes on"));
     });
 }
 
@@ -1213,7 +1279,7 @@ fn a_panic_before_started_is_resumed_from_start() {
             Ok::<_, Oops>(1)
         })
         .await;
-        assert_eq!(out, Ok(Some(1)));
+        assert_eq!(out, Ok(1));
     });
 }
 
@@ -1270,46 +1336,51 @@ fn abandoning_start_before_ready_cancels_the_child() {
     assert_eq!(counter.dropped(), 1);
 }
 
-/// When the nursery is cancelled before the child is ready, `start` says so (seen here from
-/// a shielded body); a child started into a cancelled nursery runs to its first
-/// suspension: ready before it, `start` succeeds; suspended first, `start` fails the same
-/// way. Ports trio `test_nursery_start_with_cancelled_nursery`.
+/// When the nursery is cancelled (through the scope around it) before the child is ready,
+/// `start` says so (seen here from a shielded body); a child started into a cancelled
+/// nursery runs to its first suspension: ready before it, `start` succeeds; suspended
+/// first, `start` fails the same way. Ports trio `test_nursery_start_with_cancelled_nursery`.
 #[test]
 fn start_in_a_cancelled_nursery_reports_cancellation() {
     run_virtual(async {
         let start = now();
-        nursery(async |n| {
-            let scope = n.cancel_scope();
-            n.spawn(async move {
-                sleep(secs(1)).await;
-                scope.cancel();
-            });
-            shield(async {
-                let err = n
-                    .start(async |_n, status| {
-                        sleep(secs(10)).await;
-                        status.started(());
-                    })
-                    .await
-                    .unwrap_err();
-                assert!(err.is_cancelled(), "{err}");
-                assert_eq!(now() - start, secs(1));
-                n.start(async |_n, status| status.started(()))
-                    .await
-                    .expect("ready before the first suspension");
-                let err = n
-                    .start(async |_n, status| {
-                        yield_now().await;
-                        status.started(());
-                    })
-                    .await
-                    .unwrap_err();
-                assert!(err.is_cancelled(), "{err}");
+        let out = trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                let scope = scope.clone();
+                n.spawn(async move {
+                    sleep(secs(1)).await;
+                    scope.cancel();
+                });
+                shield(async {
+                    let err = n
+                        .start(async |_n, status| {
+                            sleep(secs(10)).await;
+                            status.started(());
+                        })
+                        .await
+                        .unwrap_err();
+                    assert!(err.is_cancelled(), "{err}");
+                    assert_eq!(now() - start, secs(1));
+                    n.start(async |_n, status| status.started(()))
+                        .await
+                        .expect("ready before the first suspension");
+                    let err = n
+                        .start(async |_n, status| {
+                            yield_now().await;
+                            status.started(());
+                        })
+                        .await
+                        .unwrap_err();
+                    assert!(err.is_cancelled(), "{err}");
+                })
+                .await;
             })
-            .await;
+            .await
         })
-        .await
-        .unwrap();
+        .await;
+        // Cancelled by the scope around it, the nursery never completes with the body's
+        // `()` (it used to give `Ok(Some(()))`); that scope catches the cancellation.
+        assert_eq!(out, None);
     });
 }
 
@@ -1583,8 +1654,8 @@ fn a_remote_handle_cancels_a_scope_from_another_thread() {
 }
 
 /// A remote cancel before the scope runs is applied when it starts (the body runs to its
-/// first suspension); one after the scope finished changes nothing. A nursery's own scope
-/// can be cancelled remotely too: it returns `Ok(None)`.
+/// first suspension); one after the scope finished changes nothing. The scope around a
+/// nursery can be cancelled remotely too: it gives `None`.
 #[test]
 fn a_remote_cancel_applies_when_the_scope_starts_and_not_after_it_ends() {
     let (ran, resumed) = (Cell::new(false), Cell::new(false));
@@ -1608,17 +1679,21 @@ fn a_remote_cancel_applies_when_the_scope_starts_and_not_after_it_ends() {
         assert!(remote.is_cancelled());
         assert!(!scope.cancelled_caught());
 
-        let out = nursery(async |n| {
-            let remote = n.cancel_scope().remote();
-            n.spawn(sleep_forever());
-            n.spawn(async move {
-                sleep(secs(1)).await;
-                std::thread::spawn(move || remote.cancel()).join().unwrap();
-            });
-            sleep_forever().await;
+        let out = trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                let remote = scope.remote();
+                n.spawn(sleep_forever());
+                n.spawn(async move {
+                    sleep(secs(1)).await;
+                    std::thread::spawn(move || remote.cancel()).join().unwrap();
+                });
+                sleep_forever().await;
+            })
+            .await
         })
         .await;
-        assert_eq!(out, Ok(None));
+        // The scope around the nursery catches it (the nursery's own scope gave `Ok(None)`).
+        assert_eq!(out, None);
     });
     assert!(ran.get() && !resumed.get());
 }
@@ -1654,7 +1729,7 @@ fn a_scope_body_reaches_its_own_scope() {
             Ok::<_, ()>(out)
         })
         .await;
-        assert_eq!(out, Ok(Some(None)));
+        assert_eq!(out, Ok(None));
     });
 }
 
