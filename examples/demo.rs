@@ -61,7 +61,7 @@ fn main() {
             Ok::<_, FetchError>(total)
         })
         .await;
-        println!("total bytes: {:?}", total.map(Option::unwrap_or_default));
+        println!("total bytes: {total:?}");
         for line in log.borrow_mut().drain(..) {
             println!("  {line}");
         }

@@ -54,7 +54,8 @@ pub(crate) use crate::scope_tree::{Position, ScopeNode, current_is_cancelled, en
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CancelReason {
-    /// [`CancelScope::cancel`] (or [`Nursery::cancel`](crate::Nursery::cancel)) was called.
+    /// [`CancelScope::cancel`] (or [`RemoteCancel::cancel`](crate::RemoteCancel::cancel)) was
+    /// called.
     Explicit,
     /// The scope's deadline passed.
     Deadline,
@@ -123,7 +124,7 @@ impl fmt::Display for CancelReason {
 ///     })
 ///     .await
 ///     .unwrap();
-///     assert_eq!(out, Some(None)); // the nursery finished; the scope was cancelled
+///     assert_eq!(out, None); // the nursery finished; the scope was cancelled
 /// });
 /// ```
 #[derive(Clone)]

@@ -281,15 +281,13 @@ impl<E: fmt::Debug + fmt::Display> Error for ErrorGroup<E> {}
 ///
 /// ```
 /// let err = trellis::Builder::new().autojump().run(async {
-///     let mut seen = None;
 ///     trellis::nursery(async |n| {
 ///         let sleeper = n.spawn(trellis::sleep_forever());
-///         n.cancel();
-///         seen = Some(trellis::shield(sleeper).await.unwrap_err());
+///         sleeper.cancel(); // this child alone
+///         Ok::<_, ()>(sleeper.await.unwrap_err())
 ///     })
 ///     .await
-///     .unwrap();
-///     seen.unwrap()
+///     .unwrap()
 /// });
 /// assert!(err.is_cancelled());
 /// assert_eq!(err.task(), trellis::TaskName::Child(1));

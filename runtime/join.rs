@@ -183,7 +183,7 @@ where
 ///     })
 ///     .await
 ///     .unwrap();
-///     assert_eq!(sum, Some(42));
+///     assert_eq!(sum, 42);
 /// });
 /// ```
 pub struct JoinHandle<'s, T> {

@@ -70,10 +70,50 @@ pub use crate::start::TaskStatus;
 /// anything that outlives this call. The body's return type sets the error type: return
 /// `()` for a nursery that cannot fail, or `Result<T, E>`.
 ///
-/// Returns `Ok(Some(value))` with the body's value, `Ok(None)` when the nursery was
-/// cancelled through its own scope ([`Nursery::cancel`]) before the body returned, and
+/// Returns `Ok(value)` with the body's value once every child has finished, and
 /// `Err(group)` when the body or any child failed: the first failure cancels everything
-/// else, and the [`ErrorGroup`] holds every error that occurred, in order.
+/// else, and the [`ErrorGroup`] holds every error that occurred, in order. So the common
+/// case is one `?`.
+///
+/// # Cancelling a nursery
+///
+/// A nursery has no cancel of its own: to stop one early (first success wins, a graceful
+/// shutdown, a deadline), run it in a scope and cancel that scope — from the body, from a
+/// child that was given a clone of it, or from another thread through
+/// [`CancelScope::remote`](crate::CancelScope::remote):
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let first = std::cell::Cell::new(None);
+/// let out = trellis::Builder::new().autojump().run(async {
+///     trellis::cancel_scope(async |scope| {
+///         trellis::nursery(async |n| {
+///             for (name, secs) in [("slow", 3), ("fast", 1)] {
+///                 let (scope, first) = (scope.clone(), &first);
+///                 n.spawn(async move {
+///                     trellis::sleep(Duration::from_secs(secs)).await;
+///                     first.set(Some(name));
+///                     scope.cancel(); // the first to finish stops the others
+///                 });
+///             }
+///         })
+///         .await
+///     })
+///     .await
+/// });
+/// assert_eq!(out, None); // the scope caught its cancellation
+/// assert_eq!(first.get(), Some("fast"));
+/// ```
+///
+/// Why: a body cut off by a cancellation has no value to return. Were the nursery
+/// cancellable from inside, every call would have to return an `Option` for that rare
+/// case (`Ok(None)`), meaningless for the many bodies that return `()`. With the
+/// cancellation in a scope around the nursery, the `Option` appears exactly where it can
+/// happen, as for any scope: `cancel_scope(..)`, [`move_on_after`](crate::move_on_after)
+/// give `None`, [`fail_after`](crate::fail_after) gives
+/// [`TimedOut`](crate::TimedOut). One child alone is cancelled with
+/// [`JoinHandle::cancel`](crate::JoinHandle::cancel).
 ///
 /// # Errors
 ///

@@ -48,7 +48,8 @@ type Never = <fn() -> ! as HasOutput>::Output;
 ///
 /// let ticks = std::cell::Cell::new(0);
 /// trellis::Builder::new().autojump().run(async {
-///     trellis::nursery(async |n| {
+///     // The `!` worker below ends only when the scope around the nursery is cancelled.
+///     trellis::move_on_after(Duration::from_millis(3500), trellis::nursery(async |n| {
 ///         n.spawn(async { Ok(1) }); // `Result<i32, E>`: its handle yields `i32`
 ///         n.spawn(async {}); // `()`: cannot fail
 ///         n.spawn(async {
@@ -58,12 +59,9 @@ type Never = <fn() -> ! as HasOutput>::Output;
 ///                 ticks.set(ticks.get() + 1);
 ///             }
 ///         });
-///         trellis::sleep(Duration::from_millis(3500)).await;
-///         n.cancel();
 ///         Ok::<_, std::io::Error>(())
-///     })
-///     .await
-///     .unwrap();
+///     }))
+///     .await;
 /// });
 /// assert_eq!(ticks.get(), 3);
 /// ```
@@ -122,13 +120,12 @@ impl<E> TaskOutput<E> for Never {
 ///
 /// let out = trellis::Builder::new().autojump().run(async {
 ///     // `()` and `!`: the nursery cannot fail (its error type is `Infallible`).
-///     let _: Result<_, trellis::ErrorGroup<std::convert::Infallible>> =
-///         trellis::nursery(async |n| {
-///             n.cancel();
+///     let _: Option<Result<_, trellis::ErrorGroup<std::convert::Infallible>>> =
+///         trellis::move_on_after(Duration::from_secs(2), trellis::nursery(async |_n| {
 ///             loop {
 ///                 trellis::sleep(Duration::from_secs(1)).await;
 ///             }
-///         })
+///         }))
 ///         .await;
 ///     // `Result<T, E>`: `E` is the nursery's error type, here named for a body that
 ///     // never returns.

@@ -37,8 +37,6 @@ fn every_method_the_notes_name_exists() {
         u8,
         (),
     >;
-    let _ = trellis::Nursery::<()>::cancel;
-    let _ = trellis::Nursery::<()>::cancel_scope;
     let _ = trellis::TaskStatus::<u8>::started;
     let _ = trellis::JoinHandle::<u8>::is_finished;
     let _ = trellis::JoinHandle::<u8>::cancel;

@@ -260,29 +260,31 @@ fn join_errors_say_what_happened_to_which_child() {
 fn start_errors_say_what_happened_to_which_child() {
     let seen = std::cell::RefCell::new(Vec::new());
     run_virtual(async {
-        nursery(async |n| {
-            n.spawn(async {});
-            let failed: Result<(), StartError<&str>> = n
-                .start(async |_n, _ready| Err::<(), _>("port in use"))
+        trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                n.spawn(async {});
+                let failed: Result<(), StartError<&str>> = n
+                    .start(async |_n, _ready| Err::<(), _>("port in use"))
+                    .await;
+                let not_ready: Result<(), _> = n.start(async |_n, _ready| Ok(())).await;
+                let scope = scope.clone();
+                n.spawn(async move {
+                    sleep(Duration::from_secs(1)).await;
+                    scope.cancel();
+                });
+                let cancelled: Result<(), _> = trellis::shield(n.start(async |_n, _ready| {
+                    sleep_forever().await;
+                    Ok(())
+                }))
                 .await;
-            let not_ready: Result<(), _> = n.start(async |_n, _ready| Ok(())).await;
-            let scope = n.cancel_scope();
-            n.spawn(async move {
-                sleep(Duration::from_secs(1)).await;
-                scope.cancel();
-            });
-            let cancelled: Result<(), _> = trellis::shield(n.start(async |_n, _ready| {
-                sleep_forever().await;
+                for e in [failed, not_ready, cancelled] {
+                    seen.borrow_mut().push(e.unwrap_err().to_string());
+                }
                 Ok(())
-            }))
-            .await;
-            for e in [failed, not_ready, cancelled] {
-                seen.borrow_mut().push(e.unwrap_err().to_string());
-            }
-            Ok(())
+            })
+            .await
         })
-        .await
-        .unwrap();
+        .await;
     });
     let seen = seen.borrow();
     assert_eq!(seen[0], "child 2 failed before it was ready: port in use");

@@ -128,41 +128,18 @@ fn panics_in_children_propagate() {
 }
 
 #[nursery]
-async fn cancel_self_unit(n: Nursery) -> Result<(), Oops> {
+async fn serve_forever(n: Nursery) -> Result<(), Oops> {
     let _child = n.spawn(sleep_forever());
-    n.cancel();
     sleep_forever().await;
     Ok(())
 }
 
-#[nursery]
-async fn cancel_self_option(n: Nursery) -> Option<u32> {
-    n.cancel();
-    sleep_forever().await;
-    Some(1)
-}
-
-#[nursery]
-async fn cancel_self_value(n: Nursery) -> u32 {
-    n.cancel();
-    sleep_forever().await;
-    1
-}
-
+/// A `#[nursery]` function has no cancel of its own: a scope around its call cancels it, and
+/// that scope reports the cancellation.
 #[trellis::test(autojump)]
-async fn self_cancelled_nursery_returns_nothing_for_unit_and_option() {
-    assert_eq!(cancel_self_unit().await, Ok(()));
-    assert_eq!(cancel_self_option().await, None);
-}
-
-#[test]
-fn self_cancelled_nursery_without_a_nothing_value_panics_naming_the_fn() {
-    let caught = catch_unwind(|| trellis::run(cancel_self_value()));
-    let payload = caught.expect_err("no value to return");
-    let message = payload
-        .downcast_ref::<String>()
-        .expect("a formatted message");
-    assert!(message.contains("cancel_self_value"), "{message}");
+async fn a_nursery_fn_is_cancelled_by_a_scope_around_its_call() {
+    let out = trellis::move_on_after(std::time::Duration::from_secs(1), serve_forever()).await;
+    assert_eq!(out, None);
 }
 
 struct Counter {

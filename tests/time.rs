@@ -136,18 +136,21 @@ fn a_past_deadline_suspends_once_so_two_children_interleave() {
 fn a_cancelled_child_is_dropped_at_sleep_zero() {
     let log = RefCell::new(Vec::new());
     run_virtual(async {
-        nursery(async |n| {
-            let log = &log;
-            n.spawn(async move {
-                log.borrow_mut().push("before");
-                sleep(Duration::ZERO).await;
-                log.borrow_mut().push("after the checkpoint");
-            });
-            // Spawned before the cancellation: the child runs to its first suspension.
-            n.cancel();
+        let out = trellis::cancel_scope(async |scope| {
+            nursery(async |n| {
+                let log = &log;
+                n.spawn(async move {
+                    log.borrow_mut().push("before");
+                    sleep(Duration::ZERO).await;
+                    log.borrow_mut().push("after the checkpoint");
+                });
+                // Spawned before the cancellation: the child runs to its first suspension.
+                scope.cancel();
+            })
+            .await
         })
-        .await
-        .unwrap();
+        .await;
+        assert_eq!(out, None);
     });
     assert_eq!(log.into_inner(), ["before"]);
 }

@@ -59,8 +59,7 @@ use crate::parse::{BlockInput, EntryInput, EntryKind, EntryOptions, NurseryInput
 /// ```text
 /// async fn serve(listener: &Listener) -> Result<T, E> {
 ///     match ::trellis::nursery(async |n: Nursery<'_, '_, _>| -> Result<T, E> { BODY }).await {
-///         Ok(Some(value)) => Ok(value),
-///         Ok(None) => /* see "Cancellation" below */,
+///         Ok(value) => Ok(value),
 ///         Err(group) => Err(group.into_first()),   // or `map_err(group)`
 ///     }
 /// }
@@ -150,7 +149,7 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
 ///         }
 ///         Ok(words.len())
 ///     };
-///     assert_eq!(result.map_err(|e| e.into_first()), Ok(Some(2)));
+///     assert_eq!(result.map_err(|e| e.into_first()), Ok(2));
 /// });
 /// ```
 ///

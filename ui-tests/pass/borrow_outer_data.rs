@@ -31,5 +31,5 @@ fn main() {
         })
         .await
     });
-    assert_eq!(out.unwrap(), Some(5));
+    assert_eq!(out.unwrap(), 5);
 }

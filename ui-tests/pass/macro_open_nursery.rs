@@ -5,7 +5,7 @@ use trellis::{ErrorGroup, open_nursery};
 fn main() {
     trellis::run(async {
         let words = vec!["a", "b"];
-        let unit: Result<Option<()>, ErrorGroup<std::convert::Infallible>> = open_nursery! { |n|
+        let unit: Result<(), ErrorGroup<std::convert::Infallible>> = open_nursery! { |n|
             for word in &words {
                 let _child = n.spawn(async move { println!("{word}") });
             }

@@ -10,24 +10,28 @@ struct Lost;
 fn main() {
     trellis::Builder::new().autojump().run(async {
         // The shape of the issue: a worker loop, and a body that waits for cancellation.
-        let _ = trellis::nursery(async |n| {
-            n.spawn(async {
-                loop {
-                    trellis::sleep(Duration::from_secs(1)).await;
-                }
-            });
-            n.start_soon(async {
-                loop {
-                    trellis::yield_now().await;
-                }
-            });
-            n.cancel();
-            trellis::sleep_forever().await
+        let _ = trellis::cancel_scope(async |scope| {
+            trellis::nursery(async |n| {
+                n.spawn(async {
+                    loop {
+                        trellis::sleep(Duration::from_secs(1)).await;
+                    }
+                });
+                n.start_soon(async {
+                    loop {
+                        trellis::yield_now().await;
+                    }
+                });
+                scope.cancel();
+                trellis::sleep_forever().await
+            })
+            .await
         })
         .await;
 
         // `spawn_with` and `start` children that never return, a handle that yields `!`.
-        let _: Result<_, trellis::ErrorGroup<std::convert::Infallible>> =
+        let _: Option<Result<_, trellis::ErrorGroup<std::convert::Infallible>>> =
+            trellis::cancel_scope(async |scope| {
             trellis::nursery(async |n| {
                 n.spawn_with(async |n| {
                     loop {
@@ -48,11 +52,14 @@ fn main() {
                         trellis::yield_now().await;
                     }
                 });
-                n.cancel();
+                forever.cancel();
                 let Err(_) = forever.await;
+                scope.cancel();
                 loop {
                     trellis::yield_now().await;
                 }
+            })
+            .await
             })
             .await;
 
