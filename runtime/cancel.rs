@@ -288,6 +288,27 @@ impl CancelScope {
     /// the future stays pending until the enclosing owner drops it. Either way the scope
     /// has exited once its body is dropped. Dropping the future from outside drops the body
     /// at once, shields included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let fast = CancelScope::new().with_timeout(Duration::from_secs(5));
+    ///     let out = fast.run(async {
+    ///         trellis::sleep(Duration::from_secs(1)).await;
+    ///         7
+    ///     });
+    ///     assert_eq!(out.await, Some(7));
+    ///
+    ///     let slow = CancelScope::new().with_timeout(Duration::from_secs(5));
+    ///     let handle = slow.clone(); // `run` takes the scope
+    ///     assert_eq!(slow.run(trellis::sleep(Duration::from_secs(10))).await, None);
+    ///     assert!(handle.cancelled_caught());
+    /// });
+    /// ```
     pub fn run<F: Future>(self, fut: F) -> ScopeRun<F> {
         ScopeRun {
             node: self.node,
@@ -340,17 +361,84 @@ impl CancelScope {
     /// for an hour ends now. After the scope finished, the call is only recorded
     /// ([`cancel_called`](Self::cancel_called) becomes true, as in Trio) and changes
     /// nothing else.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let start = trellis::now();
+    ///     let scope = CancelScope::new();
+    ///     let out = trellis::nursery(async |n| {
+    ///         let handle = scope.clone();
+    ///         n.spawn(async move {
+    ///             trellis::sleep(Duration::from_secs(1)).await;
+    ///             handle.cancel();
+    ///         });
+    ///         Ok::<_, ()>(scope.run(trellis::sleep(Duration::from_secs(3600))).await)
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    ///     assert_eq!(out, None);
+    ///     assert_eq!(trellis::now() - start, Duration::from_secs(1)); // not an hour
+    /// });
+    /// ```
     pub fn cancel(&self) {
         self.node.cancel(CancelReason::Explicit);
     }
 
     /// Whether [`cancel`](CancelScope::cancel) was called (at any time, also after the
     /// scope finished) or the deadline passed while the scope ran.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::run(async {
+    ///     let scope = CancelScope::new();
+    ///     let handle = scope.clone();
+    ///     assert_eq!(scope.run(async { 1 }).await, Some(1));
+    ///     assert!(!handle.cancel_called());
+    ///
+    ///     handle.cancel(); // after the scope finished: only recorded
+    ///     assert!(handle.cancel_called());
+    ///     assert!(!handle.cancelled_caught());
+    /// });
+    /// ```
     pub fn cancel_called(&self) -> bool {
         self.node.cancel_called()
     }
 
     /// Why the scope was first cancelled, if it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::{CancelReason, CancelScope};
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let timed = CancelScope::new().with_timeout(Duration::from_secs(1));
+    ///     assert_eq!(timed.cancel_reason(), None);
+    ///     let handle = timed.clone();
+    ///     timed.run(trellis::sleep_forever()).await;
+    ///     assert_eq!(handle.cancel_reason(), Some(CancelReason::Deadline));
+    ///
+    ///     // An explicit cancel before the deadline: the first reason is kept.
+    ///     let scope = CancelScope::new().with_timeout(Duration::from_secs(1));
+    ///     let handle = scope.clone();
+    ///     scope
+    ///         .run_with(async |scope| {
+    ///             scope.cancel();
+    ///             trellis::sleep_forever().await;
+    ///         })
+    ///         .await;
+    ///     assert_eq!(handle.cancel_reason(), Some(CancelReason::Explicit));
+    /// });
+    /// ```
     pub fn cancel_reason(&self) -> Option<CancelReason> {
         self.node.reason()
     }
@@ -358,12 +446,63 @@ impl CancelScope {
     /// Whether this scope caught a cancellation: it was the outermost cancelled scope and
     /// its body was dropped. False for a scope whose body finished anyway, and for a scope
     /// that was dropped by a cancellation of an enclosing scope.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let (outer, inner) = (CancelScope::new(), CancelScope::new());
+    ///     let (o, i) = (outer.clone(), inner.clone());
+    ///     let out = outer
+    ///         .run(async {
+    ///             inner
+    ///                 .run(async {
+    ///                     i.cancel();
+    ///                     o.cancel();
+    ///                     trellis::sleep_forever().await;
+    ///                 })
+    ///                 .await
+    ///         })
+    ///         .await;
+    ///     assert_eq!(out, None);
+    ///     // Both were cancelled; the outermost one caught it.
+    ///     assert!(o.cancelled_caught());
+    ///     assert!(!i.cancelled_caught());
+    ///     assert!(i.cancel_called());
+    /// });
+    /// ```
     pub fn cancelled_caught(&self) -> bool {
         self.node.caught()
     }
 
     /// The scope's own deadline (not the effective one; see
     /// [`current_effective_deadline`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let start = trellis::now();
+    ///     let scope = CancelScope::new().with_timeout(Duration::from_secs(2));
+    ///     assert_eq!(scope.deadline(), None); // a timeout resolves when the scope starts
+    ///     trellis::move_on_after(Duration::from_secs(1), async {
+    ///         scope
+    ///             .run_with(async |scope| {
+    ///                 assert_eq!(scope.deadline(), Some(start + Duration::from_secs(2)));
+    ///                 // Its own deadline, not the enclosing, earlier one:
+    ///                 let effective = trellis::current_effective_deadline();
+    ///                 assert_eq!(effective, Some(start + Duration::from_secs(1)));
+    ///             })
+    ///             .await
+    ///     })
+    ///     .await;
+    /// });
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         self.node.deadline()
     }
@@ -482,6 +621,18 @@ impl CancelScope {
     }
 
     /// Whether the scope shields its body from enclosing cancellations.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::CancelScope;
+    ///
+    /// let scope = CancelScope::new();
+    /// assert!(!scope.shield());
+    /// scope.set_shield(true);
+    /// assert!(scope.shield());
+    /// assert!(CancelScope::new().with_shield(true).shield());
+    /// ```
     pub fn shield(&self) -> bool {
         self.node.shield()
     }
@@ -495,6 +646,31 @@ impl CancelScope {
     /// own `cancel` and deadline still apply. Turning the shield off while an enclosing
     /// scope is cancelled exposes the body: it is dropped at its next suspension, and so
     /// is every unshielded unit below it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::CancelScope;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let start = trellis::now();
+    ///     let out = trellis::move_on_after(Duration::from_secs(1), async {
+    ///         CancelScope::new()
+    ///             .run_with(async |scope| {
+    ///                 scope.set_shield(true);
+    ///                 trellis::sleep(Duration::from_secs(3)).await; // the timeout waits for this
+    ///                 scope.set_shield(false);
+    ///                 trellis::sleep(Duration::from_secs(3)).await; // exposed: dropped here
+    ///                 "not reached"
+    ///             })
+    ///             .await
+    ///     })
+    ///     .await;
+    ///     assert_eq!(out, None);
+    ///     assert_eq!(trellis::now() - start, Duration::from_secs(3));
+    /// });
+    /// ```
     pub fn set_shield(&self, shield: bool) {
         self.node.set_shield(shield);
     }

@@ -241,6 +241,19 @@ impl fmt::Debug for Context {
 
 impl Context {
     /// An empty context (Python's `Context()`): every variable has its default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static LEVEL: ContextVar<u8> = ContextVar::with_default("level", || 1);
+    ///
+    /// LEVEL.set(5);
+    /// let ctx = Context::new();
+    /// assert!(ctx.is_empty()); // not a copy of the caller's context
+    /// assert_eq!(ctx.run_sync(|| LEVEL.get()), Some(1)); // reads inside see the default
+    /// ```
     pub fn new() -> Context {
         Context::from_vars(Vars::default())
     }
@@ -257,6 +270,24 @@ impl Context {
     /// A copy of the current context (Python's `copy_context()`), in O(1).
     ///
     /// It includes `no_inherit` variables: a snapshot is an explicit act, not a spawn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static CONN: ContextVar<u32> = ContextVar::new("conn").no_inherit();
+    ///
+    /// trellis::run(async {
+    ///     USER.set("ada");
+    ///     CONN.set(7);
+    ///     let snapshot = Context::current();
+    ///     USER.set("bob");
+    ///     assert_eq!(snapshot.get(&USER), Some("ada")); // later sets are not in it
+    ///     assert_eq!(snapshot.get(&CONN), Some(7)); // `no_inherit` variables are
+    /// });
+    /// ```
     pub fn current() -> Context {
         let vars = CURRENT.with_borrow(|current| {
             current
@@ -269,11 +300,41 @@ impl Context {
 
     /// An independent copy of this context, in O(1): later sets in either are invisible to
     /// the other.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let ctx = Context::new();
+    /// ctx.run_sync(|| USER.set("ada"));
+    /// let copy = ctx.copy();
+    /// copy.run_sync(|| USER.set("bob"));
+    /// assert_eq!(ctx.get(&USER), Some("ada"));
+    /// assert_eq!(copy.get(&USER), Some("bob"));
+    /// ```
     pub fn copy(&self) -> Context {
         Context::from_vars(self.inner.vars.borrow().clone())
     }
 
     /// Whether `a` and `b` are handles to the same context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let ctx = Context::new();
+    /// let handle = ctx.clone();
+    /// assert!(Context::ptr_eq(&ctx, &handle));
+    /// assert!(!Context::ptr_eq(&ctx, &ctx.copy()));
+    /// ctx.run_sync(|| USER.set("ada"));
+    /// assert_eq!(handle.get(&USER), Some("ada")); // one context, two handles
+    /// ```
     pub fn ptr_eq(a: &Context, b: &Context) -> bool {
         Rc::ptr_eq(&a.inner, &b.inner)
     }
@@ -293,6 +354,29 @@ impl Context {
     /// # Cancellation
     ///
     /// Dropping the future drops `fut` inside this context, so destructors see its values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// trellis::run(async {
+    ///     let ctx = Context::new();
+    ///     ctx.run(async {
+    ///         USER.set("ada");
+    ///         trellis::yield_now().await;
+    ///         assert_eq!(USER.get(), Some("ada")); // still in `ctx` after a suspension
+    ///     })
+    ///     .await;
+    ///     assert_eq!(USER.get(), None); // the caller's context is untouched
+    ///     assert_eq!(ctx.get(&USER), Some("ada")); // the set stayed in `ctx`
+    ///
+    ///     ctx.copy().run(async { USER.set("bob"); }).await; // leaves `ctx` as it is
+    ///     assert_eq!(ctx.get(&USER), Some("ada"));
+    /// });
+    /// ```
     pub fn run<F: Future>(&self, fut: F) -> Run<F> {
         Run {
             ctx: self.clone(),
@@ -338,6 +422,19 @@ impl Context {
     }
 
     /// The value of `var` in this context, ignoring its default (as in PEP 567).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static LEVEL: ContextVar<u8> = ContextVar::with_default("level", || 1);
+    ///
+    /// let ctx = Context::new();
+    /// assert_eq!(ctx.get(&LEVEL), None); // the default is not a value
+    /// ctx.run_sync(|| LEVEL.set(3));
+    /// assert_eq!(ctx.get(&LEVEL), Some(3));
+    /// ```
     pub fn get<T: Clone + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
         let value = self
             .inner
@@ -349,6 +446,21 @@ impl Context {
     }
 
     /// Whether `var` has a value in this context (its default does not count).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static LEVEL: ContextVar<u8> = ContextVar::with_default("level", || 1);
+    ///
+    /// let ctx = Context::new();
+    /// assert!(!ctx.contains(&LEVEL));
+    /// let token = ctx.run_sync(|| LEVEL.set(3));
+    /// assert!(ctx.contains(&LEVEL));
+    /// ctx.run_sync(|| LEVEL.reset(token)).unwrap(); // it had no value: removed again
+    /// assert!(!ctx.contains(&LEVEL));
+    /// ```
     pub fn contains<T: 'static>(&self, var: &ContextVar<T>) -> bool {
         self.inner
             .vars
@@ -358,17 +470,64 @@ impl Context {
     }
 
     /// How many variables have a value in this context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static RETRIES: ContextVar<u32> = ContextVar::new("retries");
+    ///
+    /// let ctx = Context::new();
+    /// ctx.run_sync(|| {
+    ///     USER.set("ada");
+    ///     RETRIES.set(1);
+    ///     RETRIES.set(2);
+    /// });
+    /// assert_eq!(ctx.len(), 2); // variables, not sets
+    /// ```
     pub fn len(&self) -> usize {
         self.inner.vars.borrow().len()
     }
 
     /// Whether no variable has a value in this context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let ctx = Context::new();
+    /// assert!(ctx.is_empty());
+    /// ctx.run_sync(|| USER.set("ada"));
+    /// assert!(!ctx.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The variables that have a value in this context, for debugging, in the order the
     /// variables were first used in the process. Takes a snapshot: O(n).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static CONN: ContextVar<u32> = ContextVar::new("conn").no_inherit();
+    ///
+    /// let ctx = Context::new();
+    /// ctx.run_sync(|| {
+    ///     USER.set("ada");
+    ///     CONN.set(7);
+    /// });
+    /// let entries: Vec<(&str, bool)> = ctx.iter().map(|e| (e.name(), e.is_inherited())).collect();
+    /// assert_eq!(entries, [("user", true), ("conn", false)]);
+    /// ```
     pub fn iter(&self) -> std::vec::IntoIter<ContextEntry> {
         self.inner.vars.borrow().entries().into_iter()
     }
@@ -386,21 +545,74 @@ pub struct ContextEntry {
 
 impl ContextEntry {
     /// The variable's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let ctx = Context::new();
+    /// ctx.run_sync(|| USER.set("ada"));
+    /// let entry = ctx.iter().next().unwrap();
+    /// assert_eq!(entry.name(), "user");
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// The name of the variable's type, as [`std::any::type_name`] gives it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static RETRIES: ContextVar<u32> = ContextVar::new("retries");
+    ///
+    /// let ctx = Context::new();
+    /// ctx.run_sync(|| RETRIES.set(3));
+    /// let entry = ctx.iter().next().unwrap();
+    /// assert_eq!(entry.type_name(), std::any::type_name::<u32>());
+    /// ```
     pub fn type_name(&self) -> &'static str {
         self.type_name
     }
 
     /// Whether children inherit the variable (false for `no_inherit`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static CONN: ContextVar<u32> = ContextVar::new("conn").no_inherit();
+    ///
+    /// let ctx = Context::new();
+    /// ctx.run_sync(|| CONN.set(7));
+    /// let entry = ctx.iter().next().unwrap();
+    /// assert!(!entry.is_inherited());
+    /// ```
     pub fn is_inherited(&self) -> bool {
         self.inherited
     }
 
     /// The value, if it is a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static RETRIES: ContextVar<u32> = ContextVar::new("retries");
+    ///
+    /// let ctx = Context::new();
+    /// ctx.run_sync(|| RETRIES.set(3));
+    /// let entry = ctx.iter().next().unwrap();
+    /// assert_eq!(entry.downcast_ref::<u32>(), Some(&3));
+    /// assert_eq!(entry.downcast_ref::<i64>(), None); // not the variable's type
+    /// ```
     pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
         self.value.downcast_ref()
     }

@@ -150,11 +150,31 @@ impl<T: 'static> ContextVar<T> {
     }
 
     /// The name given at declaration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+    /// assert_eq!(REQUEST_ID.name(), "request_id");
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// Whether children start with this variable's value (false for `no_inherit`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static CONN: ContextVar<u32> = ContextVar::new("conn").no_inherit();
+    /// assert!(USER.is_inherited());
+    /// assert!(!CONN.is_inherited());
+    /// ```
     pub fn is_inherited(&self) -> bool {
         self.inherit
     }
@@ -181,6 +201,23 @@ impl<T: 'static> ContextVar<T> {
     }
 
     /// The value in the current context, else the default, else `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static RETRIES: ContextVar<u32> = ContextVar::with_default("retries", || 3);
+    ///
+    /// trellis::run(async {
+    ///     assert_eq!(USER.get(), None); // no value, no default
+    ///     assert_eq!(RETRIES.get(), Some(3)); // the default
+    ///     USER.set("ada");
+    ///     RETRIES.set(5);
+    ///     assert_eq!((USER.get(), RETRIES.get()), (Some("ada"), Some(5)));
+    /// });
+    /// ```
     pub fn get(&self) -> Option<T>
     where
         T: Clone,
@@ -223,6 +260,29 @@ impl<T: 'static> ContextVar<T> {
     /// [`scope`](ContextVar::scope) or [`Context::run`].
     ///
     /// [`reset`]: ContextVar::reset
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// trellis::run(async {
+    ///     let token = USER.set("ada");
+    ///     trellis::nursery(async |n| {
+    ///         n.spawn(async {
+    ///             assert_eq!(USER.get(), Some("ada")); // children start with a copy
+    ///             USER.set("bob"); // changes the child's copy only
+    ///         });
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    ///     assert_eq!(USER.get(), Some("ada"));
+    ///     USER.reset(token).unwrap();
+    ///     assert_eq!(USER.get(), None);
+    /// });
+    /// ```
     pub fn set(&self, value: T) -> Token<T> {
         let id = self.id();
         let entry = Entry {
@@ -356,11 +416,33 @@ pub struct Token<T: 'static> {
 impl<T: 'static> Token<T> {
     /// The value the set replaced: `None` when the variable had no value in that context
     /// (Python's `Token.MISSING`; a default does not count).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static RETRIES: ContextVar<u32> = ContextVar::with_default("retries", || 3);
+    ///
+    /// let first = RETRIES.set(1);
+    /// assert_eq!(first.old_value(), None); // no value before; the default does not count
+    /// let second = RETRIES.set(2);
+    /// assert_eq!(second.old_value(), Some(&1));
+    /// ```
     pub fn old_value(&self) -> Option<&T> {
         self.old.as_ref().map(|e| downcast::<T>(&e.value))
     }
 
     /// The name of the variable that was set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static RETRIES: ContextVar<u32> = ContextVar::new("retries");
+    /// assert_eq!(RETRIES.set(1).var_name(), "retries");
+    /// ```
     pub fn var_name(&self) -> &'static str {
         self.name
     }
@@ -391,16 +473,59 @@ enum ResetErrorKind {
 
 impl ResetError {
     /// The name of the variable whose `reset` failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static A: ContextVar<u32> = ContextVar::new("a");
+    /// static B: ContextVar<u32> = ContextVar::new("b");
+    ///
+    /// let token = A.set(1);
+    /// let err = B.reset(token).unwrap_err();
+    /// assert_eq!(err.var_name(), "b"); // the variable being reset, not the token's
+    /// ```
     pub fn var_name(&self) -> &'static str {
         self.var
     }
 
     /// Whether the token came from a `set` of another variable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::ContextVar;
+    ///
+    /// static A: ContextVar<u32> = ContextVar::new("a");
+    /// static B: ContextVar<u32> = ContextVar::new("b");
+    ///
+    /// let token = A.set(1);
+    /// let err = B.reset(token).unwrap_err();
+    /// assert!(err.is_other_var());
+    /// assert!(!err.is_other_context());
+    /// assert_eq!(A.get(), Some(1)); // nothing changed
+    /// ```
     pub fn is_other_var(&self) -> bool {
         matches!(self.kind, ResetErrorKind::OtherVar { .. })
     }
 
     /// Whether the token came from a `set` made in another context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let ctx = Context::new();
+    /// let token = ctx.run_sync(|| USER.set("ada"));
+    /// let err = USER.reset(token).unwrap_err(); // outside `ctx`
+    /// assert!(err.is_other_context());
+    /// assert!(!err.is_other_var());
+    /// assert_eq!(ctx.get(&USER), Some("ada")); // nothing changed
+    /// ```
     pub fn is_other_context(&self) -> bool {
         self.kind == ResetErrorKind::OtherContext
     }

@@ -79,16 +79,56 @@ impl<E> Failure<E> {
     }
 
     /// The task that failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::TaskName;
+    ///
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn(async {}); // child 1 succeeds
+    ///     n.spawn(async { Err::<(), _>("boom") });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// assert_eq!(group.failures()[0].task(), TaskName::Child(2));
+    /// ```
     pub fn task(&self) -> TaskName {
         self.task
     }
 
     /// The error it returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn(async { Err::<(), _>(404) });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// assert_eq!(group.failures()[0].error(), &404);
+    /// ```
     pub fn error(&self) -> &E {
         &self.error
     }
 
     /// The error it returned, by value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn(async { Err::<(), _>(io::Error::new(io::ErrorKind::NotFound, "no config")) });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// let failure = group.into_failures().remove(0);
+    /// let err: io::Error = failure.into_error(); // not `Clone`: taken by value
+    /// assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    /// ```
     pub fn into_error(self) -> E {
         self.error
     }
@@ -198,31 +238,122 @@ impl<E> ErrorGroup<E> {
     }
 
     /// How many tasks failed (at least one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = trellis::Builder::new().autojump().run(trellis::nursery(async |n| {
+    ///     n.spawn(async { Err::<(), _>("disk full") });
+    ///     n.spawn(async { Err::<(), _>("network down") });
+    ///     n.spawn(trellis::sleep_forever()); // cancelled by the first failure: no error
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// assert_eq!(group.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.failures.len()
     }
 
     /// Always false: a group holds at least one error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn(async { Err::<(), _>("disk full") });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// assert!(!group.is_empty());
+    /// assert_eq!(group.len(), 1);
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.failures.is_empty()
     }
 
     /// The failures, in the order they occurred.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::{Failure, TaskName};
+    ///
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn(async { Err::<(), _>("disk full") });
+    ///     n.spawn(async {}); // succeeds: not in the group
+    ///     n.spawn(async { Err::<(), _>("network down") });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// let tasks: Vec<TaskName> = group.failures().iter().map(Failure::task).collect();
+    /// assert_eq!(tasks, [TaskName::Child(1), TaskName::Child(3)]);
+    /// ```
     pub fn failures(&self) -> &[Failure<E>] {
         &self.failures
     }
 
     /// The errors, in the order they occurred.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn(async { Err::<(), _>("disk full") });
+    ///     n.spawn(async { Err::<(), _>("network down") });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// let errors: Vec<&str> = group.errors().copied().collect();
+    /// assert_eq!(errors, ["disk full", "network down"]);
+    /// ```
     pub fn errors(&self) -> impl Iterator<Item = &E> {
         self.failures.iter().map(Failure::error)
     }
 
     /// The first error: the one that cancelled the nursery.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let group = trellis::Builder::new().autojump().run(trellis::nursery(async |n| {
+    ///     n.spawn(async {
+    ///         trellis::sleep(Duration::from_secs(1)).await; // cancelled before it fails
+    ///         Err::<(), _>("slow")
+    ///     });
+    ///     n.spawn(async { Err::<(), _>("fast") });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// // First in time, not in spawn order; it cancelled the slow child.
+    /// assert_eq!(group.first(), &"fast");
+    /// assert_eq!(group.len(), 1);
+    /// ```
     pub fn first(&self) -> &E {
         self.failures[0].error()
     }
 
     /// The first error, by value (the others are dropped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// // Keep the children's own error type instead of an `ErrorGroup`.
+    /// fn load() -> io::Result<()> {
+    ///     trellis::run(trellis::nursery(async |n| {
+    ///         n.spawn(async { Err::<(), _>(io::Error::other("connection reset")) });
+    ///         Ok(())
+    ///     }))
+    ///     .map_err(trellis::ErrorGroup::into_first)?;
+    ///     Ok(())
+    /// }
+    ///
+    /// assert_eq!(load().unwrap_err().to_string(), "connection reset");
+    /// ```
     pub fn into_first(self) -> E {
         self.failures
             .into_iter()
@@ -232,11 +363,43 @@ impl<E> ErrorGroup<E> {
     }
 
     /// The errors, by value, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn(async { Err::<(), _>(String::from("disk full")) });
+    ///     n.spawn(async { Err::<(), _>(String::from("network down")) });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// let errors: Vec<String> = group.into_errors();
+    /// assert_eq!(errors, ["disk full", "network down"]);
+    /// ```
     pub fn into_errors(self) -> Vec<E> {
         self.failures.into_iter().map(Failure::into_error).collect()
     }
 
     /// The failures, by value, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::TaskName;
+    ///
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn(async { Err::<(), _>(String::from("disk full")) });
+    ///     n.spawn(async { Err::<(), _>(String::from("network down")) });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// let report: Vec<(TaskName, String)> = group
+    ///     .into_failures()
+    ///     .into_iter()
+    ///     .map(|f| (f.task(), f.into_error()))
+    ///     .collect();
+    /// assert_eq!(report[1], (TaskName::Child(2), String::from("network down")));
+    /// ```
     pub fn into_failures(self) -> Vec<Failure<E>> {
         self.failures
     }
@@ -329,16 +492,63 @@ impl JoinError {
     }
 
     /// The child this handle belonged to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = trellis::Builder::new().autojump().run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let _first = n.spawn(async {});
+    ///         let second = n.spawn(trellis::sleep_forever());
+    ///         second.cancel();
+    ///         Ok::<_, ()>(second.await.unwrap_err())
+    ///     })
+    ///     .await
+    ///     .unwrap()
+    /// });
+    /// assert_eq!(err.task(), trellis::TaskName::Child(2));
+    /// ```
     pub fn task(&self) -> TaskName {
         self.task
     }
 
     /// The child failed (returned an error or panicked); the nursery reports the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = trellis::Builder::new().autojump().run(trellis::nursery(async |n| {
+    ///     let child = n.spawn(async { Err::<u32, _>("boom") });
+    ///     // The failure cancels the nursery; only shielded code gets to see the handle's result.
+    ///     let err = trellis::shield(child).await.unwrap_err();
+    ///     assert!(err.is_failed());
+    ///     assert!(!err.is_cancelled());
+    ///     Ok(())
+    /// }));
+    /// // The error itself is reported once, by the nursery.
+    /// assert_eq!(group.unwrap_err().first(), &"boom");
+    /// ```
     pub fn is_failed(&self) -> bool {
         self.kind == JoinErrorKind::Failed
     }
 
     /// The child was dropped by a cancellation before it finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = trellis::Builder::new().autojump().run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let child = n.spawn(trellis::sleep_forever());
+    ///         child.cancel();
+    ///         Ok::<_, ()>(child.await.unwrap_err())
+    ///     })
+    ///     .await
+    ///     .unwrap()
+    /// });
+    /// assert!(err.is_cancelled());
+    /// assert!(!err.is_failed());
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         self.kind == JoinErrorKind::Cancelled
     }
@@ -426,11 +636,47 @@ impl<E> StartError<E> {
     }
 
     /// The child that was being started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         n.spawn(async {}); // child 1
+    ///         let started: Result<u16, _> = n
+    ///             .start(async |_n, _status| Err::<(), _>("port in use"))
+    ///             .await;
+    ///         assert_eq!(started.unwrap_err().task(), trellis::TaskName::Child(2));
+    ///         Ok::<_, &str>(())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
     pub fn task(&self) -> TaskName {
         self.task
     }
 
     /// The error the child returned before it was ready, if that is what happened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let failed: Result<u16, _> = n
+    ///             .start(async |_n, _status| Err::<(), _>("port in use"))
+    ///             .await;
+    ///         assert_eq!(failed.unwrap_err().error(), Some(&"port in use"));
+    ///
+    ///         let not_ready: Result<u16, _> = n.start(async |_n, _status| {}).await;
+    ///         assert_eq!(not_ready.unwrap_err().error(), None); // no error to report
+    ///         Ok::<_, &str>(())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
     pub fn error(&self) -> Option<&E> {
         match &self.kind {
             StartErrorKind::Failed(e) => Some(e),
@@ -439,6 +685,25 @@ impl<E> StartError<E> {
     }
 
     /// The error the child returned before it was ready, by value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let in_use = io::Error::from(io::ErrorKind::AddrInUse);
+    ///         let started: Result<u16, _> =
+    ///             n.start(async |_n, _status| Err::<(), _>(in_use)).await;
+    ///         let err: Option<io::Error> = started.unwrap_err().into_error();
+    ///         assert_eq!(err.unwrap().kind(), io::ErrorKind::AddrInUse);
+    ///         Ok::<_, io::Error>(())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
     pub fn into_error(self) -> Option<E> {
         match self.kind {
             StartErrorKind::Failed(e) => Some(e),
@@ -447,11 +712,53 @@ impl<E> StartError<E> {
     }
 
     /// The child finished without calling [`TaskStatus::started`](crate::TaskStatus::started).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         // The child returns without calling `status.started(..)`.
+    ///         let started: Result<u16, _> = n.start(async |_n, _status| {}).await;
+    ///         let err = started.unwrap_err();
+    ///         assert!(err.is_not_ready());
+    ///         assert!(!err.is_cancelled());
+    ///         Ok::<_, &str>(())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
     pub fn is_not_ready(&self) -> bool {
         matches!(self.kind, StartErrorKind::NotReady)
     }
 
     /// The child was cancelled (its nursery was cancelled) before it was ready.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let group = trellis::Builder::new().autojump().run(trellis::nursery(async |n| {
+    ///     n.spawn(async {
+    ///         trellis::sleep(Duration::from_secs(1)).await;
+    ///         Err::<(), _>("crashed")
+    ///     });
+    ///     // The crash cancels the nursery while the server is still getting ready; the shield
+    ///     // lets the body see how the start ended.
+    ///     let started = trellis::shield(n.start(async |_n, status| {
+    ///         trellis::sleep(Duration::from_secs(5)).await;
+    ///         status.started(8080_u16);
+    ///     }))
+    ///     .await;
+    ///     let err = started.unwrap_err();
+    ///     assert!(err.is_cancelled());
+    ///     assert!(!err.is_not_ready());
+    ///     Ok(())
+    /// }));
+    /// assert_eq!(group.unwrap_err().first(), &"crashed");
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         matches!(self.kind, StartErrorKind::Cancelled)
     }

@@ -378,6 +378,20 @@ impl Builder {
     ///
     /// [`mock_clock`]: Builder::mock_clock
     /// [`autojump`]: Builder::autojump
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // On the autojump clock an hour of virtual time passes at once.
+    /// let waited = trellis::Builder::new().autojump().run(async {
+    ///     let start = trellis::now();
+    ///     trellis::sleep(Duration::from_secs(3600)).await;
+    ///     trellis::now() - start
+    /// });
+    /// assert_eq!(waited, Duration::from_secs(3600));
+    /// ```
     #[track_caller]
     pub fn run<F: Future>(self, fut: F) -> F::Output {
         // Checked here, not inside the thread-local's closure, so that the panic points at

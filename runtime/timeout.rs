@@ -76,6 +76,20 @@ pub struct TimedOut {
 
 impl TimedOut {
     /// The deadline that passed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let start = trellis::now();
+    ///     let op = trellis::fail_after(Duration::from_secs(2), trellis::sleep_forever());
+    ///     let err = op.await.unwrap_err();
+    ///     assert_eq!(err.deadline(), start + Duration::from_secs(2));
+    ///     assert_eq!(trellis::now(), err.deadline()); // it fired exactly then
+    /// });
+    /// ```
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
