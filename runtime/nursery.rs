@@ -177,9 +177,10 @@ pub use crate::start::TaskStatus;
 ///
 /// # Cancellation
 ///
-/// Cancellation is delivered at suspensions only (see [`CancelScope`](crate::CancelScope)): each unit of the
-/// nursery (the body, each child) is dropped at its next suspension unless it holds a
-/// shield, and a unit that starts inside a cancelled scope still runs to its first one.
+/// Cancellation is delivered at suspensions only (see [`CancelScope`](crate::CancelScope)):
+/// each unit of the nursery (the body, each child) is dropped at its next suspension unless
+/// it holds a shield, and a unit that starts inside a cancelled scope still runs to its
+/// first one.
 ///
 /// When an *enclosing* scope cancels the nursery, the nursery never completes with a
 /// value, even if the body had already returned one: it waits, once everything inside is

@@ -250,10 +250,7 @@ impl ScopeNode {
         self.cancel_cache.set(None);
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
-        self.has_remote.set(false);
-        if let Some(remote) = self.remote.borrow_mut().take() {
-            remote.forget_owner(); // a later remote cancel has nothing to wake
-        }
+        self.drop_remote();
     }
 
     /// Attaches the node below the current position and arms its deadline. Called by the
@@ -298,10 +295,7 @@ impl ScopeNode {
         }
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
-        self.has_remote.set(false);
-        if let Some(remote) = self.remote.borrow_mut().take() {
-            remote.forget_owner(); // a later remote cancel has nothing to wake
-        }
+        self.drop_remote();
     }
 
     /// Records the waker of the future that polls this node's units.
@@ -333,6 +327,14 @@ impl ScopeNode {
         };
         if remote_cancelled {
             self.cancel(CancelReason::Explicit);
+        }
+    }
+
+    /// Lets go of the remote handles' state: a later remote cancel has nothing to wake.
+    fn drop_remote(&self) {
+        self.has_remote.set(false);
+        if let Some(remote) = self.remote.borrow_mut().take() {
+            remote.forget_owner();
         }
     }
 
@@ -385,26 +387,22 @@ impl ScopeNode {
         })
     }
 
-    /// The levels whose cancellation reaches `self`: the nodes from `self` up to and
-    /// including the first shielded one, and the cancelled children between them (not the
-    /// one above the shield).
-    fn unshielded_path_up(self: &Rc<Self>) -> impl Iterator<Item = (Rc<ScopeNode>, bool)> {
+    /// The nodes from `self` up to and including the first shielded one: the nodes whose
+    /// deadlines reach `self`.
+    fn unshielded_path_up(self: &Rc<Self>) -> impl Iterator<Item = Rc<ScopeNode>> {
         let mut past_shield = false;
         self.path_up()
-            .take_while(move |(node, _)| {
+            .map(|(node, _)| node)
+            .take_while(move |node| {
                 let take = !past_shield;
                 past_shield = node.shield.get();
                 take
-            })
-            .map(|(node, child_cancelled)| {
-                let child_cancelled = child_cancelled && !node.shield.get();
-                (node, child_cancelled)
             })
     }
 
     /// The outermost cancellation on the unshielded path from `self` upwards.
     pub(crate) fn cancel_source(self: &Rc<Self>) -> Option<CancelSource> {
-        // A plain loop (not `unshielded_path_up`): owners ask this whenever the cancel
+        // A plain loop rather than iterator adaptors: owners ask this whenever the cancel
         // epoch has moved, on the per-request path.
         let mut source = None;
         let mut node = self.clone();
@@ -717,7 +715,7 @@ impl ScopeNode {
             return Some(try_with_core(|c| c.clock.now()).unwrap_or_else(Instant::now));
         }
         self.unshielded_path_up()
-            .filter_map(|(node, _)| node.deadline.get())
+            .filter_map(|node| node.deadline.get())
             .min()
     }
 }

@@ -145,14 +145,15 @@ impl<'env, E> Shared<'env, E> {
         // Separately: a panic from a context value's destructor while the future's panic
         // unwinds would abort. Most children have no context of their own.
         let in_context_drop = entered.leave().and_then(drop_catching);
-        let Some(unit) = unit else {
-            return in_drop.or(in_context_drop);
-        };
-        self.node.retire_unit(&unit);
-        let mut spare = self.spare_units.borrow_mut();
-        if Arc::strong_count(&unit) == 2 && spare.len() < MAX_SPARE {
-            spare.push((unit, waker));
+        if let Some(unit) = unit {
+            self.node.retire_unit(&unit);
+            let mut spare = self.spare_units.borrow_mut();
+            if Arc::strong_count(&unit) == 2 && spare.len() < MAX_SPARE {
+                spare.push((unit, waker));
+            }
         }
+        // A second panic from the same child (its context after its future) was printed by
+        // the panic hook; the child's failure is the first.
         in_drop.or(in_context_drop)
     }
 
