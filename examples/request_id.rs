@@ -99,7 +99,7 @@ async fn render(path: &str, user: &str, rows: usize, extras: usize) -> String {
     page
 }
 
-fn main() {
+pub(crate) fn main() {
     let requests = [
         Request {
             path: "/users/ada",

@@ -45,6 +45,9 @@
 //! assert_eq!(count.get(), 3);
 //! ```
 //!
+//! The [`guide`] has recipes: graceful shutdown, `try`/`finally`, first success wins,
+//! nested deadlines, use inside tokio.
+//!
 //! Everything cancellable documents what happens when it is dropped midway, under
 //! `# Cancellation`.
 //!
@@ -68,6 +71,8 @@ mod context;
 mod deadlock;
 mod error;
 mod executor;
+mod finally;
+pub mod guide;
 mod join;
 mod nursery;
 mod output;
@@ -94,6 +99,7 @@ pub use cancel::{
 pub use context::{Context, ContextEntry, ContextVar, ResetError, Run, Token};
 pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use executor::{Builder, YieldNow, run, yield_now};
+pub use finally::finally;
 pub use join::JoinHandle;
 pub use nursery::{Nursery, TaskStatus, nursery};
 pub use output::{BodyOutput, TaskOutput};

@@ -1,0 +1,157 @@
+//! The programs in `examples/` run here on virtual time, and what they report is checked:
+//! the job runner's outcomes, the graceful shutdown's order and timing, the request ids of
+//! the request-scoped logging. (`cargo test` only builds examples; this runs them.)
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/job_runner.rs"]
+mod job_runner;
+
+#[allow(dead_code)]
+#[path = "../examples/graceful_shutdown.rs"]
+mod graceful_shutdown;
+
+#[allow(dead_code)]
+#[path = "../examples/request_id.rs"]
+mod request_id;
+
+use std::time::Duration;
+
+use common::{HANG_LIMIT, run_virtual, watchdog};
+
+#[test]
+fn the_job_runner_reports_each_jobs_own_outcome_and_ends_at_the_batch_deadline() {
+    use job_runner::Outcome::{Cancelled, Done, Failed, TimedOut};
+    watchdog(HANG_LIMIT, || {
+        let (jobs, overall) = job_runner::sample_batch();
+        let (outcomes, took) = run_virtual(async {
+            let start = trellis::now();
+            let outcomes = job_runner::run_jobs(&jobs, overall).await;
+            (outcomes, trellis::now() - start)
+        });
+        assert_eq!(
+            outcomes,
+            [
+                Done("thumbnails processed".into()),
+                Failed("invoices hit a bad record".into()),
+                TimedOut,
+                Cancelled,
+                Done("emails processed".into()),
+            ]
+        );
+        assert_eq!(
+            took, overall,
+            "the backup job runs until the batch deadline"
+        );
+    });
+}
+
+#[test]
+fn the_job_runner_with_a_generous_batch_deadline_lets_every_job_end_by_itself() {
+    watchdog(HANG_LIMIT, || {
+        let (jobs, _) = job_runner::sample_batch();
+        let outcomes = run_virtual(job_runner::run_jobs(&jobs, Duration::from_secs(60)));
+        let cancelled = outcomes
+            .iter()
+            .filter(|o| **o == job_runner::Outcome::Cancelled)
+            .count();
+        assert_eq!(cancelled, 0, "{outcomes:?}");
+        assert_eq!(
+            outcomes[3],
+            job_runner::Outcome::Done("backup processed".into())
+        );
+    });
+}
+
+/// The lines of one worker, as `(milliseconds, text)`.
+fn lines_of(log: &graceful_shutdown::Log, worker: u32) -> Vec<(u128, String)> {
+    let prefix = format!("worker {worker}:");
+    log.lines()
+        .into_iter()
+        .filter(|(_, line)| line.starts_with(&prefix))
+        .map(|(at, line)| (at.as_millis(), line))
+        .collect()
+}
+
+#[test]
+fn the_graceful_shutdown_finishes_requests_in_flight_then_flushes_within_its_deadline() {
+    watchdog(HANG_LIMIT, || {
+        let log = graceful_shutdown::Log::default();
+        let stopped = run_virtual(async {
+            let start = trellis::now();
+            let out = trellis::move_on_after(
+                Duration::from_millis(1020),
+                graceful_shutdown::serve(graceful_shutdown::sample_config(), &log),
+            )
+            .await;
+            (out, (trellis::now() - start).as_millis())
+        });
+        assert_eq!(
+            stopped,
+            (None, 1200),
+            "the shutdown catches its cancellation once worker 3's flush deadline passed"
+        );
+        let tail = |worker| {
+            let lines = lines_of(&log, worker);
+            lines[lines.len() - 3..].to_vec()
+        };
+        let line = |at: u128, text: &str| (at, text.to_string());
+        // Worker 1 was in a request (950..1050 ms): it finishes it, then flushes (60 ms).
+        assert_eq!(
+            tail(1),
+            [
+                line(1050, "worker 1: request 7 answered"),
+                line(1050, "worker 1: flushing"),
+                line(1110, "worker 1: flushed"),
+            ]
+        );
+        // Worker 2 was waiting between requests: it stops at once and flushes (120 ms).
+        assert_eq!(
+            tail(2),
+            [
+                line(1000, "worker 2: request 4 answered"),
+                line(1020, "worker 2: flushing"),
+                line(1140, "worker 2: flushed"),
+            ]
+        );
+        // Worker 3's flush (180 ms) is cut off by its 150 ms deadline.
+        assert_eq!(
+            tail(3),
+            [
+                line(1050, "worker 3: request 3 answered"),
+                line(1050, "worker 3: flushing"),
+                line(1200, "worker 3: flush cut off at its deadline"),
+            ]
+        );
+    });
+}
+
+#[test]
+fn the_graceful_shutdown_stops_on_a_cancel_from_another_thread() {
+    watchdog(HANG_LIMIT, || {
+        let log = graceful_shutdown::Log::default();
+        let stopped = run_virtual(trellis::cancel_scope(async |scope| {
+            let remote = scope.remote();
+            std::thread::spawn(move || remote.cancel());
+            graceful_shutdown::serve(graceful_shutdown::sample_config(), &log).await
+        }));
+        assert_eq!(stopped, None);
+        for worker in 1..=3 {
+            let last = lines_of(&log, worker)
+                .pop()
+                .expect("a worker logs its flush");
+            assert!(
+                last.1.ends_with("flushed") || last.1.ends_with("cut off at its deadline"),
+                "worker {worker} ended with {last:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn the_request_logging_example_never_mixes_request_ids() {
+    // `main` runs on virtual time and asserts, for every log line naming a request's path,
+    // that it was logged under that request's id.
+    watchdog(HANG_LIMIT, request_id::main);
+}
