@@ -175,7 +175,10 @@
 //! tokio's timers there, or run a trellis runtime on a thread of its own
 //! (`std::thread::spawn(|| trellis::run(..))`, or tokio's `spawn_blocking`).
 //!
-//! ```
+//! This program is `integration/examples/inside_tokio.rs`, which the integration tests
+//! run (trellis does not depend on tokio, so it is not a doctest here):
+//!
+//! ```ignore
 //! use std::time::Duration;
 //!
 //! #[tokio::main(flavor = "current_thread")]
@@ -202,7 +205,6 @@
 //!     });
 //!     assert_eq!(ran.await.unwrap(), None);
 //! }
-//! # main();
 //! ```
 //!
 //! # What is `!Send`, and why

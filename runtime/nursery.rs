@@ -118,18 +118,23 @@ pub use crate::start::TaskStatus;
 /// # Errors
 ///
 /// [`ErrorGroup`] is a [`std::error::Error`] (for any `E: Debug + Display`), so `?` takes it
-/// into `anyhow::Result` or `Box<dyn Error>`, its message naming each failed task:
+/// into `Box<dyn Error>` or `anyhow::Result` (the body then ends in `anyhow::Ok(())`), its
+/// message naming each failed task:
 ///
 /// ```
-/// async fn fetch_all(urls: &[&str]) -> anyhow::Result<()> {
+/// use std::error::Error;
+///
+/// async fn fetch_all(urls: &[&str]) -> Result<(), Box<dyn Error>> {
 ///     trellis::nursery(async |n| {
 ///         for url in urls {
 ///             n.spawn(async move {
-///                 anyhow::ensure!(url.starts_with("https:"), "{url} is not https");
+///                 if !url.starts_with("https:") {
+///                     return Err(format!("{url} is not https"));
+///                 }
 ///                 Ok(())
 ///             });
 ///         }
-///         anyhow::Ok(()) // names the error type
+///         Ok::<_, String>(()) // names the error type
 ///     })
 ///     .await?;
 ///     Ok(())
