@@ -66,22 +66,38 @@
 #![deny(unsafe_code)]
 #![doc(html_no_source)]
 
+// Moved into layer folders; the `#[path]`s keep the module names until the next commit.
+#[path = "scope/cancel_scope.rs"]
 mod cancel;
+#[path = "context/values.rs"]
 mod context;
+#[path = "rt/deadlock.rs"]
 mod deadlock;
+#[path = "nursery/error.rs"]
 mod error;
+#[path = "rt/executor.rs"]
 mod executor;
 mod finally;
 pub mod guide;
+#[path = "nursery/join.rs"]
 mod join;
+#[path = "nursery/open.rs"]
 mod nursery;
+#[path = "nursery/output.rs"]
 mod output;
+#[path = "scope/unit.rs"]
 mod ready_queue;
+#[path = "scope/remote.rs"]
 mod remote;
+#[path = "scope/tree.rs"]
 mod scope_tree;
+#[path = "rt/slab.rs"]
 mod slab;
+#[path = "nursery/start.rs"]
 mod start;
+#[path = "rt/time.rs"]
 mod time;
+#[path = "scope/timeout.rs"]
 mod timeout;
 
 /// What the macros' expansions call; not a public API.
@@ -90,6 +106,7 @@ mod timeout;
 pub mod __private;
 
 // The one module that may use `unsafe`: registration with `polling`.
+#[path = "rt/reactor.rs"]
 mod reactor;
 
 pub use cancel::{

@@ -54,7 +54,7 @@ use std::task::Poll;
 
 // A child module: variables reach the maps and `CURRENT` directly, and the rest of the
 // crate still cannot touch them.
-#[path = "context_var.rs"]
+#[path = "var.rs"]
 mod context_var;
 
 pub use context_var::{ContextVar, ResetError, Token};
