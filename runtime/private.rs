@@ -11,7 +11,8 @@ use std::convert::Infallible;
 use std::future::Future;
 
 pub use crate::{Builder, ErrorGroup, Nursery, nursery};
-// Named by the public impls of `TaskOutput` and `BodyOutput` for `!`.
+// Named by the public impls of `TaskOutput` and `BodyOutput` for `!`, and by the expansions
+// of a `-> !` function (`!` is not a valid type argument on stable).
 pub use crate::output::HasOutput;
 
 /// The function output of a `#[nursery]` fn returning `()`: children cannot fail
@@ -36,6 +37,24 @@ pub fn result_output<T, E>(
 pub fn value_output<T>(result: Result<T, ErrorGroup<Infallible>>) -> T {
     match result {
         Ok(value) => value,
+        Err(_) => unreachable!("an `ErrorGroup<Infallible>` holds no error"),
+    }
+}
+
+/// The function output of a `#[nursery]` fn returning `!`. Its body's closure is annotated
+/// `-> <fn() -> ! as HasOutput>::Output`, so the body cannot return, and a body of type `!`
+/// gives its nursery the error type `Infallible` (see `BodyOutput`).
+///
+/// So `result` never exists: `Ok(())` would need the body to return, and `Err(group)` an
+/// `Infallible` error. Only a panic (resumed from the nursery) or the cancellation of an
+/// enclosing scope (which drops the nursery, never completing it) ends such a nursery, and
+/// neither produces a value. The `.await` before the call never completes, so this never
+/// runs; it gives the function's tail expression the type `!`.
+pub fn never_output(
+    result: Result<(), ErrorGroup<Infallible>>,
+) -> <fn() -> ! as HasOutput>::Output {
+    match result {
+        Ok(()) => unreachable!("a nursery body of type `!` never returns"),
         Err(_) => unreachable!("an `ErrorGroup<Infallible>` holds no error"),
     }
 }

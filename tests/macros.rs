@@ -6,6 +6,8 @@
 
 #![deny(warnings, clippy::all)]
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
@@ -140,6 +142,70 @@ async fn serve_forever(n: Nursery) -> Result<(), Oops> {
 async fn a_nursery_fn_is_cancelled_by_a_scope_around_its_call() {
     let out = trellis::move_on_after(std::time::Duration::from_secs(1), serve_forever()).await;
     assert_eq!(out, None);
+}
+
+#[nursery]
+async fn tick_forever(n: Nursery, ticks: &Cell<u32>) -> ! {
+    for _ in 0..2 {
+        let _child = n.spawn(async {
+            loop {
+                sleep(Duration::from_secs(1)).await;
+                ticks.set(ticks.get() + 1);
+            }
+        });
+    }
+    loop {
+        sleep_forever().await;
+    }
+}
+
+/// A `-> !` nursery fn runs its children until a scope around its call is cancelled; that
+/// scope gives `None` (the call itself can give nothing).
+#[test]
+fn a_never_returning_nursery_fn_ends_when_a_scope_around_its_call_is_cancelled() {
+    let (cancelled, ticks, elapsed) = common::watchdog(common::HANG_LIMIT, || {
+        let ticks = Cell::new(0);
+        let (cancelled, elapsed) = trellis::Builder::new().autojump().run(async {
+            let start = trellis::now();
+            let out =
+                trellis::move_on_after(Duration::from_millis(3500), tick_forever(&ticks)).await;
+            (out.is_none(), trellis::now() - start)
+        });
+        (cancelled, ticks.get(), elapsed)
+    });
+    assert!(cancelled);
+    assert_eq!(ticks, 6, "two children ticked at 1 s, 2 s and 3 s");
+    assert_eq!(elapsed, Duration::from_millis(3500));
+}
+
+#[nursery]
+async fn worker_dies(n: Nursery, ticks: &Cell<u32>) -> ! {
+    let _child = n.spawn(async {
+        sleep(Duration::from_millis(1500)).await;
+        if n_is_valid() {
+            panic!("worker died");
+        }
+    });
+    loop {
+        sleep(Duration::from_secs(1)).await;
+        ticks.set(ticks.get() + 1);
+    }
+}
+
+/// A child's panic cancels the `-> !` fn's body and resumes from the call.
+#[test]
+fn a_panic_in_a_child_propagates_out_of_a_never_returning_nursery_fn() {
+    let (message, ticks) = common::watchdog(common::HANG_LIMIT, || {
+        let ticks = Cell::new(0);
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            trellis::Builder::new().autojump().run(worker_dies(&ticks))
+        }));
+        let payload = caught.expect_err("the child's panic reaches the caller");
+        (common::panic_message(&*payload), ticks.get())
+    });
+    assert_eq!(message, "worker died");
+    // The body ticked at 1 s; the child panicked at 1.5 s and the body was dropped.
+    assert_eq!(ticks, 1);
 }
 
 struct Counter {

@@ -16,7 +16,7 @@ use syn::visit::Visit;
 use syn::{GenericArgument, ItemFn, Path, PathArguments, ReturnType, TraitItemFn, Type};
 
 use crate::parse::{
-    BlockInput, Clock, EntryKind, EntryOptions, Handle, NurseryOptions, Output, output_of,
+    BlockInput, Clock, EntryKind, EntryOptions, Handle, NurseryOptions, Output, is_never, output_of,
 };
 
 /// The path to the trellis crate: `crate = path` or `::trellis`.
@@ -39,6 +39,12 @@ fn contains_impl_trait(ty: &Type) -> bool {
     let mut finder = Finder(false);
     finder.visit_type(ty);
     finder.0
+}
+
+/// `!` as stable Rust lets it be named everywhere, also as a type argument:
+/// `<fn() -> ! as HasOutput>::Output`.
+fn never_type(krate: &TokenStream) -> TokenStream {
+    quote!(<fn() -> ! as #krate::__private::HasOutput>::Output)
 }
 
 /// The handle's type with its lifetimes filled in: `Nursery` → `Nursery<'_, '_, _>`,
@@ -119,6 +125,16 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
                 #krate::__private::result_output(
                     #krate::__private::nursery(async |#param| #ret #block).await,
                     #map_err,
+                )
+            }
+        }
+        Output::Never => {
+            // The annotation makes a body that can finish a type error ("expected `!`,
+            // found `()`") instead of an unreachable value at run time.
+            let never = never_type(&krate);
+            quote! {
+                #krate::__private::never_output(
+                    #krate::__private::nursery(async |#param| -> #never #block).await
                 )
             }
         }
@@ -228,6 +244,11 @@ pub(crate) fn entry(func: ItemFn, kind: EntryKind, options: &EntryOptions) -> To
     // Naming the output type lets `?` in the body know what it converts into.
     let turbofish = match &sig.output {
         ReturnType::Default => Some(quote!(::<(), _>)),
+        // `block_on::<!, _>` would need the unstable never type.
+        ReturnType::Type(_, ty) if is_never(ty) => {
+            let never = never_type(&krate);
+            Some(quote!(::<#never, _>))
+        }
         ReturnType::Type(_, ty) if !contains_impl_trait(ty) => Some(quote!(::<#ty, _>)),
         ReturnType::Type(..) => None,
     };

@@ -77,6 +77,11 @@ use crate::parse::{BlockInput, EntryInput, EntryKind, EntryOptions, NurseryInput
 ///   `Result<_, E>`. When the body or children fail, the nursery cancels the rest and the
 ///   function returns **the first error** (`ErrorGroup::into_first`); the others are dropped.
 ///   To keep them, give `map_err = function` with a function from `ErrorGroup<E>` to `E`.
+/// - **`!`**: the body never returns (a server `loop`, a body that ends in `panic!`); as
+///   with `()`, children cannot fail. The body is checked as `!`, so one that can finish is
+///   a type error ("expected `!`, found `()`"; `sleep_forever()` returns `()`, so end such
+///   a body with `loop { sleep_forever().await }`). Only a panic or a scope around the
+///   call ends it: `move_on_after(d, serve())` gives `None`.
 /// - **any other `T`**: the body returns `T`; as with `()`, children cannot fail.
 ///
 /// A panic in a child (or the body) is resumed from the function once every child is gone.
@@ -129,8 +134,9 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Opens a nursery inside any async code and evaluates to its result.
 ///
 /// `open_nursery! { |n| BODY }` is `trellis::nursery(async |n| { BODY }).await`: it returns
-/// `Result<V, ErrorGroup<E>>` where the body returns `()` (`V = ()`, `E = Infallible`) or
-/// `Result<V, E>`. Annotate the body's type when inference needs it:
+/// `Result<V, ErrorGroup<E>>` where the body returns `()` (`V = ()`, `E = Infallible`),
+/// `Result<V, E>`, or never returns (`|n| -> ! ..`: as for `()`, though it only ends by a
+/// panic or a scope around it). Annotate the body's type when inference needs it:
 /// `open_nursery! { |n| -> Result<u32, MyError> ... }`. `move |n|` moves captured variables
 /// in (children can then not borrow them). `crate = path;` before the closure names the
 /// `trellis` crate for re-exports.
@@ -180,8 +186,8 @@ pub fn open_nursery(input: TokenStream) -> TokenStream {
 /// Runs `async fn main` on a trellis runtime.
 ///
 /// The function must be `async` and take no arguments; it may return `()` or `Result<(), E>`
-/// (any type `fn main` may return). Options: `mock_clock`, `autojump` (virtual time, see
-/// `trellis::Builder`) and `crate = path`.
+/// (any type `fn main` may return, `!` included). Options: `mock_clock`, `autojump`
+/// (virtual time, see `trellis::Builder`) and `crate = path`.
 ///
 /// ```
 /// #[trellis::main]
@@ -206,7 +212,9 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Runs an `async fn` test on a fresh trellis runtime.
 ///
-/// Like `#[test]`, the function takes no arguments and returns `()` or `Result<(), E>`.
+/// Like `#[test]`, the function takes no arguments and returns `()` or `Result<(), E>`
+/// (not `!`: a test that never returns could only fail or hang, so that is a compile error;
+/// for one that is meant to panic, return `()` and add `#[should_panic]`).
 /// `#[trellis::test(mock_clock)]` runs it on virtual time that moves only through
 /// `trellis::advance`; `#[trellis::test(autojump)]` on virtual time that jumps to the next
 /// deadline whenever every task is blocked, so a test of a one-day timeout finishes at once.

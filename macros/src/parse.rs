@@ -283,6 +283,19 @@ fn is_unit(ty: &Type) -> bool {
     }
 }
 
+/// Whether a written type is the never type `!` (also in parentheses). Stable Rust accepts
+/// `!` as the return type of a function, closure or `fn` pointer, but not as a type argument
+/// (`Result<!, _>`, a turbofish), so the expansions name it there as
+/// `<fn() -> ! as HasOutput>::Output`.
+pub(crate) fn is_never(ty: &Type) -> bool {
+    match ty {
+        Type::Never(_) => true,
+        Type::Paren(paren) => is_never(&paren.elem),
+        Type::Group(group) => is_never(&group.elem),
+        _ => false,
+    }
+}
+
 /// How the function's output relates to the nursery's `Result<V, ErrorGroup<E>>`.
 pub(crate) enum Output {
     /// No return type or `()`: the body returns `()` and children cannot fail (`E` is
@@ -294,6 +307,9 @@ pub(crate) enum Output {
         /// The written return type.
         ty: Box<Type>,
     },
+    /// `!`: the body never returns (it loops until an enclosing scope cancels it, or ends in a
+    /// panic); as with `()`, children cannot fail.
+    Never,
     /// Any other type `T`: the body's value is wrapped in `Ok::<T, Infallible>`.
     Value {
         /// The written return type.
@@ -310,6 +326,9 @@ impl Output {
         };
         if is_unit(ty) {
             return Output::Unit;
+        }
+        if is_never(ty) {
+            return Output::Never;
         }
         match last_segment(ty) {
             Some(segment) if segment.ident == "Result" => Output::Result { ty: ty.clone() },
@@ -817,6 +836,19 @@ impl EntryInput {
                 sig.generics.params.span(),
                 format_args!("`{}` functions cannot be generic", kind.attribute()),
             );
+        }
+        if let ReturnType::Type(_, ty) = &sig.output {
+            if kind == EntryKind::Test && is_never(ty) {
+                // The harness accepts `fn() -> !` but warns that its call of the test is
+                // unreachable (a warning no attribute on the function silences), and
+                // rejects it with `#[should_panic]`: such a test could only fail or hang.
+                errors.push(
+                    ty.span(),
+                    "a `#[trellis::test]` function cannot return `!`: a test that never \
+                     returns can only fail or hang; return `()` (remove `-> !`), and add \
+                     `#[should_panic]` if the test is meant to end in a panic",
+                );
+            }
         }
         if kind == EntryKind::Test {
             for attr in &func.attrs {
