@@ -17,8 +17,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 
-use crate::cancel::{CancelScope, cancelled, current_effective_deadline, shield};
-use crate::nursery::nursery;
+use crate::nursery::open::nursery;
+use crate::scope::cancel_scope::{CancelScope, cancelled, current_effective_deadline, shield};
 
 /// Runs `work`, then `cleanup`, however `work` ends: when it finishes, when it panics, and
 /// when a scope around it is cancelled (Trio's `finally:` with a shielded clean-up).

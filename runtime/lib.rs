@@ -66,63 +66,39 @@
 #![deny(unsafe_code)]
 #![doc(html_no_source)]
 
-// Moved into layer folders; the `#[path]`s keep the module names until the next commit.
-#[path = "scope/cancel_scope.rs"]
-mod cancel;
-#[path = "context/values.rs"]
+// Layers, lowest first; a module imports only from its own layer and the ones before it
+// (ARCHITECTURE.md; `integration/tests/architecture.rs` checks it).
 mod context;
-#[path = "rt/deadlock.rs"]
-mod deadlock;
-#[path = "nursery/error.rs"]
-mod error;
-#[path = "rt/executor.rs"]
-mod executor;
+mod nursery;
+mod rt;
+mod scope;
+
+// On top: built from the layers, imported by none of them.
 mod finally;
 pub mod guide;
-#[path = "nursery/join.rs"]
-mod join;
-#[path = "nursery/open.rs"]
-mod nursery;
-#[path = "nursery/output.rs"]
-mod output;
-#[path = "scope/unit.rs"]
-mod ready_queue;
-#[path = "scope/remote.rs"]
-mod remote;
-#[path = "scope/tree.rs"]
-mod scope_tree;
-#[path = "rt/slab.rs"]
-mod slab;
-#[path = "nursery/start.rs"]
-mod start;
-#[path = "rt/time.rs"]
-mod time;
-#[path = "scope/timeout.rs"]
-mod timeout;
 
 /// What the macros' expansions call; not a public API.
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-// The one module that may use `unsafe`: registration with `polling`.
-#[path = "rt/reactor.rs"]
-mod reactor;
-
-pub use cancel::{
+pub use context::values::{Context, ContextEntry, Run};
+pub use context::values::{ContextVar, ResetError, Token};
+pub use finally::finally;
+pub use nursery::error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
+pub use nursery::handle::Nursery;
+pub use nursery::join::JoinHandle;
+pub use nursery::open::nursery;
+pub use nursery::output::{BodyOutput, TaskOutput};
+pub use nursery::start::TaskStatus;
+pub use rt::executor::{Builder, YieldNow, run, yield_now};
+pub use rt::time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
+pub use scope::cancel_scope::{
     CancelReason, CancelScope, Cancelled, ScopeRun, cancel_scope, cancelled,
     current_effective_deadline, shield,
 };
-pub use context::{Context, ContextEntry, ContextVar, ResetError, Run, Token};
-pub use error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
-pub use executor::{Builder, YieldNow, run, yield_now};
-pub use finally::finally;
-pub use join::JoinHandle;
-pub use nursery::{Nursery, TaskStatus, nursery};
-pub use output::{BodyOutput, TaskOutput};
-pub use remote::RemoteCancel;
-pub use time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
-pub use timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
+pub use scope::remote::RemoteCancel;
+pub use scope::timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
 pub use trellis_macros::{main, nursery, open_nursery, test};
 
 // The README's examples run as doctests, so the first code a user sees keeps working.

@@ -13,7 +13,7 @@ use std::future::Future;
 pub use crate::{Builder, ErrorGroup, Nursery, nursery};
 // Named by the public impls of `TaskOutput` and `BodyOutput` for `!`, and by the expansions
 // of a `-> !` function (`!` is not a valid type argument on stable).
-pub use crate::output::HasOutput;
+pub use crate::nursery::output::HasOutput;
 
 /// The function output of a `#[nursery]` fn returning `()`: children cannot fail
 /// (`E = Infallible`).

@@ -28,12 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use crate::cancel::{CancelReason, Position, ScopeNode, enter};
-use crate::context;
-use crate::error::{Failure, TaskName};
-use crate::join::JoinFailed;
-use crate::ready_queue::{ReadyQueue, UnitCell};
-use crate::slab::Slab;
+use crate::context::values as context;
+use crate::nursery::error::{Failure, TaskName};
+use crate::nursery::join::JoinFailed;
+use crate::rt::slab::Slab;
+use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
+use crate::scope::unit::{ReadyQueue, UnitCell};
 
 /// A type-erased child future; it reports its value through its join slot.
 pub(super) type ChildFuture<'env, E> = Pin<Box<dyn Future<Output = Result<(), E>> + 'env>>;
@@ -302,8 +302,8 @@ impl<'env, E> Shared<'env, E> {
     /// Lists the live units in the deadlock report, when the executor is collecting one
     /// (it drops a deadlocked root); does nothing otherwise. The guard indents the nurseries
     /// dropped inside this one until it is dropped.
-    pub(super) fn report_deadlock(&self, body_alive: bool) -> crate::deadlock::ReportSection {
-        crate::deadlock::deadlock_report(|report| {
+    pub(super) fn report_deadlock(&self, body_alive: bool) -> crate::rt::deadlock::ReportSection {
+        crate::rt::deadlock::deadlock_report(|report| {
             report.heading(format_args!("nursery:"));
             if body_alive {
                 report.item(format_args!("its body"));

@@ -10,11 +10,11 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::children::{ChildFuture, Shared};
-use crate::cancel::CancelScope;
-use crate::error::StartError;
-use crate::join::{Child, JoinHandle, JoinSender, JoinSlot};
-use crate::output::TaskOutput;
-use crate::start::TaskStatus;
+use crate::nursery::error::StartError;
+use crate::nursery::join::{Child, JoinHandle, JoinSender, JoinSlot};
+use crate::nursery::output::TaskOutput;
+use crate::nursery::start::TaskStatus;
+use crate::scope::cancel_scope::CancelScope;
 
 /// The handle of a running nursery, given to its body and to children started with
 /// [`spawn_with`](Nursery::spawn_with).
@@ -192,7 +192,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         V: 'env,
     {
         // Not an `async fn`, so that `#[track_caller]` sees the caller.
-        crate::start::start(self, f, Location::caller())
+        crate::nursery::start::start(self, f, Location::caller())
     }
 
     /// Spawns a type-erased child, spawned at `location`, and reports its number (used

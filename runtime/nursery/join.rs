@@ -20,10 +20,10 @@ use std::task::{Context, Poll, Waker};
 
 use std::sync::Arc;
 
-use crate::cancel::{ScopeNode, current_is_cancelled};
-use crate::error::{JoinError, TaskName};
-use crate::output::TaskOutput;
-use crate::ready_queue::UnitCell;
+use crate::nursery::error::{JoinError, TaskName};
+use crate::nursery::output::TaskOutput;
+use crate::scope::cancel_scope::{ScopeNode, current_is_cancelled};
+use crate::scope::unit::UnitCell;
 
 /// What the nursery tells a child's join slot, whatever the child's value type.
 pub(crate) trait JoinFailed {

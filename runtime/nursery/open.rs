@@ -35,9 +35,6 @@
 
 #![forbid(unsafe_code)]
 
-mod children;
-mod handle;
-
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -48,20 +45,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use crate::cancel::ScopeNode;
-use crate::error::{ErrorGroup, TaskName};
-use crate::output::BodyOutput;
-pub(crate) use crate::ready_queue::UnitCell;
-use crate::ready_queue::{BODY, Core};
-use crate::slab::Slab;
-use children::{Shared, poll_unit};
-pub use handle::Nursery;
+use super::children::{Shared, poll_unit};
+use super::handle::Nursery;
+use crate::nursery::error::{ErrorGroup, TaskName};
+use crate::nursery::output::BodyOutput;
+use crate::rt::slab::Slab;
+use crate::scope::cancel_scope::ScopeNode;
+use crate::scope::unit::{BODY, Core, UnitCell};
 
 /// How many units one poll of a nursery may poll before it yields to its parent, so that
 /// a child that keeps waking itself cannot starve its siblings, the body or the reactor.
 const POLL_BUDGET: usize = 256;
-
-pub use crate::start::TaskStatus;
 
 /// Opens a nursery, runs `body` in it, and waits until the body and every child have
 /// finished.

@@ -21,10 +21,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use crate::cancel::current_is_cancelled;
-use crate::error::{StartError, TaskName};
-use crate::nursery::Nursery;
-use crate::output::TaskOutput;
+use crate::nursery::error::{StartError, TaskName};
+use crate::nursery::handle::Nursery;
+use crate::nursery::output::TaskOutput;
+use crate::scope::cancel_scope::current_is_cancelled;
 
 /// How a start ended instead of `started`.
 enum Early<E> {

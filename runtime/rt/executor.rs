@@ -47,9 +47,9 @@ use std::time::{Duration, Instant};
 
 use futures_core::FusedFuture;
 
-use crate::deadlock::{Deadlock, panic_deadlocked};
-use crate::reactor::Reactor;
-use crate::time::{Clock, TimerAction, TimerQueue};
+use crate::rt::deadlock::{Deadlock, panic_deadlocked};
+use crate::rt::reactor::Reactor;
+use crate::rt::time::{Clock, TimerAction, TimerQueue};
 
 /// Every this many root polls, a runnable runtime looks at the reactor without blocking.
 const REACTOR_TICK: u32 = 61;
@@ -406,7 +406,7 @@ impl Builder {
         CORE.with(|slot| *slot.borrow_mut() = Some(core.clone()));
         let _guard = EnterGuard;
         // The root task runs in a copy of the thread's context: what it sets stays inside.
-        let entered = crate::context::enter_child(crate::context::snapshot());
+        let entered = crate::context::values::enter_child(crate::context::values::snapshot());
         let out = drive(&core, fut, Location::caller());
         drop(entered.leave());
         out

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use polling::{Event, Events, Poller};
 
-use crate::slab::Slab;
+use crate::rt::slab::Slab;
 
 /// Which readiness a task waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,14 +137,14 @@ impl Reactor {
 pub(crate) struct Registered<T: AsFd + Into<OwnedFd>> {
     io: T,
     key: usize,
-    reactor: std::rc::Rc<crate::executor::Core>,
+    reactor: std::rc::Rc<crate::rt::executor::Core>,
 }
 
 impl<T: AsFd + Into<OwnedFd>> Registered<T> {
     /// Registers `io` with the current runtime's reactor, with no interest yet.
     #[track_caller]
     pub(crate) fn new(io: T) -> io::Result<Registered<T>> {
-        let core = crate::executor::with_core(|core| core.clone());
+        let core = crate::rt::executor::with_core(|core| core.clone());
         let key = core.reactor.insert_source();
         // SAFETY: `Poller::add` requires that the source be deleted from the poller before
         // its descriptor is closed. `io` owns the descriptor (`T: Into<OwnedFd>`: only a
@@ -186,7 +186,7 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
     /// would never be woken).
     #[track_caller]
     pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if crate::executor::with_core(|core| core.id) != self.reactor.id {
+        if crate::rt::executor::with_core(|core| core.id) != self.reactor.id {
             panic!(
                 "an I/O object registered with one trellis runtime was used in another; \
                  a socket belongs to the runtime it was created in — use it inside that \
@@ -261,7 +261,7 @@ mod tests {
         reg.get_ref().read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"x");
         drop(reg);
-        crate::executor::with_core(|core| assert!(!core.reactor.has_sources()));
+        crate::rt::executor::with_core(|core| assert!(!core.reactor.has_sources()));
     }
 
     #[test]

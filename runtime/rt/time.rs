@@ -42,9 +42,9 @@ use std::time::{Duration, Instant};
 
 use futures_core::FusedFuture;
 
-use crate::cancel::ScopeNode;
-use crate::executor::{RuntimeId, with_core};
-use crate::slab::Slab;
+use crate::rt::executor::{RuntimeId, with_core};
+use crate::rt::slab::Slab;
+use crate::scope::cancel_scope::ScopeNode;
 
 /// The source of "now" for one runtime.
 #[derive(Debug)]
@@ -574,7 +574,7 @@ impl Drop for Sleep {
             // out, or is dropped during thread teardown): then there is no queue to clean.
             // On another thread's runtime, or a later runtime on this thread, `disarm`
             // ignores the foreign key; the entry stays in its own queue until it fires.
-            crate::executor::try_with_core(|core| core.timers.borrow_mut().disarm(key));
+            crate::rt::executor::try_with_core(|core| core.timers.borrow_mut().disarm(key));
         }
     }
 }

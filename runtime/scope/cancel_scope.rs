@@ -46,9 +46,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::scope_tree::{Stage, current_position};
+use crate::scope::tree::{Stage, current_position};
 // The scope tree's crate-internal API, under the path the nursery and the timer queue use.
-pub(crate) use crate::scope_tree::{Position, ScopeNode, current_is_cancelled, enter};
+pub(crate) use crate::scope::tree::{Position, ScopeNode, current_is_cancelled, enter};
 
 /// Why a scope was first cancelled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -616,7 +616,7 @@ impl CancelScope {
     /// assert!(ticks >= 3);
     /// ```
     pub fn remote(&self) -> crate::RemoteCancel {
-        let live = crate::executor::try_with_core(|core| core.remote_handles.clone());
+        let live = crate::rt::executor::try_with_core(|core| core.remote_handles.clone());
         crate::RemoteCancel::new(self.node.remote_state(), live)
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_core::FusedFuture;
 
-use crate::cancel::{CancelScope, ScopeRun};
+use crate::scope::cancel_scope::{CancelScope, ScopeRun};
 
 /// Runs `fut` for at most `duration`: `Some(output)`, or `None` when time ran out.
 ///

@@ -42,12 +42,12 @@ use std::sync::atomic::Ordering;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::cancel::CancelReason;
-use crate::executor::{RuntimeId, try_with_core, with_core};
-use crate::nursery::UnitCell;
-use crate::remote::RemoteState;
-use crate::slab::Slab;
-use crate::time::{TimerAction, TimerKey};
+use crate::rt::executor::{RuntimeId, try_with_core, with_core};
+use crate::rt::slab::Slab;
+use crate::rt::time::{TimerAction, TimerKey};
+use crate::scope::cancel_scope::CancelReason;
+use crate::scope::remote::RemoteState;
+use crate::scope::unit::UnitCell;
 
 /// Where code runs: a node and, inside a nursery, the unit within it.
 #[derive(Debug, Clone)]
