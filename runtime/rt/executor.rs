@@ -1,18 +1,7 @@
 //! The executor: drives one root future on the current thread and parks in the reactor.
 //!
-//! # State
-//!
-//! - `CORE` (thread-local): the runtime running on this thread, if any. Set for the whole
-//!   of [`Builder::run`] and cleared when it returns or unwinds; a second `run` on the same
-//!   thread finds it set and panics.
-//! - [`RootWake`]: the root future's waker. `woken` says the root must be polled again;
-//!   `parked` says the executor is (about to be) blocked in the reactor, so a waker on
-//!   another thread must `notify` the poller. Wakes from the runtime's own thread never
-//!   find `parked` set and so never make a system call.
-//! - [`RuntimeId`]: every [`Core`] gets a process-unique id. What belongs to one runtime
-//!   (a timer key, an I/O registration, a scope's deadline) carries the id and compares
-//!   it with the current runtime's before touching any state, so that a value moved into
-//!   another runtime never corrupts that runtime's queues.
+//! The runtime's state (`Core`, the thread's current runtime, the root's waker) is in
+//! `state.rs`; this file holds the loop that drives it and the [`Builder`].
 //!
 //! # The loop
 //!
@@ -34,68 +23,24 @@
 
 #![forbid(unsafe_code)]
 
-use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::num::NonZeroU64;
 use std::panic::Location;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_core::FusedFuture;
 
 use crate::rt::deadlock::{Deadlock, panic_deadlocked};
 use crate::rt::reactor::Reactor;
-use crate::rt::time::{Clock, TimerAction, TimerQueue};
+use crate::rt::state::{Core, RootWake, enter, is_entered};
+use crate::rt::time::{Clock, TimerAction};
 
 /// Every this many root polls, a runnable runtime looks at the reactor without blocking.
 const REACTOR_TICK: u32 = 61;
-
-thread_local! {
-    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
-}
-
-/// Identifies one runtime among all the runtimes of the process, past and present.
-///
-/// Ids come from a global counter and are never reused, so an id compare (a plain integer
-/// compare) tells whether something armed or registered in some runtime belongs to the
-/// one running now. Non-zero, so that `Option<TimerKey>` costs no extra word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RuntimeId(NonZeroU64);
-
-impl RuntimeId {
-    /// A fresh id, different from every id handed out before in this process.
-    pub(crate) fn next() -> RuntimeId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        // Relaxed: the ids only need to be distinct, not ordered with anything else.
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        RuntimeId(NonZeroU64::new(id).expect("more than 2^64 runtimes were built"))
-    }
-}
-
-/// The state of one runtime, shared by everything running on it.
-#[derive(Debug)]
-pub(crate) struct Core {
-    /// This runtime's id; compared with the id carried by timer keys, registrations and
-    /// scope deadlines before they touch this runtime's state.
-    pub(crate) id: RuntimeId,
-    pub(crate) clock: Clock,
-    pub(crate) timers: RefCell<TimerQueue>,
-    pub(crate) reactor: Reactor,
-    /// Work handed to other threads whose result will wake a task of this runtime (thread
-    /// work in flight). While it is non-zero a mock clock is not deadlocked: the result
-    /// may still come. Counted on the runtime's own thread (submitted, result received).
-    /// Always 0 until `to_thread` lands.
-    pub(crate) thread_work: Cell<usize>,
-    /// Live [`RemoteCancel`](crate::RemoteCancel) handles of scopes of this runtime: each
-    /// may be on another thread and wake the runtime, so a mock clock is not deadlocked
-    /// while any exists.
-    pub(crate) remote_handles: Arc<AtomicUsize>,
-    root: Arc<RootWake>,
-}
 
 impl Core {
     /// Fires every timer whose deadline has passed. Timers are popped one at a time so
@@ -110,9 +55,9 @@ impl Core {
             match action {
                 None => break,
                 Some(TimerAction::Wake(waker)) => waker.wake(),
-                Some(TimerAction::CancelScope(node)) => {
-                    if let Some(node) = node.upgrade() {
-                        node.deadline_fired();
+                Some(TimerAction::Expire(target)) => {
+                    if let Some(target) = target.upgrade() {
+                        target.expire();
                     }
                 }
             }
@@ -183,70 +128,6 @@ impl Core {
         if let Err(e) = self.reactor.wait(timeout) {
             panic!("trellis: the reactor failed to wait for events: {e}");
         }
-    }
-}
-
-/// The root future's waker.
-#[derive(Debug)]
-struct RootWake {
-    woken: AtomicBool,
-    parked: AtomicBool,
-    poller: Arc<polling::Poller>,
-}
-
-impl Wake for RootWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) {
-            // Only reachable from another thread: the runtime's own thread is never
-            // parked while it runs code that could wake. A failed notify leaves the
-            // runtime to wake at its next deadline; there is no caller to report it to.
-            let _ = self.poller.notify();
-        }
-    }
-}
-
-/// Calls `f` with the runtime running on this thread.
-///
-/// # Panics
-///
-/// Panics when no trellis runtime runs on this thread. The panic is raised here, outside
-/// the thread-local's closure, so that `#[track_caller]` reports the user's line (a panic
-/// inside the closure would be located in this file).
-#[track_caller]
-pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
-    match try_with_core(f) {
-        Some(out) => out,
-        None => no_runtime(),
-    }
-}
-
-#[cold]
-#[track_caller]
-fn no_runtime() -> ! {
-    panic!(
-        "this needs a trellis runtime, but none is running on this thread; \
-         call it from inside `trellis::run(async {{ ... }})` or a `#[trellis::main]` function"
-    )
-}
-
-/// Calls `f` with the runtime running on this thread, if there is one.
-pub(crate) fn try_with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
-    CORE.try_with(|slot| slot.borrow().as_ref().map(f))
-        .ok()
-        .flatten()
-}
-
-/// Clears `CORE` when `run` ends, also by unwinding.
-struct EnterGuard;
-
-impl Drop for EnterGuard {
-    fn drop(&mut self) {
-        CORE.with(|slot| slot.borrow_mut().take());
     }
 }
 
@@ -396,15 +277,14 @@ impl Builder {
     pub fn run<F: Future>(self, fut: F) -> F::Output {
         // Checked here, not inside the thread-local's closure, so that the panic points at
         // the caller's line.
-        if CORE.with(|slot| slot.borrow().is_some()) {
+        if is_entered() {
             panic!(
                 "trellis::run was called inside a trellis runtime; a runtime cannot be \
                  nested — `.await` the future instead, or spawn it in a nursery"
             );
         }
         let core = self.build_core();
-        CORE.with(|slot| *slot.borrow_mut() = Some(core.clone()));
-        let _guard = EnterGuard;
+        let _entered = enter(core.clone());
         // The root task runs in a copy of the thread's context: what it sets stays inside.
         let entered = crate::context::values::enter_child(crate::context::values::snapshot());
         let out = drive(&core, fut, Location::caller());
@@ -430,16 +310,7 @@ impl Builder {
             parked: AtomicBool::new(false),
             poller: reactor.poller().clone(),
         });
-        let id = RuntimeId::next();
-        Rc::new(Core {
-            id,
-            clock,
-            timers: RefCell::new(TimerQueue::new(id)),
-            reactor,
-            thread_work: Cell::new(0),
-            remote_handles: Arc::new(AtomicUsize::new(0)),
-            root,
-        })
+        Rc::new(Core::new(clock, reactor, root))
     }
 }
 

@@ -137,14 +137,14 @@ impl Reactor {
 pub(crate) struct Registered<T: AsFd + Into<OwnedFd>> {
     io: T,
     key: usize,
-    reactor: std::rc::Rc<crate::rt::executor::Core>,
+    reactor: std::rc::Rc<crate::rt::state::Core>,
 }
 
 impl<T: AsFd + Into<OwnedFd>> Registered<T> {
     /// Registers `io` with the current runtime's reactor, with no interest yet.
     #[track_caller]
     pub(crate) fn new(io: T) -> io::Result<Registered<T>> {
-        let core = crate::rt::executor::with_core(|core| core.clone());
+        let core = crate::rt::state::with_core(|core| core.clone());
         let key = core.reactor.insert_source();
         // SAFETY: `Poller::add` requires that the source be deleted from the poller before
         // its descriptor is closed. `io` owns the descriptor (`T: Into<OwnedFd>`: only a
@@ -186,7 +186,7 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
     /// would never be woken).
     #[track_caller]
     pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if crate::rt::executor::with_core(|core| core.id) != self.reactor.id {
+        if crate::rt::state::with_core(|core| core.id) != self.reactor.id {
             panic!(
                 "an I/O object registered with one trellis runtime was used in another; \
                  a socket belongs to the runtime it was created in — use it inside that \
@@ -261,22 +261,22 @@ mod tests {
         reg.get_ref().read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"x");
         drop(reg);
-        crate::rt::executor::with_core(|core| assert!(!core.reactor.has_sources()));
+        crate::rt::state::with_core(|core| assert!(!core.reactor.has_sources()));
     }
 
     #[test]
     fn readable_after_peer_writes() {
-        crate::run(readable_after_peer_writes_round_trip());
+        crate::rt::executor::run(readable_after_peer_writes_round_trip());
     }
 
     /// Every task is blocked and no timer is armed, but an I/O source is registered: on
     /// either mock clock that is not a deadlock, since the source may become ready.
     #[test]
     fn a_mock_clock_runtime_waiting_on_a_registered_source_is_not_deadlocked() {
-        crate::Builder::new()
+        crate::rt::executor::Builder::new()
             .mock_clock()
             .run(readable_after_peer_writes_round_trip());
-        crate::Builder::new()
+        crate::rt::executor::Builder::new()
             .autojump()
             .run(readable_after_peer_writes_round_trip());
     }
@@ -285,12 +285,12 @@ mod tests {
     fn polling_a_registration_in_another_runtime_panics_and_dropping_it_still_deregisters() {
         let (a, _b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
-        let reg = crate::run(async { Registered::new(a).unwrap() });
+        let reg = crate::rt::executor::run(async { Registered::new(a).unwrap() });
         let home = reg.reactor.clone();
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             // On a mock clock: had the poll gone through, this runtime would park with no
             // source of its own and report a deadlock instead of hanging.
-            crate::Builder::new()
+            crate::rt::executor::Builder::new()
                 .mock_clock()
                 .run(async { std::future::poll_fn(|cx| reg.poll_ready(Direction::Read, cx)).await })
         }));
@@ -315,7 +315,7 @@ mod tests {
     /// A socket with room in its send buffer reports write readiness through the poller.
     #[test]
     fn writable_when_the_send_buffer_has_room() {
-        crate::run(async {
+        crate::rt::executor::run(async {
             let (a, _b) = UnixStream::pair().unwrap();
             a.set_nonblocking(true).unwrap();
             let reg = Registered::new(a).unwrap();

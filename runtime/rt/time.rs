@@ -42,9 +42,8 @@ use std::time::{Duration, Instant};
 
 use futures_core::FusedFuture;
 
-use crate::rt::executor::{RuntimeId, with_core};
+use crate::rt::state::{RuntimeId, with_core};
 use crate::rt::slab::Slab;
-use crate::scope::cancel_scope::ScopeNode;
 
 /// The source of "now" for one runtime.
 #[derive(Debug)]
@@ -104,8 +103,16 @@ impl TimerKey {
 pub(crate) enum TimerAction {
     /// Wake a task (a sleeping future).
     Wake(Waker),
-    /// Cancel a scope whose deadline passed.
-    CancelScope(Weak<ScopeNode>),
+    /// Tell a deadline holder (a cancel scope) that its deadline passed, if it still
+    /// exists. A trait object, so that the engine knows nothing of what holds deadlines.
+    Expire(Weak<dyn Expire>),
+}
+
+/// Something with a deadline on the runtime's timer queue, told when it passes. Called on
+/// the runtime's thread, from the executor loop, never during a poll.
+pub(crate) trait Expire: std::fmt::Debug {
+    /// The deadline passed (the timer that was armed for it is gone).
+    fn expire(&self);
 }
 
 #[derive(Debug)]
@@ -574,7 +581,7 @@ impl Drop for Sleep {
             // out, or is dropped during thread teardown): then there is no queue to clean.
             // On another thread's runtime, or a later runtime on this thread, `disarm`
             // ignores the foreign key; the entry stays in its own queue until it fires.
-            crate::rt::executor::try_with_core(|core| core.timers.borrow_mut().disarm(key));
+            crate::rt::state::try_with_core(|core| core.timers.borrow_mut().disarm(key));
         }
     }
 }

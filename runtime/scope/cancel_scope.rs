@@ -54,7 +54,7 @@ pub(crate) use crate::scope::tree::{Position, ScopeNode, current_is_cancelled, e
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CancelReason {
-    /// [`CancelScope::cancel`] (or [`RemoteCancel::cancel`](crate::RemoteCancel::cancel)) was
+    /// [`CancelScope::cancel`] (or [`RemoteCancel::cancel`](crate::scope::remote::RemoteCancel::cancel)) was
     /// called.
     Explicit,
     /// The scope's deadline passed.
@@ -229,7 +229,7 @@ impl CancelScope {
         if self.node.stage() == Stage::Idle {
             self.node.set_timeout(timeout);
         } else {
-            self.node.set_deadline(crate::now().checked_add(timeout));
+            self.node.set_deadline(crate::rt::time::now().checked_add(timeout));
         }
         self
     }
@@ -577,7 +577,7 @@ impl CancelScope {
     }
 
     /// A `Send + Sync` handle that cancels this scope from any thread (a signal thread, a
-    /// worker). See [`RemoteCancel`](crate::RemoteCancel).
+    /// worker). See [`RemoteCancel`](crate::scope::remote::RemoteCancel).
     ///
     /// # Cancellation
     ///
@@ -615,9 +615,9 @@ impl CancelScope {
     /// });
     /// assert!(ticks >= 3);
     /// ```
-    pub fn remote(&self) -> crate::RemoteCancel {
-        let live = crate::rt::executor::try_with_core(|core| core.remote_handles.clone());
-        crate::RemoteCancel::new(self.node.remote_state(), live)
+    pub fn remote(&self) -> crate::scope::remote::RemoteCancel {
+        let live = crate::rt::state::try_with_core(|core| core.remote_handles.clone());
+        crate::scope::remote::RemoteCancel::new(self.node.remote_state(), live)
     }
 
     /// Whether the scope shields its body from enclosing cancellations.

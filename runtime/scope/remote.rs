@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
 
 #[cfg(doc)]
-use crate::CancelScope;
+use crate::scope::cancel_scope::CancelScope;
 
 /// What a scope node and its remote handles share.
 #[derive(Debug, Default)]

@@ -42,9 +42,9 @@ use std::sync::atomic::Ordering;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::rt::executor::{RuntimeId, try_with_core, with_core};
+use crate::rt::state::{RuntimeId, try_with_core, with_core};
 use crate::rt::slab::Slab;
-use crate::rt::time::{TimerAction, TimerKey};
+use crate::rt::time::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
 use crate::scope::remote::RemoteState;
 use crate::scope::unit::UnitCell;
@@ -169,6 +169,13 @@ pub(crate) struct ScopeNode {
     remote: RefCell<Option<Arc<RemoteState>>>,
     /// `remote` is set (checked on every poll of the owner, so kept apart).
     has_remote: Cell<bool>,
+}
+
+impl Expire for ScopeNode {
+    fn expire(&self) {
+        self.timer.set(None);
+        self.cancel(CancelReason::Deadline);
+    }
 }
 
 impl ScopeNode {
@@ -473,11 +480,6 @@ impl ScopeNode {
         }
     }
 
-    pub(crate) fn deadline_fired(&self) {
-        self.timer.set(None);
-        self.cancel(CancelReason::Deadline);
-    }
-
     fn arm_deadline(self: &Rc<Self>) {
         if self.deadline.get().is_none() && self.timeout.get().is_none() {
             return;
@@ -500,7 +502,7 @@ impl ScopeNode {
                 let key = core
                     .timers
                     .borrow_mut()
-                    .arm(deadline, TimerAction::CancelScope(Rc::downgrade(self)));
+                    .arm(deadline, TimerAction::Expire(Rc::downgrade(self) as Weak<dyn Expire>));
                 self.timer.set(Some(key));
             }
         });

@@ -1,0 +1,162 @@
+//! The state of a runtime, and which runtime runs on this thread.
+//!
+//! # State
+//!
+//! - `CORE` (thread-local): the runtime running on this thread, if any. Set for the whole
+//!   of `Builder::run` ([`enter`]) and cleared when it returns or unwinds; a second `run`
+//!   on the same thread finds it set ([`is_entered`]) and panics.
+//! - [`RootWake`]: the root future's waker. `woken` says the root must be polled again;
+//!   `parked` says the executor is (about to be) blocked in the reactor, so a waker on
+//!   another thread must `notify` the poller. Wakes from the runtime's own thread never
+//!   find `parked` set and so never make a system call.
+//! - [`RuntimeId`]: every [`Core`] gets a process-unique id. What belongs to one runtime
+//!   (a timer key, an I/O registration, a scope's deadline) carries the id and compares
+//!   it with the current runtime's before touching any state, so that a value moved into
+//!   another runtime never corrupts that runtime's queues.
+
+#![forbid(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::num::NonZeroU64;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::Wake;
+
+use crate::rt::reactor::Reactor;
+use crate::rt::time::{Clock, TimerQueue};
+
+thread_local! {
+    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// Identifies one runtime among all the runtimes of the process, past and present.
+///
+/// Ids come from a global counter and are never reused, so an id compare (a plain integer
+/// compare) tells whether something armed or registered in some runtime belongs to the
+/// one running now. Non-zero, so that `Option<TimerKey>` costs no extra word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RuntimeId(NonZeroU64);
+
+impl RuntimeId {
+    /// A fresh id, different from every id handed out before in this process.
+    pub(crate) fn next() -> RuntimeId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // Relaxed: the ids only need to be distinct, not ordered with anything else.
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        RuntimeId(NonZeroU64::new(id).expect("more than 2^64 runtimes were built"))
+    }
+}
+
+/// The state of one runtime, shared by everything running on it.
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// This runtime's id; compared with the id carried by timer keys, registrations and
+    /// scope deadlines before they touch this runtime's state.
+    pub(crate) id: RuntimeId,
+    pub(crate) clock: Clock,
+    pub(crate) timers: RefCell<TimerQueue>,
+    pub(crate) reactor: Reactor,
+    /// Work handed to other threads whose result will wake a task of this runtime (thread
+    /// work in flight). While it is non-zero a mock clock is not deadlocked: the result
+    /// may still come. Counted on the runtime's own thread (submitted, result received).
+    /// Always 0 until `to_thread` lands.
+    pub(crate) thread_work: Cell<usize>,
+    /// Live [`RemoteCancel`](crate::RemoteCancel) handles of scopes of this runtime: each
+    /// may be on another thread and wake the runtime, so a mock clock is not deadlocked
+    /// while any exists.
+    pub(crate) remote_handles: Arc<AtomicUsize>,
+    pub(crate) root: Arc<RootWake>,
+}
+
+impl Core {
+    /// A runtime's state: its clock, its reactor, and the waker of its root future.
+    pub(crate) fn new(clock: Clock, reactor: Reactor, root: Arc<RootWake>) -> Core {
+        let id = RuntimeId::next();
+        Core {
+            id,
+            clock,
+            timers: RefCell::new(TimerQueue::new(id)),
+            reactor,
+            thread_work: Cell::new(0),
+            remote_handles: Arc::new(AtomicUsize::new(0)),
+            root,
+        }
+    }
+}
+
+/// The root future's waker.
+#[derive(Debug)]
+pub(crate) struct RootWake {
+    pub(crate) woken: AtomicBool,
+    pub(crate) parked: AtomicBool,
+    pub(crate) poller: Arc<polling::Poller>,
+}
+
+impl Wake for RootWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
+            // Only reachable from another thread: the runtime's own thread is never
+            // parked while it runs code that could wake. A failed notify leaves the
+            // runtime to wake at its next deadline; there is no caller to report it to.
+            let _ = self.poller.notify();
+        }
+    }
+}
+
+/// Calls `f` with the runtime running on this thread.
+///
+/// # Panics
+///
+/// Panics when no trellis runtime runs on this thread. The panic is raised here, outside
+/// the thread-local's closure, so that `#[track_caller]` reports the user's line (a panic
+/// inside the closure would be located in this file).
+#[track_caller]
+pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
+    match try_with_core(f) {
+        Some(out) => out,
+        None => no_runtime(),
+    }
+}
+
+#[cold]
+#[track_caller]
+fn no_runtime() -> ! {
+    panic!(
+        "this needs a trellis runtime, but none is running on this thread; \
+         call it from inside `trellis::run(async {{ ... }})` or a `#[trellis::main]` function"
+    )
+}
+
+/// Calls `f` with the runtime running on this thread, if there is one.
+pub(crate) fn try_with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
+    CORE.try_with(|slot| slot.borrow().as_ref().map(f))
+        .ok()
+        .flatten()
+}
+
+/// Clears `CORE` when `run` ends, also by unwinding.
+pub(crate) struct EnterGuard;
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        CORE.with(|slot| slot.borrow_mut().take());
+    }
+}
+
+/// Whether a runtime runs on this thread.
+pub(crate) fn is_entered() -> bool {
+    CORE.with(|slot| slot.borrow().is_some())
+}
+
+/// Makes `core` this thread's runtime until the returned guard is dropped (also by
+/// unwinding).
+pub(crate) fn enter(core: Rc<Core>) -> EnterGuard {
+    CORE.with(|slot| *slot.borrow_mut() = Some(core));
+    EnterGuard
+}
