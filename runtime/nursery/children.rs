@@ -31,9 +31,9 @@ use std::task::{Context, Poll, Waker};
 use crate::context::values as context;
 use crate::nursery::error::{Failure, TaskName};
 use crate::nursery::join::JoinFailed;
-use crate::rt::slab::Slab;
 use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
 use crate::scope::unit::{ReadyQueue, UnitCell};
+use slab::Slab;
 
 /// A type-erased child future; it reports its value through its join slot.
 pub(super) type ChildFuture<'env, E> = Pin<Box<dyn Future<Output = Result<(), E>> + 'env>>;
@@ -266,7 +266,7 @@ impl<'env, E> Shared<'env, E> {
             Err(payload) => Some(Err(payload)),
         };
         drop(unit);
-        let task = tasks.remove(index).expect("present");
+        let task = tasks.remove(index);
         drop(tasks);
         if let Some(outcome) = failure {
             if let Some(join) = &task.join {
@@ -292,7 +292,9 @@ impl<'env, E> Shared<'env, E> {
                 })
                 .map(|(k, _)| k)
                 .collect();
-            keys.into_iter().filter_map(|k| tasks.remove(k)).collect()
+            keys.into_iter()
+                .filter_map(|k| tasks.try_remove(k))
+                .collect()
         };
         for task in doomed {
             self.retire_recording(task, None);
@@ -324,7 +326,7 @@ impl<'env, E> Shared<'env, E> {
     pub(super) fn drop_all_children(&self) {
         debug_assert!(self.finished.get());
         loop {
-            let all = self.tasks.borrow_mut().drain();
+            let all: Vec<_> = self.tasks.borrow_mut().drain().collect();
             if all.is_empty() {
                 return;
             }

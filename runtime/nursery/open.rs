@@ -49,9 +49,9 @@ use super::children::{Shared, poll_unit};
 use super::handle::Nursery;
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
-use crate::rt::slab::Slab;
 use crate::scope::cancel_scope::ScopeNode;
 use crate::scope::unit::{BODY, Core, UnitCell};
+use slab::Slab;
 
 /// How many units one poll of a nursery may poll before it yields to its parent, so that
 /// a child that keeps waking itself cannot starve its siblings, the body or the reactor.

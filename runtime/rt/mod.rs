@@ -13,6 +13,5 @@ pub(crate) mod deadlock;
 pub(crate) mod executor;
 // The one module that may use `unsafe`: registration with `polling`.
 pub(crate) mod reactor;
-pub(crate) mod slab;
 pub(crate) mod state;
 pub(crate) mod time;

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use polling::{Event, Events, Poller};
 
-use crate::rt::slab::Slab;
+use slab::Slab;
 
 /// Which readiness a task waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,7 @@ impl Reactor {
     }
 
     fn remove_source(&self, key: usize) {
-        self.sources.borrow_mut().remove(key);
+        self.sources.borrow_mut().try_remove(key);
     }
 }
 

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use futures_core::FusedFuture;
 
 use crate::rt::state::{RuntimeId, with_core};
-use crate::rt::slab::Slab;
+use slab::Slab;
 
 /// The source of "now" for one runtime.
 #[derive(Debug)]
@@ -176,7 +176,7 @@ impl TimerQueue {
         }
         let TimerKey { slot, seq, .. } = key;
         if self.armed.get_mut(slot).is_some_and(|a| a.seq == seq) {
-            self.armed.remove(slot);
+            self.armed.try_remove(slot);
             self.stale += 1;
             if self.stale > 64 && self.stale > self.armed.len() {
                 let armed = &mut self.armed;
@@ -234,7 +234,7 @@ impl TimerQueue {
             }
             self.heap.pop();
             if self.armed.get_mut(slot).is_some_and(|a| a.seq == seq) {
-                return self.armed.remove(slot).map(|armed| armed.action);
+                return self.armed.try_remove(slot).map(|armed| armed.action);
             }
             self.stale = self.stale.saturating_sub(1);
         }

@@ -229,7 +229,8 @@ impl CancelScope {
         if self.node.stage() == Stage::Idle {
             self.node.set_timeout(timeout);
         } else {
-            self.node.set_deadline(crate::rt::time::now().checked_add(timeout));
+            self.node
+                .set_deadline(crate::rt::time::now().checked_add(timeout));
         }
         self
     }

@@ -43,11 +43,11 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::rt::state::{RuntimeId, try_with_core, with_core};
-use crate::rt::slab::Slab;
 use crate::rt::time::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
 use crate::scope::remote::RemoteState;
 use crate::scope::unit::UnitCell;
+use slab::Slab;
 
 /// Where code runs: a node and, inside a nursery, the unit within it.
 #[derive(Debug, Clone)]
@@ -298,7 +298,7 @@ impl ScopeNode {
             self.update_count();
         }
         if let (Some(parent), Some(key)) = (self.parent.borrow().as_ref(), self.child_key.take()) {
-            parent.node.children.borrow_mut().remove(key);
+            parent.node.children.borrow_mut().try_remove(key);
         }
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
@@ -499,10 +499,10 @@ impl ScopeNode {
             if core.clock.now() >= deadline {
                 self.cancel(CancelReason::Deadline);
             } else {
-                let key = core
-                    .timers
-                    .borrow_mut()
-                    .arm(deadline, TimerAction::Expire(Rc::downgrade(self) as Weak<dyn Expire>));
+                let key = core.timers.borrow_mut().arm(
+                    deadline,
+                    TimerAction::Expire(Rc::downgrade(self) as Weak<dyn Expire>),
+                );
                 self.timer.set(Some(key));
             }
         });
