@@ -3,7 +3,7 @@
 //!
 //! This module holds the contexts, their persistent maps, the current context and the
 //! hooks the runtime calls. The variables themselves ([`ContextVar`], with its [`Token`] and
-//! [`ResetError`]) are in the child module `context_var`, which reads and writes this state
+//! [`ResetError`]) are in the child module `var.rs`, which reads and writes this state
 //! directly and keeps the invariants below.
 //!
 //! # State

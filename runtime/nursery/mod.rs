@@ -10,4 +10,5 @@ pub(crate) mod handle;
 pub(crate) mod join;
 pub(crate) mod open;
 pub(crate) mod output;
+mod pool;
 pub(crate) mod start;

@@ -6,7 +6,7 @@
 //!
 //! # State
 //!
-//! - The ready queue (`ready_queue.rs`) says which units to poll; only those are polled.
+//! - The ready queue (`scope/unit.rs`) says which units to poll; only those are polled.
 //! - A nursery that stops early because its poll budget ran out wakes itself.
 //! - `abandoned`: an enclosing scope cancelled the nursery and everything inside is gone;
 //!   the future stays pending until that scope's owner drops it.
@@ -14,8 +14,8 @@
 //! # Failure and cancellation
 //!
 //! The first failure (an `Err` or a panic, of the body or a child) cancels the nursery's
-//! scope. Cancellation is delivered at suspensions only (the rule in the `cancel` module
-//! docs): units that are suspended and not woken are dropped at once; units already woken,
+//! scope. Cancellation is delivered at suspensions only (the rule in the docs of
+//! `scope/cancel_scope.rs`): units that are suspended and not woken are dropped at once; units already woken,
 //! and units that have not run yet (a child spawned before or after the cancellation, the
 //! body of a nursery entered in a cancelled scope), are polled once more and dropped if
 //! they suspend. Units holding a shield run on.
@@ -47,10 +47,11 @@ use std::task::{Context, Poll, Waker};
 
 use super::children::{Shared, poll_unit};
 use super::handle::Nursery;
+use super::pool::Parts;
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
 use crate::scope::cancel_scope::ScopeNode;
-use crate::scope::unit::{BODY, Core, UnitCell};
+use crate::scope::unit::{BODY, UnitCell};
 use slab::Slab;
 
 /// How many units one poll of a nursery may poll before it yields to its parent, so that
@@ -234,16 +235,16 @@ where
     R: BodyOutput<Error = E>,
     E: 'env,
 {
-    let core = Core::take();
+    let parts = Parts::take();
     let shared = Rc::new(Shared {
         node: ScopeNode::new(None, false),
-        queue: core.queue,
+        queue: parts.queue,
         tasks: RefCell::new(Slab::default()),
         failures: RefCell::new(Vec::new()),
         panics: RefCell::new(Vec::new()),
         spawned: Cell::new(0),
-        spare_units: RefCell::new(core.spare_units),
-        batch: RefCell::new(core.batch),
+        spare_units: RefCell::new(parts.spare_units),
+        batch: RefCell::new(parts.batch),
         finished: Cell::new(false),
         _env: PhantomData,
     });
@@ -251,12 +252,12 @@ where
         shared: shared.clone(),
         _brand: PhantomData,
     };
-    core.body_waker.wake_by_ref();
+    parts.body_waker.wake_by_ref();
     NurseryFuture {
         shared,
         body: Some(body(handle)),
-        body_unit: core.body_unit,
-        body_waker: core.body_waker,
+        body_unit: parts.body_unit,
+        body_waker: parts.body_waker,
         value: None,
         started: false,
         abandoned: false,
@@ -293,7 +294,7 @@ pin_project_lite::pin_project! {
             shared.drop_all_children();
             shared.node.detach();
             ScopeNode::recycle(&shared.node);
-            Core::put_back(Core {
+            Parts::put_back(Parts {
                 queue: shared.queue.clone(),
                 body_unit: this.body_unit.clone(),
                 body_waker: this.body_waker.clone(),

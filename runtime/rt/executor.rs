@@ -18,7 +18,7 @@
 //! (time moves only by [`advance`](crate::advance), which only a running task can call,
 //! so armed timers do not count); with autojump when, in addition, no timer is armed.
 //! Then, instead of parking forever, it drops the root future and panics with the list of
-//! what was blocked (`deadlock.rs`).
+//! what was blocked (`rt/deadlock.rs`).
 //! The real clock is never declared deadlocked: another thread may always wake it.
 
 #![forbid(unsafe_code)]

@@ -25,7 +25,7 @@
 //! # Deadlines and the delivery rule
 //!
 //! A scope's deadline that passes cancels the scope; like every cancellation it reaches
-//! code only at its next suspension (the delivery rule in the `cancel` module docs): a
+//! code only at its next suspension (the delivery rule in the docs of `scope/cancel_scope.rs`): a
 //! unit that is busy without awaiting runs on until it suspends, and one that starts past
 //! its deadline runs to its first suspension. A sleep is such a suspension.
 

@@ -3,7 +3,7 @@
 //! This module holds the public face: [`CancelScope`] and the [`ScopeRun`] future that
 //! runs a body inside one, [`shield`], [`cancelled`] and [`current_effective_deadline`].
 //! The tree of running scopes they act on, with its state and invariants, is in
-//! `scope_tree`; the timeouts built on scopes are in `timeout`.
+//! `tree.rs`; the timeouts built on scopes are in `timeout.rs`.
 //!
 //! # Units and the next suspension
 //!

@@ -2,8 +2,8 @@
 //! and every nursery, and the position of the code being polled.
 //!
 //! A node's parent is the *position* where it started running: the enclosing node plus,
-//! when that node is a nursery, the *unit* (the nursery body or one child; see the `cancel`
-//! module docs) it runs in. Cancellation flows down the tree; "is anything inside still
+//! when that node is a nursery, the *unit* (the nursery body or one child; see the docs of
+//! `cancel_scope.rs`) it runs in. Cancellation flows down the tree; "is anything inside still
 //! shielded?" flows up.
 //!
 //! # State and invariants

@@ -1,4 +1,5 @@
-//! The ready queue of a nursery and the wakers of its units.
+//! Units: the separately woken futures of a task group (a nursery's body and children),
+//! their wakers, and the ready queue the wakers push to.
 //!
 //! # State
 //!
@@ -10,14 +11,9 @@
 //!   wake during its own poll re-queues it. Only queued units are polled: a wake costs one
 //!   poll, however many children sleep.
 //! - The parent is woken only when the queue goes from empty to non-empty.
-//! - [`Core`] bundles what a nursery allocates regardless of its types (queue, body cell,
-//!   spare cells); finished nurseries return it to a thread-local pool. Invariant: a core
-//!   or cell is reused only when nothing outside it references it (checked with
-//!   `Arc::strong_count`), so a stale waker can never reach the next user.
 
 #![forbid(unsafe_code)]
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,6 +52,13 @@ impl ReadyQueue {
                 parent.wake_by_ref();
             }
         }
+    }
+
+    /// Forgets every queued index and the parent's waker, for a queue being reused.
+    pub(crate) fn clear(&self) {
+        let mut q = self.lock();
+        q.ready.clear();
+        q.parent = None;
     }
 
     /// Moves up to `max` ready indices into `batch` and records the parent's waker, under
@@ -143,81 +146,5 @@ impl Wake for UnitCell {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.schedule();
-    }
-}
-
-/// The parts of a nursery that depend neither on its lifetimes nor on its error type,
-/// recycled through a thread-local pool: opening a nursery is on the per-request path, and
-/// these are most of its allocations.
-pub(crate) struct Core {
-    pub(crate) queue: Arc<ReadyQueue>,
-    pub(crate) body_unit: Arc<UnitCell>,
-    pub(crate) body_waker: Waker,
-    pub(crate) spare_units: Vec<(Arc<UnitCell>, Waker)>,
-    pub(crate) batch: Vec<usize>,
-}
-
-thread_local! {
-    /// Cores of finished nurseries. A core is put back when its nursery future is dropped
-    /// (while that future still holds clones) and checked for exclusive ownership when taken.
-    static SPARE_CORES: RefCell<Vec<Core>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Core {
-    /// A core for a new nursery: a recycled one that nothing else references, or a new one.
-    pub(crate) fn take() -> Core {
-        let recycled = SPARE_CORES.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            while let Some(core) = pool.pop() {
-                if core.is_exclusive() {
-                    return Some(core);
-                }
-            }
-            None
-        });
-        match recycled {
-            Some(core) => core.reset(),
-            None => {
-                let queue = Arc::new(ReadyQueue::default());
-                let body_unit = UnitCell::new(BODY, &queue);
-                let body_waker = Waker::from(body_unit.clone());
-                Core {
-                    queue,
-                    body_unit,
-                    body_waker,
-                    spare_units: Vec::new(),
-                    batch: Vec::new(),
-                }
-            }
-        }
-    }
-
-    pub(crate) fn put_back(core: Core) {
-        const MAX_SPARE_CORES: usize = 64;
-        // During thread teardown the pool may be gone; the core is then simply dropped.
-        let _ = SPARE_CORES.try_with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.len() < MAX_SPARE_CORES {
-                pool.push(core);
-            }
-        });
-    }
-
-    /// Whether nothing outside this core (a leaked waker, a leaked nursery handle) still
-    /// references its queue or body cell: otherwise a stale wake could reach the next
-    /// nursery to use it.
-    fn is_exclusive(&self) -> bool {
-        Arc::strong_count(&self.queue) == 2 + self.spare_units.len()
-            && Arc::strong_count(&self.body_unit) == 2
-    }
-
-    fn reset(self) -> Core {
-        {
-            let mut q = self.queue.lock();
-            q.ready.clear();
-            q.parent = None;
-        }
-        self.body_unit.recycle(BODY);
-        self
     }
 }
