@@ -91,8 +91,9 @@ pub use nursery::join::JoinHandle;
 pub use nursery::open::nursery;
 pub use nursery::output::{BodyOutput, TaskOutput};
 pub use nursery::start::TaskStatus;
+pub use rt::clock::{advance, now};
 pub use rt::executor::{Builder, YieldNow, run, yield_now};
-pub use rt::time::{Sleep, advance, now, sleep, sleep_forever, sleep_until};
+pub use rt::sleep::{Sleep, sleep, sleep_forever, sleep_until};
 pub use scope::cancel_scope::{
     CancelReason, CancelScope, Cancelled, ScopeRun, cancel_scope, cancelled,
     current_effective_deadline, shield,

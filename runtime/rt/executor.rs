@@ -34,10 +34,11 @@ use std::time::{Duration, Instant};
 
 use futures_core::FusedFuture;
 
+use crate::rt::clock::Clock;
 use crate::rt::deadlock::{Deadlock, panic_deadlocked};
 use crate::rt::reactor::Reactor;
 use crate::rt::state::{Core, RootWake, enter, is_entered};
-use crate::rt::time::{Clock, TimerAction};
+use crate::rt::timers::TimerAction;
 
 /// Every this many root polls, a runnable runtime looks at the reactor without blocking.
 const REACTOR_TICK: u32 = 61;

@@ -1,17 +1,19 @@
 //! The engine: one runtime per thread. Its state ([`Core`](state::Core)), the executor
-//! loop and [`Builder`](executor::Builder), the reactor on `polling`, the clock and the
-//! timer queue, and the deadlock report of the mock clock.
+//! loop and [`Builder`](executor::Builder), the reactor on `polling`, the clock, the
+//! timer queue and the sleeping futures, and the deadlock report of the mock clock.
 //!
 //! It knows nothing of nurseries or scopes: a timer wakes a waker or expires an
-//! [`Expire`](time::Expire) target that the layer above implements; the deadlock report
+//! [`Expire`](timers::Expire) target that the layer above implements; the deadlock report
 //! takes sections that the layer above registers. It imports only `context` (the root task
 //! runs in a context of its own).
 
 // Not `forbid`: the reactor opts in to `unsafe`; every other file forbids it itself.
 
+pub(crate) mod clock;
 pub(crate) mod deadlock;
 pub(crate) mod executor;
 // The one module that may use `unsafe`: registration with `polling`.
 pub(crate) mod reactor;
+pub(crate) mod sleep;
 pub(crate) mod state;
-pub(crate) mod time;
+pub(crate) mod timers;

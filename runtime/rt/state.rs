@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Wake;
 
+use crate::rt::clock::Clock;
 use crate::rt::reactor::Reactor;
-use crate::rt::time::{Clock, TimerQueue};
+use crate::rt::timers::TimerQueue;
 
 thread_local! {
     static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };

@@ -230,7 +230,7 @@ impl CancelScope {
             self.node.set_timeout(timeout);
         } else {
             self.node
-                .set_deadline(crate::rt::time::now().checked_add(timeout));
+                .set_deadline(crate::rt::clock::now().checked_add(timeout));
         }
         self
     }

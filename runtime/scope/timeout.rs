@@ -185,7 +185,7 @@ impl<F: Future> Future for FailAt<F> {
             Poll::Ready(Some(out)) => Poll::Ready(Ok(out)),
             // Only the deadline can cancel this scope (nobody else holds it), so it is set.
             Poll::Ready(None) => Poll::Ready(Err(TimedOut {
-                deadline: run.deadline().unwrap_or_else(crate::rt::time::now),
+                deadline: run.deadline().unwrap_or_else(crate::rt::clock::now),
             })),
             Poll::Pending => Poll::Pending,
         }

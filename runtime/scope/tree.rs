@@ -43,7 +43,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::rt::state::{RuntimeId, try_with_core, with_core};
-use crate::rt::time::{Expire, TimerAction, TimerKey};
+use crate::rt::timers::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
 use crate::scope::remote::RemoteState;
 use crate::scope::unit::UnitCell;

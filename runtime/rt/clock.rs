@@ -1,0 +1,159 @@
+//! The clock of a runtime: real, or mock (virtual time moved by [`advance`] or by
+//! autojump), and [`now`].
+//!
+//! # State
+//!
+//! - The [`Clock`] belongs to the runtime. A real clock reads [`Instant::now`]; a mock clock
+//!   holds a virtual instant that only moves forward, by [`advance`] or, with autojump, by
+//!   the executor when every task is blocked.
+
+#![forbid(unsafe_code)]
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::rt::state::with_core;
+
+/// The source of "now" for one runtime.
+#[derive(Debug)]
+pub(crate) enum Clock {
+    /// Wall-clock time, read from the operating system.
+    Real,
+    /// Virtual time that moves only when told to.
+    Mock {
+        /// The current virtual instant.
+        now: Cell<Instant>,
+        /// Jump to the next deadline whenever every task is blocked.
+        autojump: bool,
+    },
+}
+
+impl Clock {
+    pub(crate) fn now(&self) -> Instant {
+        match self {
+            Clock::Real => Instant::now(),
+            Clock::Mock { now, .. } => now.get(),
+        }
+    }
+
+    pub(crate) fn is_mock(&self) -> bool {
+        matches!(self, Clock::Mock { .. })
+    }
+
+    /// Moves a mock clock to `to` (never backwards). Does nothing on the real clock.
+    pub(crate) fn jump_to(&self, to: Instant) {
+        if let Clock::Mock { now, .. } = self {
+            if to > now.get() {
+                now.set(to);
+            }
+        }
+    }
+}
+
+/// Returns the current time of the running runtime's clock.
+///
+/// On a mock clock this is the virtual time, which starts at the instant the runtime was
+/// built and moves only by [`advance`] or autojump.
+///
+/// # Panics
+///
+/// Panics when called outside a trellis runtime.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let start = trellis::now();
+///     trellis::sleep(Duration::from_secs(3600)).await;
+///     assert_eq!(trellis::now() - start, Duration::from_secs(3600));
+/// });
+/// ```
+#[track_caller]
+pub fn now() -> Instant {
+    with_core(|core| core.clock.now())
+}
+
+/// Moves a mock clock forward by `by`, firing every timer that falls due.
+///
+/// An advance past what [`Instant`] can represent (say `Duration::MAX`) saturates: the clock
+/// moves to the latest representable instant and every armed timer fires. From then on,
+/// [`sleep`](crate::sleep) and the relative timeouts treat every duration as "never" (adding it to
+/// [`now`] overflows), and a further `advance` changes nothing.
+///
+/// # Panics
+///
+/// Panics outside a runtime, or when the runtime runs on the real clock (time there cannot
+/// be moved).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().mock_clock().run(async {
+///     let start = trellis::now();
+///     trellis::advance(Duration::from_secs(5));
+///     assert_eq!(trellis::now() - start, Duration::from_secs(5));
+///     trellis::advance(Duration::MAX); // saturates instead of overflowing
+///     assert!(trellis::now() > start + Duration::from_secs(100 * 365 * 24 * 3600));
+/// });
+/// ```
+#[track_caller]
+pub fn advance(by: Duration) {
+    // The checks panic here, outside `with_core`'s closure, so that `#[track_caller]`
+    // reports the caller's line.
+    let core = with_core(Rc::clone);
+    if !core.clock.is_mock() {
+        panic!(
+            "trellis::advance needs a mock clock; build the runtime with \
+             `Builder::new().mock_clock()` or `.autojump()`"
+        );
+    }
+    let now = core.clock.now();
+    core.clock
+        .jump_to(now.checked_add(by).unwrap_or_else(|| latest_instant(now)));
+    core.fire_due_timers();
+}
+
+/// The latest instant that `Instant` can represent, at or after `from`.
+///
+/// std has no `Instant::MAX`; this bisects over the durations that can be added to `from`
+/// (about a hundred `checked_add`s, only on the overflowing path of `advance`).
+fn latest_instant(from: Instant) -> Instant {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    let from_nanos = |n: u128| {
+        // `n` never exceeds `Duration::MAX` in nanoseconds, so the seconds fit a `u64`.
+        Duration::new((n / NANOS_PER_SEC) as u64, (n % NANOS_PER_SEC) as u32)
+    };
+    if let Some(latest) = from.checked_add(Duration::MAX) {
+        return latest;
+    }
+    // Invariant: `from + ok` is representable, `from + overflows` is not.
+    let (mut ok, mut overflows) = (0u128, Duration::MAX.as_nanos());
+    while overflows - ok > 1 {
+        let mid = ok + (overflows - ok) / 2;
+        if from.checked_add(from_nanos(mid)).is_some() {
+            ok = mid;
+        } else {
+            overflows = mid;
+        }
+    }
+    from + from_nanos(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_instant_is_representable_and_nothing_follows_it() {
+        let from = Instant::now();
+        let latest = latest_instant(from);
+        assert!(latest > from);
+        assert_eq!(latest.checked_add(Duration::from_nanos(1)), None);
+        assert_eq!(latest_instant(latest), latest);
+    }
+}
