@@ -11,7 +11,7 @@
 //!   when the cancellation arrives, shielded, under `move_on_after(flush_limit, ..)`.
 //!
 //! Run it with `cargo run --example graceful_shutdown` (real time: about 1.2 s).
-//! `tests/examples.rs` runs the same service on virtual time and checks the log.
+//! `integration/tests/examples.rs` runs the same service on virtual time and checks the log.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! deadline passes, the jobs still running are cancelled and reported as such.
 //!
 //! Run it with `cargo run --example job_runner` (real time: about 0.35 s).
-//! `tests/examples.rs` runs the same batch on virtual time and checks the report.
+//! `integration/tests/examples.rs` runs the same batch on virtual time and checks the report.
 
 use std::cell::RefCell;
 use std::fmt;

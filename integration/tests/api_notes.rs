@@ -113,8 +113,8 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::ContextEntry::downcast_ref::<u8>;
 }
 
-const LIB: &str = include_str!("../runtime/lib.rs");
-const NOTES: &str = include_str!("../notes/API.md");
+const LIB: &str = include_str!("../../runtime/lib.rs");
+const NOTES: &str = include_str!("../../notes/API.md");
 const THIS_FILE: &str = include_str!("api_notes.rs");
 
 /// Every item exported by `runtime/lib.rs` is in the notes, and every item the notes list
@@ -126,7 +126,7 @@ fn api_notes_list_exactly_the_exported_items() {
             .lines()
             .next()
             .unwrap_or("")
-            .contains("tests/api_notes.rs"),
+            .contains("integration/tests/api_notes.rs"),
         "the first line of notes/API.md says which test keeps it in sync"
     );
     let exported = exported_items(LIB);
@@ -151,7 +151,7 @@ fn api_notes_list_exactly_the_methods_checked_here() {
     let unlisted: Vec<_> = checked.difference(&listed).collect();
     assert!(
         unchecked.is_empty() && unlisted.is_empty(),
-        "notes/API.md and tests/api_notes.rs disagree on methods:\n\
+        "notes/API.md and integration/tests/api_notes.rs disagree on methods:\n\
          in the notes, not in `every_method_the_notes_name_exists`: {unchecked:?}\n\
          in `every_method_the_notes_name_exists`, not in the notes: {unlisted:?}"
     );

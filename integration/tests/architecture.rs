@@ -16,7 +16,8 @@ const LAYERS: &[&str] = &["context", "rt", "scope", "nursery"];
 const TOP: usize = LAYERS.len();
 
 fn runtime_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime")
+    // This package is `integration/`, beside `runtime/` in the workspace.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime")
 }
 
 /// One import that points the wrong way.
@@ -83,7 +84,7 @@ fn violations(file: &str, source: &str) -> Vec<Violation> {
                     text: String::new(),
                     why: format!(
                         "the folder `{layer}` is not a known layer: add it to LAYERS in \
-                         tests/architecture.rs and to ARCHITECTURE.md, at its rank"
+                         integration/tests/architecture.rs and to ARCHITECTURE.md, at its rank"
                     ),
                 }];
             }

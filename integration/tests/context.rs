@@ -763,7 +763,7 @@ fn destructors_of_a_cancelled_run_see_its_context() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Costs: `cargo test --release --test context -- --ignored --nocapture`.
+// Costs: `cargo test --release -p trellis-integration --test context -- --ignored --nocapture`.
 
 #[test]
 #[ignore = "a measurement; run in release mode with --nocapture"]

@@ -5,15 +5,15 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/job_runner.rs"]
+#[path = "../../examples/job_runner.rs"]
 mod job_runner;
 
 #[allow(dead_code)]
-#[path = "../examples/graceful_shutdown.rs"]
+#[path = "../../examples/graceful_shutdown.rs"]
 mod graceful_shutdown;
 
 #[allow(dead_code)]
-#[path = "../examples/request_id.rs"]
+#[path = "../../examples/request_id.rs"]
 mod request_id;
 
 use std::time::Duration;

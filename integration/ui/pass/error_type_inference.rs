@@ -1,7 +1,7 @@
 // Where the nursery's error type is inferred: whenever something names it by equality (the
 // body's typed `Ok`/`Err` or tail call, the closure's return type, a child's typed `Err` or
 // tail call, the handle's type, a turbofish, the type of the result), the children's bare
-// `Ok(..)` need no annotation. `ui-tests/fail/error_type_*` are the shapes that cannot infer.
+// `Ok(..)` need no annotation. `ui/fail/error_type_*` are the shapes that cannot infer.
 use std::io;
 
 use trellis::{ErrorGroup, Nursery, nursery};

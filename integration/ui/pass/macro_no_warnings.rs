@@ -1,6 +1,6 @@
 //! Every macro form under `deny(warnings)` and clippy's default lints: an expansion that
 //! warns (unused items, needless returns, elided lifetimes...) fails this case. Run clippy on
-//! `tests/macros.rs` for the clippy half; rustc's lints are checked here.
+//! `integration/tests/macros.rs` for the clippy half; rustc's lints are checked here.
 
 #![deny(warnings, rust_2018_idioms, missing_docs, unused_qualifications)]
 #![deny(clippy::all)]

@@ -1,5 +1,5 @@
 //! `#[trellis::test]` in its forms (they compile to `#[test]` fns, so outside `cargo test`
-//! only the attribute's parsing is exercised here; `tests/macros.rs` runs them).
+//! only the attribute's parsing is exercised here; `integration/tests/macros.rs` runs them).
 
 #[trellis::test]
 async fn real_clock() {}
