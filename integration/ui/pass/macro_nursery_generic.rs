@@ -7,7 +7,7 @@ use trellis::{Nursery, nursery};
 #[nursery]
 async fn show_all<T: Debug>(n: Nursery, items: &[T]) {
     for item in items {
-        let _child = n.spawn(async move { println!("{item:?}") });
+        let _child = n.spawn(async move { assert!(!format!("{item:?}").is_empty()) });
     }
 }
 
@@ -16,7 +16,7 @@ async fn first<'a, T>(n: Nursery, items: &'a [T]) -> Result<&'a T, String>
 where
     T: Debug,
 {
-    let _child = n.spawn(async { println!("{}", items.len()) });
+    let _child = n.spawn(async { assert!(format!("{items:?}").starts_with('[')) });
     items.first().ok_or_else(|| "empty".to_string())
 }
 

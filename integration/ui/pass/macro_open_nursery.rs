@@ -7,7 +7,7 @@ fn main() {
         let words = vec!["a", "b"];
         let unit: Result<(), ErrorGroup<std::convert::Infallible>> = open_nursery! { |n|
             for word in &words {
-                let _child = n.spawn(async move { println!("{word}") });
+                let _child = n.spawn(async move { assert!(!word.is_empty()) });
             }
         };
         let _ = unit;
