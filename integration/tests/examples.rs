@@ -1,6 +1,8 @@
-//! The programs in `examples/` run here on virtual time, and what they report is checked:
-//! the job runner's outcomes, the graceful shutdown's order and timing, the request ids of
-//! the request-scoped logging. (`cargo test` only builds examples; this runs them.)
+//! The programs in the root's `examples/` run here on virtual time, and what they report is
+//! checked: the job runner's outcomes, the graceful shutdown's order and timing, the request
+//! ids of the request-scoped logging. The guide's tokio program, `examples/inside_tokio.rs`
+//! here, runs too, and is checked to be the guide's code. (`cargo test` only builds
+//! examples; this runs them.)
 
 mod common;
 
@@ -15,6 +17,21 @@ mod graceful_shutdown;
 #[allow(dead_code)]
 #[path = "../../examples/request_id.rs"]
 mod request_id;
+
+/// The guide's tokio program, spliced in with `include!` rather than a `#[path]` module:
+/// the guide's `main` is private, so only code inside the module can call it (and rustfmt
+/// does not follow an `include!`, so the file keeps the guide's layout).
+mod inside_tokio {
+    include!("../examples/inside_tokio.rs");
+
+    pub(super) fn run() {
+        main();
+    }
+}
+
+/// The guide, whose "Inside a tokio program" shows `examples/inside_tokio.rs`.
+const GUIDE: &str = include_str!("../../runtime/guide.rs");
+const INSIDE_TOKIO: &str = include_str!("../examples/inside_tokio.rs");
 
 use std::time::Duration;
 
@@ -154,4 +171,52 @@ fn the_request_logging_example_never_mixes_request_ids() {
     // `main` runs on virtual time and asserts, for every log line naming a request's path,
     // that it was logged under that request's id.
     watchdog(HANG_LIMIT, request_id::main);
+}
+
+#[test]
+fn the_guides_tokio_program_runs_nurseries_under_tokio_and_a_trellis_clock_beside_it() {
+    // `main` asserts the nursery's error under tokio's timers and the `move_on_after` of
+    // the trellis runtime on tokio's blocking thread (real time: about a millisecond).
+    watchdog(HANG_LIMIT, inside_tokio::run);
+}
+
+/// The code of the ```` ```ignore ```` block in the section `heading` of a `//!` doc, without
+/// the `//! ` prefixes, or `None` when the section or its block is missing or unclosed.
+fn ignored_block_in_section(doc: &str, heading: &str) -> Option<String> {
+    let mut lines = doc
+        .lines()
+        .skip_while(|line| line.trim_end() != heading)
+        .skip(1);
+    for line in lines.by_ref() {
+        match line.trim_end() {
+            "//! ```ignore" => break,
+            other if other.starts_with("//! #") => return None, // the next section
+            _ => {}
+        }
+    }
+    let mut code = String::new();
+    for line in lines {
+        let text = line
+            .strip_prefix("//! ")
+            .or_else(|| line.strip_prefix("//!"))?;
+        if text.trim_end() == "```" {
+            return Some(code);
+        }
+        code.push_str(text);
+        code.push('\n');
+    }
+    None
+}
+
+#[test]
+fn the_guides_tokio_recipe_is_the_program_run_here() {
+    let heading = "//! # Inside a tokio program";
+    let shown = ignored_block_in_section(GUIDE, heading)
+        .unwrap_or_else(|| panic!("runtime/guide.rs has no ```ignore block under {heading:?}"));
+    assert!(
+        shown == INSIDE_TOKIO,
+        "the program in runtime/guide.rs under {heading:?} and \
+         integration/examples/inside_tokio.rs differ; make them the same.\n\
+         --- the guide's:\n{shown}--- the file's:\n{INSIDE_TOKIO}"
+    );
 }
