@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The layers, lowest first. A new folder under `runtime/` must be added here.
-const LAYERS: &[&str] = &["context", "rt", "scope", "nursery"];
+const LAYERS: &[&str] = &["context", "rt", "scope", "nursery", "sync"];
 
 /// The rank of the files directly in `runtime/`: above every layer.
 const TOP: usize = LAYERS.len();
