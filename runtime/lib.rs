@@ -22,6 +22,8 @@
 //!   a copy of its parent's values.
 //! - [`sleep`], [`sleep_until`], [`now`] and [`yield_now`] are the time and scheduling
 //!   primitives.
+//! - [`Event`], [`Lock`], [`Semaphore`], [`CapacityLimiter`] and [`Condition`] are Trio's
+//!   synchronisation primitives, FIFO-fair and `!Send`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -72,6 +74,7 @@ mod context;
 mod nursery;
 mod rt;
 mod scope;
+mod sync;
 
 // On top: built from the layers, imported by none of them.
 mod finally;
@@ -100,6 +103,13 @@ pub use scope::cancel_scope::{
 };
 pub use scope::remote::RemoteCancel;
 pub use scope::timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
+pub use sync::capacity_limiter::{
+    BorrowerAcquire, BorrowerId, CapacityLimiter, LimiterAcquire, LimiterError, LimiterToken,
+};
+pub use sync::condition::{Condition, ConditionWait};
+pub use sync::event::{Event, EventWait};
+pub use sync::lock::{Lock, LockAcquire, LockGuard, TryLockError};
+pub use sync::semaphore::{Semaphore, SemaphoreAcquire, SemaphoreError, SemaphorePermit};
 pub use trellis_macros::{main, nursery, open_nursery, test};
 
 // The README's examples run as doctests, so the first code a user sees keeps working.

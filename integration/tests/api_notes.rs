@@ -111,6 +111,47 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::ContextEntry::type_name;
     let _ = trellis::ContextEntry::is_inherited;
     let _ = trellis::ContextEntry::downcast_ref::<u8>;
+
+    let _ = trellis::Event::new;
+    let _ = trellis::Event::set;
+    let _ = trellis::Event::is_set;
+    let _ = trellis::Event::wait;
+    let _ = trellis::Event::waiting;
+    let _ = trellis::Lock::<u8>::new;
+    let _ = trellis::Lock::<u8>::lock;
+    let _ = trellis::Lock::<u8>::try_lock;
+    let _ = trellis::Lock::<u8>::is_locked;
+    let _ = trellis::Lock::<u8>::waiting;
+    let _ = trellis::Lock::<u8>::into_inner;
+    let _ = trellis::Semaphore::new;
+    let _ = trellis::Semaphore::with_max_value;
+    let _ = trellis::Semaphore::acquire;
+    let _ = trellis::Semaphore::try_acquire;
+    let _ = trellis::Semaphore::release;
+    let _ = trellis::Semaphore::value;
+    let _ = trellis::Semaphore::max_value;
+    let _ = trellis::Semaphore::waiting;
+    let _ = trellis::SemaphorePermit::forget;
+    let _ = trellis::CapacityLimiter::new;
+    let _ = trellis::CapacityLimiter::acquire;
+    let _ = trellis::CapacityLimiter::try_acquire;
+    let _ = trellis::CapacityLimiter::acquire_on_behalf_of;
+    let _ = trellis::CapacityLimiter::try_acquire_on_behalf_of;
+    let _ = trellis::CapacityLimiter::release_on_behalf_of;
+    let _ = trellis::CapacityLimiter::is_borrowing;
+    let _ = trellis::CapacityLimiter::total_tokens;
+    let _ = trellis::CapacityLimiter::set_total_tokens;
+    let _ = trellis::CapacityLimiter::borrowed_tokens;
+    let _ = trellis::CapacityLimiter::available_tokens;
+    let _ = trellis::CapacityLimiter::waiting;
+    let _ = trellis::BorrowerId::new;
+    let _ = trellis::Condition::<u8>::new;
+    let _ = trellis::Condition::<u8>::lock;
+    let _ = trellis::Condition::<u8>::as_lock;
+    let _ = trellis::Condition::<u8>::wait;
+    let _ = trellis::Condition::<u8>::notify;
+    let _ = trellis::Condition::<u8>::notify_all;
+    let _ = trellis::Condition::<u8>::waiting;
 }
 
 const LIB: &str = include_str!("../../runtime/lib.rs");
