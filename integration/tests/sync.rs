@@ -985,3 +985,39 @@ fn condition_notification_passes_on_from_a_waiter_cancelled_while_it_waits_for_i
         assert_eq!(*record.borrow(), ["b"]);
     });
 }
+
+/// The delivery rule meets the hand-off: a waiter handed the lock in the same step as its
+/// scope is cancelled was woken, so it is polled once more and takes the lock (a value
+/// ready in the same instant as the cancellation is kept), runs to its next suspension,
+/// and is dropped there with its guard, which hands the lock on. Nothing is lost either
+/// way.
+#[test]
+fn lock_handed_to_a_waiter_whose_scope_is_cancelled_in_the_same_step_is_used_then_passed_on() {
+    virtual_test(async || {
+        let l = Lock::new(Vec::new());
+        nursery(async |n| {
+            let guard = l.lock().await;
+            let scope = CancelScope::new();
+            let cancel = scope.clone();
+            let l = &l;
+            n.spawn(async move {
+                scope
+                    .run(async {
+                        let mut list = l.lock().await;
+                        list.push("cancelled, but it had the lock");
+                        sleep_forever().await;
+                    })
+                    .await;
+            });
+            n.spawn(async move { l.lock().await.push("next") });
+            settle().await;
+            assert_eq!(l.waiting(), 2);
+            drop(guard);
+            cancel.cancel();
+        })
+        .await
+        .unwrap();
+        assert!(!l.is_locked());
+        assert_eq!(l.into_inner(), ["cancelled, but it had the lock", "next"]);
+    });
+}

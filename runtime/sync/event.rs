@@ -200,14 +200,14 @@ impl Future for EventWait<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let mut waiters = this.event.waiters.borrow_mut();
         if this.event.set.get() {
             if let Some(key) = this.key.take() {
-                waiters.remove(key);
+                this.event.waiters.borrow_mut().remove(key);
             }
             this.done = true;
             return Poll::Ready(());
         }
+        let mut waiters = this.event.waiters.borrow_mut();
         match this.key {
             Some(key) => waiters.set_waker(key, cx.waker()),
             None => this.key = Some(waiters.push((), cx.waker().clone())),
