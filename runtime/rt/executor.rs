@@ -76,8 +76,14 @@ impl Core {
         };
         if self.reactor.has_sources()
             || self.thread_work.get() > 0
-            || self.remote_handles.load(Ordering::Relaxed) > 0
+            || self.remote_handles.load(Ordering::Acquire) > 0
         {
+            return None;
+        }
+        // A remote handle on another thread may have woken the root and then been dropped
+        // since the loop last looked at `woken`. Its drop (a release, after the wake) is
+        // what made the count above zero, so its wake is visible now: look again.
+        if self.root.woken.load(Ordering::SeqCst) {
             return None;
         }
         if *autojump {

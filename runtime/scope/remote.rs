@@ -154,7 +154,9 @@ impl Clone for RemoteCancel {
 impl Drop for RemoteCancel {
     fn drop(&mut self) {
         if let Some(live) = &self.live {
-            live.fetch_sub(1, Ordering::Relaxed);
+            // Release: a deadlock check that sees this drop also sees every wake this
+            // handle made before it (`rt/executor.rs`, `Core::deadlock`).
+            live.fetch_sub(1, Ordering::Release);
         }
     }
 }
