@@ -72,6 +72,7 @@ mod context;
 mod nursery;
 mod rt;
 mod scope;
+mod sync;
 
 // On top: built from the layers, imported by none of them.
 mod finally;
@@ -100,6 +101,10 @@ pub use scope::cancel_scope::{
 };
 pub use scope::remote::RemoteCancel;
 pub use scope::timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
+pub use sync::channel::{
+    Receiver, RecvError, RecvFuture, SendError, SendFuture, Sender, TryRecvError, TrySendError,
+    channel,
+};
 pub use trellis_macros::{main, nursery, open_nursery, test};
 
 // The README's examples run as doctests, so the first code a user sees keeps working.

@@ -6,3 +6,5 @@
 //! loses nothing and leaves no one starved: what it was given passes to the next waiter.
 
 #![forbid(unsafe_code)]
+
+pub(crate) mod channel;
