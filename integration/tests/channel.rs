@@ -1113,6 +1113,36 @@ fn a_stream_keeps_its_place_and_a_dropped_one_passes_its_value_on() {
     });
 }
 
+/// A stream left pending (a `select!` whose other branch won) does not strand a value:
+/// the next `recv` or `try_recv` on the handle takes what was handed to it, or replaces
+/// its place in the queue.
+#[test]
+fn a_recv_after_an_abandoned_poll_next_gets_the_value_handed_to_the_stream() {
+    virtual_test(|| async {
+        let (s, mut r) = channel::<u32>(0);
+        let noop = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&noop);
+        assert!(Pin::new(&mut r).poll_next(&mut cx).is_pending());
+        s.try_send(1).unwrap(); // handed to the stream's place
+        assert_eq!(r.try_recv(), Ok(1), "try_recv takes it");
+
+        assert!(Pin::new(&mut r).poll_next(&mut cx).is_pending());
+        s.try_send(2).unwrap();
+        assert_eq!(r.recv().await, Ok(2), "recv takes it");
+
+        assert!(Pin::new(&mut r).poll_next(&mut cx).is_pending());
+        nursery(async |n| {
+            n.spawn(async {
+                s.send(3).await.unwrap();
+            });
+            // The recv replaces the stream's place, so the value comes to it.
+            assert_eq!(r.recv().await, Ok(3));
+        })
+        .await
+        .unwrap();
+    });
+}
+
 /// `SendFuture` and `RecvFuture` are `FusedFuture`s: terminated once complete.
 #[test]
 fn send_and_receive_futures_are_fused() {

@@ -1,18 +1,8 @@
 //! Memory channels: Trio's `open_memory_channel`, as [`channel`], [`Sender`] and
 //! [`Receiver`].
 //!
-//! # Handles, clones and closing
-//!
-//! A channel has any number of send handles and receive handles; `clone` makes another
-//! handle on the same channel (Trio's `clone`, an `os.dup`). Closing is per handle, as in
-//! Trio: [`Sender::close`] or dropping a `Sender` closes *that handle*. Its own waiting
-//! sends fail with [`SendError::Closed`] (the value comes back), and it cannot send again;
-//! other clones go on as before. The channel's send side is closed once every send handle
-//! is closed or dropped: receivers then take what is buffered, then see end-of-stream
-//! ([`RecvError::Disconnected`]). Likewise, once every receive handle is closed or dropped,
-//! the buffered values are dropped and every send fails with [`SendError::Disconnected`],
-//! which returns the value. Cloning a closed handle gives a closed handle (Trio raises
-//! `ClosedResourceError` there; `Clone` cannot fail): it does not reopen the channel.
+//! The contract users read (closing and clones, cancellation, checkpoints, results in
+//! completion order) is in the docs of [`channel`]; this is the inside.
 //!
 //! # State and invariants
 //!
@@ -40,68 +30,6 @@
 //!   waiter is left (each belonged to a handle that closed), and every queued receive
 //!   waiter is told end-of-stream. When `receivers` reaches 0, every send waiter gets its
 //!   value back and the unclaimed values are dropped.
-//!
-//! # Cancellation
-//!
-//! A send or receive that is cancelled (its future dropped) before it completes does
-//! nothing: a send's value is not delivered, a receive takes nothing. In detail:
-//! - A [`SendFuture`] dropped before a receiver took its value drops the value with it
-//!   (its destructor runs at that drop): it was never delivered, and no receiver sees it.
-//!   A send whose value was taken (moved into the buffer, or handed to a receiver on a
-//!   rendezvous channel) is delivered, even if its future is dropped before it is polled
-//!   again. To keep the value when a send cannot complete, use [`Sender::try_send`], whose
-//!   error returns it.
-//! - A [`RecvFuture`] dropped while waiting takes nothing. One dropped after a value was
-//!   promised to it (it was woken, not yet polled) passes the value to the next waiting
-//!   receiver, or leaves it in the buffer for the next receive: nothing is lost.
-//! - A send or receive polled for the first time in a cancelled scope does nothing and is
-//!   dropped there (Trio's `checkpoint_if_cancelled`).
-//!
-//! # Checkpoints
-//!
-//! In Trio every `send` and `receive` is a checkpoint. Here an operation that can complete
-//! at once completes at its first poll without suspending (no schedule point, for speed),
-//! except in a cancelled scope, where it suspends and is dropped. A loop that only sends
-//! to a channel with room, or only receives from one with values, therefore does not let
-//! other tasks run: add a [`yield_now`](crate::yield_now) if it must.
-//!
-//! # Results in completion order
-//!
-//! tokio's `JoinSet::join_next` gives the results of tasks as they finish. The
-//! nursery-shaped answer is a channel: each child sends its result, and the body receives
-//! them in the order they finish. The body drops its own sender once it has spawned the
-//! children, so the receive loop ends when the last child has sent; with a capacity of one
-//! slot per child, no child ever waits to send.
-//!
-//! ```
-//! use std::time::Duration;
-//!
-//! trellis::Builder::new().autojump().run(async {
-//!     let jobs = [("slow", 30), ("fast", 10), ("middle", 20)];
-//!     let finished = trellis::nursery(async |n| {
-//!         let (tx, rx) = trellis::channel(jobs.len());
-//!         for (name, ms) in jobs {
-//!             let tx = tx.clone();
-//!             n.spawn(async move {
-//!                 trellis::sleep(Duration::from_millis(ms)).await;
-//!                 tx.send(name).await.expect("the body receives until every child is done");
-//!             });
-//!         }
-//!         drop(tx); // the children hold the only senders left
-//!         let mut finished = Vec::new();
-//!         while let Ok(name) = rx.recv().await {
-//!             finished.push(name); // handle each result here, as it comes
-//!         }
-//!         Ok::<_, std::convert::Infallible>(finished)
-//!     })
-//!     .await
-//!     .unwrap();
-//!     assert_eq!(finished, ["fast", "middle", "slow"]);
-//! });
-//! ```
-//!
-//! A child that fails or is cancelled sends nothing; the nursery reports the failure as
-//! usual. `examples/job_runner.rs` shows the pattern with deadlines.
 
 #![forbid(unsafe_code)]
 
@@ -129,8 +57,88 @@ use crate::scope::cancel_scope::current_is_cancelled;
 /// waiting senders and waiting receivers are served first come, first served.
 ///
 /// Both handles are cloneable, for several producers and consumers; closing is per handle
-/// (see [`Sender`] and [`Receiver`]). Everything is `!Send`: the channel belongs to
-/// the thread (and runtime) that uses it.
+/// (below). Everything is `!Send`: the channel belongs to the thread (and runtime) that
+/// uses it.
+///
+/// # Handles, clones and closing
+///
+/// A channel has any number of send handles and receive handles; `clone` makes another
+/// handle on the same channel (Trio's `clone`, an `os.dup`). Closing is per handle, as in
+/// Trio: [`Sender::close`] or dropping a `Sender` closes *that handle*. Its own waiting
+/// sends fail with [`SendError::Closed`] (the value comes back), and it cannot send again;
+/// other clones go on as before. The channel's send side is closed once every send handle
+/// is closed or dropped: receivers then take what is buffered, then see end-of-stream
+/// ([`RecvError::Disconnected`]). Likewise, once every receive handle is closed or dropped,
+/// the buffered values are dropped and every send fails with [`SendError::Disconnected`],
+/// which returns the value. Cloning a closed handle gives a closed handle (Trio raises
+/// `ClosedResourceError` there; `Clone` cannot fail): it does not reopen the channel.
+///
+/// There is no "close the whole channel" from one handle (Trio has none either): a
+/// producer that is done closes or drops its own handle, and the stream ends when the last
+/// one has. `close` is synchronous and not a checkpoint; Trio's `aclose` is
+/// `close()` followed by [`yield_now`](crate::yield_now)`().await`.
+///
+/// # Cancellation
+///
+/// A send or receive that is cancelled (its future dropped) before it completes does
+/// nothing: a send's value is not delivered, a receive takes nothing. In detail:
+/// - A [`SendFuture`] dropped before a receiver took its value drops the value with it
+///   (its destructor runs at that drop): it was never delivered, and no receiver sees it.
+///   A send whose value was taken (moved into the buffer, or handed to a receiver on a
+///   rendezvous channel) is delivered, even if its future is dropped before it is polled
+///   again. To keep the value when a send cannot complete, use [`Sender::try_send`], whose
+///   error returns it.
+/// - A [`RecvFuture`] dropped while waiting takes nothing. One dropped after a value was
+///   promised to it (it was woken, not yet polled) passes the value to the next waiting
+///   receiver, or leaves it in the buffer for the next receive: nothing is lost.
+/// - A send or receive polled for the first time in a cancelled scope does nothing and is
+///   dropped there (Trio's `checkpoint_if_cancelled`).
+///
+/// # Checkpoints
+///
+/// In Trio every `send` and `receive` is a checkpoint. Here an operation that can complete
+/// at once completes at its first poll without suspending (no schedule point, for speed),
+/// except in a cancelled scope, where it suspends and is dropped. A loop that only sends
+/// to a channel with room, or only receives from one with values, therefore does not let
+/// other tasks run: add a [`yield_now`](crate::yield_now) if it must.
+///
+/// # Results in completion order
+///
+/// tokio's `JoinSet::join_next` gives the results of tasks as they finish. The
+/// nursery-shaped answer is a channel: each child sends its result, and the body receives
+/// them in the order they finish. The body drops its own sender once it has spawned the
+/// children, so the receive loop ends when the last child has sent; with a capacity of one
+/// slot per child, no child ever waits to send.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// trellis::Builder::new().autojump().run(async {
+///     let jobs = [("slow", 30), ("fast", 10), ("middle", 20)];
+///     let finished = trellis::nursery(async |n| {
+///         let (tx, rx) = trellis::channel(jobs.len());
+///         for (name, ms) in jobs {
+///             let tx = tx.clone();
+///             n.spawn(async move {
+///                 trellis::sleep(Duration::from_millis(ms)).await;
+///                 tx.send(name).await.expect("the body receives until every child is done");
+///             });
+///         }
+///         drop(tx); // the children hold the only senders left
+///         let mut finished = Vec::new();
+///         while let Ok(name) = rx.recv().await {
+///             finished.push(name); // handle each result here, as it comes
+///         }
+///         Ok::<_, std::convert::Infallible>(finished)
+///     })
+///     .await
+///     .unwrap();
+///     assert_eq!(finished, ["fast", "middle", "slow"]);
+/// });
+/// ```
+///
+/// A child that fails or is cancelled sends nothing; the nursery reports the failure as
+/// usual. `examples/job_runner.rs` shows the pattern with deadlines.
 ///
 /// # Examples
 ///
@@ -174,7 +182,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         state,
         id: 1,
         closed: Cell::new(false),
-        stream: None,
+        stream: Cell::new(None),
         stream_done: false,
     };
     (sender, receiver)
@@ -446,6 +454,9 @@ impl<T> State<T> {
             // having taken nothing. No waker is needed: its owner drops it now.
             return Poll::Pending;
         }
+        if let Some(value) = self.take_stream_claim(receiver) {
+            return Poll::Ready(Ok(value));
+        }
         if receiver.closed.get() {
             return Poll::Ready(Err(RecvError::Closed));
         }
@@ -461,6 +472,19 @@ impl<T> State<T> {
             waker: Some(cx.waker().clone()),
         }));
         Poll::Pending
+    }
+
+    /// Gives up the stream's queue slot of `receiver`, which a `recv` or `try_recv` on the
+    /// handle replaces: a value already handed to the stream is theirs (else it would wait,
+    /// claimed, until the stream is polled again). A waiting slot is simply removed: the
+    /// new receive queues at the back.
+    fn take_stream_claim(&mut self, receiver: &Receiver<T>) -> Option<T> {
+        let key = receiver.stream.take()?;
+        if self.recv_waiters.remove(key).state != RecvState::Served {
+            return None;
+        }
+        self.claimed -= 1;
+        Some(self.buffer.pop_front().expect("a claimed value"))
     }
 
     /// Removes a receive waiter whose future is dropped; a served one gives up its claim.
@@ -952,8 +976,9 @@ pub struct Receiver<T> {
     id: u64,
     /// Whether this handle is closed (it no longer counts in `State::receivers`).
     closed: Cell<bool>,
-    /// The queue slot of the stream's pending `poll_next`.
-    stream: Option<usize>,
+    /// The queue slot of the stream's pending `poll_next` (given up, and a value handed
+    /// to it taken, by the next `recv` or `try_recv` on this handle).
+    stream: Cell<Option<usize>>,
     /// The stream has returned `None` (for `FusedStream`).
     stream_done: bool,
 }
@@ -1021,13 +1046,18 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        if self.closed.get() {
-            return Err(TryRecvError::Closed);
-        }
-        with_state(&self.state, |state, wakes| match state.take(wakes) {
-            Some(value) => Ok(value),
-            None if state.senders == 0 => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
+        with_state(&self.state, |state, wakes| {
+            if let Some(value) = state.take_stream_claim(self) {
+                return Ok(value);
+            }
+            if self.closed.get() {
+                return Err(TryRecvError::Closed);
+            }
+            match state.take(wakes) {
+                Some(value) => Ok(value),
+                None if state.senders == 0 => Err(TryRecvError::Disconnected),
+                None => Err(TryRecvError::Empty),
+            }
         })
     }
 
@@ -1101,7 +1131,7 @@ impl<T> Clone for Receiver<T> {
             state: self.state.clone(),
             id,
             closed: Cell::new(closed),
-            stream: None,
+            stream: Cell::new(None),
             stream_done: closed,
         }
     }
@@ -1135,10 +1165,11 @@ impl<T> fmt::Debug for Receiver<T> {
 ///
 /// # Cancellation
 ///
-/// A `poll_next` that returned `Pending` keeps its place in the queue until the next
-/// `poll_next` or until the receiver is dropped; dropping the receiver then loses nothing
-/// (a value handed to it goes to the next receiver, or stays buffered), as with
-/// [`Receiver::recv`].
+/// A `poll_next` that returned `Pending` (say in a `select!` whose other branch won)
+/// keeps its place in the queue until the next `poll_next`, a [`recv`](Receiver::recv) or
+/// [`try_recv`](Receiver::try_recv) on this handle (which get a value handed to it in
+/// the meantime), or the drop of the receiver, which loses nothing: a value handed to it
+/// goes to the next waiting receiver, or stays buffered, as with [`Receiver::recv`].
 impl<T> Stream for Receiver<T> {
     type Item = T;
 
@@ -1152,7 +1183,7 @@ impl<T> Stream for Receiver<T> {
         let out = with_state(&state, |state, wakes| {
             state.poll_recv(this, &mut waiter, cx, wakes)
         });
-        this.stream = waiter;
+        this.stream.set(waiter);
         match out {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(value)) => Poll::Ready(Some(value)),
