@@ -918,6 +918,12 @@ fn nothing_is_lost_when_sends_and_receives_are_cancelled_at_every_point() {
                                 out.unwrap_or_else(|_| panic!("a receiver is open"));
                                 delivered.borrow_mut().push(id);
                             }
+                            // Wake at whole milliseconds, when receives time out too, so
+                            // sends and expiring receives meet in the same round. (A
+                            // receive handed a value in that round still takes it: its
+                            // scope polls it before dropping it. Values handed to dropped
+                            // receives are the hard drops of the tests above.)
+                            sleep(ms(u64::from(k % 2))).await;
                         }
                     });
                 }
@@ -1179,4 +1185,17 @@ fn a_clone_of_a_closed_handle_is_closed() {
     assert!(matches!(clone.try_send(1), Err(TrySendError::Closed(1))));
     assert_eq!(r2.try_recv(), Err(TryRecvError::Disconnected));
     drop(s);
+}
+
+/// A receive that can never get a value (a sender is alive, but nobody sends) is a
+/// deadlock the mock clock reports with the task tree, rather than a hang.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn a_receive_nobody_will_ever_answer_is_reported_as_a_deadlock() {
+    watchdog(HANG_LIMIT, || {
+        run_virtual(async {
+            let (_forgotten, r) = channel::<u32>(0);
+            let _ = r.recv().await;
+        })
+    });
 }

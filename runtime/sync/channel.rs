@@ -273,13 +273,21 @@ impl Wakes {
         }
     }
 
+    /// Inlined: most operations wake nobody or one task.
+    #[inline]
     fn wake(self) {
-        if let Some(w) = self.first {
-            w.wake();
+        let Some(first) = self.first else { return };
+        first.wake();
+        if !self.rest.is_empty() {
+            wake_all(self.rest);
         }
-        for w in self.rest {
-            w.wake();
-        }
+    }
+}
+
+#[inline(never)]
+fn wake_all(wakers: Vec<Waker>) {
+    for w in wakers {
+        w.wake();
     }
 }
 
@@ -320,10 +328,13 @@ impl<T> State<T> {
     /// rendezvous channel, the first waiting send's value itself.
     fn take(&mut self, wakes: &mut Wakes) -> Option<T> {
         if self.unclaimed() > 0 {
-            let value = self
-                .buffer
-                .remove(self.claimed)
-                .expect("an unclaimed value");
+            // Nothing is claimed, nearly always: then the oldest value is the front one.
+            let value = if self.claimed == 0 {
+                self.buffer.pop_front()
+            } else {
+                self.buffer.remove(self.claimed)
+            };
+            let value = value.expect("an unclaimed value");
             if self.unclaimed() < self.capacity {
                 if let Some(value) = self.take_from_sender(wakes) {
                     self.buffer.push_back(value);
@@ -515,6 +526,7 @@ impl<T> State<T> {
 }
 
 /// Runs `f` on the state, then wakes what it asked to (after the borrow has ended).
+#[inline]
 fn with_state<T, R>(state: &Shared<T>, f: impl FnOnce(&mut State<T>, &mut Wakes) -> R) -> R {
     let mut wakes = Wakes::default();
     let out = f(&mut state.borrow_mut(), &mut wakes);
