@@ -102,8 +102,8 @@ pub use scope::cancel_scope::{
 pub use scope::remote::RemoteCancel;
 pub use scope::timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
 pub use sync::channel::{
-    Receiver, RecvError, RecvFuture, SendError, SendFuture, Sender, TryRecvError, TrySendError,
-    channel,
+    ChannelStatistics, Receiver, RecvError, RecvFuture, SendError, SendFuture, Sender,
+    TryRecvError, TrySendError, channel,
 };
 pub use trellis_macros::{main, nursery, open_nursery, test};
 

@@ -116,10 +116,12 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::Sender::<u8>::try_send;
     let _ = trellis::Sender::<u8>::close;
     let _ = trellis::Sender::<u8>::capacity;
+    let _ = trellis::Sender::<u8>::statistics;
     let _ = trellis::Receiver::<u8>::recv;
     let _ = trellis::Receiver::<u8>::try_recv;
     let _ = trellis::Receiver::<u8>::close;
     let _ = trellis::Receiver::<u8>::capacity;
+    let _ = trellis::Receiver::<u8>::statistics;
     let _ = trellis::SendError::<u8>::into_inner;
     let _ = trellis::TrySendError::<u8>::into_inner;
 }

@@ -362,6 +362,74 @@ fn trio_test_inf_capacity() {
     });
 }
 
+/// Ports Trio's `test_statistics`: the buffer, the open handles of each side, and the
+/// waiting sends and receives, which leave the counts when they are cancelled.
+#[test]
+fn trio_test_statistics() {
+    virtual_test(|| async {
+        let (s, r) = channel::<()>(2);
+        assert_eq!(s.statistics(), r.statistics());
+        let stats = s.statistics();
+        assert_eq!(stats.buffered, 0);
+        assert_eq!(stats.capacity, 2);
+        assert_eq!(stats.open_senders, 1);
+        assert_eq!(stats.open_receivers, 1);
+        assert_eq!(stats.waiting_senders, 0);
+        assert_eq!(stats.waiting_receivers, 0);
+
+        s.try_send(()).unwrap();
+        assert_eq!(s.statistics().buffered, 1);
+
+        let s2 = s.clone();
+        assert_eq!(s.statistics().open_senders, 2);
+        s.close();
+        assert_eq!(s2.statistics().open_senders, 1);
+
+        let r2 = r.clone();
+        assert_eq!(s2.statistics().open_receivers, 2);
+        r2.close();
+        assert_eq!(s2.statistics().open_receivers, 1);
+
+        let scope = CancelScope::new();
+        scope
+            .clone()
+            .run(nursery(async |n| {
+                s2.try_send(()).unwrap(); // fill up the buffer
+                assert_eq!(s.statistics().buffered, 2);
+                n.spawn(async {
+                    let _ = s2.send(()).await;
+                });
+                n.spawn(async {
+                    let _ = s2.send(()).await;
+                });
+                settle().await;
+                assert_eq!(s.statistics().waiting_senders, 2);
+                scope.cancel();
+                settle().await;
+            }))
+            .await;
+        assert_eq!(s.statistics().waiting_senders, 0);
+
+        // Empty out the buffer again.
+        while r.try_recv().is_ok() {}
+
+        let scope = CancelScope::new();
+        scope
+            .clone()
+            .run(nursery(async |n| {
+                n.spawn(async {
+                    let _ = r.recv().await;
+                });
+                settle().await;
+                assert_eq!(s.statistics().waiting_receivers, 1);
+                scope.cancel();
+                settle().await;
+            }))
+            .await;
+        assert_eq!(s.statistics().waiting_receivers, 0);
+    });
+}
+
 /// Ports Trio's `test_channel_fairness`: a value sent while a receiver waits belongs to
 /// it (a `try_recv` in between does not get it), and room freed while a sender waits
 /// belongs to that sender (a `try_send` in between does not get it).
@@ -952,6 +1020,16 @@ fn nothing_is_lost_when_sends_and_receives_are_cancelled_at_every_point() {
             })
             .await
             .unwrap();
+            let stats = r.statistics();
+            assert_eq!(
+                (
+                    stats.buffered,
+                    stats.waiting_senders,
+                    stats.waiting_receivers
+                ),
+                (0, 0, 0),
+                "no value or waiter left behind"
+            );
             drop(r);
             let mut received = ledger.received();
             let mut dropped = ledger.dropped();

@@ -296,6 +296,17 @@ impl<T> State<T> {
         self.buffer.len() - self.claimed
     }
 
+    fn statistics(&self) -> ChannelStatistics {
+        ChannelStatistics {
+            buffered: self.buffer.len(),
+            capacity: self.capacity,
+            open_senders: self.senders,
+            open_receivers: self.receivers,
+            waiting_senders: self.send_waiters.linked_len(),
+            waiting_receivers: self.recv_waiters.linked_len(),
+        }
+    }
+
     fn new_handle(&mut self) -> u64 {
         let id = self.next_handle;
         self.next_handle += 1;
@@ -547,6 +558,8 @@ struct WaitQueue<W> {
     slots: Slab<Slot<W>>,
     head: usize,
     tail: usize,
+    /// How many slots are linked.
+    linked: usize,
 }
 
 struct Slot<W> {
@@ -563,6 +576,7 @@ impl<W> WaitQueue<W> {
             slots: Slab::new(),
             head: NIL,
             tail: NIL,
+            linked: 0,
         }
     }
 
@@ -578,6 +592,7 @@ impl<W> WaitQueue<W> {
             tail => self.slots[tail].next = key,
         }
         self.tail = key;
+        self.linked += 1;
         key
     }
 
@@ -597,6 +612,7 @@ impl<W> WaitQueue<W> {
             return;
         }
         slot.linked = false;
+        self.linked -= 1;
         let (prev, next) = (slot.prev, slot.next);
         match prev {
             NIL => self.head = next,
@@ -636,13 +652,7 @@ impl<W> WaitQueue<W> {
     }
 
     fn linked_len(&self) -> usize {
-        let mut n = 0;
-        let mut key = self.head;
-        while key != NIL {
-            n += 1;
-            key = self.slots[key].next;
-        }
-        n
+        self.linked
     }
 }
 
@@ -804,6 +814,24 @@ impl<T> Sender<T> {
     pub fn capacity(&self) -> usize {
         self.state.borrow().capacity
     }
+
+    /// The channel's counters now (Trio's `statistics()`); the same from every handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = trellis::channel::<u8>(2);
+    /// tx.try_send(1).unwrap();
+    /// let other = tx.clone();
+    /// let stats = tx.statistics();
+    /// assert_eq!((stats.buffered, stats.capacity), (1, 2));
+    /// assert_eq!((stats.open_senders, stats.open_receivers), (2, 1));
+    /// assert_eq!(stats, rx.statistics());
+    /// # drop(other);
+    /// ```
+    pub fn statistics(&self) -> ChannelStatistics {
+        self.state.borrow().statistics()
+    }
 }
 
 impl<T> Clone for Sender<T> {
@@ -832,14 +860,9 @@ impl<T> Drop for Sender<T> {
 
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state.borrow();
         f.debug_struct("Sender")
             .field("closed", &self.closed.get())
-            .field("capacity", &state.capacity)
-            .field("buffered", &state.buffer.len())
-            .field("senders", &state.senders)
-            .field("receivers", &state.receivers)
-            .field("waiting_sends", &state.send_waiters.linked_len())
+            .field("channel", &self.statistics())
             .finish()
     }
 }
@@ -1119,6 +1142,31 @@ impl<T> Receiver<T> {
         self.state.borrow().capacity
     }
 
+    /// The channel's counters now (Trio's `statistics()`); the same from every handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// trellis::Builder::new().autojump().run(async {
+    ///     let (_tx, rx) = trellis::channel::<u8>(0);
+    ///     trellis::nursery(async |n| {
+    ///         n.spawn(async {
+    ///             let _ = trellis::move_on_after(Duration::from_secs(1), rx.recv()).await;
+    ///         });
+    ///         trellis::sleep(Duration::from_millis(1)).await;
+    ///         assert_eq!(rx.statistics().waiting_receivers, 1);
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    ///     assert_eq!(rx.statistics().waiting_receivers, 0, "the timed-out receive left");
+    /// });
+    /// ```
+    pub fn statistics(&self) -> ChannelStatistics {
+        self.state.borrow().statistics()
+    }
+
     /// Removes a queued receive (its future or the stream was dropped).
     fn drop_waiter(&self, key: usize) {
         let dropped = with_state(&self.state, |state, wakes| {
@@ -1160,14 +1208,9 @@ impl<T> Drop for Receiver<T> {
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state.borrow();
         f.debug_struct("Receiver")
             .field("closed", &self.closed.get())
-            .field("capacity", &state.capacity)
-            .field("buffered", &state.buffer.len())
-            .field("senders", &state.senders)
-            .field("receivers", &state.receivers)
-            .field("waiting_receives", &state.recv_waiters.linked_len())
+            .field("channel", &self.statistics())
             .finish()
     }
 }
@@ -1267,6 +1310,38 @@ impl<T> fmt::Debug for RecvFuture<'_, T> {
             .field("done", &self.done)
             .finish_non_exhaustive()
     }
+}
+
+/// A channel's counters at one moment, from [`Sender::statistics`] or
+/// [`Receiver::statistics`] (Trio's `MemoryChannelStatistics`).
+///
+/// # Examples
+///
+/// ```
+/// let (tx, rx) = trellis::channel::<u8>(4);
+/// drop(rx);
+/// let stats = tx.statistics();
+/// assert_eq!(stats.open_receivers, 0);
+/// assert_eq!(stats.waiting_senders, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelStatistics {
+    /// Values in the buffer (Trio's `current_buffer_used`), including values already
+    /// handed to a waiting receive that has not run yet.
+    pub buffered: usize,
+    /// The capacity given to [`channel`] (Trio's `max_buffer_size`).
+    pub capacity: usize,
+    /// Open send handles (Trio's `open_send_channels`).
+    pub open_senders: usize,
+    /// Open receive handles (Trio's `open_receive_channels`).
+    pub open_receivers: usize,
+    /// Sends waiting for room or a receiver, over every handle (Trio's
+    /// `tasks_waiting_send`).
+    pub waiting_senders: usize,
+    /// Receives waiting for a value, over every handle, a stream's pending `poll_next`
+    /// included (Trio's `tasks_waiting_receive`).
+    pub waiting_receivers: usize,
 }
 
 // ---------------------------------------------------------------------------------------
