@@ -6,14 +6,18 @@
 //! siblings go on). The batch runs inside `move_on_after(overall, ..)`: when the overall
 //! deadline passes, the jobs still running are cancelled and reported as such.
 //!
-//! Run it with `cargo run --example job_runner` (real time: about 0.35 s).
+//! The second run, [`run_jobs_as_completed`], reports each outcome as the job ends, in
+//! completion order (what tokio's `JoinSet::join_next` gives): each child sends its
+//! outcome into a channel and the nursery's body receives them as they come.
+//!
+//! Run it with `cargo run --example job_runner` (real time: about 0.7 s, two batches).
 //! `integration/tests/examples.rs` runs the same batch on virtual time and checks the report.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::time::Duration;
 
-use trellis::{fail_after, move_on_after, nursery, sleep};
+use trellis::{channel, fail_after, move_on_after, nursery, sleep};
 
 /// A job: how long it may take, how long it takes, and whether it fails.
 #[derive(Debug, Clone)]
@@ -74,6 +78,15 @@ async fn work(job: &Job) -> Result<String, JobError> {
     Ok(format!("{} processed", job.name))
 }
 
+/// One job under its own deadline: its error or timeout is its outcome, not a failure.
+async fn run_one(job: &Job) -> Outcome {
+    match fail_after(job.limit, work(job)).await {
+        Ok(Ok(result)) => Outcome::Done(result),
+        Ok(Err(error)) => Outcome::Failed(error.to_string()),
+        Err(_timed_out) => Outcome::TimedOut,
+    }
+}
+
 /// Runs every job at once, the whole batch for at most `overall`; returns each job's
 /// outcome, in the jobs' order.
 pub(crate) async fn run_jobs(jobs: &[Job], overall: Duration) -> Vec<Outcome> {
@@ -85,11 +98,7 @@ pub(crate) async fn run_jobs(jobs: &[Job], overall: Duration) -> Vec<Outcome> {
             for (slot, job) in jobs.iter().enumerate() {
                 let outcomes = &outcomes;
                 n.spawn(async move {
-                    let outcome = match fail_after(job.limit, work(job)).await {
-                        Ok(Ok(result)) => Outcome::Done(result),
-                        Ok(Err(error)) => Outcome::Failed(error.to_string()),
-                        Err(_timed_out) => Outcome::TimedOut,
-                    };
+                    let outcome = run_one(job).await;
                     outcomes.borrow_mut()[slot] = outcome;
                 });
             }
@@ -100,6 +109,52 @@ pub(crate) async fn run_jobs(jobs: &[Job], overall: Duration) -> Vec<Outcome> {
         Some(Err(group)) => match group.into_first() {}, // the jobs cannot fail the nursery
     }
     outcomes.into_inner()
+}
+
+/// Runs every job at once, like [`run_jobs`], and calls `report` with each outcome as the
+/// job ends (results in completion order). Returns the outcomes in that order; the jobs
+/// the batch deadline cut off come last, as `Cancelled`, in the jobs' order.
+pub(crate) async fn run_jobs_as_completed(
+    jobs: &[Job],
+    overall: Duration,
+    mut report: impl FnMut(&Job, &Outcome),
+) -> Vec<(&'static str, Outcome)> {
+    let finished = RefCell::new(Vec::new());
+    let batch = move_on_after(
+        overall,
+        nursery(async |n| {
+            // One slot per job: no child ever waits to send its outcome.
+            let (tx, rx) = channel(jobs.len());
+            for (slot, job) in jobs.iter().enumerate() {
+                let tx = tx.clone();
+                n.spawn(async move {
+                    let outcome = run_one(job).await;
+                    // The body receives until every sender is gone, so this cannot fail
+                    // (and if the body were gone, the outcome would come back in the error).
+                    let _ = tx.send((slot, outcome)).await;
+                });
+            }
+            // The children now hold the only senders: the loop ends after the last job.
+            drop(tx);
+            while let Ok((slot, outcome)) = rx.recv().await {
+                report(&jobs[slot], &outcome);
+                finished.borrow_mut().push((slot, outcome));
+            }
+        }),
+    );
+    match batch.await {
+        Some(Ok(())) | None => {}
+        Some(Err(group)) => match group.into_first() {},
+    }
+    let mut finished = finished.into_inner();
+    let cut_off: Vec<usize> = (0..jobs.len())
+        .filter(|slot| finished.iter().all(|(done, _)| done != slot))
+        .collect();
+    finished.extend(cut_off.into_iter().map(|slot| (slot, Outcome::Cancelled)));
+    finished
+        .into_iter()
+        .map(|(slot, outcome)| (jobs[slot].name, outcome))
+        .collect()
 }
 
 /// The batch `main` runs, and the test too: jobs and the batch's deadline.
@@ -128,6 +183,16 @@ fn main() {
     let outcomes = trellis::run(run_jobs(&jobs, overall));
     for (job, outcome) in jobs.iter().zip(&outcomes) {
         println!("  {:<10} (limit {:>5?})  {outcome}", job.name, job.limit);
+    }
+    println!("batch over after {:?}", started.elapsed());
+
+    println!("again, each outcome as its job ends:");
+    let started = std::time::Instant::now();
+    let in_order = trellis::run(run_jobs_as_completed(&jobs, overall, |job, outcome| {
+        println!("  {:>9.3?}  {:<10} {outcome}", started.elapsed(), job.name);
+    }));
+    for (name, outcome) in in_order.iter().filter(|(_, o)| *o == Outcome::Cancelled) {
+        println!("  at the batch deadline  {name:<10} {outcome}");
     }
     println!("batch over after {:?}", started.elapsed());
 }

@@ -106,6 +106,10 @@ pub use scope::timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, m
 pub use sync::capacity_limiter::{
     BorrowerAcquire, BorrowerId, CapacityLimiter, LimiterAcquire, LimiterError, LimiterToken,
 };
+pub use sync::channel::{
+    ChannelStatistics, Receiver, RecvError, RecvFuture, SendError, SendFuture, Sender,
+    TryRecvError, TrySendError, channel,
+};
 pub use sync::condition::{Condition, ConditionWait};
 pub use sync::event::{Event, EventWait};
 pub use sync::lock::{Lock, LockAcquire, LockGuard, TryLockError};

@@ -152,6 +152,18 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::Condition::<u8>::notify;
     let _ = trellis::Condition::<u8>::notify_all;
     let _ = trellis::Condition::<u8>::waiting;
+    let _ = trellis::Sender::<u8>::send;
+    let _ = trellis::Sender::<u8>::try_send;
+    let _ = trellis::Sender::<u8>::close;
+    let _ = trellis::Sender::<u8>::capacity;
+    let _ = trellis::Sender::<u8>::statistics;
+    let _ = trellis::Receiver::<u8>::recv;
+    let _ = trellis::Receiver::<u8>::try_recv;
+    let _ = trellis::Receiver::<u8>::close;
+    let _ = trellis::Receiver::<u8>::capacity;
+    let _ = trellis::Receiver::<u8>::statistics;
+    let _ = trellis::SendError::<u8>::into_inner;
+    let _ = trellis::TrySendError::<u8>::into_inner;
 }
 
 const LIB: &str = include_str!("../../runtime/lib.rs");

@@ -65,6 +65,44 @@ fn the_job_runner_reports_each_jobs_own_outcome_and_ends_at_the_batch_deadline()
 }
 
 #[test]
+fn the_job_runner_reports_outcomes_in_completion_order_as_they_happen() {
+    use job_runner::Outcome::{Cancelled, Done, Failed, TimedOut};
+    watchdog(HANG_LIMIT, || {
+        let (jobs, overall) = job_runner::sample_batch();
+        let (in_order, reported) = run_virtual(async {
+            let start = trellis::now();
+            let mut reported = Vec::new();
+            let in_order = job_runner::run_jobs_as_completed(&jobs, overall, |job, _| {
+                reported.push((job.name, (trellis::now() - start).as_millis()));
+            })
+            .await;
+            (in_order, reported)
+        });
+        assert_eq!(
+            in_order,
+            [
+                ("emails", Done("emails processed".into())),
+                ("invoices", Failed("invoices hit a bad record".into())),
+                ("thumbnails", Done("thumbnails processed".into())),
+                ("reindex", TimedOut),
+                ("backup", Cancelled),
+            ],
+            "completion order, the job cut off by the batch deadline last"
+        );
+        assert_eq!(
+            reported,
+            [
+                ("emails", 30),
+                ("invoices", 40),
+                ("thumbnails", 120),
+                ("reindex", 200)
+            ],
+            "each outcome is reported when its job ends, not at the end of the batch"
+        );
+    });
+}
+
+#[test]
 fn the_job_runner_with_a_generous_batch_deadline_lets_every_job_end_by_itself() {
     watchdog(HANG_LIMIT, || {
         let (jobs, _) = job_runner::sample_batch();

@@ -15,6 +15,8 @@
 //!   with a total that can change at run time; a borrower is a token, or a
 //!   [`BorrowerId`](crate::BorrowerId).
 //! - [`Condition`](crate::Condition): wait until notified, over the lock it owns.
+//! - [`channel`](crate::channel()): Trio's memory channels: cloneable senders and receivers,
+//!   a buffer of fixed capacity (0 is a rendezvous), end-of-stream when the senders are gone.
 //!
 //! # Shared rules
 //!
@@ -59,6 +61,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod capacity_limiter;
+pub(crate) mod channel;
 pub(crate) mod condition;
 pub(crate) mod event;
 pub(crate) mod lock;
