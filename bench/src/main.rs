@@ -36,6 +36,7 @@ options:
   --runtimes LIST     comma-separated subset of trellis,tokio,smol,futures
   --timing-exe WHICH  `timing` (default: the trellis-bench-timing binary) or `counting`
                       (time under the counting allocator, to measure what it costs)
+  --tsv FILE          also write every sample (workload, runtime, metric, round, value)
   --overhead          measure what the counters cost (allocation, syscall) and exit
   --list              list the workloads and exit
 ";
@@ -50,6 +51,7 @@ struct Options {
     workloads: Vec<Workload>,
     time_with_counters: bool,
     overhead: bool,
+    tsv: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -63,6 +65,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         workloads: Vec::new(),
         time_with_counters: false,
         overhead: false,
+        tsv: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -104,6 +107,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--overhead" => o.overhead = true,
+            "--tsv" => o.tsv = Some(PathBuf::from(value("--tsv")?)),
             "--list" => {
                 for w in Workload::ALL {
                     println!("{:24} n = {:>9}  {}", w.name(), w.default_n(), w.describe());
@@ -325,8 +329,8 @@ impl Results {
             header += &format!(" {} |", r.name());
             rule += "---:|";
         }
-        header += " trellis/tokio | trellis/smol |";
-        rule += "---:|---:|";
+        header += " trellis/tokio | trellis/smol | trellis/futures |";
+        rule += "---:|---:|---:|";
         println!("{header}\n{rule}");
         let mut rows = self.rows.clone();
         // Workloads in suite order, each one's metrics in its report's order.
@@ -342,9 +346,10 @@ impl Results {
                 line += &format!(" {cell} |");
             }
             line += &format!(
-                " {} | {} |",
+                " {} | {} | {} |",
                 ratio(self.ratio(*w, Runtime::Tokio, metric)),
-                ratio(self.ratio(*w, Runtime::Smol, metric))
+                ratio(self.ratio(*w, Runtime::Smol, metric)),
+                ratio(self.ratio(*w, Runtime::Futures, metric))
             );
             println!("{line}");
         }
@@ -534,6 +539,32 @@ fn main() -> ExitCode {
         loadavg()
     );
     res.print(&o.runtimes);
+    if let Some(path) = &o.tsv {
+        let mut out = String::from("workload\truntime\tmetric\tround\tvalue\n");
+        let mut keys: Vec<_> = res.samples.keys().collect();
+        keys.sort_by_key(|(w, r, m)| {
+            (
+                Workload::ALL.iter().position(|x| x == w),
+                Runtime::ALL.iter().position(|x| x == r),
+                m.clone(),
+            )
+        });
+        for key in keys {
+            for (i, v) in res.samples[key].iter().enumerate() {
+                out += &format!(
+                    "{}\t{}\t{}\t{}\t{v}\n",
+                    key.0.name(),
+                    key.1.name(),
+                    key.2,
+                    i + 1
+                );
+            }
+        }
+        if let Err(e) = std::fs::write(path, out) {
+            eprintln!("error: writing {}: {e}", path.display());
+            failed = true;
+        }
+    }
     if failed {
         ExitCode::FAILURE
     } else {

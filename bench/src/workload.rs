@@ -245,6 +245,12 @@ pub fn unit(workload: Workload) -> &'static str {
     }
 }
 
+/// A count the current pass did not measure: pushed anyway (and dropped with the other
+/// kind's metrics), so a metric's place in the report is the same in both passes.
+fn counted(v: Option<f64>) -> f64 {
+    v.unwrap_or(f64::NAN)
+}
+
 /// The standard report: ns (timing pass), allocations and syscalls (counting pass) per
 /// operation.
 pub fn standard(workload: Workload, d: &Delta, ops: usize) -> Report {
@@ -252,9 +258,8 @@ pub fn standard(workload: Workload, d: &Delta, ops: usize) -> Report {
     let ops = ops.max(1) as f64;
     let mut r = Report::default();
     r.time(&format!("ns/{u}"), d.wall_ns / ops);
-    if let Some(a) = d.allocs {
-        r.count(&format!("allocs/{u}"), a / ops);
-    }
+    r.count(&format!("allocs/{u}"), counted(d.allocs) / ops);
+    // Last: where the tracepoint is refused there is no such row.
     if let Some(s) = d.syscalls {
         r.count(&format!("syscalls/{u}"), s / ops);
     }
@@ -268,9 +273,10 @@ pub fn timeout_report(alone: &Delta, with: &Delta, n: usize) -> Report {
     r.time("extra ns/timeout", (with.wall_ns - alone.wall_ns) / n);
     r.time("ns/op with timeout", with.wall_ns / n);
     r.time("ns/op alone", alone.wall_ns / n);
-    if let (Some(a), Some(w)) = (alone.allocs, with.allocs) {
-        r.count("extra allocs/timeout", (w - a) / n);
-    }
+    r.count(
+        "extra allocs/timeout",
+        (counted(with.allocs) - counted(alone.allocs)) / n,
+    );
     if let (Some(a), Some(w)) = (alone.syscalls, with.syscalls) {
         r.count("extra syscalls/timeout", (w - a) / n);
     }
@@ -287,9 +293,7 @@ pub fn timers_report(d: &Delta, lateness: &crate::util::Lateness, n: usize) -> R
     r.time("lateness p50 us", p50);
     r.time("lateness p99 us", p99);
     r.time("lateness max us", max);
-    if let Some(a) = d.allocs {
-        r.count("allocs/timer", a / n.max(1) as f64);
-    }
+    r.count("allocs/timer", counted(d.allocs) / n.max(1) as f64);
     r
 }
 
@@ -301,12 +305,8 @@ pub fn idle_report(d: &Delta, rss_before: u64, rss_after: u64, n: usize) -> Repo
         "rss B/child",
         rss_after.saturating_sub(rss_before) as f64 / n,
     );
-    if let Some(b) = d.live_bytes {
-        r.count("heap B/child", b / n);
-    }
-    if let Some(a) = d.allocs {
-        r.count("allocs/child", a / n);
-    }
+    r.count("heap B/child", counted(d.live_bytes) / n);
+    r.count("allocs/child", counted(d.allocs) / n);
     r.time("ns/child", d.wall_ns / n);
     r
 }
