@@ -37,6 +37,10 @@ options:
   --timing-exe WHICH  `timing` (default: the trellis-bench-timing binary) or `counting`
                       (time under the counting allocator, to measure what it costs)
   --tsv FILE          also write every sample (workload, runtime, metric, round, value)
+  --compare EXE       interleave a second build's children (EXE: its trellis-bench, with
+                      its trellis-bench-timing beside it) back to back with this build's,
+                      and print both tables and the headline figures side by side
+                      (bench/lto-abort.sh: fat LTO + panic=abort)
   --overhead          measure what the counters cost (allocation, syscall) and exit
   --list              list the workloads and exit
 ";
@@ -52,6 +56,7 @@ struct Options {
     time_with_counters: bool,
     overhead: bool,
     tsv: Option<PathBuf>,
+    compare: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -66,6 +71,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         time_with_counters: false,
         overhead: false,
         tsv: None,
+        compare: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -108,6 +114,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--overhead" => o.overhead = true,
             "--tsv" => o.tsv = Some(PathBuf::from(value("--tsv")?)),
+            "--compare" => o.compare = Some(PathBuf::from(value("--compare")?)),
             "--list" => {
                 for w in Workload::ALL {
                     println!("{:24} n = {:>9}  {}", w.name(), w.default_n(), w.describe());
@@ -135,6 +142,43 @@ fn parse(args: &[String]) -> Result<Options, String> {
 struct Exes {
     counting: PathBuf,
     timing: PathBuf,
+    /// The `__build` description of the timing binary (its profile line).
+    describe: String,
+}
+
+/// Asks `exe` for its build id and profile line.
+fn build_of(exe: &Path, hint: &str) -> Result<(String, String), String> {
+    let out = Command::new(exe)
+        .arg("__build")
+        .output()
+        .map_err(|e| format!("{}: {e}; {hint}", exe.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let id = lines.next().unwrap_or_default().to_string();
+    let describe = lines.next().unwrap_or_default().to_string();
+    Ok((id, describe))
+}
+
+/// The two binaries of another build (`--compare`): `counting` and the timing binary
+/// beside it, which must carry the same build id.
+fn exes_at(counting: &Path) -> Result<Exes, String> {
+    let timing = counting.with_file_name(format!("{TIMING_BIN}{}", std::env::consts::EXE_SUFFIX));
+    let hint = "build it with `cargo build --release -p trellis-bench --bins` (and its \
+                environment, e.g. bench/lto-abort.sh)";
+    let (a, describe) = build_of(counting, hint)?;
+    let (b, _) = build_of(&timing, hint)?;
+    if a.is_empty() || a != b {
+        return Err(format!(
+            "{} and {} are not from the same build; {hint}",
+            counting.display(),
+            timing.display()
+        ));
+    }
+    Ok(Exes {
+        counting: counting.to_path_buf(),
+        timing,
+        describe,
+    })
 }
 
 /// Finds the timing binary beside this one. Under `cargo run` (which builds only the binary
@@ -169,13 +213,8 @@ fn find_exes() -> Result<Exes, String> {
          or run the harness with `cargo run`",
         profile::PROFILE
     );
-    let out = Command::new(&timing)
-        .arg("__build")
-        .output()
-        .map_err(|e| format!("{}: {e}; {hint}", timing.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    if lines.next() != Some(profile::BUILD_ID) {
+    let (id, describe) = build_of(&timing, &hint)?;
+    if id != profile::BUILD_ID {
         return Err(format!(
             "{} is not from the same build as {}; {hint}",
             timing.display(),
@@ -185,6 +224,7 @@ fn find_exes() -> Result<Exes, String> {
     Ok(Exes {
         counting: me,
         timing,
+        describe,
     })
 }
 
@@ -286,6 +326,8 @@ fn ratio(r: Option<f64>) -> String {
 /// Medians per (workload, runtime, metric), with the rows in the report's order.
 struct Results {
     rows: Vec<(Workload, usize, String)>,
+    /// The metrics the timing pass reported (the others are counts).
+    timed: std::collections::HashSet<(Workload, String)>,
     samples: HashMap<(Workload, Runtime, String), Vec<f64>>,
     na: HashMap<(Workload, Runtime), bool>,
 }
@@ -322,6 +364,66 @@ impl Results {
         (p > 0.0 && t >= 0.0).then(|| t / p)
     }
 
+    fn new() -> Results {
+        Results {
+            rows: Vec::new(),
+            timed: Default::default(),
+            samples: HashMap::new(),
+            na: HashMap::new(),
+        }
+    }
+
+    /// Files one child's output.
+    fn add(&mut self, w: Workload, r: Runtime, pass: Pass, lines: Lines) {
+        let Some(lines) = lines else {
+            self.na.insert((w, r), true);
+            return;
+        };
+        for (order, metric, value) in lines {
+            if !self.rows.iter().any(|(rw, _, m)| *rw == w && *m == metric) {
+                self.rows.push((w, order, metric.clone()));
+            }
+            if pass == Pass::Timing {
+                self.timed.insert((w, metric.clone()));
+            }
+            self.samples.entry((w, r, metric)).or_default().push(value);
+        }
+    }
+
+    /// The workload's headline time: its first metric from the timing pass.
+    fn headline_time(&self, w: Workload) -> Option<&str> {
+        self.rows
+            .iter()
+            .filter(|(rw, _, m)| *rw == w && self.timed.contains(&(w, m.clone())))
+            .min_by_key(|(_, order, _)| *order)
+            .map(|(_, _, m)| m.as_str())
+    }
+
+    /// Writes every sample to `path` as TSV.
+    fn write_tsv(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = String::from("workload\truntime\tmetric\tround\tvalue\n");
+        let mut keys: Vec<_> = self.samples.keys().collect();
+        keys.sort_by_key(|(w, r, m)| {
+            (
+                Workload::ALL.iter().position(|x| x == w),
+                Runtime::ALL.iter().position(|x| x == r),
+                m.clone(),
+            )
+        });
+        for key in keys {
+            for (i, v) in self.samples[key].iter().enumerate() {
+                out += &format!(
+                    "{}\t{}\t{}\t{}\t{v}\n",
+                    key.0.name(),
+                    key.1.name(),
+                    key.2,
+                    i + 1
+                );
+            }
+        }
+        std::fs::write(path, out)
+    }
+
     fn print(&self, runtimes: &[Runtime]) {
         let mut header = String::from("| workload | metric |");
         let mut rule = String::from("|---|---|");
@@ -353,6 +455,50 @@ impl Results {
             );
             println!("{line}");
         }
+    }
+}
+
+/// The headline time of every workload in two builds run back to back: `a → b` per
+/// runtime with the median per-round ratio b ÷ a, and trellis ÷ tokio in each.
+fn side_by_side(a: &Results, b: &Results, runtimes: &[Runtime]) {
+    let mut header = String::from("| workload | metric |");
+    let mut rule = String::from("|---|---|");
+    for r in runtimes {
+        header += &format!(" {} |", r.name());
+        rule += "---:|";
+    }
+    header += " trellis/tokio |";
+    rule += "---:|";
+    println!("{header}\n{rule}");
+    for &w in Workload::ALL {
+        let Some(metric) = a.headline_time(w) else {
+            continue;
+        };
+        let mut line = format!("| {} | {metric} |", w.name());
+        for &r in runtimes {
+            let key = (w, r, metric.to_string());
+            let cell = match (a.median(w, r, metric), b.median(w, r, metric)) {
+                (Some(x), Some(y)) => {
+                    let per_round = match (a.samples.get(&key), b.samples.get(&key)) {
+                        (Some(s), Some(t)) if s.len() == t.len() && s.iter().all(|&v| v > 0.0) => {
+                            let mut q: Vec<f64> = t.iter().zip(s).map(|(t, s)| t / s).collect();
+                            format!(" ({:.2}×)", median(&mut q))
+                        }
+                        _ => String::new(),
+                    };
+                    format!("{} → {}{per_round}", fmt(x), fmt(y))
+                }
+                _ if a.na.contains_key(&(w, r)) => "n/a".into(),
+                _ => String::new(),
+            };
+            line += &format!(" {cell} |");
+        }
+        line += &format!(
+            " {} → {} |",
+            ratio(a.ratio(w, Runtime::Tokio, metric)),
+            ratio(b.ratio(w, Runtime::Tokio, metric))
+        );
+        println!("{line}");
     }
 }
 
@@ -489,12 +635,22 @@ fn main() -> ExitCode {
         },
         o.cpu
     );
-    let started = std::time::Instant::now();
-    let mut res = Results {
-        rows: Vec::new(),
-        samples: HashMap::new(),
-        na: HashMap::new(),
+    let other = match o.compare.as_deref().map(exes_at).transpose() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: --compare: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    if let Some(b) = &other {
+        println!(
+            "compared with (each child run back to back with this build's): {}",
+            b.describe
+        );
+    }
+    let builds: Vec<&Exes> = std::iter::once(&exes).chain(other.as_ref()).collect();
+    let started = std::time::Instant::now();
+    let mut res: Vec<Results> = builds.iter().map(|_| Results::new()).collect();
     let mut failed = false;
     for &w in &o.workloads {
         let n = ((w.default_n() as f64 * o.scale).round() as usize).max(1);
@@ -510,21 +666,13 @@ fn main() -> ExitCode {
                     continue;
                 }
                 for &r in &o.runtimes {
-                    match run_child(&exes, &o, w, r, n, pass) {
-                        Ok(None) => {
-                            res.na.insert((w, r), true);
-                        }
-                        Ok(Some(lines)) => {
-                            for (order, metric, value) in lines {
-                                if !res.rows.iter().any(|(rw, _, m)| *rw == w && *m == metric) {
-                                    res.rows.push((w, order, metric.clone()));
-                                }
-                                res.samples.entry((w, r, metric)).or_default().push(value);
+                    for (b, build) in builds.iter().enumerate() {
+                        match run_child(build, &o, w, r, n, pass) {
+                            Ok(lines) => res[b].add(w, r, pass, lines),
+                            Err(e) => {
+                                eprintln!("\nerror: {e}");
+                                failed = true;
                             }
-                        }
-                        Err(e) => {
-                            eprintln!("\nerror: {e}");
-                            failed = true;
                         }
                     }
                 }
@@ -538,31 +686,29 @@ fn main() -> ExitCode {
         started.elapsed().as_secs_f64(),
         loadavg()
     );
-    res.print(&o.runtimes);
+    if let [a, b] = &res[..] {
+        println!("### This build\n\nbuild: {}\n", exes.describe);
+        a.print(&o.runtimes);
+        println!("\n### Compared build\n\nbuild: {}\n", builds[1].describe);
+        b.print(&o.runtimes);
+        println!("\n### Side by side (this build → compared build)\n");
+        side_by_side(a, b, &o.runtimes);
+    } else {
+        res[0].print(&o.runtimes);
+    }
     if let Some(path) = &o.tsv {
-        let mut out = String::from("workload\truntime\tmetric\tround\tvalue\n");
-        let mut keys: Vec<_> = res.samples.keys().collect();
-        keys.sort_by_key(|(w, r, m)| {
-            (
-                Workload::ALL.iter().position(|x| x == w),
-                Runtime::ALL.iter().position(|x| x == r),
-                m.clone(),
-            )
-        });
-        for key in keys {
-            for (i, v) in res.samples[key].iter().enumerate() {
-                out += &format!(
-                    "{}\t{}\t{}\t{}\t{v}\n",
-                    key.0.name(),
-                    key.1.name(),
-                    key.2,
-                    i + 1
-                );
+        for (k, r) in res.iter().enumerate() {
+            let path = if k == 0 {
+                path.clone()
+            } else {
+                let mut p = path.clone().into_os_string();
+                p.push(".compared");
+                PathBuf::from(p)
+            };
+            if let Err(e) = r.write_tsv(&path) {
+                eprintln!("error: writing {}: {e}", path.display());
+                failed = true;
             }
-        }
-        if let Err(e) = std::fs::write(path, out) {
-            eprintln!("error: writing {}: {e}", path.display());
-            failed = true;
         }
     }
     if failed {
