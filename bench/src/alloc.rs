@@ -7,17 +7,30 @@
 //! - [`stats_alloc`], wrapped by it, tracks allocated and freed bytes, from which the live
 //!   heap bytes follow. Its counters are process-wide: in a benchmark child process only the
 //!   measured thread does work, so they describe that thread.
+//!
+//! The library does **not** install this allocator: a global allocator cannot be switched
+//! off at run time without a hand-written (and `unsafe`) `GlobalAlloc`, and this one costs
+//! on every allocation (a thread-local update and two `SeqCst` atomic adds in `alloc`, the
+//! same in `dealloc`; `--overhead` measures it). So the counting binary (`trellis-bench`,
+//! the harness, which runs the counting pass) and the smoke test install it with
+//! `#[global_allocator]`, and the timing binary (`trellis-bench-timing`) does not: its
+//! allocator is the system's, unwrapped.
 
 use densa_alloc::CountingAllocator;
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use std::alloc::System;
 
-/// The global allocator of every binary and test linking this crate: the system allocator,
-/// instrumented by `stats_alloc` (bytes) inside `densa_alloc` (per-thread calls).
+/// The counting global allocator: the system allocator, instrumented by `stats_alloc`
+/// (bytes) inside `densa_alloc` (per-thread calls).
 pub type Counting = CountingAllocator<&'static StatsAlloc<System>>;
 
 /// The allocator value to install with `#[global_allocator]`.
 pub const COUNTING: Counting = CountingAllocator::new(&INSTRUMENTED_SYSTEM);
+
+/// Whether the counting allocator is this binary's global allocator (one tiny allocation).
+pub fn counting_active() -> bool {
+    densa_alloc::is_active()
+}
 
 /// Allocation calls (alloc, alloc_zeroed, realloc) made so far on this thread.
 pub fn allocs() -> u64 {

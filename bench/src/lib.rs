@@ -4,18 +4,23 @@
 //!
 //! The library holds the workloads, one module per runtime, and the measuring tools (a
 //! counting global allocator, a per-thread syscall counter, RSS and CPU-time readers). The
-//! binary (`src/main.rs`) is the harness: it runs every measurement in its own pinned child
-//! process and prints medians and ratios. The smoke test (`tests/smoke.rs`) runs every
-//! workload in-process at tiny sizes.
+//! binaries are the harness: `trellis-bench` (`src/main.rs`) runs every measurement in its
+//! own pinned child process and prints medians and ratios; timing passes run in
+//! `trellis-bench-timing` (system allocator, no syscall tracepoint), counting passes in
+//! `trellis-bench` itself (counting allocator, tracepoint). The smoke test
+//! (`tests/smoke.rs`) runs every workload in-process at tiny sizes.
 //!
 //! No `unsafe` here: the counting allocator, the syscall counter, CPU time and pinning come
 //! from well-kept crates (`densa-alloc`, `stats_alloc`, `perf-event-open`, `cpu-time`,
-//! `core_affinity`).
+//! `core_affinity`). The library does not install the counting allocator: the binaries and
+//! tests that count do (see [`alloc`]).
 
 #![forbid(unsafe_code)]
 
 pub mod alloc;
+pub mod child;
 pub mod measure;
+pub mod profile;
 pub mod rt_futures;
 pub mod rt_smol;
 pub mod rt_tokio;
@@ -23,10 +28,5 @@ pub mod rt_trellis;
 pub mod util;
 pub mod workload;
 
-pub use measure::Report;
-pub use workload::{Runtime, Workload, run};
-
-/// The counting allocator: every binary and test that links this crate counts its
-/// allocations per thread.
-#[global_allocator]
-static GLOBAL: alloc::Counting = alloc::COUNTING;
+pub use measure::{Kind, Pass, Report};
+pub use workload::{Placement, Runtime, Workload, run};

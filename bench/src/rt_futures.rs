@@ -2,6 +2,12 @@
 //! `futures::executor::block_on`: intra-task concurrency, the structure trellis's nursery
 //! also has (the nursery future owns and polls its children). No timers, no context: those
 //! workloads are n/a here.
+//!
+//! The peers issue 12 names live here: `FuturesUnordered` of boxed futures for
+//! `spawn_one`, and `join!` of two ready futures as the floor of `nursery_empty`. A
+//! per-request workload "inside a task" runs as the only future of a `FuturesUnordered`
+//! (there are no tasks here; that is where a child's code runs), its `_root` twin directly
+//! under `block_on`.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -14,11 +20,32 @@ use futures::stream::FuturesUnordered;
 
 use crate::measure::{Probe, Report, rss_bytes};
 use crate::util::{self, DropCount, Idle, WakeState, yield_now};
-use crate::workload::{self as wl, Workload};
+use crate::workload::{self as wl, Placement, Workload};
+
+/// Runs `body` where `p` says: as the only future of a `FuturesUnordered`, or directly as
+/// the future `block_on` drives.
+fn placed<F: Future>(p: Placement, body: F) -> F::Output {
+    match p {
+        Placement::Task => block_on(async {
+            let mut fu = FuturesUnordered::new();
+            fu.push(body);
+            fu.next().await.expect("task")
+        }),
+        Placement::Root => block_on(body),
+    }
+}
+
+/// The placement of a per-request workload.
+fn placement(w: Workload) -> Placement {
+    w.placement().expect("a per-request workload")
+}
+
+/// A boxed child, as a `FuturesUnordered` of heterogeneous children holds it.
+type BoxedChild = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Runs `w` at size `n` (see [`crate::workload::run`]).
 pub fn run(w: Workload, n: usize) -> Option<Report> {
-    Some(match w {
+    Some(match w.base() {
         Workload::SpawnAll => block_on(async {
             let p = Probe::start();
             let mut fu = FuturesUnordered::new();
@@ -28,20 +55,26 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             while fu.next().await.is_some() {}
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::SpawnOne => block_on(async {
+        // A fresh `FuturesUnordered` of boxed children per iteration, one child pushed
+        // and drained: the peer issue 12 names ("`FuturesUnordered` boxed").
+        Workload::SpawnOne | Workload::SpawnOneSoon => placed(placement(w), async move {
             let p = Probe::start();
             for _ in 0..n {
-                let mut fu = FuturesUnordered::new();
-                fu.push(async {});
+                let mut fu: FuturesUnordered<BoxedChild> = FuturesUnordered::new();
+                fu.push(Box::pin(async {}));
                 while fu.next().await.is_some() {}
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::NurseryEmpty => block_on(async {
+        // The floor: `join!` of two ready futures (concurrency with nothing to allocate).
+        Workload::NurseryEmpty => placed(placement(w), async move {
             let p = Probe::start();
             for _ in 0..n {
-                let mut fu = FuturesUnordered::<std::future::Ready<()>>::new();
-                while black_box(&mut fu).next().await.is_some() {}
+                let (a, b) = futures::join!(
+                    std::future::ready(black_box(1u8)),
+                    std::future::ready(black_box(2u8))
+                );
+                black_box((a, b));
             }
             wl::standard(w, &p.stop(), n)
         }),
@@ -103,8 +136,9 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
-        Workload::DeepTree => {
-            let st = WakeState::new(wl::DEEP_TREE_LEAVES);
+        Workload::DeepTree | Workload::DeepTree8 => {
+            let depth = wl::deep_tree_depth(w);
+            let st = WakeState::new(wl::deep_tree_leaves(depth));
             block_on(async {
                 let body = async {
                     while !st.all_started() {
@@ -116,7 +150,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                     st.stop();
                     d
                 };
-                let (d, ()) = futures::future::join(body, level(&st, 1, 0)).await;
+                let (d, ()) = futures::future::join(body, level(&st, depth, 1, 0)).await;
                 wl::standard(w, &d, n)
             })
         }
@@ -151,6 +185,11 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
+        Workload::SpawnOneRoot
+        | Workload::SpawnOneSoonRoot
+        | Workload::NurseryEmptyRoot
+        | Workload::TimerArmCancelRoot
+        | Workload::TimeoutNeverFiresRoot => unreachable!("base() is never a _root twin"),
         Workload::IdleMemory1 => idle::<1>(n),
         Workload::IdleMemory64 => idle::<64>(n),
         Workload::IdleMemory256 => idle::<256>(n),
@@ -164,11 +203,12 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
 /// level at a time, as in a trellis nursery tree.
 fn level(
     st: &WakeState,
+    max: usize,
     depth: usize,
     first_leaf: usize,
 ) -> Pin<Box<dyn Future<Output = ()> + '_>> {
     Box::pin(async move {
-        let leaves = if depth == wl::DEEP_TREE_DEPTH {
+        let leaves = if depth == max {
             wl::DEEP_TREE_FANOUT
         } else {
             wl::DEEP_TREE_FANOUT - 1
@@ -178,8 +218,8 @@ fn level(
         for i in 0..leaves {
             fu.push(Box::pin(st.child(first_leaf + i)));
         }
-        if depth < wl::DEEP_TREE_DEPTH {
-            fu.push(level(st, depth + 1, first_leaf + leaves));
+        if depth < max {
+            fu.push(level(st, max, depth + 1, first_leaf + leaves));
         }
         while fu.next().await.is_some() {}
     })

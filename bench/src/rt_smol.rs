@@ -1,6 +1,10 @@
 //! The workloads on smol's stack: `async_executor::LocalExecutor` driven by
 //! `async_io::block_on` (what `smol::block_on(ex.run(...))` is), with `async_io::Timer`.
 //! A `Vec<Task>` is the nursery: awaiting each task joins it, dropping it cancels it.
+//!
+//! The per-request workloads run their loop inside a spawned task (as a smol server runs
+//! a connection's code) or, in their `_root` twins, in the root future, where every wake
+//! goes through `async_io::block_on`'s reactor poll.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -14,10 +18,33 @@ use async_io::Timer;
 
 use crate::measure::{Delta, Probe, Report, rss_bytes};
 use crate::util::{self, DropCount, Idle, Lateness, WakeState, yield_now};
-use crate::workload::{self as wl, Workload};
+use crate::workload::{self as wl, Placement, Workload};
 
 fn block_on<'a, T>(ex: &LocalExecutor<'a>, fut: impl Future<Output = T>) -> T {
     async_io::block_on(ex.run(fut))
+}
+
+/// Runs the future `body` makes where `p` says: inside a task spawned on the executor (the
+/// root future only awaits it), or as the root future itself. `body` gets the executor, to
+/// spawn on (an `Rc<LocalExecutor<'static>>`, as a task that spawns needs).
+fn placed<F>(p: Placement, body: impl FnOnce(Rc<LocalExecutor<'static>>) -> F) -> F::Output
+where
+    F: Future + 'static,
+{
+    let ex = Rc::new(LocalExecutor::new());
+    let fut = body(ex.clone());
+    match p {
+        Placement::Task => {
+            let task = ex.spawn(fut);
+            block_on(&ex, task)
+        }
+        Placement::Root => block_on(&ex, fut),
+    }
+}
+
+/// The placement of a per-request workload.
+fn placement(w: Workload) -> Placement {
+    w.placement().expect("a per-request workload")
 }
 
 /// `smol::future::or`-style timeout: `Some` if `fut` finishes before `dur`.
@@ -32,7 +59,7 @@ async fn timeout<F: Future>(dur: Duration, fut: F) -> Option<F::Output> {
 
 /// Runs `w` at size `n` (see [`crate::workload::run`]).
 pub fn run(w: Workload, n: usize) -> Option<Report> {
-    Some(match w {
+    Some(match w.base() {
         // A `Task` is already a join handle: the same as `spawn_all`.
         Workload::SpawnAll | Workload::SpawnAllHandles => {
             let ex = LocalExecutor::new();
@@ -45,16 +72,14 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &p.stop(), n)
             })
         }
-        Workload::SpawnOne => {
-            let ex = LocalExecutor::new();
-            block_on(&ex, async {
-                let p = Probe::start();
-                for _ in 0..n {
-                    ex.spawn(async {}).await;
-                }
-                wl::standard(w, &p.stop(), n)
-            })
-        }
+        // A task awaited (smol has no nursery: the same code for both).
+        Workload::SpawnOne | Workload::SpawnOneSoon => placed(placement(w), |ex| async move {
+            let p = Probe::start();
+            for _ in 0..n {
+                ex.spawn(async {}).await;
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
         // A `LocalExecutor` has no group to open and close.
         Workload::NurseryEmpty => return None,
         Workload::YieldMany => {
@@ -120,12 +145,13 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
-        Workload::DeepTree => {
+        Workload::DeepTree | Workload::DeepTree8 => {
             // A task that spawns needs the executor itself: `Rc<LocalExecutor<'static>>`.
-            let st = Rc::new(WakeState::new(wl::DEEP_TREE_LEAVES));
+            let depth = wl::deep_tree_depth(w);
+            let st = Rc::new(WakeState::new(wl::deep_tree_leaves(depth)));
             let ex = Rc::new(LocalExecutor::new());
             block_on(&ex, async {
-                let tree = ex.spawn(level(ex.clone(), st.clone(), 1, 0));
+                let tree = ex.spawn(level(ex.clone(), st.clone(), depth, 1, 0));
                 while !st.all_started() {
                     yield_now().await;
                 }
@@ -137,39 +163,33 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
-        Workload::TimerArmCancel => {
-            let ex = LocalExecutor::new();
-            block_on(&ex, async {
+        Workload::TimerArmCancel => placed(placement(w), |_ex| async move {
+            let p = Probe::start();
+            for _ in 0..n {
+                let s = pin!(Timer::after(Duration::from_secs(60)));
+                util::poll_once(s).await;
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::TimeoutNeverFires => placed(placement(w), |_ex| async move {
+            // Alone and with a timeout in alternating chunks, so drift cancels out.
+            let (mut alone, mut with) = (Delta::zero(), Delta::zero());
+            for chunk in wl::chunks(n) {
                 let p = Probe::start();
-                for _ in 0..n {
-                    let s = pin!(Timer::after(Duration::from_secs(60)));
-                    util::poll_once(s).await;
+                for _ in 0..chunk {
+                    yield_now().await;
                 }
-                wl::standard(w, &p.stop(), n)
-            })
-        }
-        Workload::TimeoutNeverFires => {
-            let ex = LocalExecutor::new();
-            block_on(&ex, async {
-                // Alone and with a timeout in alternating chunks, so drift cancels out.
-                let (mut alone, mut with) = (Delta::ZERO, Delta::ZERO);
-                for chunk in wl::chunks(n) {
-                    let p = Probe::start();
-                    for _ in 0..chunk {
-                        yield_now().await;
-                    }
-                    alone += p.stop();
-                    let p = Probe::start();
-                    for _ in 0..chunk {
-                        timeout(Duration::from_secs(60), yield_now())
-                            .await
-                            .expect("no timeout");
-                    }
-                    with += p.stop();
+                alone += p.stop();
+                let p = Probe::start();
+                for _ in 0..chunk {
+                    timeout(Duration::from_secs(60), yield_now())
+                        .await
+                        .expect("no timeout");
                 }
-                wl::timeout_report(&alone, &with, n)
-            })
-        }
+                with += p.stop();
+            }
+            wl::timeout_report(&alone, &with, n)
+        }),
         Workload::TimersFire | Workload::TimersSparse => {
             let offsets = wl::timer_offsets(w, n);
             let lat = Lateness::new(n);
@@ -225,6 +245,11 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &p.stop(), n)
             })
         }
+        Workload::SpawnOneRoot
+        | Workload::SpawnOneSoonRoot
+        | Workload::NurseryEmptyRoot
+        | Workload::TimerArmCancelRoot
+        | Workload::TimeoutNeverFiresRoot => unreachable!("base() is never a _root twin"),
         Workload::IdleMemory1 => idle::<1>(n),
         Workload::IdleMemory64 => idle::<64>(n),
         Workload::IdleMemory256 => idle::<256>(n),
@@ -239,11 +264,12 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
 fn level(
     ex: Rc<LocalExecutor<'static>>,
     st: Rc<WakeState>,
+    max: usize,
     depth: usize,
     first_leaf: usize,
 ) -> Pin<Box<dyn Future<Output = ()>>> {
     Box::pin(async move {
-        let leaves = if depth == wl::DEEP_TREE_DEPTH {
+        let leaves = if depth == max {
             wl::DEEP_TREE_FANOUT
         } else {
             wl::DEEP_TREE_FANOUT - 1
@@ -254,10 +280,11 @@ fn level(
                 ex.spawn(async move { st.child(first_leaf + i).await })
             })
             .collect();
-        if depth < wl::DEEP_TREE_DEPTH {
+        if depth < max {
             tasks.push(ex.spawn(level(
                 ex.clone(),
                 st.clone(),
+                max,
                 depth + 1,
                 first_leaf + leaves,
             )));

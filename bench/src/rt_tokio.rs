@@ -1,6 +1,9 @@
 //! The workloads on tokio's current-thread runtime (`enable_all`, as
 //! `#[tokio::main(flavor = "current_thread")]` builds it), with a `LocalSet` so children
 //! can be `!Send`, and `JoinSet` as the nearest thing to a nursery.
+//!
+//! The per-request workloads run their loop inside a `spawn_local` task (as a tokio
+//! server runs a connection's code) or, in their `_root` twins, in the root future.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -13,7 +16,7 @@ use tokio::task::{JoinSet, LocalSet, spawn_local, yield_now};
 
 use crate::measure::{Delta, Probe, Report, rss_bytes};
 use crate::util::{self, Idle, Lateness, RcDropCount, WakeState};
-use crate::workload::{self as wl, Workload};
+use crate::workload::{self as wl, Placement, Workload};
 
 fn block_on<F: Future>(fut: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -23,13 +26,31 @@ fn block_on<F: Future>(fut: F) -> F::Output {
     LocalSet::new().block_on(&rt, fut)
 }
 
+/// Runs `body` where `p` says: inside a `spawn_local` task of the `LocalSet` (the root
+/// future only awaits its `JoinHandle`), or as the root future itself.
+fn placed<F>(p: Placement, body: F) -> F::Output
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    match p {
+        Placement::Task => block_on(async { spawn_local(body).await.expect("task") }),
+        Placement::Root => block_on(body),
+    }
+}
+
+/// The placement of a per-request workload.
+fn placement(w: Workload) -> Placement {
+    w.placement().expect("a per-request workload")
+}
+
 tokio::task_local! {
     static KEY: u64;
 }
 
 /// Runs `w` at size `n` (see [`crate::workload::run`]).
 pub fn run(w: Workload, n: usize) -> Option<Report> {
-    Some(match w {
+    Some(match w.base() {
         Workload::SpawnAll => block_on(async {
             let p = Probe::start();
             let mut set = JoinSet::new();
@@ -47,18 +68,21 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::SpawnOne => block_on(async {
+        // A `LocalSet` task awaited through its `JoinHandle` (tokio has no `start_soon`:
+        // the same code for both).
+        Workload::SpawnOne | Workload::SpawnOneSoon => placed(placement(w), async move {
             let p = Probe::start();
             for _ in 0..n {
                 spawn_local(async {}).await.expect("child");
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::NurseryEmpty => block_on(async {
+        // `JoinSet::new()` + drop, the peer issue 12 names.
+        Workload::NurseryEmpty => placed(placement(w), async move {
             let p = Probe::start();
             for _ in 0..n {
-                let mut set: JoinSet<()> = JoinSet::new();
-                while black_box(&mut set).join_next().await.is_some() {}
+                let set: JoinSet<()> = JoinSet::new();
+                drop(black_box(set));
             }
             wl::standard(w, &p.stop(), n)
         }),
@@ -117,10 +141,11 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
-        Workload::DeepTree => {
-            let st = Rc::new(WakeState::new(wl::DEEP_TREE_LEAVES));
+        Workload::DeepTree | Workload::DeepTree8 => {
+            let depth = wl::deep_tree_depth(w);
+            let st = Rc::new(WakeState::new(wl::deep_tree_leaves(depth)));
             block_on(async {
-                let tree = spawn_local(level(st.clone(), 1, 0));
+                let tree = spawn_local(level(st.clone(), depth, 1, 0));
                 while !st.all_started() {
                     yield_now().await;
                 }
@@ -132,7 +157,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
-        Workload::TimerArmCancel => block_on(async {
+        Workload::TimerArmCancel => placed(placement(w), async move {
             let p = Probe::start();
             for _ in 0..n {
                 let s = pin!(tokio::time::sleep(Duration::from_secs(60)));
@@ -140,9 +165,9 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::TimeoutNeverFires => block_on(async {
+        Workload::TimeoutNeverFires => placed(placement(w), async move {
             // Alone and with a timeout in alternating chunks, so drift cancels out.
-            let (mut alone, mut with) = (Delta::ZERO, Delta::ZERO);
+            let (mut alone, mut with) = (Delta::zero(), Delta::zero());
             for chunk in wl::chunks(n) {
                 let p = Probe::start();
                 for _ in 0..chunk {
@@ -205,6 +230,11 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             assert_eq!(dropped.get(), n);
             wl::standard(w, &d, n)
         }),
+        Workload::SpawnOneRoot
+        | Workload::SpawnOneSoonRoot
+        | Workload::NurseryEmptyRoot
+        | Workload::TimerArmCancelRoot
+        | Workload::TimeoutNeverFiresRoot => unreachable!("base() is never a _root twin"),
         Workload::IdleMemory1 => idle::<1>(n),
         Workload::IdleMemory64 => idle::<64>(n),
         Workload::IdleMemory256 => idle::<256>(n),
@@ -242,12 +272,13 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
 /// directly, so depth costs it nothing on a wake.
 fn level(
     st: Rc<WakeState>,
+    max: usize,
     depth: usize,
     first_leaf: usize,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()>>> {
     Box::pin(async move {
         let mut set = JoinSet::new();
-        let leaves = if depth == wl::DEEP_TREE_DEPTH {
+        let leaves = if depth == max {
             wl::DEEP_TREE_FANOUT
         } else {
             wl::DEEP_TREE_FANOUT - 1
@@ -256,8 +287,8 @@ fn level(
             let st = st.clone();
             set.spawn_local(async move { st.child(first_leaf + i).await });
         }
-        if depth < wl::DEEP_TREE_DEPTH {
-            set.spawn_local(level(st.clone(), depth + 1, first_leaf + leaves));
+        if depth < max {
+            set.spawn_local(level(st.clone(), max, depth + 1, first_leaf + leaves));
         }
         while set.join_next().await.is_some() {}
     })

@@ -4,6 +4,9 @@
 //! a timeout is `move_on_after`, a cancellation `n.cancel()`.
 //!
 //! Context variables: a `static` `trellis::ContextVar<u64>`, as a user declares one.
+//!
+//! The per-request workloads run their loop inside a nursery child (as a trellis server
+//! runs a connection's code) or, in their `_root` twins, in the root future.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -16,7 +19,28 @@ use trellis::{nursery, yield_now};
 
 use crate::measure::{Delta, Probe, Report, rss_bytes};
 use crate::util::{self, DropCount, Idle, Lateness, WakeState};
-use crate::workload::{self as wl, Workload};
+use crate::workload::{self as wl, Placement, Workload};
+
+/// Runs `body` where `p` says: inside a child (with a handle) of a nursery in the root
+/// future, or as the root future itself.
+fn placed<T>(p: Placement, body: impl Future<Output = T>) -> T {
+    match p {
+        Placement::Task => trellis::run(async {
+            nursery(async move |nu| {
+                let child = nu.spawn(async { Ok::<_, Infallible>(body.await) });
+                Ok::<_, Infallible>(child.await.expect("child"))
+            })
+            .await
+            .expect("nursery")
+        }),
+        Placement::Root => trellis::run(body),
+    }
+}
+
+/// The placement of a per-request workload.
+fn placement(w: Workload) -> Placement {
+    w.placement().expect("a per-request workload")
+}
 
 /// The context variable of the `contextvar_*` workloads.
 static VAR: trellis::ContextVar<u64> = trellis::ContextVar::new("bench");
@@ -24,7 +48,7 @@ static VAR: trellis::ContextVar<u64> = trellis::ContextVar::new("bench");
 /// Runs `w` at size `n` (see [`crate::workload::run`]); `None` while the API it needs is
 /// not there.
 pub fn run(w: Workload, n: usize) -> Option<Report> {
-    Some(match w {
+    Some(match w.base() {
         Workload::SpawnAll => trellis::run(async {
             let p = Probe::start();
             nursery(async |nu| {
@@ -48,7 +72,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             .expect("nursery");
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::SpawnOne => trellis::run(async {
+        Workload::SpawnOne => placed(placement(w), async {
             let p = Probe::start();
             for _ in 0..n {
                 nursery(async |nu| {
@@ -59,7 +83,18 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::NurseryEmpty => trellis::run(async {
+        Workload::SpawnOneSoon => placed(placement(w), async {
+            let p = Probe::start();
+            for _ in 0..n {
+                nursery(async |nu| {
+                    nu.start_soon(async {});
+                })
+                .await
+                .expect("nursery");
+            }
+            wl::standard(w, &p.stop(), n)
+        }),
+        Workload::NurseryEmpty => placed(placement(w), async {
             let p = Probe::start();
             for _ in 0..n {
                 black_box(nursery(async |_nu| {}).await).expect("nursery");
@@ -121,19 +156,20 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 .expect("nursery")
             })
         }
-        Workload::DeepTree => {
-            let st = WakeState::new(wl::DEEP_TREE_LEAVES);
+        Workload::DeepTree | Workload::DeepTree8 => {
+            let depth = wl::deep_tree_depth(w);
+            let st = WakeState::new(wl::deep_tree_leaves(depth));
             trellis::run(async {
                 let st = &st;
                 nursery(async |nu| {
-                    nu.start_soon(level(st, 1, 0));
+                    nu.start_soon(level(st, depth, 1, 0));
                     Ok::<_, Infallible>(timed_wakes(st, w, n).await)
                 })
                 .await
                 .expect("nursery")
             })
         }
-        Workload::TimerArmCancel => trellis::run(async {
+        Workload::TimerArmCancel => placed(placement(w), async {
             let p = Probe::start();
             for _ in 0..n {
                 let s = pin!(trellis::sleep(Duration::from_secs(60)));
@@ -141,9 +177,9 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::TimeoutNeverFires => trellis::run(async {
+        Workload::TimeoutNeverFires => placed(placement(w), async {
             // Alone and with a timeout in alternating chunks, so drift cancels out.
-            let (mut alone, mut with) = (Delta::ZERO, Delta::ZERO);
+            let (mut alone, mut with) = (Delta::zero(), Delta::zero());
             for chunk in wl::chunks(n) {
                 let p = Probe::start();
                 for _ in 0..chunk {
@@ -217,6 +253,11 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
+        Workload::SpawnOneRoot
+        | Workload::SpawnOneSoonRoot
+        | Workload::NurseryEmptyRoot
+        | Workload::TimerArmCancelRoot
+        | Workload::TimeoutNeverFiresRoot => unreachable!("base() is never a _root twin"),
         Workload::IdleMemory1 => idle::<1>(n),
         Workload::IdleMemory64 => idle::<64>(n),
         Workload::IdleMemory256 => idle::<256>(n),
@@ -262,12 +303,13 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
 /// through every enclosing nursery.
 fn level(
     st: &WakeState,
+    max: usize,
     depth: usize,
     first_leaf: usize,
 ) -> Pin<Box<dyn Future<Output = ()> + '_>> {
     Box::pin(async move {
         nursery(async |nu| {
-            let leaves = if depth == wl::DEEP_TREE_DEPTH {
+            let leaves = if depth == max {
                 wl::DEEP_TREE_FANOUT
             } else {
                 wl::DEEP_TREE_FANOUT - 1
@@ -275,8 +317,8 @@ fn level(
             for i in 0..leaves {
                 nu.start_soon(st.child(first_leaf + i));
             }
-            if depth < wl::DEEP_TREE_DEPTH {
-                nu.start_soon(level(st, depth + 1, first_leaf + leaves));
+            if depth < max {
+                nu.start_soon(level(st, max, depth + 1, first_leaf + leaves));
             }
         })
         .await

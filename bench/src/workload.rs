@@ -1,6 +1,6 @@
 //! The workloads, the runtimes, and the dispatch from one to the other.
 
-use crate::measure::Report;
+use crate::measure::{Delta, Pass, Report};
 
 macro_rules! workloads {
     ($($variant:ident = $name:literal, $n:expr, $doc:literal;)*) => {
@@ -35,16 +35,23 @@ macro_rules! workloads {
 workloads! {
     SpawnAll = "spawn_all", 100_000, "N trivial children spawned into one nursery, joined";
     SpawnAllHandles = "spawn_all_handles", 100_000, "N trivial children spawned with join handles, each handle awaited";
-    SpawnOne = "spawn_one", 100_000, "a nursery with one awaited child, N times";
-    NurseryEmpty = "nursery_empty", 1_000_000, "open and close an empty nursery, N times";
+    SpawnOne = "spawn_one", 100_000, "per request, inside a spawned task: a nursery with one child awaited through its handle, N times";
+    SpawnOneRoot = "spawn_one_root", 100_000, "spawn_one with the loop in the root future";
+    SpawnOneSoon = "spawn_one_soon", 100_000, "per request, inside a spawned task: a nursery with one child started without a handle (start_soon), N times";
+    SpawnOneSoonRoot = "spawn_one_soon_root", 100_000, "spawn_one_soon with the loop in the root future";
+    NurseryEmpty = "nursery_empty", 1_000_000, "per request, inside a spawned task: open and close an empty nursery, N times";
+    NurseryEmptyRoot = "nursery_empty_root", 1_000_000, "nursery_empty with the loop in the root future";
     YieldMany = "yield_many", 100_000, "N children x 10 yields each";
     YieldAlone = "yield_alone", 1_000_000, "one task (the root future) yielding N times";
     YieldTask = "yield_task", 1_000_000, "one spawned child yielding N times, alone in its group";
     WakeOne = "wake_one", 100_000, "N parked children, woken one at a time";
     WakeOne10 = "wake_one_10", 100_000, "10 parked children, N wakes one at a time";
     DeepTree = "deep_tree", 100_000, "nursery spine of depth 20, fan-out 3; N leaf wakes in turn";
-    TimerArmCancel = "timer_arm_cancel", 1_000_000, "a 60 s sleep polled once then dropped, N times";
-    TimeoutNeverFires = "timeout_never_fires", 1_000_000, "move_on_after(60 s) around a one-yield op vs the op alone, N times";
+    DeepTree8 = "deep_tree_8", 100_000, "nursery spine of depth 8, fan-out 3; N leaf wakes in turn";
+    TimerArmCancel = "timer_arm_cancel", 1_000_000, "per request, inside a spawned task: a 60 s sleep polled once then dropped, N times";
+    TimerArmCancelRoot = "timer_arm_cancel_root", 1_000_000, "timer_arm_cancel with the loop in the root future";
+    TimeoutNeverFires = "timeout_never_fires", 1_000_000, "per request, inside a spawned task: move_on_after(60 s) around a one-yield op vs the op alone, N times";
+    TimeoutNeverFiresRoot = "timeout_never_fires_root", 1_000_000, "timeout_never_fires with the loop in the root future";
     TimersFire = "timers_fire", 100_000, "N sleeps with random deadlines within 10 ms (after set-up)";
     TimersSparse = "timers_sparse", 1_000, "N sleeps with random deadlines within 100 ms: timer precision without backlog";
     CancelMany = "cancel_many", 100_000, "cancel a nursery of N blocked children";
@@ -74,6 +81,52 @@ impl Workload {
             .filter(|w| w.name().starts_with(word))
             .collect()
     }
+
+    /// Where the measured loop of a per-request workload runs; `None` for the others
+    /// (each of which says where it runs).
+    pub fn placement(self) -> Option<Placement> {
+        match self {
+            Workload::SpawnOne
+            | Workload::SpawnOneSoon
+            | Workload::NurseryEmpty
+            | Workload::TimerArmCancel
+            | Workload::TimeoutNeverFires => Some(Placement::Task),
+            Workload::SpawnOneRoot
+            | Workload::SpawnOneSoonRoot
+            | Workload::NurseryEmptyRoot
+            | Workload::TimerArmCancelRoot
+            | Workload::TimeoutNeverFiresRoot => Some(Placement::Root),
+            _ => None,
+        }
+    }
+
+    /// The workload a `_root` twin is a placement of (itself for every other workload).
+    pub fn base(self) -> Workload {
+        match self {
+            Workload::SpawnOneRoot => Workload::SpawnOne,
+            Workload::SpawnOneSoonRoot => Workload::SpawnOneSoon,
+            Workload::NurseryEmptyRoot => Workload::NurseryEmpty,
+            Workload::TimerArmCancelRoot => Workload::TimerArmCancel,
+            Workload::TimeoutNeverFiresRoot => Workload::TimeoutNeverFires,
+            w => w,
+        }
+    }
+}
+
+/// Where a per-request workload's loop runs.
+///
+/// A server runs its per-request code inside a task it spawned for the connection, not in
+/// the future handed to `block_on`; on tokio and smol the two differ (a wake of the root
+/// future goes through the runtime's driver: tokio's `epoll_wait`, smol's
+/// `Poller::wait`), so every per-request workload is measured both ways, on every runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// Inside a spawned task: a trellis nursery child, a tokio `spawn_local` task in the
+    /// `LocalSet`, a smol `LocalExecutor` task, the only future of a `FuturesUnordered`.
+    Task,
+    /// In the root future (`trellis::run`, `LocalSet::block_on`, `async_io::block_on`,
+    /// `futures::executor::block_on`).
+    Root,
 }
 
 /// A runtime under test.
@@ -85,7 +138,8 @@ pub enum Runtime {
     Tokio,
     /// `async_executor::LocalExecutor` under `async_io::block_on`.
     Smol,
-    /// `futures::stream::FuturesUnordered` under `futures::executor::block_on`.
+    /// `futures`: `FuturesUnordered` (and, as the floor of `nursery_empty`, `join!`)
+    /// under `futures::executor::block_on`.
     Futures,
 }
 
@@ -114,24 +168,44 @@ impl Runtime {
     }
 }
 
-/// Runs `workload` on `runtime` at size `n`, in this process and on this thread. `None`
-/// when the workload does not apply to that runtime (or the API is not there yet).
-pub fn run(workload: Workload, runtime: Runtime, n: usize) -> Option<Report> {
-    match runtime {
+/// Runs `workload` on `runtime` at size `n`, in this process and on this thread, reading
+/// the counters of `pass` only, and returns the metrics of that pass. `None` when the
+/// workload does not apply to that runtime (or the API is not there yet).
+pub fn run(workload: Workload, runtime: Runtime, n: usize, pass: Pass) -> Option<Report> {
+    let before = crate::measure::set_pass(pass);
+    let report = match runtime {
         Runtime::Trellis => crate::rt_trellis::run(workload, n),
         Runtime::Tokio => crate::rt_tokio::run(workload, n),
         Runtime::Smol => crate::rt_smol::run(workload, n),
         Runtime::Futures => crate::rt_futures::run(workload, n),
-    }
+    };
+    crate::measure::set_pass(before);
+    report.map(|mut r| {
+        r.retain_kind(pass.kind());
+        r
+    })
 }
 
 /// Depth of the `deep_tree` spine.
 pub const DEEP_TREE_DEPTH: usize = 20;
+/// Depth of the `deep_tree_8` spine (issue 12's target).
+pub const DEEP_TREE_8_DEPTH: usize = 8;
 /// Children per level of the `deep_tree` spine (one continues the spine).
 pub const DEEP_TREE_FANOUT: usize = 3;
-/// Leaves of the `deep_tree` spine: `FANOUT - 1` per level above the last, `FANOUT` at it.
-pub const DEEP_TREE_LEAVES: usize =
-    (DEEP_TREE_DEPTH - 1) * (DEEP_TREE_FANOUT - 1) + DEEP_TREE_FANOUT;
+
+/// The depth of a `deep_tree*` workload's spine.
+pub fn deep_tree_depth(w: Workload) -> usize {
+    if w == Workload::DeepTree8 {
+        DEEP_TREE_8_DEPTH
+    } else {
+        DEEP_TREE_DEPTH
+    }
+}
+
+/// Leaves of a spine of `depth`: `FANOUT - 1` per level above the last, `FANOUT` at it.
+pub const fn deep_tree_leaves(depth: usize) -> usize {
+    (depth - 1) * (DEEP_TREE_FANOUT - 1) + DEEP_TREE_FANOUT
+}
 /// Yields per child in `yield_many`.
 pub const YIELDS_PER_CHILD: usize = 10;
 /// Parked children in `wake_one_10`.
@@ -156,79 +230,84 @@ pub fn timer_offsets(w: Workload, n: usize) -> Vec<u64> {
 
 /// The unit one operation of `workload` is counted in (for the table's metric names).
 pub fn unit(workload: Workload) -> &'static str {
-    match workload {
+    match workload.base() {
         Workload::SpawnAll | Workload::SpawnAllHandles => "child",
         Workload::CancelMany | Workload::ContextvarSpawn => "child",
         Workload::IdleMemory1 | Workload::IdleMemory64 | Workload::IdleMemory256 => "child",
-        Workload::SpawnOne => "iter",
+        Workload::SpawnOne | Workload::SpawnOneSoon => "iter",
         Workload::NurseryEmpty => "nursery",
         Workload::YieldMany | Workload::YieldAlone | Workload::YieldTask => "yield",
-        Workload::WakeOne | Workload::WakeOne10 | Workload::DeepTree => "wake",
+        Workload::WakeOne | Workload::WakeOne10 | Workload::DeepTree | Workload::DeepTree8 => {
+            "wake"
+        }
         Workload::TimersFire | Workload::TimersSparse => "timer",
         _ => "op",
     }
 }
 
-/// The standard report: ns, allocations and syscalls per operation.
-pub fn standard(workload: Workload, d: &crate::measure::Delta, ops: usize) -> Report {
+/// A count the current pass did not measure: pushed anyway (and dropped with the other
+/// kind's metrics), so a metric's place in the report is the same in both passes.
+fn counted(v: Option<f64>) -> f64 {
+    v.unwrap_or(f64::NAN)
+}
+
+/// The standard report: ns (timing pass), allocations and syscalls (counting pass) per
+/// operation.
+pub fn standard(workload: Workload, d: &Delta, ops: usize) -> Report {
     let u = unit(workload);
     let ops = ops.max(1) as f64;
     let mut r = Report::default();
-    r.push(&format!("ns/{u}"), d.wall_ns / ops);
-    r.push(&format!("allocs/{u}"), d.allocs / ops);
+    r.time(&format!("ns/{u}"), d.wall_ns / ops);
+    r.count(&format!("allocs/{u}"), counted(d.allocs) / ops);
+    // Last: where the tracepoint is refused there is no such row.
     if let Some(s) = d.syscalls {
-        r.push(&format!("syscalls/{u}"), s / ops);
+        r.count(&format!("syscalls/{u}"), s / ops);
     }
     r
 }
 
 /// The report of `timeout_never_fires`: extra ns per timeout first.
-pub fn timeout_report(
-    alone: &crate::measure::Delta,
-    with: &crate::measure::Delta,
-    n: usize,
-) -> Report {
+pub fn timeout_report(alone: &Delta, with: &Delta, n: usize) -> Report {
     let n = n.max(1) as f64;
     let mut r = Report::default();
-    r.push("extra ns/timeout", (with.wall_ns - alone.wall_ns) / n);
-    r.push("ns/op with timeout", with.wall_ns / n);
-    r.push("ns/op alone", alone.wall_ns / n);
-    r.push("extra allocs/timeout", (with.allocs - alone.allocs) / n);
+    r.time("extra ns/timeout", (with.wall_ns - alone.wall_ns) / n);
+    r.time("ns/op with timeout", with.wall_ns / n);
+    r.time("ns/op alone", alone.wall_ns / n);
+    r.count(
+        "extra allocs/timeout",
+        (counted(with.allocs) - counted(alone.allocs)) / n,
+    );
     if let (Some(a), Some(w)) = (alone.syscalls, with.syscalls) {
-        r.push("extra syscalls/timeout", (w - a) / n);
+        r.count("extra syscalls/timeout", (w - a) / n);
     }
     r
 }
 
 /// The report of `timers_fire`: CPU ns per timer first, then wall time and lateness.
-pub fn timers_report(
-    d: &crate::measure::Delta,
-    lateness: &crate::util::Lateness,
-    n: usize,
-) -> Report {
+pub fn timers_report(d: &Delta, lateness: &crate::util::Lateness, n: usize) -> Report {
     let (p50, p99, max) = lateness.percentiles_us();
     let mut r = Report::default();
-    r.push("cpu ns/timer", d.cpu_ns / n.max(1) as f64);
-    r.push("wall ms total", d.wall_ns / 1e6);
-    r.push("set-up ms", lateness.setup_ms());
-    r.push("lateness p50 us", p50);
-    r.push("lateness p99 us", p99);
-    r.push("lateness max us", max);
-    r.push("allocs/timer", d.allocs / n.max(1) as f64);
+    r.time("cpu ns/timer", d.cpu_ns / n.max(1) as f64);
+    r.time("wall ms total", d.wall_ns / 1e6);
+    r.time("set-up ms", lateness.setup_ms());
+    r.time("lateness p50 us", p50);
+    r.time("lateness p99 us", p99);
+    r.time("lateness max us", max);
+    r.count("allocs/timer", counted(d.allocs) / n.max(1) as f64);
     r
 }
 
 /// The report of `idle_memory_*`: RSS bytes per child first.
-pub fn idle_report(d: &crate::measure::Delta, rss_before: u64, rss_after: u64, n: usize) -> Report {
+pub fn idle_report(d: &Delta, rss_before: u64, rss_after: u64, n: usize) -> Report {
     let n = n.max(1) as f64;
     let mut r = Report::default();
-    r.push(
+    r.count(
         "rss B/child",
         rss_after.saturating_sub(rss_before) as f64 / n,
     );
-    r.push("heap B/child", d.live_bytes / n);
-    r.push("allocs/child", d.allocs / n);
-    r.push("ns/child", d.wall_ns / n);
+    r.count("heap B/child", counted(d.live_bytes) / n);
+    r.count("allocs/child", counted(d.allocs) / n);
+    r.time("ns/child", d.wall_ns / n);
     r
 }
 
