@@ -12,6 +12,7 @@
 pub(crate) mod clock;
 pub(crate) mod deadlock;
 pub(crate) mod executor;
+pub(crate) mod interval;
 // The one module that may use `unsafe`: registration with `polling`.
 pub(crate) mod reactor;
 pub(crate) mod sleep;
