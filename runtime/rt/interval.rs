@@ -49,7 +49,8 @@ use crate::rt::timers::{TimerAction, TimerKey};
 /// use trellis::MissedTicks;
 ///
 /// trellis::Builder::new().autojump().run(async {
-///     let ticks = trellis::interval(Duration::from_secs(1)).with_missed_tick_behavior(MissedTicks::Skip);
+///     let ticks = trellis::interval(Duration::from_secs(1))
+///         .with_missed_tick_behavior(MissedTicks::Skip);
 ///     assert_eq!(ticks.missed_tick_behavior(), MissedTicks::Skip);
 ///     assert_eq!(MissedTicks::default(), MissedTicks::Burst);
 /// });
@@ -147,7 +148,8 @@ pub fn interval(period: Duration) -> Interval {
 #[track_caller]
 fn zero_period() -> ! {
     panic!(
-        "trellis::interval: the period must be non-zero (an interval of zero would tick forever without time passing)"
+        "trellis::interval: the period must be non-zero (an interval of zero would tick \
+         forever without time passing)"
     )
 }
 
@@ -297,7 +299,8 @@ impl Interval {
     /// use trellis::MissedTicks;
     ///
     /// trellis::Builder::new().autojump().run(async {
-    ///     let ticks = trellis::interval(Duration::from_secs(1)).with_missed_tick_behavior(MissedTicks::Delay);
+    ///     let ticks = trellis::interval(Duration::from_secs(1))
+    ///         .with_missed_tick_behavior(MissedTicks::Delay);
     ///     assert_eq!(ticks.missed_tick_behavior(), MissedTicks::Delay);
     /// });
     /// ```
@@ -425,7 +428,8 @@ impl Drop for Interval {
 }
 
 /// An interval is a stream of the instants its ticks were scheduled for; it never ends.
-/// Each item is a tick, as [`Interval::tick`].
+/// Each item is a tick, as [`Interval::tick`], and as cancel-safe: a `next()` dropped
+/// before it completes loses no tick.
 ///
 /// # Examples
 ///
