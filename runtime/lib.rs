@@ -20,8 +20,8 @@
 //!   cancellation: level-triggered, nested deadlines, shielded clean-up.
 //! - [`ContextVar`] and [`Context`] are PEP 567 context variables: every child starts with
 //!   a copy of its parent's values.
-//! - [`sleep`], [`sleep_until`], [`now`] and [`yield_now`] are the time and scheduling
-//!   primitives.
+//! - [`sleep`], [`sleep_until`], [`interval`], [`now`] and [`yield_now`] are the time and
+//!   scheduling primitives.
 //! - [`Event`], [`Lock`], [`Semaphore`], [`CapacityLimiter`] and [`Condition`] are Trio's
 //!   synchronisation primitives, FIFO-fair and `!Send`.
 //!
@@ -96,6 +96,7 @@ pub use nursery::output::{BodyOutput, TaskOutput};
 pub use nursery::start::TaskStatus;
 pub use rt::clock::{advance, now};
 pub use rt::executor::{Builder, YieldNow, run, yield_now};
+pub use rt::interval::{Interval, IntervalTick, MissedTicks, interval};
 pub use rt::sleep::{Sleep, sleep, sleep_forever, sleep_until};
 pub use scope::cancel_scope::{
     CancelReason, CancelScope, Cancelled, ScopeRun, cancel_scope, cancelled,

@@ -25,6 +25,12 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::Builder::run::<Ready<()>>;
 
     let _ = trellis::Sleep::deadline;
+    let _ = trellis::Interval::tick;
+    let _ = trellis::Interval::period;
+    let _ = trellis::Interval::reset;
+    let _ = trellis::Interval::missed_tick_behavior;
+    let _ = trellis::Interval::set_missed_tick_behavior;
+    let _ = trellis::Interval::with_missed_tick_behavior;
 
     let _ = trellis::Nursery::<()>::spawn::<Ready<()>, ()>;
     let _ = trellis::Nursery::<()>::start_soon::<Ready<()>, ()>;

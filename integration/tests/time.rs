@@ -367,3 +367,400 @@ fn sleeping_outside_a_runtime_panics_with_a_clear_message() {
 fn advancing_the_real_clock_panics_with_a_clear_message() {
     trellis::run(async { trellis::advance(Duration::from_secs(1)) });
 }
+
+// Intervals: `trellis::interval`, its missed-tick policies, reset and cancellation.
+
+const MS: Duration = Duration::from_millis(1);
+
+/// The ticks `ticks` gives without time moving, as offsets from `start` in milliseconds:
+/// a due tick completes at its second poll (the checkpoint), one ahead never does, so each
+/// tick is polled up to three times (with a yield between) and then dropped.
+async fn ticks_due_now(ticks: &mut trellis::Interval, start: Instant) -> Vec<u64> {
+    let before = now();
+    let mut got = Vec::new();
+    loop {
+        let mut tick = std::pin::pin!(ticks.tick());
+        let mut out = None;
+        for _ in 0..3 {
+            let poll = std::future::poll_fn(|cx| Poll::Ready(tick.as_mut().poll(cx))).await;
+            if let Poll::Ready(at) = poll {
+                out = Some(at);
+                break;
+            }
+            trellis::yield_now().await;
+        }
+        match out {
+            Some(at) => got.push((at - start).as_millis() as u64),
+            None => break,
+        }
+        assert!(got.len() < 100, "an interval ticks without end: {got:?}");
+    }
+    assert_eq!(now(), before, "time must not move while ticks are taken");
+    got
+}
+
+/// `interval(100ms)` with `behavior` on a mock clock without autojump: the first tick,
+/// then the tick due at 100 ms taken at 100 ms, then (busy from 150 ms to 350 ms) the
+/// ticks due at 350 ms, and then what is due at each later instant of `later` (in ms).
+fn missed_ticks_timeline(behavior: trellis::MissedTicks, later: &'static [u64]) -> Vec<Vec<u64>> {
+    common::watchdog(common::HANG_LIMIT, move || {
+        trellis::Builder::new().mock_clock().run(async move {
+            let start = now();
+            let mut ticks = trellis::interval(100 * MS).with_missed_tick_behavior(behavior);
+            let mut timeline = vec![ticks_due_now(&mut ticks, start).await];
+            for at in [100].iter().chain([350].iter()).chain(later) {
+                trellis::advance(start + Duration::from_millis(*at) - now());
+                timeline.push(ticks_due_now(&mut ticks, start).await);
+            }
+            timeline
+        })
+    })
+}
+
+#[test]
+fn an_interval_ticks_first_at_once_then_every_period_at_the_scheduled_instants() {
+    let got = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let start = now();
+            let mut ticks = trellis::interval(Duration::from_secs(10));
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                let at = ticks.tick().await;
+                assert_eq!(at, now(), "a tick on time completes at its deadline");
+                got.push((at - start).as_secs());
+            }
+            got
+        })
+    });
+    assert_eq!(got, [0, 10, 20, 30]);
+}
+
+#[test]
+fn the_first_tick_completes_without_time_moving_but_suspends_once() {
+    common::watchdog(common::HANG_LIMIT, || {
+        trellis::Builder::new().mock_clock().run(async {
+            let start = now();
+            let mut ticks = trellis::interval(Duration::from_secs(3600));
+            let polls = Cell::new(0);
+            let at = count_polls(&polls, ticks.tick()).await;
+            assert_eq!(at, start);
+            assert_eq!(now(), start, "the first tick is immediate");
+            assert_eq!(
+                polls.get(),
+                2,
+                "every tick is a checkpoint: it suspends once"
+            );
+            assert_eq!(ticks_due_now(&mut ticks, start).await, [] as [u64; 0]);
+        })
+    });
+}
+
+#[test]
+fn a_tick_is_a_checkpoint_so_two_children_interleave() {
+    let log = RefCell::new(Vec::new());
+    common::watchdog(common::HANG_LIMIT, move || {
+        run_virtual(async {
+            nursery(async |n| {
+                for (a, b) in [("a1", "b1"), ("a2", "b2")] {
+                    let log = &log;
+                    n.spawn(async move {
+                        let mut ticks = trellis::interval(Duration::from_secs(1));
+                        log.borrow_mut().push(a);
+                        ticks.tick().await;
+                        log.borrow_mut().push(b);
+                    });
+                }
+            })
+            .await
+            .unwrap();
+        });
+        assert_eq!(log.into_inner(), ["a1", "a2", "b1", "b2"]);
+    });
+}
+
+#[test]
+fn a_cancelled_child_is_dropped_at_its_first_tick() {
+    let log = common::watchdog(common::HANG_LIMIT, || {
+        let log = RefCell::new(Vec::new());
+        run_virtual(async {
+            let out = trellis::cancel_scope(async |scope| {
+                nursery(async |n| {
+                    let log = &log;
+                    n.spawn(async move {
+                        let mut ticks = trellis::interval(Duration::from_secs(1));
+                        log.borrow_mut().push("before");
+                        ticks.tick().await;
+                        log.borrow_mut().push("after the tick");
+                    });
+                    scope.cancel();
+                })
+                .await
+            })
+            .await;
+            assert_eq!(out, None);
+        });
+        log.into_inner()
+    });
+    assert_eq!(log, ["before"]);
+}
+
+#[test]
+fn missed_ticks_burst_catches_up_every_missed_tick_then_keeps_the_schedule() {
+    assert_eq!(
+        missed_ticks_timeline(trellis::MissedTicks::Burst, &[399, 400, 500]),
+        [
+            vec![0],
+            vec![100],
+            vec![200, 300],
+            vec![],
+            vec![400],
+            vec![500]
+        ]
+    );
+}
+
+#[test]
+fn burst_is_the_default_missed_tick_behavior() {
+    let behavior = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async { trellis::interval(MS).missed_tick_behavior() })
+    });
+    assert_eq!(behavior, trellis::MissedTicks::Burst);
+}
+
+#[test]
+fn missed_ticks_delay_restarts_the_schedule_a_period_after_the_late_tick() {
+    assert_eq!(
+        missed_ticks_timeline(trellis::MissedTicks::Delay, &[400, 449, 450, 550]),
+        [
+            vec![0],
+            vec![100],
+            vec![200],
+            vec![],
+            vec![],
+            vec![450],
+            vec![550]
+        ]
+    );
+}
+
+#[test]
+fn missed_ticks_skip_drops_the_missed_ticks_and_stays_on_the_grid() {
+    assert_eq!(
+        missed_ticks_timeline(trellis::MissedTicks::Skip, &[399, 400, 500]),
+        [vec![0], vec![100], vec![200], vec![], vec![400], vec![500]]
+    );
+}
+
+#[test]
+fn skip_after_a_tick_taken_exactly_on_the_grid_waits_for_the_next_grid_point() {
+    let got = common::watchdog(common::HANG_LIMIT, || {
+        trellis::Builder::new().mock_clock().run(async {
+            let start = now();
+            let mut ticks = trellis::interval(100 * MS);
+            ticks.set_missed_tick_behavior(trellis::MissedTicks::Skip);
+            let mut got = ticks_due_now(&mut ticks, start).await;
+            trellis::advance(300 * MS);
+            got.extend(ticks_due_now(&mut ticks, start).await);
+            trellis::advance(99 * MS);
+            got.extend(ticks_due_now(&mut ticks, start).await);
+            trellis::advance(MS);
+            got.extend(ticks_due_now(&mut ticks, start).await);
+            got
+        })
+    });
+    assert_eq!(got, [0, 100, 400]);
+}
+
+#[test]
+fn a_tick_late_by_less_than_a_period_keeps_the_schedule_whatever_the_policy() {
+    use trellis::MissedTicks::{Burst, Delay, Skip};
+    for behavior in [Burst, Delay, Skip] {
+        let got = common::watchdog(common::HANG_LIMIT, move || {
+            trellis::Builder::new().mock_clock().run(async move {
+                let start = now();
+                let mut ticks = trellis::interval(100 * MS).with_missed_tick_behavior(behavior);
+                let mut got = ticks_due_now(&mut ticks, start).await;
+                trellis::advance(190 * MS); // the tick due at 100 ms, late by 90 ms
+                got.extend(ticks_due_now(&mut ticks, start).await);
+                trellis::advance(10 * MS); // 200 ms: the next tick is on schedule
+                got.extend(ticks_due_now(&mut ticks, start).await);
+                got
+            })
+        });
+        assert_eq!(got, [0, 100, 200], "{behavior:?}");
+    }
+}
+
+#[test]
+fn missed_ticks_burst_under_autojump_delivers_every_tick_to_a_slow_consumer() {
+    let got = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let start = now();
+            let mut ticks = trellis::interval(Duration::from_secs(1));
+            let mut got = Vec::new();
+            for _ in 0..5 {
+                let at = ticks.tick().await;
+                got.push((
+                    (at - start).as_millis() as u64,
+                    (now() - start).as_millis() as u64,
+                ));
+                sleep(Duration::from_millis(2500)).await; // slower than the period
+            }
+            got
+        })
+    });
+    // Scheduled at 0, 1, 2, 3, 4 s; taken at 0, 2.5, 5, 7.5, 10 s: none lost.
+    assert_eq!(
+        got,
+        [
+            (0, 0),
+            (1000, 2500),
+            (2000, 5000),
+            (3000, 7500),
+            (4000, 10000)
+        ]
+    );
+}
+
+#[test]
+fn reset_moves_the_next_tick_a_whole_period_from_now_and_drops_a_backlog() {
+    let got = common::watchdog(common::HANG_LIMIT, || {
+        trellis::Builder::new().mock_clock().run(async {
+            let start = now();
+            let mut ticks = trellis::interval(100 * MS);
+            let mut got = ticks_due_now(&mut ticks, start).await;
+            trellis::advance(350 * MS); // three ticks due (Burst)
+            ticks.reset();
+            got.extend(ticks_due_now(&mut ticks, start).await);
+            trellis::advance(99 * MS);
+            got.extend(ticks_due_now(&mut ticks, start).await);
+            trellis::advance(MS);
+            got.extend(ticks_due_now(&mut ticks, start).await);
+            trellis::advance(100 * MS);
+            got.extend(ticks_due_now(&mut ticks, start).await);
+            got
+        })
+    });
+    assert_eq!(got, [0, 450, 550]);
+}
+
+#[test]
+fn reset_while_a_tick_waits_rearms_its_timer_for_the_new_deadline() {
+    let got = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let start = now();
+            let mut ticks = trellis::interval(Duration::from_secs(10));
+            ticks.tick().await;
+            // A tick that armed its timer for 10 s, cut at 4 s; then a reset at 4 s.
+            assert_eq!(
+                trellis::move_on_after(Duration::from_secs(4), ticks.tick()).await,
+                None
+            );
+            ticks.reset();
+            let at = ticks.tick().await;
+            ((at - start).as_secs(), (now() - start).as_secs())
+        })
+    });
+    assert_eq!(got, (14, 14));
+}
+
+#[test]
+fn a_tick_dropped_by_a_timeout_is_not_lost() {
+    let got = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let start = now();
+            let mut ticks = trellis::interval(Duration::from_secs(1));
+            let mut got = vec![(ticks.tick().await - start).as_millis() as u64];
+            for _ in 0..3 {
+                // Cut short while waiting (300 ms in), then resumed: same tick.
+                let cut = trellis::move_on_after(Duration::from_millis(300), ticks.tick()).await;
+                assert_eq!(cut, None);
+                got.push((ticks.tick().await - start).as_millis() as u64);
+            }
+            assert_eq!(now() - start, Duration::from_secs(3));
+            got
+        })
+    });
+    assert_eq!(got, [0, 1000, 2000, 3000]);
+}
+
+#[test]
+fn a_tick_dropped_at_its_checkpoint_after_its_deadline_is_not_lost() {
+    let got = common::watchdog(common::HANG_LIMIT, || {
+        trellis::Builder::new().mock_clock().run(async {
+            let start = now();
+            let mut ticks = trellis::interval(100 * MS);
+            let mut got = ticks_due_now(&mut ticks, start).await;
+            trellis::advance(100 * MS);
+            for _ in 0..3 {
+                // Polled once (it suspends at the checkpoint), then dropped.
+                drop(common::poll_once(ticks.tick()).await);
+            }
+            got.extend(ticks_due_now(&mut ticks, start).await);
+            got
+        })
+    });
+    assert_eq!(got, [0, 100]);
+}
+
+#[test]
+fn a_dropped_tick_leaves_no_timer_behind_to_wake_its_task() {
+    let polls = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let mut ticks = trellis::interval(YEAR);
+            ticks.tick().await;
+            drop(common::poll_once(ticks.tick()).await); // armed for a year, then dropped
+            let polls = Cell::new(0);
+            let out = count_polls(
+                &polls,
+                trellis::move_on_after(2 * YEAR, trellis::sleep_forever()),
+            )
+            .await;
+            assert_eq!(out, None);
+            polls.get()
+        })
+    });
+    // A timer left behind would wake this task at one year: a third poll.
+    assert_eq!(polls, 2, "a dropped tick's timer woke its task");
+}
+
+#[test]
+fn an_interval_of_duration_max_ticks_once_then_never() {
+    let (first, out) = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let start = now();
+            let mut ticks = trellis::interval(Duration::MAX);
+            let first = ticks.tick().await - start;
+            (first, trellis::move_on_after(YEAR, ticks.tick()).await)
+        })
+    });
+    assert_eq!(first, Duration::ZERO);
+    assert_eq!(out, None, "only the timeout ends the second tick");
+}
+
+#[test]
+fn an_interval_of_zero_panics_with_a_clear_message() {
+    let message = common::watchdog(common::HANG_LIMIT, || {
+        common::panic_message_of(|| run_virtual(async { trellis::interval(Duration::ZERO) }))
+    });
+    assert!(message.contains("period must be non-zero"), "{message}");
+}
+
+#[test]
+fn an_interval_is_a_stream_of_its_scheduled_instants() {
+    use futures::Stream;
+    let got = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let start = now();
+            let mut ticks = trellis::interval(Duration::from_secs(2));
+            assert_eq!(ticks.period(), Duration::from_secs(2));
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                let next = std::future::poll_fn(|cx| Pin::new(&mut ticks).poll_next(cx)).await;
+                got.push(next.map(|at| (at - start).as_secs()));
+            }
+            got
+        })
+    });
+    assert_eq!(got, [Some(0), Some(2), Some(4)]);
+}

@@ -1,6 +1,7 @@
 //! The engine: one runtime per thread. Its state ([`Core`](state::Core)), the executor
 //! loop and [`Builder`](executor::Builder), the reactor on `polling`, the clock, the
-//! timer queue and the sleeping futures, and the deadlock report of the mock clock.
+//! timer queue, the sleeping futures and intervals, and the deadlock report of the mock
+//! clock.
 //!
 //! It knows nothing of nurseries or scopes: a timer wakes a waker or expires an
 //! [`Expire`](timers::Expire) target that the layer above implements; the deadlock report
@@ -12,6 +13,7 @@
 pub(crate) mod clock;
 pub(crate) mod deadlock;
 pub(crate) mod executor;
+pub(crate) mod interval;
 // The one module that may use `unsafe`: registration with `polling`.
 pub(crate) mod reactor;
 pub(crate) mod sleep;
