@@ -79,6 +79,7 @@ mod sync;
 // On top: built from the layers, imported by none of them.
 mod finally;
 pub mod guide;
+pub mod testing;
 
 /// What the macros' expansions call; not a public API.
 #[doc(hidden)]

@@ -10,6 +10,8 @@
 use std::collections::BTreeSet;
 use std::future::Ready;
 
+use futures::future::FusedFuture as _;
+
 /// `ContextVar::<u8>::with` with its `impl FnOnce` parameter fixed to a function pointer.
 type VarWith = fn(&trellis::ContextVar<u8>, fn(Option<&u8>));
 
@@ -170,6 +172,15 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::Receiver::<u8>::statistics;
     let _ = trellis::SendError::<u8>::into_inner;
     let _ = trellis::TrySendError::<u8>::into_inner;
+
+    // The `testing` module: its functions and types, each under the module's name.
+    let _ = trellis::testing::wait_all_tasks_blocked;
+    let _ = trellis::testing::WaitAllTasksBlocked::is_terminated;
+    let _ = trellis::testing::Sequencer::new;
+    let _ = trellis::testing::Sequencer::block;
+    let _ = trellis::testing::SequencerBlock::is_terminated;
+    let _ = trellis::testing::SequencerTurn::number;
+    let _ = trellis::testing::SequenceBroken::block;
 }
 
 const LIB: &str = include_str!("../../runtime/lib.rs");

@@ -348,6 +348,11 @@ fn drive<F: Future>(core: &Core, fut: F, run_at: &'static Location<'static>) -> 
         }
         core.fire_due_timers();
         if !core.root.woken.load(Ordering::SeqCst) {
+            // Idle: wake the `wait_all_tasks_blocked` waiters first, if any (`rt/idle.rs`),
+            // before time jumps or a deadlock is declared.
+            if core.wake_idle_waiters() {
+                continue;
+            }
             if let Some(deadlock) = core.deadlock() {
                 panic_deadlocked(deadlock, fut, run_at);
             }

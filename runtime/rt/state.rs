@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Wake;
 
 use crate::rt::clock::Clock;
+use crate::rt::idle::IdleWaiters;
 use crate::rt::reactor::Reactor;
 use crate::rt::timers::TimerQueue;
 
@@ -68,6 +69,9 @@ pub(crate) struct Core {
     /// while any exists.
     pub(crate) remote_handles: Arc<AtomicUsize>,
     pub(crate) root: Arc<RootWake>,
+    /// The futures of `wait_all_tasks_blocked` waiting for the runtime to be idle
+    /// (`rt/idle.rs`); empty unless a test uses it.
+    pub(crate) idle: RefCell<IdleWaiters>,
 }
 
 impl Core {
@@ -82,6 +86,7 @@ impl Core {
             thread_work: Cell::new(0),
             remote_handles: Arc::new(AtomicUsize::new(0)),
             root,
+            idle: RefCell::new(IdleWaiters::default()),
         }
     }
 }
