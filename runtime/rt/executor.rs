@@ -9,7 +9,9 @@
 //! in the reactor until the nearest deadline (real clock) or jump to it (autojump). The
 //! reactor is never entered while the root is runnable, except for a non-blocking look
 //! every [`REACTOR_TICK`] polls when I/O sources are registered, so that a task that keeps
-//! waking itself cannot starve I/O.
+//! waking itself cannot starve I/O. When nothing is runnable, the waiters of
+//! `testing::wait_all_tasks_blocked` (`idle.rs`) are woken first, and the loop goes round
+//! again instead of parking, jumping time or declaring a deadlock.
 //!
 //! # Deadlock
 //!
