@@ -1,6 +1,6 @@
 //! The engine: one runtime per thread. Its state ([`Core`](state::Core)), the executor
 //! loop and [`Builder`](executor::Builder), the reactor on `polling`, the clock, the
-//! timer queue, the sleeping futures and intervals, and the deadlock report of the mock
+//! timer queue, the sleeping futures and intervals, the worker threads of `to_thread`, and the deadlock report of the mock
 //! clock.
 //!
 //! It knows nothing of nurseries or scopes: a timer wakes a waker or expires an
@@ -14,6 +14,7 @@ pub(crate) mod clock;
 pub(crate) mod deadlock;
 pub(crate) mod executor;
 pub(crate) mod interval;
+pub(crate) mod pool;
 // The one module that may use `unsafe`: registration with `polling`.
 pub(crate) mod reactor;
 pub(crate) mod sleep;

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Wake;
 
 use crate::rt::clock::Clock;
+use crate::rt::pool::Pool;
 use crate::rt::reactor::Reactor;
 use crate::rt::timers::TimerQueue;
 
@@ -61,8 +62,11 @@ pub(crate) struct Core {
     /// Work handed to other threads whose result will wake a task of this runtime (thread
     /// work in flight). While it is non-zero a mock clock is not deadlocked: the result
     /// may still come. Counted on the runtime's own thread (submitted, result received).
-    /// Always 0 until `to_thread` lands.
+    /// Raised when `to_thread` submits a call, lowered when its result is received or its
+    /// future is dropped (then the runtime no longer waits for it).
     pub(crate) thread_work: Cell<usize>,
+    /// The worker threads of `to_thread`; closed when the runtime ends.
+    pub(crate) pool: Pool,
     /// Live [`RemoteCancel`](crate::RemoteCancel) handles of scopes of this runtime: each
     /// may be on another thread and wake the runtime, so a mock clock is not deadlocked
     /// while any exists.
@@ -72,7 +76,7 @@ pub(crate) struct Core {
 
 impl Core {
     /// A runtime's state: its clock, its reactor, and the waker of its root future.
-    pub(crate) fn new(clock: Clock, reactor: Reactor, root: Arc<RootWake>) -> Core {
+    pub(crate) fn new(clock: Clock, reactor: Reactor, root: Arc<RootWake>, pool: Pool) -> Core {
         let id = RuntimeId::next();
         Core {
             id,
@@ -80,6 +84,7 @@ impl Core {
             timers: RefCell::new(TimerQueue::new(id)),
             reactor,
             thread_work: Cell::new(0),
+            pool,
             remote_handles: Arc::new(AtomicUsize::new(0)),
             root,
         }
