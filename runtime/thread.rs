@@ -6,10 +6,12 @@
 //! A call and its future share a [`Slot`] (an `Arc<Mutex<..>>`): the result once the call
 //! returned, the waker of the task that awaits it, and whether the future is gone. The
 //! future submits the call to its runtime's pool (`rt/pool.rs`) at its first poll and
-//! raises the runtime's `thread_work` then; it lowers it exactly once, when it takes the
-//! result or when it is dropped, whichever comes first (`counted` says it still has to).
-//! So `thread_work` counts the futures that wait for a thread, and a result that arrives
-//! after its future was dropped touches no runtime state: the worker drops it.
+//! raises the runtime's `thread_work` then. It is lowered exactly once, under the slot's
+//! lock, by whoever takes `counter` first: the worker, after it stored the result and woke
+//! the caller (so the executor never sees the count lowered without the wake), or the
+//! future's drop. So `thread_work` counts the calls that a live future still waits for
+//! (a leaked future does not hold autojump back forever), and a result that arrives after
+//! its future was dropped touches no runtime state: the worker drops it.
 //!
 //! # Context variables
 //!
@@ -23,14 +25,14 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::FusedFuture;
 
 use crate::rt::pool::Job;
-use crate::rt::state::{Core, with_core};
+use crate::rt::state::with_core;
 
 /// What a call and its future share.
 struct Slot<T> {
@@ -40,6 +42,15 @@ struct Slot<T> {
     waker: Option<Waker>,
     /// The future is gone: nobody wants the result, and a call not started yet is skipped.
     abandoned: bool,
+    /// The runtime's `thread_work`, while this call still counts in it.
+    counter: Option<Arc<AtomicUsize>>,
+}
+
+/// Lowers the runtime's `thread_work` (taken from the slot, so at most once).
+fn uncount(counter: Option<Arc<AtomicUsize>>) {
+    if let Some(counter) = counter {
+        counter.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
@@ -101,6 +112,7 @@ where
         result: None,
         waker: None,
         abandoned: false,
+        counter: None,
     }));
     let shared = slot.clone();
     let job: Job = Box::new(move || {
@@ -117,15 +129,17 @@ where
         }
         guard.result = Some(result);
         let waker = guard.waker.take();
+        let counter = guard.counter.take();
         drop(guard);
         if let Some(waker) = waker {
             waker.wake();
         }
+        // After the wake: an executor that sees the count lowered also sees the wake.
+        uncount(counter);
     });
     ToThread {
         slot,
         job: Some(job),
-        core: None,
         done: false,
     }
 }
@@ -136,8 +150,6 @@ pub struct ToThread<T> {
     slot: Arc<Mutex<Slot<T>>>,
     /// The call, until the first poll submits it.
     job: Option<Job>,
-    /// The runtime whose `thread_work` this future raised, until it lowers it.
-    core: Option<Rc<Core>>,
     /// It has returned `Ready`.
     done: bool,
 }
@@ -148,15 +160,6 @@ impl<T> fmt::Debug for ToThread<T> {
             .field("submitted", &self.job.is_none())
             .field("done", &self.done)
             .finish_non_exhaustive()
-    }
-}
-
-impl<T> ToThread<T> {
-    /// Lowers the runtime's `thread_work`, once.
-    fn uncount(&mut self) {
-        if let Some(core) = self.core.take() {
-            core.thread_work.set(core.thread_work.get() - 1);
-        }
     }
 }
 
@@ -171,10 +174,13 @@ impl<T> Future for ToThread<T> {
             "a ToThread future was polled after it completed"
         );
         if let Some(job) = this.job.take() {
-            lock(&this.slot).waker = Some(cx.waker().clone());
             with_core(|core| {
-                core.thread_work.set(core.thread_work.get() + 1);
-                this.core = Some(core.clone());
+                core.thread_work.fetch_add(1, Ordering::SeqCst);
+                {
+                    let mut slot = lock(&this.slot);
+                    slot.waker = Some(cx.waker().clone());
+                    slot.counter = Some(core.thread_work.clone());
+                }
                 core.pool.submit(job);
             });
             return Poll::Pending;
@@ -184,7 +190,6 @@ impl<T> Future for ToThread<T> {
             Some(result) => {
                 drop(slot);
                 this.done = true;
-                this.uncount();
                 match result {
                     Ok(value) => Poll::Ready(value),
                     Err(payload) => std::panic::resume_unwind(payload),
@@ -203,15 +208,15 @@ impl<T> Future for ToThread<T> {
 
 impl<T> Drop for ToThread<T> {
     fn drop(&mut self) {
-        let unwanted = {
+        let (unwanted, counter) = {
             let mut slot = lock(&self.slot);
             slot.abandoned = true;
             slot.waker = None;
-            slot.result.take()
+            (slot.result.take(), slot.counter.take())
         };
         // A result that arrived but was never taken is dropped here, outside the lock.
         drop(unwanted);
-        self.uncount();
+        uncount(counter);
     }
 }
 

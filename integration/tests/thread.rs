@@ -303,6 +303,22 @@ fn the_call_runs_in_an_empty_context() {
     });
 }
 
+/// A call whose future was leaked (polled once, then forgotten, never dropped) stops
+/// counting as thread work when its result arrives: autojump is not held back forever.
+#[test]
+fn a_leaked_call_stops_holding_autojump_back_once_it_returns() {
+    guarded(|| {
+        let slept = Builder::new().autojump().run(async {
+            common::forget_after_one_poll(to_thread(|| 5)).await;
+            let start = trellis::now();
+            sleep(HOUR).await;
+            trellis::now() - start
+        });
+        assert_eq!(slept, HOUR);
+        assert_workers_exit();
+    });
+}
+
 /// A mock clock without autojump is not deadlocked while a call is in flight.
 #[test]
 fn a_mock_clock_waits_for_thread_work_instead_of_reporting_a_deadlock() {

@@ -76,7 +76,7 @@ impl Core {
             return None;
         };
         if self.reactor.has_sources()
-            || self.thread_work.get() > 0
+            || self.thread_work.load(Ordering::SeqCst) > 0
             || self.remote_handles.load(Ordering::Acquire) > 0
         {
             return None;
@@ -108,7 +108,12 @@ impl Core {
             Clock::Mock { autojump: true, .. } => {
                 // Thread work in flight: wait for its result (which wakes the root) instead
                 // of jumping, as Trio's autojump does, so that time never runs ahead of it.
-                if let Some(deadline) = nearest.filter(|_| self.thread_work.get() == 0) {
+                let in_flight = self.thread_work.load(Ordering::SeqCst) > 0;
+                // A call that just finished woke the root before it lowered the count.
+                if !in_flight && self.root.woken.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Some(deadline) = nearest.filter(|_| !in_flight) {
                     // Give I/O and other threads their chance before time moves, so that
                     // virtual time never runs ahead of work that is already done.
                     if self.reactor.has_sources() {

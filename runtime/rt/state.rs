@@ -16,7 +16,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -62,9 +62,11 @@ pub(crate) struct Core {
     /// Work handed to other threads whose result will wake a task of this runtime (thread
     /// work in flight). While it is non-zero a mock clock is not deadlocked: the result
     /// may still come. Counted on the runtime's own thread (submitted, result received).
-    /// Raised when `to_thread` submits a call, lowered when its result is received or its
-    /// future is dropped (then the runtime no longer waits for it).
-    pub(crate) thread_work: Cell<usize>,
+    /// Raised when `to_thread` submits a call; lowered once, by the worker after it stored
+    /// the result and woke the caller (so whoever sees it lowered also sees the wake), or
+    /// by the future's drop if that comes first (the runtime no longer waits for it). An
+    /// atomic because the worker lowers it; a leaked future does not keep it raised.
+    pub(crate) thread_work: Arc<AtomicUsize>,
     /// The worker threads of `to_thread`; closed when the runtime ends.
     pub(crate) pool: Pool,
     /// Live [`RemoteCancel`](crate::RemoteCancel) handles of scopes of this runtime: each
@@ -83,7 +85,7 @@ impl Core {
             clock,
             timers: RefCell::new(TimerQueue::new(id)),
             reactor,
-            thread_work: Cell::new(0),
+            thread_work: Arc::new(AtomicUsize::new(0)),
             pool,
             remote_handles: Arc::new(AtomicUsize::new(0)),
             root,
