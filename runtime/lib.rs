@@ -24,6 +24,8 @@
 //!   scheduling primitives.
 //! - [`Event`], [`Lock`], [`Semaphore`], [`CapacityLimiter`] and [`Condition`] are Trio's
 //!   synchronisation primitives, FIFO-fair and `!Send`.
+//! - [`to_thread`] runs blocking work on a bounded pool of worker threads without
+//!   blocking the runtime (Trio's `to_thread.run_sync`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -80,6 +82,7 @@ mod sync;
 mod finally;
 pub mod guide;
 pub mod testing;
+mod thread;
 
 /// What the macros' expansions call; not a public API.
 #[doc(hidden)]
@@ -116,6 +119,7 @@ pub use sync::condition::{Condition, ConditionWait};
 pub use sync::event::{Event, EventWait};
 pub use sync::lock::{Lock, LockAcquire, LockGuard, TryLockError};
 pub use sync::semaphore::{Semaphore, SemaphoreAcquire, SemaphoreError, SemaphorePermit};
+pub use thread::{ToThread, to_thread};
 pub use trellis_macros::{main, nursery, open_nursery, test};
 
 // The README's examples run as doctests, so the first code a user sees keeps working.

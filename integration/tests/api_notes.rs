@@ -24,6 +24,7 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::Builder::new;
     let _ = trellis::Builder::mock_clock;
     let _ = trellis::Builder::autojump;
+    let _ = trellis::Builder::thread_limit;
     let _ = trellis::Builder::run::<Ready<()>>;
 
     let _ = trellis::Sleep::deadline;

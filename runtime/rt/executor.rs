@@ -38,6 +38,7 @@ use futures_core::FusedFuture;
 
 use crate::rt::clock::Clock;
 use crate::rt::deadlock::{Deadlock, panic_deadlocked};
+use crate::rt::pool::{self, Pool};
 use crate::rt::reactor::Reactor;
 use crate::rt::state::{Core, RootWake, enter, is_entered};
 use crate::rt::timers::TimerAction;
@@ -77,7 +78,7 @@ impl Core {
             return None;
         };
         if self.reactor.has_sources()
-            || self.thread_work.get() > 0
+            || self.thread_work.load(Ordering::SeqCst) > 0
             || self.remote_handles.load(Ordering::Acquire) > 0
         {
             return None;
@@ -107,7 +108,14 @@ impl Core {
         let nearest = self.timers.borrow_mut().nearest();
         let timeout = match &self.clock {
             Clock::Mock { autojump: true, .. } => {
-                if let Some(deadline) = nearest {
+                // Thread work in flight: wait for its result (which wakes the root) instead
+                // of jumping, as Trio's autojump does, so that time never runs ahead of it.
+                let in_flight = self.thread_work.load(Ordering::SeqCst) > 0;
+                // A call that just finished woke the root before it lowered the count.
+                if !in_flight && self.root.woken.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Some(deadline) = nearest.filter(|_| !in_flight) {
                     // Give I/O and other threads their chance before time moves, so that
                     // virtual time never runs ahead of work that is already done.
                     if self.reactor.has_sources() {
@@ -157,6 +165,8 @@ impl Core {
 #[must_use = "a Builder does nothing until `run` is called"]
 pub struct Builder {
     clock: ClockChoice,
+    /// The bound on `to_thread`'s worker threads; `None`: [`pool::default_limit`].
+    thread_limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -225,8 +235,11 @@ impl Builder {
     /// Runs on a mock clock with autojump: whenever every task is blocked, virtual time
     /// jumps straight to the nearest deadline. Tests of long timeouts take microseconds.
     ///
-    /// Work done by other threads is not waited for before time jumps (only I/O already
-    /// signalled is); tests that mix threads with timeouts should use the real clock.
+    /// While [`to_thread`](crate::to_thread) work is in flight time does not jump: the
+    /// executor waits for the thread's result first (Trio's autojump does the same), so
+    /// tests that mix `to_thread` with timeouts are deterministic. Other work done by
+    /// threads the runtime does not know of is not waited for (only I/O already signalled
+    /// is); such tests should use the real clock.
     ///
     /// # Panics
     ///
@@ -254,6 +267,34 @@ impl Builder {
     /// ```
     pub fn autojump(mut self) -> Builder {
         self.clock = ClockChoice::Autojump;
+        self
+    }
+
+    /// Sets how many worker threads [`to_thread`](crate::to_thread) may use at once; further
+    /// calls wait in a FIFO queue for a free thread. The default is the number of CPUs, at
+    /// least 8. Threads are spawned on demand, exit after 10 seconds (real time) without
+    /// work, and exit as soon as they are idle once the runtime has ended.
+    ///
+    /// # Panics
+    ///
+    /// Panics when `limit` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sum = trellis::Builder::new().thread_limit(2).run(async {
+    ///     let a = trellis::to_thread(|| 20);
+    ///     let b = trellis::to_thread(|| 22);
+    ///     a.await + b.await
+    /// });
+    /// assert_eq!(sum, 42);
+    /// ```
+    pub fn thread_limit(mut self, limit: usize) -> Builder {
+        assert!(
+            limit > 0,
+            "Builder::thread_limit: the limit must be at least 1"
+        );
+        self.thread_limit = Some(limit);
         self
     }
 
@@ -319,7 +360,8 @@ impl Builder {
             parked: AtomicBool::new(false),
             poller: reactor.poller().clone(),
         });
-        Rc::new(Core::new(clock, reactor, root))
+        let pool = Pool::new(self.thread_limit.unwrap_or_else(pool::default_limit));
+        Rc::new(Core::new(clock, reactor, root, pool))
     }
 }
 

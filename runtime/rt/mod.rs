@@ -1,7 +1,8 @@
 //! The engine: one runtime per thread. Its state ([`Core`](state::Core)), the executor
 //! loop and [`Builder`](executor::Builder), the reactor on `polling`, the clock, the
-//! timer queue, the sleeping futures and intervals, the deadlock report of the mock
-//! clock, and the idle waiters of `testing::wait_all_tasks_blocked` (`idle.rs`).
+//! timer queue, the sleeping futures and intervals, the worker threads of `to_thread`, the
+//! deadlock report of the mock clock, and the idle waiters of
+//! `testing::wait_all_tasks_blocked` (`idle.rs`).
 //!
 //! It knows nothing of nurseries or scopes: a timer wakes a waker or expires an
 //! [`Expire`](timers::Expire) target that the layer above implements; the deadlock report
@@ -15,6 +16,7 @@ pub(crate) mod deadlock;
 pub(crate) mod executor;
 pub(crate) mod idle;
 pub(crate) mod interval;
+pub(crate) mod pool;
 // The one module that may use `unsafe`: registration with `polling`.
 pub(crate) mod reactor;
 pub(crate) mod sleep;

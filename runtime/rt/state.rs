@@ -16,7 +16,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use std::task::Wake;
 
 use crate::rt::clock::Clock;
 use crate::rt::idle::IdleWaiters;
+use crate::rt::pool::Pool;
 use crate::rt::reactor::Reactor;
 use crate::rt::timers::TimerQueue;
 
@@ -62,8 +63,13 @@ pub(crate) struct Core {
     /// Work handed to other threads whose result will wake a task of this runtime (thread
     /// work in flight). While it is non-zero a mock clock is not deadlocked: the result
     /// may still come. Counted on the runtime's own thread (submitted, result received).
-    /// Always 0 until `to_thread` lands.
-    pub(crate) thread_work: Cell<usize>,
+    /// Raised when `to_thread` submits a call; lowered once, by the worker after it stored
+    /// the result and woke the caller (so whoever sees it lowered also sees the wake), or
+    /// by the future's drop if that comes first (the runtime no longer waits for it). An
+    /// atomic because the worker lowers it; a leaked future does not keep it raised.
+    pub(crate) thread_work: Arc<AtomicUsize>,
+    /// The worker threads of `to_thread`; closed when the runtime ends.
+    pub(crate) pool: Pool,
     /// Live [`RemoteCancel`](crate::RemoteCancel) handles of scopes of this runtime: each
     /// may be on another thread and wake the runtime, so a mock clock is not deadlocked
     /// while any exists.
@@ -76,14 +82,15 @@ pub(crate) struct Core {
 
 impl Core {
     /// A runtime's state: its clock, its reactor, and the waker of its root future.
-    pub(crate) fn new(clock: Clock, reactor: Reactor, root: Arc<RootWake>) -> Core {
+    pub(crate) fn new(clock: Clock, reactor: Reactor, root: Arc<RootWake>, pool: Pool) -> Core {
         let id = RuntimeId::next();
         Core {
             id,
             clock,
             timers: RefCell::new(TimerQueue::new(id)),
             reactor,
-            thread_work: Cell::new(0),
+            thread_work: Arc::new(AtomicUsize::new(0)),
+            pool,
             remote_handles: Arc::new(AtomicUsize::new(0)),
             root,
             idle: RefCell::new(IdleWaiters::default()),
