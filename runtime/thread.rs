@@ -8,7 +8,8 @@
 //! future submits the call to its runtime's pool (`rt/pool.rs`) at its first poll and
 //! raises the runtime's `thread_work` then. It is lowered exactly once, under the slot's
 //! lock, by whoever takes `counter` first: the worker, after it stored the result and woke
-//! the caller (so the executor never sees the count lowered without the wake), or the
+//! the caller (so the executor never sees the count lowered without the wake; it then
+//! wakes the runtime's root, since an executor parked on the count needs telling), or the
 //! future's drop. So `thread_work` counts the calls that a live future still waits for
 //! (a leaked future does not hold autojump back forever), and a result that arrives after
 //! its future was dropped touches no runtime state: the worker drops it.
@@ -42,14 +43,19 @@ struct Slot<T> {
     waker: Option<Waker>,
     /// The future is gone: nobody wants the result, and a call not started yet is skipped.
     abandoned: bool,
-    /// The runtime's `thread_work`, while this call still counts in it.
-    counter: Option<Arc<AtomicUsize>>,
+    /// The runtime's `thread_work`, while this call still counts in it, and the waker of
+    /// the runtime's root, woken once the count is lowered.
+    counter: Option<(Arc<AtomicUsize>, Waker)>,
 }
 
-/// Lowers the runtime's `thread_work` (taken from the slot, so at most once).
-fn uncount(counter: Option<Arc<AtomicUsize>>) {
-    if let Some(counter) = counter {
+/// Lowers the runtime's `thread_work` (taken from the slot, so at most once), then wakes
+/// the runtime: an executor that looked at the count before it was lowered may be parked
+/// waiting for this call (autojump does not jump while thread work is in flight), and
+/// nothing else would wake it — the caller's wake came before, and was already seen.
+fn uncount(counter: Option<(Arc<AtomicUsize>, Waker)>) {
+    if let Some((counter, runtime)) = counter {
         counter.fetch_sub(1, Ordering::SeqCst);
+        runtime.wake();
     }
 }
 
@@ -179,7 +185,8 @@ impl<T> Future for ToThread<T> {
                 {
                     let mut slot = lock(&this.slot);
                     slot.waker = Some(cx.waker().clone());
-                    slot.counter = Some(core.thread_work.clone());
+                    let runtime = Waker::from(core.root.clone());
+                    slot.counter = Some((core.thread_work.clone(), runtime));
                 }
                 core.pool.submit(job);
             });
