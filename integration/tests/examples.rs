@@ -246,6 +246,57 @@ fn ignored_block_in_section(doc: &str, heading: &str) -> Option<String> {
     None
 }
 
+/// The guide's other claim about tokio: cancel scopes, join handles, `finally`, remote
+/// cancels and context variables are plain futures and work under tokio's executor; only
+/// trellis's clock needs a trellis runtime (its panic says so).
+#[test]
+fn scopes_handles_finally_remote_cancels_and_context_variables_work_under_tokio() {
+    static VAR: trellis::ContextVar<u32> = trellis::ContextVar::new("var");
+    watchdog(HANG_LIMIT, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async {
+            let explicit = trellis::cancel_scope(async |scope| {
+                scope.cancel();
+                tokio::task::yield_now().await;
+            })
+            .await;
+            assert_eq!(explicit, None);
+
+            let remote = trellis::cancel_scope(async |scope| {
+                let remote = scope.remote();
+                std::thread::spawn(move || remote.cancel());
+                tokio::time::sleep(Duration::from_secs(3600)).await; // dropped by the cancel
+            })
+            .await;
+            assert_eq!(remote, None);
+
+            let cleaned = std::cell::Cell::new(false);
+            let out = trellis::finally(async { 7 }, async { cleaned.set(true) }).await;
+            assert_eq!((out, cleaned.get()), (7, true));
+
+            VAR.set(3);
+            let seen = trellis::nursery(async |n| {
+                let child = n.spawn(async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                });
+                let reader = n.spawn(async { Ok(VAR.get()) });
+                child.cancel();
+                Ok::<_, std::convert::Infallible>((child.await.is_err(), reader.await))
+            })
+            .await
+            .unwrap();
+            assert_eq!(seen, (true, Ok(Some(3))));
+        });
+        let clock = std::panic::catch_unwind(|| rt.block_on(async { trellis::now() }));
+        let message =
+            common::panic_message(&*clock.expect_err("trellis's clock needs a trellis runtime"));
+        assert!(message.contains("needs a trellis runtime"), "{message}");
+    });
+}
+
 #[test]
 fn the_guides_tokio_recipe_is_the_program_run_here() {
     let heading = "//! # Inside a tokio program";

@@ -118,11 +118,8 @@ impl Core {
                 if let Some(deadline) = nearest.filter(|_| !in_flight) {
                     // Give I/O and other threads their chance before time moves, so that
                     // virtual time never runs ahead of work that is already done.
-                    if self.reactor.has_sources() {
-                        self.reactor_wait(Some(Duration::ZERO));
-                        if self.root.woken.load(Ordering::SeqCst) {
-                            return;
-                        }
+                    if self.io_woke_the_root() {
+                        return;
                     }
                     self.clock.jump_to(deadline);
                     return;
@@ -139,6 +136,16 @@ impl Core {
             self.reactor_wait(timeout);
         }
         self.root.parked.store(false, Ordering::SeqCst);
+    }
+
+    /// Looks at the reactor without blocking, when I/O sources are registered; whether
+    /// that (or anything else meanwhile) woke the root.
+    pub(crate) fn io_woke_the_root(&self) -> bool {
+        if !self.reactor.has_sources() {
+            return false;
+        }
+        self.reactor_wait(Some(Duration::ZERO));
+        self.root.woken.load(Ordering::SeqCst)
     }
 
     fn reactor_wait(&self, timeout: Option<Duration>) {

@@ -24,9 +24,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use futures_core::FusedFuture;
 
@@ -51,13 +49,8 @@ impl Core {
         if self.idle.borrow().wakers.is_empty() {
             return false;
         }
-        if self.reactor.has_sources() {
-            if let Err(e) = self.reactor.wait(Some(Duration::ZERO)) {
-                panic!("trellis: the reactor failed to wait for events: {e}");
-            }
-            if self.root.woken.load(Ordering::SeqCst) {
-                return false;
-            }
+        if self.io_woke_the_root() {
+            return false;
         }
         let wakers = {
             let mut idle = self.idle.borrow_mut();
