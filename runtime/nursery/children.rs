@@ -32,7 +32,7 @@ use crate::context::values as context;
 use crate::nursery::error::{Failure, TaskName};
 use crate::nursery::join::JoinFailed;
 use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
-use crate::scope::unit::{ReadyQueue, UnitCell};
+use crate::scope::unit::{ReadyQueue, UnitCell, WakerKey};
 use slab::Slab;
 
 /// A type-erased child future; it reports its value through its join slot.
@@ -60,7 +60,10 @@ pub(super) struct Task<'env, E> {
 /// What the nursery future and every handle of the nursery share.
 pub(super) struct Shared<'env, E> {
     pub(super) node: Rc<ScopeNode>,
-    pub(super) queue: Arc<ReadyQueue>,
+    /// `None` only once the nursery future is dropped and took it back for reuse.
+    pub(super) queue: Option<Arc<ReadyQueue>>,
+    /// The parent waker last registered with the queue (see `ReadyQueue::park`).
+    pub(super) registered_parent: Cell<WakerKey>,
     pub(super) tasks: RefCell<Slab<Task<'env, E>>>,
     pub(super) failures: RefCell<Vec<Failure<E>>>,
     /// Every panic caught in a poll or a destructor, in order: the first is resumed from
@@ -80,6 +83,12 @@ pub(super) struct Shared<'env, E> {
 }
 
 impl<'env, E> Shared<'env, E> {
+    pub(super) fn queue(&self) -> &Arc<ReadyQueue> {
+        self.queue
+            .as_ref()
+            .expect("the queue is taken back only when the nursery future is dropped")
+    }
+
     pub(super) fn insert(
         &self,
         fut: ChildFuture<'env, E>,
@@ -105,7 +114,7 @@ impl<'env, E> Shared<'env, E> {
         });
         // Spawn order is run order: the new child joins the back of the ready queue. It
         // is there exactly once until its first poll, so it needs no `queued` flag yet.
-        self.queue.push(index);
+        self.queue().push(index);
         number
     }
 
@@ -115,7 +124,7 @@ impl<'env, E> Shared<'env, E> {
             unit.recycle(index);
             return (unit, waker);
         }
-        let unit = UnitCell::new(index, &self.queue);
+        let unit = UnitCell::new(index, self.queue());
         let waker = Waker::from(unit.clone());
         (unit, waker)
     }
@@ -237,27 +246,27 @@ impl<'env, E> Shared<'env, E> {
                 task.unit = Some(unit);
                 task.waker = waker;
             }
+            // Moved out for the poll (the slot keeps no clone): nothing reads a polled
+            // task's cell or waker, since its `fut` is `None`.
             let waker = std::mem::replace(&mut task.waker, Waker::noop().clone());
-            let unit = task.unit.clone().expect("given at the first poll");
+            let unit = task.unit.take().expect("given at the first poll");
             (fut, waker, unit, task.context.take())
         };
-        let polled = {
-            let entered = context::enter_child(ctx);
-            let polled = poll_unit(&self.node, &unit, &waker, fut.as_mut());
-            (polled, entered.leave())
-        };
-        let (polled, ctx) = polled;
+        let entered = context::enter_child(ctx);
+        let (polled, unit) = poll_unit(&self.node, unit, &waker, fut.as_mut());
+        let ctx = entered.leave();
         let mut tasks = self.tasks.borrow_mut();
         let task = tasks
             .get_mut(index)
             .expect("a task stays in its slot while polled");
+        let keep = matches!(polled, Ok(Poll::Pending))
+            && (unit.is_shielded() || !(unit.is_cancelled() || self.is_cancelled()));
         task.waker = waker;
+        task.unit = Some(unit);
         task.context = ctx;
         let failure = match polled {
             // Suspended: it runs on unless a cancellation reaches it here.
-            Ok(Poll::Pending)
-                if unit.is_shielded() || !(unit.is_cancelled() || self.is_cancelled()) =>
-            {
+            Ok(Poll::Pending) if keep => {
                 task.fut = Some(fut);
                 return;
             }
@@ -265,7 +274,6 @@ impl<'env, E> Shared<'env, E> {
             Ok(Poll::Ready(Err(error))) => Some(Ok(error)),
             Err(payload) => Some(Err(payload)),
         };
-        drop(unit);
         let task = tasks.remove(index);
         drop(tasks);
         if let Some(outcome) = failure {
@@ -365,17 +373,23 @@ fn panic_text(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Polls one unit at `node`, with the unit as the current position, catching a panic.
+/// The unit's cell is moved into the position and handed back, so a poll changes no
+/// reference count.
 #[inline]
 pub(super) fn poll_unit<F: Future + ?Sized>(
     node: &Rc<ScopeNode>,
-    unit: &Arc<UnitCell>,
+    unit: Arc<UnitCell>,
     waker: &Waker,
     fut: Pin<&mut F>,
-) -> Result<Poll<F::Output>, Box<dyn Any + Send>> {
-    let _pos = enter(Position {
+) -> (Result<Poll<F::Output>, Box<dyn Any + Send>>, Arc<UnitCell>) {
+    let position = enter(Position {
         node: node.clone(),
-        unit: Some(unit.clone()),
+        unit: Some(unit),
     });
     let mut cx = Context::from_waker(waker);
-    catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
+    let polled = catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)));
+    let unit = position
+        .leave()
+        .expect("the position entered here holds the unit");
+    (polled, unit)
 }

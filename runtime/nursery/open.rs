@@ -238,7 +238,8 @@ where
     let parts = Parts::take();
     let shared = Rc::new(Shared {
         node: ScopeNode::new(None, false),
-        queue: parts.queue,
+        queue: Some(parts.queue),
+        registered_parent: Cell::default(),
         tasks: RefCell::new(Slab::default()),
         failures: RefCell::new(Vec::new()),
         panics: RefCell::new(Vec::new()),
@@ -252,11 +253,10 @@ where
         shared: shared.clone(),
         _brand: PhantomData,
     };
-    parts.body_waker.wake_by_ref();
     NurseryFuture {
         shared,
         body: Some(body(handle)),
-        body_unit: parts.body_unit,
+        body_unit: Some(parts.body_unit),
         body_waker: parts.body_waker,
         value: None,
         started: false,
@@ -270,7 +270,8 @@ pin_project_lite::pin_project! {
         shared: Rc<Shared<'env, E>>,
         #[pin]
         body: Option<B>,
-        body_unit: Arc<UnitCell>,
+        // `None` only while the body is polled, and once dropped (back to the pool).
+        body_unit: Option<Arc<UnitCell>>,
         body_waker: Waker,
         value: Option<<B::Output as BodyOutput>::Value>,
         started: bool,
@@ -283,34 +284,54 @@ pin_project_lite::pin_project! {
     where B::Output: BodyOutput<Error = E> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            let shared = this.shared.clone();
+            let shared = &**this.shared;
             // Before anything is dropped: the executor may be collecting a deadlock report.
             // Only a nursery with live units can be part of a deadlock (and only one with
             // live units encloses others), so a finished one skips the look-up.
             let live = this.body.is_some() || !shared.tasks.borrow().is_empty();
             let _report = live.then(|| shared.report_deadlock(this.body.is_some()));
             shared.finished.set(true);
-            retire_body(this.body.as_mut(), &shared, this.body_unit);
+            retire_body(this.body.as_mut(), shared, this.body_unit.as_deref());
             shared.drop_all_children();
             shared.node.detach();
             ScopeNode::recycle(&shared.node);
-            Parts::put_back(Parts {
-                queue: shared.queue.clone(),
-                body_unit: this.body_unit.clone(),
-                body_waker: this.body_waker.clone(),
-                spare_units: std::mem::take(&mut *shared.spare_units.borrow_mut()),
-                batch: std::mem::take(&mut *shared.batch.borrow_mut()),
-            });
+            shared.queue().clear();
+            let panic = shared.take_panic();
+            drop(_report);
+            give_back_parts(this.shared, this.body_unit.take(), this.body_waker);
             // A panic caught before this hard drop, or during it, is not lost: it resumes
             // now that everything is dropped (unless the thread is already unwinding, when
             // a second panic would abort; the hook has printed it).
-            if let Some(payload) = shared.take_panic() {
+            if let Some(payload) = panic {
                 if !std::thread::panicking() {
                     resume_unwind(payload);
                 }
             }
         }
     }
+}
+
+/// Returns a dropped nursery's parts to the pool, moved rather than cloned (a clone of an
+/// `Arc` or a waker is a locked instruction): the queue only when no leaked handle still
+/// shares the nursery's state.
+fn give_back_parts<E>(
+    shared: &mut Rc<Shared<'_, E>>,
+    body_unit: Option<Arc<UnitCell>>,
+    body_waker: &mut Waker,
+) {
+    let (Some(shared), Some(body_unit)) = (Rc::get_mut(shared), body_unit) else {
+        return;
+    };
+    let Some(queue) = shared.queue.take() else {
+        return;
+    };
+    Parts::put_back(Parts {
+        queue,
+        body_unit,
+        body_waker: std::mem::replace(body_waker, Waker::noop().clone()),
+        spare_units: std::mem::take(shared.spare_units.get_mut()),
+        batch: std::mem::take(shared.batch.get_mut()),
+    });
 }
 
 impl<'env, B: Future, E> NurseryFuture<'env, B, E>
@@ -320,13 +341,16 @@ where
     /// Polls the body once; drops it when it suspends while cancelled and unshielded.
     fn poll_body(self: Pin<&mut Self>) {
         let mut this = self.project();
-        this.body_unit.queued.store(false, Ordering::Release);
         let shared = &**this.shared;
         let Some(body) = this.body.as_mut().as_pin_mut() else {
             return;
         };
-        let failure = match poll_unit(&shared.node, this.body_unit, this.body_waker, body) {
-            Ok(Poll::Pending) if !shared.is_cancelled() || this.body_unit.is_shielded() => {
+        let unit = this.body_unit.take().expect("a live body has its cell");
+        unit.queued.store(false, Ordering::Release);
+        let (polled, unit) = poll_unit(&shared.node, unit, this.body_waker, body);
+        let unit = &**this.body_unit.insert(unit);
+        let failure = match polled {
+            Ok(Poll::Pending) if !shared.is_cancelled() || unit.is_shielded() => {
                 return;
             }
             Ok(Poll::Pending) => None,
@@ -342,32 +366,38 @@ where
         if let Some(outcome) = failure {
             shared.record_failure(TaskName::Body, outcome);
         }
-        retire_body(this.body, shared, this.body_unit);
+        retire_body(this.body, shared, Some(unit));
     }
 
     /// Drops the body if a cancellation reaches it now: it is suspended (not woken since)
-    /// and holds no shield. A body that has not run yet is queued, so it runs first.
+    /// and holds no shield. A body that has not run yet is marked queued, so it runs first.
     fn drop_body_if_cancelled(self: Pin<&mut Self>) {
         let this = self.project();
+        let unit = this.body_unit.as_deref();
         if this.body.is_some()
-            && !this.body_unit.is_shielded()
-            && !this.body_unit.queued.load(Ordering::Acquire)
+            && unit.is_some_and(|u| !u.is_shielded() && !u.queued.load(Ordering::Acquire))
         {
-            retire_body(this.body, this.shared, this.body_unit);
+            retire_body(this.body, this.shared, unit);
         }
     }
 }
 
 /// Drops the nursery body (a panic from its destructors is the body's failure) and
 /// retires its unit.
-fn retire_body<B, E>(mut body: Pin<&mut Option<B>>, shared: &Shared<'_, E>, unit: &UnitCell) {
+fn retire_body<B, E>(
+    mut body: Pin<&mut Option<B>>,
+    shared: &Shared<'_, E>,
+    unit: Option<&UnitCell>,
+) {
     if body.is_none() {
         return;
     }
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
         shared.record_failure(TaskName::Body, Err(payload));
     }
-    shared.node.retire_unit(unit);
+    if let Some(unit) = unit {
+        shared.node.retire_unit(unit);
+    }
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>
@@ -381,16 +411,22 @@ where
             return Poll::Pending;
         }
         let shared = self.shared.clone();
+        let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
         if !self.started {
             *self.as_mut().project().started = true;
             shared.node.attach();
+            // The body runs in the first round, without a trip through the queue (and its
+            // lock). Marked queued until then, so a cancellation already here lets it run.
+            if let Some(unit) = &self.body_unit {
+                unit.queued.store(true, Ordering::Release);
+            }
+            batch.push(BODY);
         }
-        shared.node.set_owner(cx.waker());
+        shared.node.check_remote(cx.waker());
 
         // Rounds of the units ready at the start of each round (FIFO, one lock per round),
         // until none is ready or the budget is spent. A unit woken during a round waits for
         // the next one, so a self-waking child gets one poll per round like everyone else.
-        let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
         let mut budget = POLL_BUDGET;
         let mut more = true;
         while more && budget > 0 {
@@ -400,8 +436,8 @@ where
                 shared.drop_cancelled_children();
                 self.as_mut().drop_body_if_cancelled();
             }
-            more = shared.queue.pop_batch(&mut batch, budget, cx.waker());
-            budget -= batch.len();
+            more = shared.queue().pop_batch(&mut batch, budget);
+            budget = budget.saturating_sub(batch.len());
             for &index in &batch {
                 match index {
                     BODY => self.as_mut().poll_body(),
@@ -416,15 +452,19 @@ where
             shared.drop_cancelled_children();
             self.as_mut().drop_body_if_cancelled();
         }
-        if more {
+        let live = self.body.is_some() || !shared.tasks.borrow().is_empty();
+        if !live {
+            return self.finish(&shared);
+        }
+        // Registered only now, when the nursery suspends: one that finishes in its first
+        // poll never stores a waker. A unit queued before the registration woke nobody.
+        shared.node.set_owner(cx.waker());
+        let queued = shared.queue().park(cx.waker(), &shared.registered_parent);
+        if more || queued {
             // Budget spent with work left: let the parent (and the reactor) run first.
             cx.waker().wake_by_ref();
-            return Poll::Pending;
         }
-        if self.body.is_some() || !shared.tasks.borrow().is_empty() {
-            return Poll::Pending;
-        }
-        self.finish(&shared)
+        Poll::Pending
     }
 }
 

@@ -38,7 +38,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -87,6 +86,19 @@ pub(crate) struct PositionGuard {
 pub(crate) fn enter(pos: Position) -> PositionGuard {
     let previous = CURRENT.with(|c| c.replace(Some(pos)));
     PositionGuard { previous }
+}
+
+impl PositionGuard {
+    /// Restores the previous position now and hands back the unit of the position this
+    /// guard entered, so a caller that moved its unit in gets it back without a refcount
+    /// change. Guards nest like the polls that make them, so the position being left is
+    /// this guard's.
+    pub(crate) fn leave(mut self) -> Option<Arc<UnitCell>> {
+        let previous = self.previous.take();
+        let left = CURRENT.with(|c| c.replace(previous));
+        std::mem::forget(self); // restored already; `previous` is taken, nothing leaks
+        left.and_then(|pos| pos.unit)
+    }
 }
 
 impl Drop for PositionGuard {
@@ -317,6 +329,12 @@ impl ScopeNode {
                 _ => *owner = Some(waker.clone()),
             }
         }
+        self.check_remote(waker);
+    }
+
+    /// Applies a cancel from another thread, for an owner that registers its waker only
+    /// when it suspends ([`set_owner`](Self::set_owner) does this too).
+    pub(crate) fn check_remote(&self, waker: &Waker) {
         if self.has_remote.get() {
             self.sync_remote(waker);
         }
@@ -538,13 +556,13 @@ impl ScopeNode {
 
     /// Counts a shield held (`true`) or released (`false`) in one of this nursery's units.
     fn count_in_unit(&self, unit: &UnitCell, add: bool) {
-        if unit.retired.load(Ordering::Relaxed) {
+        if unit.is_retired() {
             return; // its count left this node when it retired
         }
         let changed = if add {
-            unit.shields.fetch_add(1, Ordering::Relaxed) == 0
+            unit.add_shield()
         } else {
-            unit.shields.fetch_sub(1, Ordering::Relaxed) == 1
+            unit.remove_shield()
         };
         if changed {
             if !add && unit.is_cancelled() {
@@ -579,13 +597,13 @@ impl ScopeNode {
     /// child is polled once more and dropped at its next suspension; scopes inside it that
     /// are held by a shield are woken so that their owners drop what is not shielded.
     pub(crate) fn cancel_child(&self, unit: &UnitCell) {
-        if unit.is_cancelled() || unit.retired.load(Ordering::Relaxed) {
+        if unit.is_cancelled() || unit.is_retired() {
             return;
         }
         unit.set_cancelled();
         bump_cancel_epoch();
         unit.schedule();
-        if unit.shields.load(Ordering::Relaxed) > 0 {
+        if unit.is_shielded() {
             let inside: Vec<Rc<ScopeNode>> = self
                 .children
                 .borrow()
@@ -617,10 +635,10 @@ impl ScopeNode {
     /// Retires `unit` of this nursery (its future is gone): whatever shield is still
     /// counted in it (only a forgotten one can be) stops counting here.
     pub(crate) fn retire_unit(&self, unit: &UnitCell) {
-        if unit.retired.swap(true, Ordering::Relaxed) {
+        if unit.retire() {
             return;
         }
-        if unit.shields.load(Ordering::Relaxed) > 0 {
+        if unit.is_shielded() {
             self.count_below(false);
         }
     }
