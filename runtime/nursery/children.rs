@@ -372,6 +372,9 @@ fn panic_text(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// One poll of a unit: its result, or the payload of the panic it raised.
+pub(super) type Polled<T> = Result<Poll<T>, Box<dyn Any + Send>>;
+
 /// Polls one unit at `node`, with the unit as the current position, catching a panic.
 /// The unit's cell is moved into the position and handed back, so a poll changes no
 /// reference count.
@@ -381,7 +384,7 @@ pub(super) fn poll_unit<F: Future + ?Sized>(
     unit: Arc<UnitCell>,
     waker: &Waker,
     fut: Pin<&mut F>,
-) -> (Result<Poll<F::Output>, Box<dyn Any + Send>>, Arc<UnitCell>) {
+) -> (Polled<F::Output>, Arc<UnitCell>) {
     let position = enter(Position {
         node: node.clone(),
         unit: Some(unit),
