@@ -423,6 +423,7 @@ where
             batch.push(BODY);
         }
         shared.node.check_remote(cx.waker());
+        shared.queue().begin_poll();
 
         // Rounds of the units ready at the start of each round (FIFO, one lock per round),
         // until none is ready or the budget is spent. A unit woken during a round waits for

@@ -47,7 +47,7 @@ impl Parts {
         match recycled {
             Some(parts) => parts.reset(),
             None => {
-                let queue = Arc::new(ReadyQueue::default());
+                let queue = Arc::new(ReadyQueue::new());
                 let body_unit = UnitCell::new(BODY, &queue);
                 let body_waker = Waker::from(body_unit.clone());
                 Parts {

@@ -4,61 +4,224 @@
 //! # State
 //!
 //! - [`ReadyQueue`] holds the indices of the units (children, and [`BODY`]) whose wakers
-//!   fired, and the waker of whoever polls the nursery (its *parent*). It sits behind a
-//!   `Mutex` because wakers are `Send + Sync` and may fire on any thread. `len` and
-//!   `has_parent` mirror the locked state (written under the lock, read without it), so
-//!   the nursery can see that there is nothing to pop, or nothing to forget, without
-//!   taking the lock: an empty nursery, or a poll in which nothing was woken, takes no lock.
+//!   fired, and the waker of whoever polls the nursery (its *parent*), in two halves:
+//!   - the **local list**, for wakes on the thread that owns the queue (almost all of
+//!     them): a plain `VecDeque` in that thread's `LOCAL_LISTS`, under a `RefCell`, so
+//!     such a wake takes no lock and no locked instruction;
+//!   - the **remote list**, behind a `Mutex`, for wakes from other threads (wakers are
+//!     `Send + Sync`); `remote_len` and `has_remote_parent` mirror it (written under the
+//!     lock, read without it), so the nursery sees that it is empty without locking.
+//!
+//!   Each half has its own copy of the parent waker, since a remote waker cannot reach the
+//!   owner's thread-local state. A queue is made on the thread whose nurseries use it (the
+//!   pool of parts is thread-local) and stays there.
 //! - A [`UnitCell`] is one unit's waker. Its `queued` flag is set when it is pushed and
 //!   cleared just before the unit is polled, so a unit is in the queue at most once and a
 //!   wake during its own poll re-queues it. Only queued units are polled: a wake costs one
-//!   poll, however many children sleep.
-//! - The parent is woken only when the queue goes from empty to non-empty, and only once
-//!   it is registered: the nursery registers it ([`ReadyQueue::park`]) just before it
-//!   returns `Pending`, and forgets it when it finishes. A push before the registration
-//!   wakes nobody, which is why `park` reports whether something is queued.
+//!   poll, however many children sleep. On the owner's thread the flag is tested and set
+//!   with a load and a store: a remote wake racing with it can queue the unit twice, which
+//!   costs one spurious poll and loses nothing.
+//! - The parent is woken only when a list goes from empty to non-empty, only once it is
+//!   registered (the nursery registers it with [`ReadyQueue::park`] just before it returns
+//!   `Pending`), and not by a local wake while the nursery is inside its own poll
+//!   (`polling`: it looks at the queue again before it suspends). A wake that woke nobody
+//!   is seen by `park`, which reports whether something is queued.
 //! - `shields`, `retired` and `cancelled` of a cell are only read and written on the
 //!   runtime's thread (by the scope tree and the nursery); they are atomics only because
 //!   the cell is a waker, and are updated with a load and a store, never a locked
 //!   read-modify-write.
+//!
+//! # Invariants
+//!
+//! - No waker is woken, cloned into user code or dropped while `LOCAL_LISTS` is borrowed
+//!   (either may run arbitrary code, which may wake or drop another queue): wakers are
+//!   moved out first.
+//! - A queue's local list exists from its creation until its drop on the owner's thread.
+//!   A queue dropped on another thread (its last reference was a waker there) leaves its
+//!   entry behind, marked by the queue's serial so that nothing else ever reads it.
 
 #![forbid(unsafe_code)]
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Wake, Waker};
+
+use slab::Slab;
 
 /// The ready-queue index of the nursery body.
 pub(crate) const BODY: usize = usize::MAX;
 
+/// Serials of threads and queues: unique for the life of the process (0 is never given).
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// What a thread keeps for the queues it owns (one thread-local, so a wake reaches it
+/// with one look-up).
+struct ThreadLists {
+    /// This thread's serial, 0 until first asked.
+    serial: Cell<u64>,
+    /// The local lists of the queues this thread owns.
+    lists: RefCell<Slab<LocalList>>,
+}
+
+thread_local! {
+    static LOCAL_LISTS: ThreadLists = const {
+        ThreadLists { serial: Cell::new(0), lists: RefCell::new(Slab::new()) }
+    };
+}
+
+impl ThreadLists {
+    fn serial(&self) -> u64 {
+        if self.serial.get() == 0 {
+            self.serial.set(NEXT_SERIAL.fetch_add(1, Ordering::Relaxed));
+        }
+        self.serial.get()
+    }
+}
+
+/// This thread's serial (0 during thread teardown, which matches no queue).
+fn thread_serial() -> u64 {
+    LOCAL_LISTS.try_with(ThreadLists::serial).unwrap_or(0)
+}
+
+/// The owner's-thread half of a ready queue.
+#[derive(Debug)]
+struct LocalList {
+    /// The serial of the queue this list belongs to.
+    queue: u64,
+    ready: VecDeque<usize>,
+    parent: Option<Waker>,
+    /// The nursery is inside its own poll: a local wake need not wake the parent.
+    polling: bool,
+}
+
 /// The ready queue shared by a nursery and the wakers of its units.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReadyQueue {
-    inner: Mutex<QueueInner>,
-    /// `inner.ready.len()`, stored under the lock.
-    len: AtomicUsize,
-    /// `inner.parent.is_some()`, stored under the lock.
-    has_parent: AtomicBool,
+    /// The serial of the thread that owns the local list.
+    thread: u64,
+    serial: u64,
+    /// The local list's key in the owner's `LOCAL_LISTS`.
+    key: usize,
+    remote: Mutex<RemoteList>,
+    /// `remote.ready.len()`, stored under the lock.
+    remote_len: AtomicUsize,
+    /// `remote.parent.is_some()`, stored under the lock.
+    has_remote_parent: AtomicBool,
 }
 
 #[derive(Debug, Default)]
-struct QueueInner {
+struct RemoteList {
     ready: VecDeque<usize>,
-    /// The waker of whoever polls the nursery.
     parent: Option<Waker>,
 }
 
 impl ReadyQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
-        // A panic never happens while the lock is held; recover rather than propagate.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// A queue owned by the current thread.
+    pub(crate) fn new() -> ReadyQueue {
+        let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let key = LOCAL_LISTS.with(|local| {
+            local.lists.borrow_mut().insert(LocalList {
+                queue: serial,
+                ready: VecDeque::new(),
+                parent: None,
+                polling: false,
+            })
+        });
+        ReadyQueue {
+            thread: thread_serial(),
+            serial,
+            key,
+            remote: Mutex::default(),
+            remote_len: AtomicUsize::new(0),
+            has_remote_parent: AtomicBool::new(false),
+        }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, RemoteList> {
+        // A panic never happens while the lock is held; recover rather than propagate.
+        self.remote.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn on_owner_thread(&self) -> bool {
+        thread_serial() == self.thread
+    }
+
+    /// Runs `f` on this queue's local list; `None` off the owner's thread, during thread
+    /// teardown, or (never in practice) when the list is gone.
+    fn with_local<R>(&self, f: impl FnOnce(&mut LocalList) -> R) -> Option<R> {
+        LOCAL_LISTS
+            .try_with(|local| {
+                if local.serial() != self.thread {
+                    return None;
+                }
+                let mut lists = local.lists.borrow_mut();
+                let list = lists.get_mut(self.key).filter(|l| l.queue == self.serial)?;
+                Some(f(list))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Queues `index` (a spawn: it is queued exactly once until its first poll).
     pub(crate) fn push(&self, index: usize) {
+        self.push_unless_queued(index, None);
+    }
+
+    /// Queues `index` unless `queued` (the unit's flag, when given) says it already is,
+    /// and sets the flag. On the owner's thread the flag is a load and a store (see the
+    /// module docs); elsewhere a swap.
+    fn push_unless_queued(&self, index: usize, queued: Option<&AtomicBool>) {
+        // `Some(Some(parent))`: the list went non-empty with a parent to wake, moved out
+        // so that it is woken outside the borrow.
+        let pushed = self.with_local(|list| {
+            if let Some(queued) = queued {
+                if queued.load(Ordering::Acquire) {
+                    return None;
+                }
+                queued.store(true, Ordering::Release);
+            }
+            list.ready.push_back(index);
+            if list.ready.len() == 1 && !list.polling {
+                list.parent.take()
+            } else {
+                None
+            }
+        });
+        match pushed {
+            Some(None) => {}
+            Some(Some(parent)) => {
+                parent.wake_by_ref();
+                self.put_back_parent(parent);
+            }
+            None => {
+                if !queued.is_some_and(|q| q.swap(true, Ordering::AcqRel)) {
+                    self.push_remote(index);
+                }
+            }
+        }
+    }
+
+    /// Returns the local parent waker after a wake, unless a new one was registered
+    /// meanwhile (then the old one is dropped, outside the borrow).
+    fn put_back_parent(&self, parent: Waker) {
+        let left = self
+            .with_local(|list| match list.parent {
+                None => {
+                    list.parent = Some(parent);
+                    None
+                }
+                Some(_) => Some(parent),
+            })
+            .flatten();
+        drop(left);
+    }
+
+    fn push_remote(&self, index: usize) {
         let mut q = self.lock();
         q.ready.push_back(index);
-        self.len.store(q.ready.len(), Ordering::Release);
+        self.remote_len.store(q.ready.len(), Ordering::Release);
         if q.ready.len() == 1 {
             if let Some(parent) = &q.parent {
                 // Woken under our lock, by reference (no waker clone). Locks are only ever
@@ -72,26 +235,52 @@ impl ReadyQueue {
     /// Forgets every queued index and the parent's waker: for a nursery that finished,
     /// and for a queue being reused.
     pub(crate) fn clear(&self) {
-        if self.len.load(Ordering::Acquire) == 0 && !self.has_parent.load(Ordering::Acquire) {
+        let local_parent = self
+            .with_local(|list| {
+                list.ready.clear();
+                list.polling = false;
+                list.parent.take()
+            })
+            .flatten();
+        drop(local_parent);
+        if self.remote_len.load(Ordering::Acquire) == 0
+            && !self.has_remote_parent.load(Ordering::Acquire)
+        {
             return;
         }
-        let parent = {
+        let remote_parent = {
             let mut q = self.lock();
             q.ready.clear();
-            self.len.store(0, Ordering::Release);
-            self.has_parent.store(false, Ordering::Release);
+            self.remote_len.store(0, Ordering::Release);
+            self.has_remote_parent.store(false, Ordering::Release);
             q.parent.take()
         };
-        drop(parent); // outside the lock: dropping a waker may run arbitrary code
+        drop(remote_parent); // outside the lock: dropping a waker may run arbitrary code
     }
 
-    /// Moves up to `max` ready indices into `batch`, under one lock (none when the queue
-    /// is empty). Returns whether indices are left in the queue.
+    /// The nursery starts a poll: local wakes from now on need not wake its parent.
+    pub(crate) fn begin_poll(&self) {
+        self.with_local(|list| list.polling = true);
+    }
+
+    /// Moves up to `max` ready indices into `batch`, local ones first; the remote list is
+    /// locked only when it is not empty. Returns whether indices are left.
     pub(crate) fn pop_batch(&self, batch: &mut Vec<usize>, max: usize) -> bool {
-        // A push racing with this look is not lost: it wakes the registered parent, or,
-        // before there is one, `park` sees it.
-        if self.len.load(Ordering::Acquire) == 0 {
-            return false;
+        let local_left = self
+            .with_local(|list| {
+                while batch.len() < max {
+                    match list.ready.pop_front() {
+                        Some(index) => batch.push(index),
+                        None => return false,
+                    }
+                }
+                !list.ready.is_empty()
+            })
+            .unwrap_or(false);
+        // A remote push racing with this look is not lost: it wakes the registered
+        // parent, or, before there is one, `park` sees it.
+        if self.remote_len.load(Ordering::Acquire) == 0 {
+            return local_left;
         }
         let mut q = self.lock();
         while batch.len() < max {
@@ -100,27 +289,56 @@ impl ReadyQueue {
                 None => break,
             }
         }
-        self.len.store(q.ready.len(), Ordering::Release);
-        !q.ready.is_empty()
+        self.remote_len.store(q.ready.len(), Ordering::Release);
+        local_left || !q.ready.is_empty()
     }
 
     /// Registers `parent` as the waker to wake when a unit becomes ready, just before the
-    /// nursery returns `Pending`. `registered` is the nursery's note of the waker it last
-    /// registered (compared as [`Waker::will_wake`] does, without the lock); when it is
-    /// still the same, no lock is taken. Returns whether units are queued (pushed before
-    /// the registration, so they woke nobody): the nursery must then be polled again.
-    pub(crate) fn park(&self, parent: &Waker, registered: &std::cell::Cell<WakerKey>) -> bool {
+    /// nursery returns `Pending`, and ends its poll. `registered` is the nursery's note of
+    /// the waker it last registered (compared as [`Waker::will_wake`] does); while it is
+    /// the same, this changes nothing and takes no lock. Returns whether units are queued
+    /// (they woke nobody): the nursery must then be polled again.
+    pub(crate) fn park(&self, parent: &Waker, registered: &Cell<WakerKey>) -> bool {
         let key = WakerKey::of(parent);
-        if registered.get() != key {
-            let old = {
+        let fresh = registered.get() != key;
+        let (local_queued, old_local) = self
+            .with_local(|list| {
+                list.polling = false;
+                let old = fresh.then(|| list.parent.replace(parent.clone())).flatten();
+                (!list.ready.is_empty(), old)
+            })
+            .unwrap_or((false, None));
+        drop(old_local);
+        if fresh {
+            let old_remote = {
                 let mut q = self.lock();
-                self.has_parent.store(true, Ordering::Release);
+                self.has_remote_parent.store(true, Ordering::Release);
                 q.parent.replace(parent.clone())
             };
-            drop(old);
+            drop(old_remote);
             registered.set(key);
         }
-        self.len.load(Ordering::Acquire) > 0
+        local_queued || self.remote_len.load(Ordering::Acquire) > 0
+    }
+}
+
+impl Drop for ReadyQueue {
+    fn drop(&mut self) {
+        let list = if self.on_owner_thread() {
+            LOCAL_LISTS
+                .try_with(|local| {
+                    let mut lists = local.lists.borrow_mut();
+                    match lists.get(self.key) {
+                        Some(list) if list.queue == self.serial => lists.try_remove(self.key),
+                        _ => None,
+                    }
+                })
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        drop(list); // its parent waker, outside the borrow
     }
 }
 
@@ -214,9 +432,8 @@ impl UnitCell {
 
     /// Queues the unit to be polled (what its waker does).
     pub(crate) fn schedule(&self) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.queue.push(self.index.load(Ordering::Relaxed));
-        }
+        self.queue
+            .push_unless_queued(self.index.load(Ordering::Relaxed), Some(&self.queued));
     }
 
     pub(crate) fn is_shielded(&self) -> bool {
