@@ -764,3 +764,30 @@ fn an_interval_is_a_stream_of_its_scheduled_instants() {
     });
     assert_eq!(got, [Some(0), Some(2), Some(4)]);
 }
+
+/// The real clock answers "is this deadline due?" with the latest reading of the current
+/// tick (`rt/clock.rs`), which is never later than the true time: so no sleep and no
+/// timeout may end before its deadline, even when the reading that computed one deadline
+/// is reused to check another. Ordering only, never a duration.
+#[test]
+fn on_the_real_clock_no_deadline_is_reported_due_early() {
+    common::watchdog(Duration::from_secs(20), || {
+        trellis::run(async {
+            for micros in [0, 1, 50, 200, 1000] {
+                let d = Duration::from_micros(micros);
+                let deadline = now() + d;
+                sleep(d).await;
+                assert!(now() >= deadline, "sleep({d:?}) ended before its deadline");
+                let start = now();
+                let timed_out = trellis::move_on_after(d, sleep(Duration::from_secs(10)))
+                    .await
+                    .is_none();
+                assert!(timed_out);
+                assert!(now() >= start + d, "move_on_after({d:?}) fired early");
+                let deadline = now() + d;
+                sleep_until(deadline).await;
+                assert!(now() >= deadline);
+            }
+        });
+    });
+}

@@ -6,6 +6,14 @@
 //! - The [`Clock`] belongs to the runtime. A real clock reads [`Instant::now`]; a mock clock
 //!   holds a virtual instant that only moves forward, by [`advance`] or, with autojump, by
 //!   the executor when every task is blocked.
+//! - A real clock remembers its latest reading in the current scheduler tick (`last`,
+//!   forgotten by [`Clock::new_tick`], which the executor calls before each root poll and
+//!   after each park). Deadlines are always computed from a fresh reading ([`Clock::now`],
+//!   [`now`]); only the question "is this deadline due?" is answered with the latest
+//!   reading ([`Clock::recent`]). That reading is never later than the true time, so a
+//!   deadline is never reported due early; one that falls due after the reading is seen
+//!   at the next tick (the executor re-reads the clock before it parks). This saves a
+//!   clock read per sleep and per timeout (about 20 ns each on Linux's vDSO).
 
 #![forbid(unsafe_code)]
 
@@ -19,7 +27,10 @@ use crate::rt::state::with_core;
 #[derive(Debug)]
 pub(crate) enum Clock {
     /// Wall-clock time, read from the operating system.
-    Real,
+    Real {
+        /// The latest reading in this tick (see the module docs).
+        last: Cell<Option<Instant>>,
+    },
     /// Virtual time that moves only when told to.
     Mock {
         /// The current virtual instant.
@@ -30,10 +41,41 @@ pub(crate) enum Clock {
 }
 
 impl Clock {
+    /// A real clock that has not been read yet.
+    pub(crate) fn real() -> Clock {
+        Clock::Real {
+            last: Cell::new(None),
+        }
+    }
+
+    /// The time now: a fresh reading (which the rest of the tick then reuses).
     pub(crate) fn now(&self) -> Instant {
         match self {
-            Clock::Real => Instant::now(),
+            Clock::Real { last } => {
+                let now = Instant::now();
+                last.set(Some(now));
+                now
+            }
             Clock::Mock { now, .. } => now.get(),
+        }
+    }
+
+    /// The latest reading of this tick, or a fresh one: for deciding whether a deadline
+    /// is due, never for computing one (see the module docs).
+    pub(crate) fn recent(&self) -> Instant {
+        match self {
+            Clock::Real { last } => match last.get() {
+                Some(reading) => reading,
+                None => self.now(),
+            },
+            Clock::Mock { now, .. } => now.get(),
+        }
+    }
+
+    /// A new scheduler tick begins: the next question about the time reads the clock.
+    pub(crate) fn new_tick(&self) {
+        if let Clock::Real { last } = self {
+            last.set(None);
         }
     }
 

@@ -53,7 +53,7 @@ impl Core {
         if self.timers.borrow().len() == 0 {
             return;
         }
-        let now = self.clock.now();
+        let now = self.clock.recent();
         loop {
             let action = self.timers.borrow_mut().pop_due(now);
             match action {
@@ -127,7 +127,7 @@ impl Core {
                 None
             }
             Clock::Mock { .. } => None,
-            Clock::Real => nearest.map(|d| d.saturating_duration_since(Instant::now())),
+            Clock::Real { .. } => nearest.map(|d| d.saturating_duration_since(Instant::now())),
         };
         self.root.parked.store(true, Ordering::SeqCst);
         // Re-check after announcing the park: a wake that raced with us is not lost,
@@ -356,7 +356,7 @@ impl Builder {
             Err(e) => panic!("trellis: cannot create the I/O poller: {e}"),
         };
         let clock = match self.clock {
-            ClockChoice::Real => Clock::Real,
+            ClockChoice::Real => Clock::real(),
             ClockChoice::Mock | ClockChoice::Autojump => Clock::Mock {
                 now: std::cell::Cell::new(Instant::now()),
                 autojump: self.clock == ClockChoice::Autojump,
@@ -384,6 +384,7 @@ fn drive<F: Future>(core: &Core, fut: F, run_at: &'static Location<'static>) -> 
     let mut fut = pin!(Some(fut));
     let mut polls: u32 = 0;
     loop {
+        core.clock.new_tick();
         if core.root.woken.swap(false, Ordering::SeqCst) {
             let root = fut
                 .as_mut()
@@ -408,6 +409,7 @@ fn drive<F: Future>(core: &Core, fut: F, run_at: &'static Location<'static>) -> 
                 panic_deadlocked(deadlock, fut, run_at);
             }
             core.park();
+            core.clock.new_tick();
             core.fire_due_timers();
         }
     }

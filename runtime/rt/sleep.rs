@@ -202,7 +202,7 @@ impl Future for Sleep {
                 // Never: nothing will wake it; only a drop (a cancellation) ends it.
                 return Poll::Pending;
             };
-            if core.clock.now() >= deadline {
+            if core.clock.recent() >= deadline {
                 if this.suspended {
                     if let Some(key) = this.timer.take() {
                         core.timers.borrow_mut().disarm(key);

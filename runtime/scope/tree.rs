@@ -514,7 +514,7 @@ impl ScopeNode {
             if self.cancel_called.get() {
                 return;
             }
-            if core.clock.now() >= deadline {
+            if core.clock.recent() >= deadline {
                 self.cancel(CancelReason::Deadline);
             } else {
                 let key = core.timers.borrow_mut().arm(
