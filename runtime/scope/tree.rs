@@ -45,7 +45,7 @@ use crate::rt::state::{RuntimeId, try_with_core, with_core};
 use crate::rt::timers::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
 use crate::scope::remote::RemoteState;
-use crate::scope::unit::UnitCell;
+use crate::scope::unit::Unit;
 use slab::Slab;
 
 /// Where code runs: a node and, inside a nursery, the unit within it.
@@ -54,7 +54,7 @@ pub(crate) struct Position {
     pub(crate) node: Rc<ScopeNode>,
     /// The nursery unit (body or child); `None` when `node` is a scope whose body is the
     /// unit itself.
-    pub(crate) unit: Option<Arc<UnitCell>>,
+    pub(crate) unit: Option<Rc<Unit>>,
 }
 
 thread_local! {
@@ -86,19 +86,6 @@ pub(crate) struct PositionGuard {
 pub(crate) fn enter(pos: Position) -> PositionGuard {
     let previous = CURRENT.with(|c| c.replace(Some(pos)));
     PositionGuard { previous }
-}
-
-impl PositionGuard {
-    /// Restores the previous position now and hands back the unit of the position this
-    /// guard entered, so a caller that moved its unit in gets it back without a refcount
-    /// change. Guards nest like the polls that make them, so the position being left is
-    /// this guard's.
-    pub(crate) fn leave(mut self) -> Option<Arc<UnitCell>> {
-        let previous = self.previous.take();
-        let left = CURRENT.with(|c| c.replace(previous));
-        std::mem::forget(self); // restored already; `previous` is taken, nothing leaks
-        left.and_then(|pos| pos.unit)
-    }
 }
 
 impl Drop for PositionGuard {
@@ -555,7 +542,7 @@ impl ScopeNode {
     }
 
     /// Counts a shield held (`true`) or released (`false`) in one of this nursery's units.
-    fn count_in_unit(&self, unit: &UnitCell, add: bool) {
+    fn count_in_unit(&self, unit: &Unit, add: bool) {
         if unit.is_retired() {
             return; // its count left this node when it retired
         }
@@ -596,7 +583,7 @@ impl ScopeNode {
     /// counts as a cancelled level between this node and the scopes inside the child. The
     /// child is polled once more and dropped at its next suspension; scopes inside it that
     /// are held by a shield are woken so that their owners drop what is not shielded.
-    pub(crate) fn cancel_child(&self, unit: &UnitCell) {
+    pub(crate) fn cancel_child(&self, unit: &Unit) {
         if unit.is_cancelled() || unit.is_retired() {
             return;
         }
@@ -613,7 +600,7 @@ impl ScopeNode {
                     child.parent.borrow().as_ref().is_some_and(|p| {
                         p.unit
                             .as_ref()
-                            .is_some_and(|u| std::ptr::eq(Arc::as_ptr(u), unit))
+                            .is_some_and(|u| std::ptr::eq(Rc::as_ptr(u), unit))
                     })
                 })
                 .collect();
@@ -627,14 +614,14 @@ impl ScopeNode {
 
     /// [`cancel_child`](Self::cancel_child) for a child whose first poll is about to run
     /// (it is being polled: no need to queue it).
-    pub(crate) fn cancel_child_at_first_poll(&self, unit: &UnitCell) {
+    pub(crate) fn cancel_child_at_first_poll(&self, unit: &Unit) {
         unit.set_cancelled();
         bump_cancel_epoch();
     }
 
     /// Retires `unit` of this nursery (its future is gone): whatever shield is still
     /// counted in it (only a forgotten one can be) stops counting here.
-    pub(crate) fn retire_unit(&self, unit: &UnitCell) {
+    pub(crate) fn retire_unit(&self, unit: &Unit) {
         if unit.retire() {
             return;
         }
