@@ -38,10 +38,17 @@ fn applies(w: Workload, r: Runtime) -> Option<bool> {
             | Workload::TimersFire
             | Workload::TimersSparse
     );
+    let channel = trellis_bench::workload::channel_shape(w).is_some();
+    let sync = channel
+        || matches!(
+            w,
+            Workload::LockUncontended | Workload::LockContended | Workload::ToThread
+        );
     match r {
         Runtime::Trellis | Runtime::Tokio => Some(true),
         Runtime::Smol => Some(!contextvar && w.base() != Workload::NurseryEmpty),
-        Runtime::Futures => Some(!contextvar && !timers && w != Workload::SpawnAllHandles),
+        Runtime::Futures => Some(!contextvar && !timers && !sync && w != Workload::SpawnAllHandles),
+        Runtime::Flume => Some(channel),
     }
 }
 
@@ -359,6 +366,10 @@ fn workload_names_select() {
     assert_eq!(Workload::select("spawn_one_").len(), 3);
     assert_eq!(Workload::select("deep_tree").len(), 1);
     assert!(Workload::select("nope").is_empty());
+    assert_eq!(Workload::select("channel").len(), 6);
+    assert_eq!(Workload::select("channel_8to1").len(), 3);
+    assert_eq!(Workload::select("lock").len(), 2);
+    assert_eq!(Workload::select("to_thread"), vec![Workload::ToThread]);
     for &w in Workload::ALL {
         assert_eq!(Workload::from_name(w.name()), Some(w));
     }
