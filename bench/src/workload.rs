@@ -61,10 +61,10 @@ workloads! {
     ContextvarGet = "contextvar_get", 1_000_000, "read a context variable N times";
     ContextvarSetReset = "contextvar_set_reset", 1_000_000, "set and reset a context variable N times";
     ContextvarSpawn = "contextvar_spawn", 100_000, "spawn N children that read an inherited context variable";
-    Channel1Cap0 = "channel_1to1_cap0", 1_000_000, "N messages, 1 producer task -> 1 consumer task, rendezvous channel (capacity 0; tokio: capacity 1)";
+    Channel1Cap0 = "channel_1to1_cap0", 1_000_000, "N messages, 1 producer task -> 1 consumer task, rendezvous channel (capacity 0; tokio and async-channel have none: capacity 1)";
     Channel1Cap1 = "channel_1to1_cap1", 1_000_000, "N messages, 1 producer task -> 1 consumer task, capacity 1";
     Channel1Cap1024 = "channel_1to1_cap1024", 1_000_000, "N messages, 1 producer task -> 1 consumer task, capacity 1024";
-    Channel8Cap0 = "channel_8to1_cap0", 1_000_000, "N messages, 8 producer tasks (N/8 each) -> 1 consumer task, rendezvous (capacity 0; tokio: capacity 1)";
+    Channel8Cap0 = "channel_8to1_cap0", 1_000_000, "N messages, 8 producer tasks (N/8 each) -> 1 consumer task, rendezvous (capacity 0; tokio and async-channel have none: capacity 1)";
     Channel8Cap1 = "channel_8to1_cap1", 1_000_000, "N messages, 8 producer tasks (N/8 each) -> 1 consumer task, capacity 1";
     Channel8Cap1024 = "channel_8to1_cap1024", 1_000_000, "N messages, 8 producer tasks (N/8 each) -> 1 consumer task, capacity 1024";
     LockUncontended = "lock_uncontended", 1_000_000, "inside a spawned task: lock and unlock a free async mutex N times";
