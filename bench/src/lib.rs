@@ -1,6 +1,8 @@
 //! `trellis-bench`: side-by-side benchmarks of trellis against tokio's current-thread
 //! runtime, smol's `LocalExecutor` (`async-executor` under `async_io::block_on`) and
-//! `futures::stream::FuturesUnordered`.
+//! `futures::stream::FuturesUnordered`; for the channel, lock and thread workloads (issue
+//! 13) also against `async-channel`, `async-lock` and `blocking` (smol's own) and `flume`
+//! (its own column, on smol's executor).
 //!
 //! The library holds the workloads, one module per runtime, and the measuring tools (a
 //! counting global allocator, a per-thread syscall counter, RSS and CPU-time readers). The
@@ -21,6 +23,7 @@ pub mod alloc;
 pub mod child;
 pub mod measure;
 pub mod profile;
+pub mod rt_flume;
 pub mod rt_futures;
 pub mod rt_smol;
 pub mod rt_tokio;

@@ -4,9 +4,9 @@
 //! passes: the **timing** pass in the `trellis-bench-timing` binary (system allocator, no
 //! syscall tracepoint: only clocks are read), the **counting** pass in this binary
 //! (counting allocator, syscall tracepoint, RSS; its times are thrown away). The runtimes
-//! of a workload are interleaved (trellis, tokio, smol, futures, trellis, tokio, …) for
-//! several rounds, and the medians are printed as a Markdown table with the ratios of
-//! trellis to tokio and to smol: times from the timing pass, counts from the counting pass.
+//! of a workload are interleaved (trellis, tokio, smol, futures, flume, trellis, tokio, …)
+//! for several rounds, and the medians are printed as a Markdown table with the ratios of
+//! trellis to each peer: times from the timing pass, counts from the counting pass.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,8 @@ options:
   --pass P            timing, counting or both (default both)
   --scale F           multiply every workload's size by F (default 1)
   --cpu N             pin the child processes to CPU N (default: the last allowed CPU)
-  --runtimes LIST     comma-separated subset of trellis,tokio,smol,futures
+  --runtimes LIST     comma-separated subset of trellis,tokio,smol,futures,flume
+                      (flume runs the channel_* workloads only)
   --timing-exe WHICH  `timing` (default: the trellis-bench-timing binary) or `counting`
                       (time under the counting allocator, to measure what it costs)
   --tsv FILE          also write every sample (workload, runtime, metric, round, value)
@@ -424,15 +425,33 @@ impl Results {
         std::fs::write(path, out)
     }
 
+    /// The runtimes of `runtimes` that ran at least one selected workload (flume runs the
+    /// channels only: outside them it gets no column).
+    fn shown(&self, runtimes: &[Runtime]) -> Vec<Runtime> {
+        runtimes
+            .iter()
+            .copied()
+            .filter(|&r| self.samples.keys().any(|(_, sr, _)| *sr == r))
+            .collect()
+    }
+
     fn print(&self, runtimes: &[Runtime]) {
+        let runtimes = &self.shown(runtimes)[..];
+        let peers: Vec<Runtime> = runtimes
+            .iter()
+            .copied()
+            .filter(|&r| r != Runtime::Trellis)
+            .collect();
         let mut header = String::from("| workload | metric |");
         let mut rule = String::from("|---|---|");
         for r in runtimes {
             header += &format!(" {} |", r.name());
             rule += "---:|";
         }
-        header += " trellis/tokio | trellis/smol | trellis/futures |";
-        rule += "---:|---:|---:|";
+        for r in &peers {
+            header += &format!(" trellis/{} |", r.name());
+            rule += "---:|";
+        }
         println!("{header}\n{rule}");
         let mut rows = self.rows.clone();
         // Workloads in suite order, each one's metrics in its report's order.
@@ -447,12 +466,9 @@ impl Results {
                 };
                 line += &format!(" {cell} |");
             }
-            line += &format!(
-                " {} | {} | {} |",
-                ratio(self.ratio(*w, Runtime::Tokio, metric)),
-                ratio(self.ratio(*w, Runtime::Smol, metric)),
-                ratio(self.ratio(*w, Runtime::Futures, metric))
-            );
+            for &r in &peers {
+                line += &format!(" {} |", ratio(self.ratio(*w, r, metric)));
+            }
             println!("{line}");
         }
     }
@@ -461,6 +477,7 @@ impl Results {
 /// The headline time of every workload in two builds run back to back: `a → b` per
 /// runtime with the median per-round ratio b ÷ a, and trellis ÷ tokio in each.
 fn side_by_side(a: &Results, b: &Results, runtimes: &[Runtime]) {
+    let runtimes = &a.shown(runtimes)[..];
     let mut header = String::from("| workload | metric |");
     let mut rule = String::from("|---|---|");
     for r in runtimes {

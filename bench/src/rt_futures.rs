@@ -185,6 +185,17 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
+        // Channels, locks and threads are measured on the executors their users run them
+        // on (see `rt_smol`, `rt_flume`); not here.
+        Workload::Channel1Cap0
+        | Workload::Channel1Cap1
+        | Workload::Channel1Cap1024
+        | Workload::Channel8Cap0
+        | Workload::Channel8Cap1
+        | Workload::Channel8Cap1024
+        | Workload::LockUncontended
+        | Workload::LockContended
+        | Workload::ToThread => return None,
         Workload::SpawnOneRoot
         | Workload::SpawnOneSoonRoot
         | Workload::NurseryEmptyRoot

@@ -245,6 +245,15 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &p.stop(), n)
             })
         }
+        Workload::Channel1Cap0
+        | Workload::Channel1Cap1
+        | Workload::Channel1Cap1024
+        | Workload::Channel8Cap0
+        | Workload::Channel8Cap1
+        | Workload::Channel8Cap1024 => channel(w, n),
+        Workload::LockUncontended => lock_uncontended(w, n),
+        Workload::LockContended => lock_contended(w, n),
+        Workload::ToThread => unblock(w, n),
         Workload::SpawnOneRoot
         | Workload::SpawnOneSoonRoot
         | Workload::NurseryEmptyRoot
@@ -311,5 +320,100 @@ fn idle<const S: usize>(n: usize) -> Report {
         // Let the executor drop the cancelled futures before it goes.
         yield_now().await;
         report
+    })
+}
+
+/// `channel_*`: `async-channel` (smol's `smol::channel`), the producers and the consumer
+/// tasks of the executor. `async_channel::bounded` has no rendezvous (it panics on 0): the
+/// `_cap0` workloads run it at capacity 1.
+fn channel(w: Workload, n: usize) -> Report {
+    let (producers, capacity) = wl::channel_shape(w).expect("a channel workload");
+    let ex = LocalExecutor::new();
+    block_on(&ex, async {
+        let p = Probe::start();
+        let (tx, rx) = async_channel::bounded::<u64>(capacity.max(1));
+        let mut tasks: Vec<Task<()>> = Vec::new();
+        for i in 0..producers {
+            let tx = tx.clone();
+            let k = wl::producer_share(n, producers, i);
+            tasks.push(ex.spawn(async move {
+                for j in 0..k {
+                    tx.send(j as u64).await.expect("the consumer is there");
+                }
+            }));
+        }
+        drop(tx);
+        tasks.push(ex.spawn(async move {
+            let mut got = 0usize;
+            while let Ok(v) = rx.recv().await {
+                black_box(v);
+                got += 1;
+            }
+            assert_eq!(got, n, "every message arrived");
+        }));
+        for t in tasks {
+            t.await;
+        }
+        wl::standard(w, &p.stop(), n)
+    })
+}
+
+/// `lock_uncontended`: a free `async_lock::Mutex` (smol's `smol::lock::Mutex`) taken and
+/// released N times in a task.
+fn lock_uncontended(w: Workload, n: usize) -> Report {
+    placed(Placement::Task, |_ex| async move {
+        let lock = async_lock::Mutex::new(0u64);
+        let p = Probe::start();
+        for _ in 0..n {
+            *lock.lock().await += 1;
+        }
+        let d = p.stop();
+        assert_eq!(lock.into_inner(), n as u64);
+        wl::standard(w, &d, n)
+    })
+}
+
+/// `lock_contended`: `LOCK_TASKS` tasks share one `async_lock::Mutex`, each yielding once
+/// while holding it.
+fn lock_contended(w: Workload, n: usize) -> Report {
+    let ex = LocalExecutor::new();
+    block_on(&ex, async {
+        let lock = Rc::new(async_lock::Mutex::new(0u64));
+        let p = Probe::start();
+        let tasks: Vec<Task<()>> = (0..wl::LOCK_TASKS)
+            .map(|i| {
+                let k = wl::lock_share(n, wl::LOCK_TASKS, i);
+                let lock = lock.clone();
+                ex.spawn(async move {
+                    for _ in 0..k {
+                        let mut guard = lock.lock().await;
+                        yield_now().await;
+                        *guard += 1;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        let d = p.stop();
+        assert_eq!(*lock.try_lock().expect("free"), n as u64);
+        wl::standard(w, &d, n)
+    })
+}
+
+/// `to_thread`: N sequential `blocking::unblock(|| x).await` (smol's `smol::unblock`) in
+/// a task, after one warm-up call.
+fn unblock(w: Workload, n: usize) -> Report {
+    placed(Placement::Task, |_ex| async move {
+        blocking::unblock(|| 0u64).await;
+        let p = Probe::start();
+        let mut sum = 0u64;
+        for i in 0..n as u64 {
+            sum += blocking::unblock(move || black_box(i)).await;
+        }
+        let d = p.stop();
+        assert_eq!(sum, (n as u64) * (n as u64).saturating_sub(1) / 2);
+        wl::standard(w, &d, n)
     })
 }

@@ -230,6 +230,15 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             assert_eq!(dropped.get(), n);
             wl::standard(w, &d, n)
         }),
+        Workload::Channel1Cap0
+        | Workload::Channel1Cap1
+        | Workload::Channel1Cap1024
+        | Workload::Channel8Cap0
+        | Workload::Channel8Cap1
+        | Workload::Channel8Cap1024 => channel(w, n),
+        Workload::LockUncontended => lock_uncontended(w, n),
+        Workload::LockContended => lock_contended(w, n),
+        Workload::ToThread => spawn_blocking(w, n),
         Workload::SpawnOneRoot
         | Workload::SpawnOneSoonRoot
         | Workload::NurseryEmptyRoot
@@ -311,5 +320,99 @@ fn idle<const S: usize>(n: usize) -> Report {
         set.abort_all();
         while set.join_next().await.is_some() {}
         report
+    })
+}
+
+/// `channel_*`: `tokio::sync::mpsc::channel(capacity)`, the producers and the consumer
+/// `spawn_local` tasks of a `JoinSet`. tokio's bounded `mpsc` has no rendezvous (its
+/// bound must be at least 1): the `_cap0` workloads run it at capacity 1.
+fn channel(w: Workload, n: usize) -> Report {
+    let (producers, capacity) = wl::channel_shape(w).expect("a channel workload");
+    block_on(async move {
+        let p = Probe::start();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(capacity.max(1));
+        let mut set = JoinSet::new();
+        for i in 0..producers {
+            let tx = tx.clone();
+            let k = wl::producer_share(n, producers, i);
+            set.spawn_local(async move {
+                for j in 0..k {
+                    tx.send(j as u64).await.expect("the consumer is there");
+                }
+            });
+        }
+        drop(tx);
+        set.spawn_local(async move {
+            let mut got = 0usize;
+            while let Some(v) = rx.recv().await {
+                black_box(v);
+                got += 1;
+            }
+            assert_eq!(got, n, "every message arrived");
+        });
+        while let Some(r) = set.join_next().await {
+            r.expect("task");
+        }
+        wl::standard(w, &p.stop(), n)
+    })
+}
+
+/// `lock_uncontended`: a free `tokio::sync::Mutex` taken and released N times in a
+/// `spawn_local` task.
+fn lock_uncontended(w: Workload, n: usize) -> Report {
+    placed(Placement::Task, async move {
+        let lock = tokio::sync::Mutex::new(0u64);
+        let p = Probe::start();
+        for _ in 0..n {
+            *lock.lock().await += 1;
+        }
+        let d = p.stop();
+        assert_eq!(lock.into_inner(), n as u64);
+        wl::standard(w, &d, n)
+    })
+}
+
+/// `lock_contended`: `LOCK_TASKS` `spawn_local` tasks share one `tokio::sync::Mutex`,
+/// each yielding once (the runtime-neutral self-wake) while holding it.
+fn lock_contended(w: Workload, n: usize) -> Report {
+    block_on(async move {
+        let lock = Rc::new(tokio::sync::Mutex::new(0u64));
+        let p = Probe::start();
+        let mut set = JoinSet::new();
+        for i in 0..wl::LOCK_TASKS {
+            let k = wl::lock_share(n, wl::LOCK_TASKS, i);
+            let lock = lock.clone();
+            set.spawn_local(async move {
+                for _ in 0..k {
+                    let mut guard = lock.lock().await;
+                    util::yield_now().await;
+                    *guard += 1;
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("task");
+        }
+        let d = p.stop();
+        assert_eq!(*lock.try_lock().expect("free"), n as u64);
+        wl::standard(w, &d, n)
+    })
+}
+
+/// `to_thread`: N sequential `tokio::task::spawn_blocking(|| x).await` in a `spawn_local`
+/// task (after one warm-up call, so the blocking pool's thread exists).
+fn spawn_blocking(w: Workload, n: usize) -> Report {
+    placed(Placement::Task, async move {
+        tokio::task::spawn_blocking(|| 0u64).await.expect("call");
+        let p = Probe::start();
+        let mut sum = 0u64;
+        for i in 0..n as u64 {
+            sum += tokio::task::spawn_blocking(move || black_box(i))
+                .await
+                .expect("call");
+        }
+        let d = p.stop();
+        assert_eq!(sum, (n as u64) * (n as u64).saturating_sub(1) / 2);
+        wl::standard(w, &d, n)
     })
 }

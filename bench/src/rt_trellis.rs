@@ -253,6 +253,15 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::standard(w, &d, n)
             })
         }
+        Workload::Channel1Cap0
+        | Workload::Channel1Cap1
+        | Workload::Channel1Cap1024
+        | Workload::Channel8Cap0
+        | Workload::Channel8Cap1
+        | Workload::Channel8Cap1024 => channel(w, n),
+        Workload::LockUncontended => lock_uncontended(w, n),
+        Workload::LockContended => lock_contended(w, n),
+        Workload::ToThread => to_thread(w, n),
         Workload::SpawnOneRoot
         | Workload::SpawnOneSoonRoot
         | Workload::NurseryEmptyRoot
@@ -362,4 +371,95 @@ async fn timed_wakes(st: &WakeState, w: Workload, n: usize) -> Report {
     let d = p.stop();
     st.stop();
     wl::standard(w, &d, n)
+}
+
+/// `channel_*`: `trellis::channel(capacity)` (capacity 0 is a rendezvous), the producers
+/// and the consumer children of one nursery; the consumer reads until end-of-stream.
+fn channel(w: Workload, n: usize) -> Report {
+    let (producers, capacity) = wl::channel_shape(w).expect("a channel workload");
+    trellis::run(async {
+        let p = Probe::start();
+        nursery(async |nu| {
+            let (tx, rx) = trellis::channel::<u64>(capacity);
+            for i in 0..producers {
+                let tx = tx.clone();
+                let k = wl::producer_share(n, producers, i);
+                nu.start_soon(async move {
+                    for j in 0..k {
+                        tx.send(j as u64).await.expect("the consumer is there");
+                    }
+                });
+            }
+            drop(tx);
+            nu.start_soon(async move {
+                let mut got = 0usize;
+                while let Ok(v) = rx.recv().await {
+                    black_box(v);
+                    got += 1;
+                }
+                assert_eq!(got, n, "every message arrived");
+            });
+        })
+        .await
+        .expect("nursery");
+        wl::standard(w, &p.stop(), n)
+    })
+}
+
+/// `lock_uncontended`: a free `trellis::Lock` taken and released N times in a child.
+fn lock_uncontended(w: Workload, n: usize) -> Report {
+    placed(Placement::Task, async {
+        let lock = trellis::Lock::new(0u64);
+        let p = Probe::start();
+        for _ in 0..n {
+            *lock.lock().await += 1;
+        }
+        let d = p.stop();
+        assert_eq!(lock.into_inner(), n as u64);
+        wl::standard(w, &d, n)
+    })
+}
+
+/// `lock_contended`: `LOCK_TASKS` children of a nursery share one `trellis::Lock`; each
+/// yields once while holding it (the harness's runtime-neutral yield, a self-wake), so
+/// the others queue and every release hands the lock to a waiter.
+fn lock_contended(w: Workload, n: usize) -> Report {
+    trellis::run(async {
+        let lock = trellis::Lock::new(0u64);
+        let lock = &lock;
+        let p = Probe::start();
+        nursery(async |nu| {
+            for i in 0..wl::LOCK_TASKS {
+                let k = wl::lock_share(n, wl::LOCK_TASKS, i);
+                nu.start_soon(async move {
+                    for _ in 0..k {
+                        let mut guard = lock.lock().await;
+                        util::yield_now().await;
+                        *guard += 1;
+                    }
+                });
+            }
+        })
+        .await
+        .expect("nursery");
+        let d = p.stop();
+        assert_eq!(*lock.try_lock().expect("free"), n as u64);
+        wl::standard(w, &d, n)
+    })
+}
+
+/// `to_thread`: N sequential `trellis::to_thread(|| x).await` in a child (after one
+/// warm-up call, so the pool's thread exists).
+fn to_thread(w: Workload, n: usize) -> Report {
+    placed(Placement::Task, async {
+        trellis::to_thread(|| 0u64).await;
+        let p = Probe::start();
+        let mut sum = 0u64;
+        for i in 0..n as u64 {
+            sum += trellis::to_thread(move || black_box(i)).await;
+        }
+        let d = p.stop();
+        assert_eq!(sum, (n as u64) * (n as u64).saturating_sub(1) / 2);
+        wl::standard(w, &d, n)
+    })
 }

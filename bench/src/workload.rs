@@ -61,6 +61,15 @@ workloads! {
     ContextvarGet = "contextvar_get", 1_000_000, "read a context variable N times";
     ContextvarSetReset = "contextvar_set_reset", 1_000_000, "set and reset a context variable N times";
     ContextvarSpawn = "contextvar_spawn", 100_000, "spawn N children that read an inherited context variable";
+    Channel1Cap0 = "channel_1to1_cap0", 1_000_000, "N messages, 1 producer task -> 1 consumer task, rendezvous channel (capacity 0; tokio and async-channel have none: capacity 1)";
+    Channel1Cap1 = "channel_1to1_cap1", 1_000_000, "N messages, 1 producer task -> 1 consumer task, capacity 1";
+    Channel1Cap1024 = "channel_1to1_cap1024", 1_000_000, "N messages, 1 producer task -> 1 consumer task, capacity 1024";
+    Channel8Cap0 = "channel_8to1_cap0", 1_000_000, "N messages, 8 producer tasks (N/8 each) -> 1 consumer task, rendezvous (capacity 0; tokio and async-channel have none: capacity 1)";
+    Channel8Cap1 = "channel_8to1_cap1", 1_000_000, "N messages, 8 producer tasks (N/8 each) -> 1 consumer task, capacity 1";
+    Channel8Cap1024 = "channel_8to1_cap1024", 1_000_000, "N messages, 8 producer tasks (N/8 each) -> 1 consumer task, capacity 1024";
+    LockUncontended = "lock_uncontended", 1_000_000, "inside a spawned task: lock and unlock a free async mutex N times";
+    LockContended = "lock_contended", 1_000_000, "8 tasks lock one async mutex N/8 times each, yielding once while holding it";
+    ToThread = "to_thread", 50_000, "inside a spawned task: N sequential round trips of a trivial closure to a blocking thread";
 }
 
 impl Workload {
@@ -141,6 +150,8 @@ pub enum Runtime {
     /// `futures`: `FuturesUnordered` (and, as the floor of `nursery_empty`, `join!`)
     /// under `futures::executor::block_on`.
     Futures,
+    /// `flume`'s channel on smol's `LocalExecutor` (the `channel_*` workloads only).
+    Flume,
 }
 
 impl Runtime {
@@ -150,6 +161,7 @@ impl Runtime {
         Runtime::Tokio,
         Runtime::Smol,
         Runtime::Futures,
+        Runtime::Flume,
     ];
 
     /// The column name.
@@ -159,6 +171,7 @@ impl Runtime {
             Runtime::Tokio => "tokio",
             Runtime::Smol => "smol",
             Runtime::Futures => "futures",
+            Runtime::Flume => "flume",
         }
     }
 
@@ -178,6 +191,7 @@ pub fn run(workload: Workload, runtime: Runtime, n: usize, pass: Pass) -> Option
         Runtime::Tokio => crate::rt_tokio::run(workload, n),
         Runtime::Smol => crate::rt_smol::run(workload, n),
         Runtime::Futures => crate::rt_futures::run(workload, n),
+        Runtime::Flume => crate::rt_flume::run(workload, n),
     };
     crate::measure::set_pass(before);
     report.map(|mut r| {
@@ -228,6 +242,37 @@ pub fn timer_offsets(w: Workload, n: usize) -> Vec<u64> {
     crate::util::timer_offsets(n, margin, window)
 }
 
+/// Producer tasks of the `channel_8to1_*` workloads.
+pub const CHANNEL_PRODUCERS: usize = 8;
+/// Tasks sharing the mutex in `lock_contended`.
+pub const LOCK_TASKS: usize = 8;
+
+/// The shape of a `channel_*` workload: (producer tasks, capacity); `None` for the others.
+/// Capacity 0 is a rendezvous; a peer without one (tokio's `mpsc`, whose bound must be at
+/// least 1) runs capacity 1 there and says so in its module docs.
+pub fn channel_shape(w: Workload) -> Option<(usize, usize)> {
+    let p = CHANNEL_PRODUCERS;
+    Some(match w {
+        Workload::Channel1Cap0 => (1, 0),
+        Workload::Channel1Cap1 => (1, 1),
+        Workload::Channel1Cap1024 => (1, 1024),
+        Workload::Channel8Cap0 => (p, 0),
+        Workload::Channel8Cap1 => (p, 1),
+        Workload::Channel8Cap1024 => (p, 1024),
+        _ => return None,
+    })
+}
+
+/// How many messages producer `i` of `producers` sends, `n` in all.
+pub fn producer_share(n: usize, producers: usize, i: usize) -> usize {
+    n / producers + usize::from(i < n % producers)
+}
+
+/// How many times task `i` of `tasks` locks in `lock_contended`, `n` in all.
+pub fn lock_share(n: usize, tasks: usize, i: usize) -> usize {
+    producer_share(n, tasks, i)
+}
+
 /// The unit one operation of `workload` is counted in (for the table's metric names).
 pub fn unit(workload: Workload) -> &'static str {
     match workload.base() {
@@ -241,6 +286,14 @@ pub fn unit(workload: Workload) -> &'static str {
             "wake"
         }
         Workload::TimersFire | Workload::TimersSparse => "timer",
+        Workload::Channel1Cap0
+        | Workload::Channel1Cap1
+        | Workload::Channel1Cap1024
+        | Workload::Channel8Cap0
+        | Workload::Channel8Cap1
+        | Workload::Channel8Cap1024 => "msg",
+        Workload::LockUncontended | Workload::LockContended => "lock",
+        Workload::ToThread => "call",
         _ => "op",
     }
 }

@@ -38,10 +38,17 @@ fn applies(w: Workload, r: Runtime) -> Option<bool> {
             | Workload::TimersFire
             | Workload::TimersSparse
     );
+    let channel = trellis_bench::workload::channel_shape(w).is_some();
+    let sync = channel
+        || matches!(
+            w,
+            Workload::LockUncontended | Workload::LockContended | Workload::ToThread
+        );
     match r {
         Runtime::Trellis | Runtime::Tokio => Some(true),
         Runtime::Smol => Some(!contextvar && w.base() != Workload::NurseryEmpty),
-        Runtime::Futures => Some(!contextvar && !timers && w != Workload::SpawnAllHandles),
+        Runtime::Futures => Some(!contextvar && !timers && !sync && w != Workload::SpawnAllHandles),
+        Runtime::Flume => Some(channel),
     }
 }
 
@@ -323,6 +330,47 @@ fn trellis_wakes_do_not_allocate() {
     }
 }
 
+/// Total allocations of `w` on `r` at `n` operations (counting pass).
+fn total_allocs(w: Workload, r: Runtime, n: usize) -> i64 {
+    (allocs_per_op(w, r, n) * n as f64).round() as i64
+}
+
+/// trellis's channels and locks allocate nothing per message or per lock (issue 13: no
+/// allocation, like no atomic, is needed on a single-threaded fast path): doubling the
+/// messages or locks adds no allocation once the buffers and wait queues have grown.
+/// `to_thread` makes at most 2 per call (the result slot and the boxed job).
+#[test]
+fn trellis_channels_and_locks_do_not_allocate_per_op() {
+    let n = 4096;
+    let sync = Workload::ALL.iter().copied().filter(|&w| {
+        trellis_bench::workload::channel_shape(w).is_some()
+            || matches!(w, Workload::LockUncontended | Workload::LockContended)
+    });
+    for w in sync {
+        let _ = total_allocs(w, Runtime::Trellis, n); // warm-up
+        let (one, two) = (
+            total_allocs(w, Runtime::Trellis, n),
+            total_allocs(w, Runtime::Trellis, 2 * n),
+        );
+        assert_eq!(
+            two - one,
+            0,
+            "{}: {one} allocations at {n} ops, {two} at {}",
+            w.name(),
+            2 * n
+        );
+    }
+    // Per call, exactly: the difference between 1 000 and 500 calls.
+    let (one, two) = (
+        total_allocs(Workload::ToThread, Runtime::Trellis, 500),
+        total_allocs(Workload::ToThread, Runtime::Trellis, 1000),
+    );
+    assert!(
+        two - one <= 2 * 500,
+        "to_thread: {one} allocations at 500 calls, {two} at 1000"
+    );
+}
+
 #[test]
 fn a_lone_yield_makes_no_syscall() {
     if !syscalls_available() {
@@ -359,6 +407,10 @@ fn workload_names_select() {
     assert_eq!(Workload::select("spawn_one_").len(), 3);
     assert_eq!(Workload::select("deep_tree").len(), 1);
     assert!(Workload::select("nope").is_empty());
+    assert_eq!(Workload::select("channel").len(), 6);
+    assert_eq!(Workload::select("channel_8to1").len(), 3);
+    assert_eq!(Workload::select("lock").len(), 2);
+    assert_eq!(Workload::select("to_thread"), vec![Workload::ToThread]);
     for &w in Workload::ALL {
         assert_eq!(Workload::from_name(w.name()), Some(w));
     }
