@@ -28,7 +28,7 @@
 //!   by shields, it also wakes every descendant's owner, so each drops its unshielded units.
 //! - `CURRENT` (thread-local) is the position of the code being polled right now. Owners
 //!   set it around every poll of a unit and restore it afterwards, also on unwind.
-//! - `CANCEL_EPOCH` (thread-local) moves whenever any node's effective cancellation may
+//! - The cancel epoch (thread-local, beside `CURRENT`) moves whenever any node's effective cancellation may
 //!   have changed; a node's `cancel_cache` is valid only while the epoch is unchanged.
 //! - `SPARE_NODES` (thread-local) holds exited nodes for reuse; a node is taken from it
 //!   only when nothing else references it.
@@ -57,23 +57,39 @@ pub(crate) struct Position {
     pub(crate) unit: Option<Rc<Unit>>,
 }
 
-thread_local! {
-    static CURRENT: RefCell<Option<Position>> = const { RefCell::new(None) };
+/// The thread's position and cancel epoch, in one thread-local so that the questions asked
+/// on every poll ("is the code being polled cancelled?") take one look-up.
+struct TreeLocal {
+    current: RefCell<Option<Position>>,
     /// Bumped whenever any node's effective cancellation may have changed (a cancel, a
-    /// shield toggled), so owners can cache `cancel_source` between changes.
-    static CANCEL_EPOCH: Cell<u64> = const { Cell::new(0) };
+    /// child cancelled on its own, a shield toggled), so owners can cache `cancel_source`
+    /// between changes.
+    epoch: Cell<u64>,
+    /// `(epoch, answer)` of [`current_is_cancelled`] for the current position; forgotten
+    /// whenever the position changes.
+    current_cancelled: Cell<Option<(u64, bool)>>,
+}
+
+thread_local! {
+    static CURRENT: TreeLocal = const {
+        TreeLocal {
+            current: RefCell::new(None),
+            epoch: Cell::new(0),
+            current_cancelled: Cell::new(None),
+        }
+    };
     /// Exited nodes offered for reuse (see [`ScopeNode::recycle`]).
     static SPARE_NODES: RefCell<Vec<Rc<ScopeNode>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn bump_cancel_epoch() {
-    CANCEL_EPOCH.with(|e| e.set(e.get() + 1));
+    CURRENT.with(|t| t.epoch.set(t.epoch.get() + 1));
 }
 
 /// The current cancel epoch: while it is unchanged, no node's effective cancellation has
 /// changed.
 fn cancel_epoch() -> u64 {
-    CANCEL_EPOCH.with(Cell::get)
+    CURRENT.with(|t| t.epoch.get())
 }
 
 /// Restores the previous position when dropped (also while unwinding from a panic).
@@ -84,7 +100,10 @@ pub(crate) struct PositionGuard {
 
 /// Makes `pos` the current position until the guard is dropped.
 pub(crate) fn enter(pos: Position) -> PositionGuard {
-    let previous = CURRENT.with(|c| c.replace(Some(pos)));
+    let previous = CURRENT.with(|t| {
+        t.current_cancelled.set(None);
+        t.current.replace(Some(pos))
+    });
     PositionGuard { previous }
 }
 
@@ -92,21 +111,36 @@ impl Drop for PositionGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
         // Ignore the access error during thread teardown: nothing runs afterwards.
-        let _ = CURRENT.try_with(|c| c.replace(previous));
+        let _ = CURRENT.try_with(|t| {
+            t.current_cancelled.set(None);
+            t.current.replace(previous)
+        });
     }
 }
 
 pub(crate) fn current_position() -> Option<Position> {
-    CURRENT.with(|c| c.borrow().clone())
+    CURRENT.with(|t| t.current.borrow().clone())
 }
 
 /// Whether the code being polled is itself being cancelled (it will be dropped at its next
 /// suspension).
 pub(crate) fn current_is_cancelled() -> bool {
-    CURRENT.with(|c| {
-        c.borrow().as_ref().is_some_and(|pos| {
+    // Asked at every suspension of a channel or lock operation: cached until the position
+    // or the epoch changes.
+    CURRENT.with(|t| {
+        let epoch = t.epoch.get();
+        if let Some((at, answer)) = t.current_cancelled.get() {
+            if at == epoch {
+                return answer;
+            }
+        }
+        let answer = t.current.borrow().as_ref().is_some_and(|pos| {
             pos.unit.as_ref().is_some_and(|u| u.is_cancelled()) || pos.node.is_cancelled()
-        })
+        });
+        // `is_cancelled` may not move the epoch (it only reads), so the answer is valid
+        // for the epoch read before it.
+        t.current_cancelled.set(Some((epoch, answer)));
+        answer
     })
 }
 
