@@ -538,7 +538,6 @@ impl<T> State<T> {
 
 /// Runs `f` on the state, then wakes what it asked to (after the borrow has ended).
 #[inline]
-#[inline]
 fn with_state<T, R>(state: &Shared<T>, f: impl FnOnce(&mut State<T>, &mut Wakes) -> R) -> R {
     let mut wakes = Wakes::default();
     let out = f(&mut state.borrow_mut(), &mut wakes);
