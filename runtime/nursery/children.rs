@@ -225,6 +225,12 @@ impl<'env, E> Shared<'env, E> {
                 return; // a stale wake of a finished child
             };
             if let Some(unit) = &task.unit {
+                if !unit.is_queued() {
+                    // Not queued: a stale wake, for an earlier child whose slot this is now
+                    // (every wake of a unit sets its flag first; only a never-polled child
+                    // is queued without one).
+                    return;
+                }
                 unit.unqueue();
             }
             let Some(fut) = task.fut.take() else {
