@@ -36,10 +36,15 @@
 //!
 //! # Context variables
 //!
-//! Not propagated: a [`Context`](crate::Context)'s values are `Rc`s (contexts are `!Send`,
-//! which is what makes copying them cheap), so they cannot reach another thread. The
-//! closure runs with an empty context; pass what it needs by moving it in. `from_thread`
-//! work runs in a fresh context on the runtime.
+//! A call runs in a copy of its caller's context, taken when `to_thread` is called (as a
+//! spawn copies it): every value (`no_inherit` ones too, as in Python's `copy_context`;
+//! the call acts for its caller, it is not a child task) is cloned into a `Send` box on
+//! the caller's thread ([`send_snapshot`]) and made into a context on the worker for the
+//! call. What the call sets stays in that copy and is dropped with it; the worker's own
+//! context is put back for its next call. `from_thread` work runs in a copy of the
+//! *calling thread's* context, made the same way (as Trio's `from_thread.run` runs in
+//! the calling thread's context): a worker's values reach the runtime, and what the work
+//! sets there does not come back.
 
 #![forbid(unsafe_code)]
 
@@ -55,7 +60,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures_core::FusedFuture;
 
-use crate::context::values::Context as TaskContext;
+use crate::context::values::{enter_child, send_snapshot};
 use crate::rt::inbox::{Mailbox, SystemTask};
 use crate::rt::pool::Job;
 use crate::rt::state::{RuntimeId, try_with_core, with_core};
@@ -125,8 +130,10 @@ fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
 /// wait, in order, for a free thread. On a mock clock a runtime with a call in flight is
 /// never declared deadlocked, and with autojump time does not jump until the call returns.
 ///
-/// `f` runs with an empty context: context variables are `!Send` and are not copied to
-/// the thread (move what `f` needs into it).
+/// `f` runs in a copy of the caller's context, taken now: it reads the caller's context
+/// variables, and what it sets stays on its thread (copy semantics, as Trio's
+/// `to_thread.run_sync`). `no_inherit` variables are copied too: the call acts for its
+/// caller, it is not a child task.
 ///
 /// # Cancellation
 ///
@@ -175,6 +182,8 @@ where
         runtime: None,
     }));
     let shared = slot.clone();
+    // The caller's context, copied now (as a spawn copies it), for the call to run in.
+    let context = send_snapshot();
     let job: Job = Box::new(move || {
         let runtime = {
             let slot = lock(&shared);
@@ -184,7 +193,11 @@ where
             slot.runtime
         };
         let mark = WorkerMark::enter(runtime);
+        let entered = enter_child(context.into_context());
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // What the call set stays here, and goes with its copy (copy semantics); the
+        // worker's own context is back for the next call.
+        drop(entered.leave());
         drop(mark);
         let mut guard = lock(&shared);
         if guard.abandoned {
@@ -338,8 +351,10 @@ impl<T> FusedFuture for ToThread<T> {
 /// caller then gets the runtime-gone error). It may open nurseries and scopes of its own
 /// and use everything a task uses (timers, `to_thread`, context variables).
 ///
-/// The work runs in a fresh, empty [`Context`](crate::Context): what it sets is dropped
-/// with it.
+/// The work runs in a copy of the *calling thread's* [`Context`](crate::Context) (Trio's
+/// `from_thread` does the same): in a `to_thread` worker, that is the caller's context as
+/// the call received it, with what the call set since. What the work sets stays in its
+/// copy and is dropped with it; it never reaches the calling thread.
 ///
 /// # On a mock clock
 ///
@@ -583,8 +598,9 @@ impl RuntimeHandle {
     {
         self.check_thread("run_sync")?;
         let (reply, slot) = reply();
+        let context = send_snapshot();
         let job: crate::rt::inbox::Job = Box::new(move || {
-            let ctx = TaskContext::new();
+            let ctx = context.into_context().unwrap_or_default();
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run_sync(f)));
             reply.send(match out {
                 Ok(value) => Outcome::Done(value),
@@ -644,8 +660,9 @@ impl RuntimeHandle {
     {
         self.check_thread("run")?;
         let (reply, slot) = reply();
+        let context = send_snapshot();
         let job: crate::rt::inbox::Job = Box::new(move || {
-            let ctx = TaskContext::new();
+            let ctx = context.into_context().unwrap_or_default();
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run_sync(f))) {
                 Ok(fut) => {
                     let task: SystemTask = Box::pin(FromThreadTask {

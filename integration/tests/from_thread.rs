@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use trellis::{Builder, RuntimeHandle, nursery, sleep, sleep_forever, to_thread};
+use trellis::{Builder, ContextVar, RuntimeHandle, nursery, sleep, sleep_forever, to_thread};
 
 fn guarded<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
     common::watchdog(common::HANG_LIMIT, test)
@@ -441,5 +441,65 @@ fn a_cancelled_caller_does_not_wait_for_a_worker_that_calls_back() {
         let (first, second) = out_rx.recv().unwrap();
         assert_eq!(first, Ok(1));
         assert!(second.unwrap_err().is_runtime_gone());
+    });
+}
+
+static VAR: ContextVar<&'static str> = ContextVar::new("trio_test_contextvar");
+
+/// Ports `test_trio_from_thread_run_sync_contextvars` and
+/// `test_trio_from_thread_run_contextvars`: work sent back by a worker runs in a copy of
+/// the worker's context (which is a copy of the caller's): it sees what the worker set,
+/// and what it sets reaches neither the worker nor the caller.
+#[test]
+fn test_trio_from_thread_run_contextvars_work_runs_in_a_copy_of_the_threads_context() {
+    guarded(|| {
+        let (caller_after, record) = Builder::new().autojump().run(async {
+            VAR.set("main");
+            let handle = RuntimeHandle::current();
+            let record = to_thread(move || {
+                let parent = VAR.get();
+                VAR.set("worker");
+                let back_sync = handle
+                    .run_sync(|| {
+                        let seen = VAR.get();
+                        VAR.set("back_in_main");
+                        (seen, VAR.get())
+                    })
+                    .unwrap();
+                let back_async = handle
+                    .run(|| async {
+                        let seen = VAR.get();
+                        VAR.set("back_in_main");
+                        trellis::yield_now().await;
+                        (seen, VAR.get())
+                    })
+                    .unwrap();
+                (parent, back_sync, back_async, VAR.get())
+            })
+            .await;
+            (VAR.get(), record)
+        });
+        let (parent, back_sync, back_async, thread_after) = record;
+        assert_eq!(caller_after, Some("main"));
+        assert_eq!(parent, Some("main"));
+        assert_eq!(back_sync, (Some("worker"), Some("back_in_main")));
+        assert_eq!(back_async, (Some("worker"), Some("back_in_main")));
+        assert_eq!(thread_after, Some("worker"));
+    });
+}
+
+/// A plain thread's own context reaches the runtime with its work too.
+#[test]
+fn a_std_threads_context_reaches_the_work_it_sends() {
+    guarded(|| {
+        let seen = trellis::run(async {
+            let handle = RuntimeHandle::current();
+            let thread = std::thread::spawn(move || {
+                VAR.set("from a std thread");
+                handle.run_sync(|| VAR.get()).unwrap()
+            });
+            to_thread(move || thread.join().unwrap()).await
+        });
+        assert_eq!(seen, Some("from a std thread"));
     });
 }
