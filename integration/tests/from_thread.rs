@@ -331,6 +331,10 @@ fn a_callback_that_can_never_complete_on_the_mock_clock_is_reported_as_a_deadloc
             })
         });
         assert!(message.contains("deadlock"), "{message}");
+        assert!(
+            message.contains("`RuntimeHandle::run` future sent from another thread"),
+            "the report names the blocked system task: {message}"
+        );
         let err = err_rx.recv().unwrap().unwrap_err();
         assert!(err.is_runtime_gone(), "{err}");
     });

@@ -438,7 +438,7 @@ fn drive<F: Future>(core: &Core, fut: F, run_at: &'static Location<'static>) -> 
                 continue;
             }
             if let Some(deadlock) = core.deadlock() {
-                panic_deadlocked(deadlock, fut, run_at);
+                panic_deadlocked(deadlock, fut, run_at, || core.inbox.close_for_report());
             }
             core.park();
             core.fire_due_timers();

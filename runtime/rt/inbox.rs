@@ -53,6 +53,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
+use crate::rt::deadlock::deadlock_report;
 use crate::rt::state::{RootWake, RuntimeId};
 
 /// A future started on the runtime by a job, polled beside the root.
@@ -286,6 +287,23 @@ impl Inbox {
         for running in self.tasks.take() {
             quietly_drop(running);
         }
+    }
+}
+
+impl Inbox {
+    /// [`close`](Inbox::close) for a deadlock report being collected (`rt/deadlock.rs`):
+    /// each system task is dropped under a heading of its own, so the nurseries it holds
+    /// list their blocked units beneath it.
+    pub(crate) fn close_for_report(&self) {
+        for running in self.tasks.take() {
+            let _section = deadlock_report(|w| {
+                w.heading(format_args!(
+                    "a `RuntimeHandle::run` future sent from another thread (a system task)"
+                ));
+            });
+            drop(running);
+        }
+        self.close();
     }
 }
 
