@@ -471,9 +471,12 @@ fn wait<T>(slot: &ReplySlot<T>) -> Outcome<T> {
 }
 
 /// The system task of [`RuntimeHandle::run`]: polls the user's future (in its context)
-/// and sends its output, or the payload of a panic in its poll, to the caller.
+/// and sends its output, or the payload of a panic in its poll or its destructor, to the
+/// caller.
 struct FromThreadTask<F: Future> {
-    fut: Pin<Box<crate::context::values::Run<F>>>,
+    /// `None` once it completed (dropped before the reply is sent, so that a panic in its
+    /// destructor reaches the caller, as a child's does its nursery).
+    fut: Option<Pin<Box<crate::context::values::Run<F>>>>,
     reply: Option<Reply<F::Output>>,
 }
 
@@ -482,13 +485,23 @@ impl<F: Future> Future for FromThreadTask<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        let Some(fut) = this.fut.as_mut() else {
+            return Poll::Ready(());
+        };
         let polled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.fut.as_mut().poll(cx)));
-        let outcome = match polled {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+        let mut outcome = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(value)) => Outcome::Done(value),
             Err(payload) => Outcome::Panicked(payload),
         };
+        let fut = this.fut.take();
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(fut))) {
+            // The first panic wins, as in a nursery; a second one was printed by the hook.
+            if let Outcome::Done(_) = outcome {
+                outcome = Outcome::Panicked(payload);
+            }
+        }
         if let Some(reply) = this.reply.take() {
             reply.send(outcome);
         }
@@ -666,7 +679,7 @@ impl RuntimeHandle {
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run_sync(f))) {
                 Ok(fut) => {
                     let task: SystemTask = Box::pin(FromThreadTask {
-                        fut: Box::pin(ctx.run(fut)),
+                        fut: Some(Box::pin(ctx.run(fut))),
                         reply: Some(reply),
                     });
                     Some(task)

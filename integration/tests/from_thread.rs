@@ -507,3 +507,36 @@ fn a_std_threads_context_reaches_the_work_it_sends() {
         assert_eq!(seen, Some("from a std thread"));
     });
 }
+
+/// A panic in the destructor of a completed `run` future reaches the caller (as a
+/// child's does its nursery), and the runtime goes on.
+#[test]
+fn a_panic_in_the_destructor_of_a_run_future_resumes_in_the_caller() {
+    struct PanicsOnDrop;
+    impl std::future::Future for PanicsOnDrop {
+        type Output = u8;
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<u8> {
+            std::task::Poll::Ready(5)
+        }
+    }
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("in drop");
+        }
+    }
+    guarded(|| {
+        let (message, after) = Builder::new().autojump().run(async {
+            let handle = RuntimeHandle::current();
+            let message =
+                to_thread(move || common::panic_message_of(move || handle.run(|| PanicsOnDrop)))
+                    .await;
+            sleep(Duration::from_secs(1)).await;
+            (message, "still running")
+        });
+        assert_eq!(message, "in drop");
+        assert_eq!(after, "still running");
+    });
+}

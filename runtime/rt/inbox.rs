@@ -4,7 +4,8 @@
 //! # State
 //!
 //! - [`Mailbox`] (an `Arc` shared by the runtime and every handle to it): a FIFO of
-//!   [`Job`]s and `closed`, under one mutex; `pending`, an atomic flag raised whenever the
+//!   [`Job`]s, `closed` and the root's waker (dropped at close, so a handle that outlives
+//!   its runtime does not keep the poller's file descriptors open), under one mutex; `pending`, an atomic flag raised whenever the
 //!   executor has something to do here (a job arrived, a system task was woken);
 //!   `callbacks`, how many `to_thread` workers of this runtime are blocked in a call they
 //!   sent here (see "Autojump" below).
@@ -22,7 +23,9 @@
 //! 1. While `active` is false, no handle was ever made and nothing can arrive: the
 //!    executor's checks read one `Cell` and touch no atomic, so a runtime that never uses
 //!    `from_thread` pays nothing.
-//! 2. Every job is run once or dropped once, on the runtime's thread. Once `closed` is
+//! 2. Every job is run once or dropped once, on the runtime's thread, and so is every
+//!    system task; each under `catch_unwind`, so that nothing sent from another thread can
+//!    unwind the runtime (the layer above sends the user's panics to the caller). Once `closed` is
 //!    set (under the lock, by [`Inbox::close`] when the runtime ends), no job enters the
 //!    queue: [`Mailbox::submit`] gives it back, and the caller reports that the runtime is
 //!    gone. `close` drops the queued jobs and the system tasks, so every caller is told.
@@ -72,6 +75,10 @@ struct MailState {
     jobs: VecDeque<Queued>,
     /// The runtime has ended: nothing enters the queue any more.
     closed: bool,
+    /// The root's waker, to notify a parked executor; `None` once closed, so that a handle
+    /// kept after its runtime ended does not keep the runtime's poller (its file
+    /// descriptors) alive.
+    root: Option<Arc<RootWake>>,
 }
 
 /// What the runtime and every handle to it share.
@@ -81,7 +88,6 @@ pub(crate) struct Mailbox {
     state: Mutex<MailState>,
     /// Workers of this runtime blocked in a job they sent (see "Autojump").
     callbacks: AtomicUsize,
-    root: Arc<RootWake>,
     id: RuntimeId,
 }
 
@@ -126,24 +132,21 @@ impl Mailbox {
         if from_worker {
             self.callbacks.fetch_add(1, Ordering::SeqCst);
         }
-        drop(state);
-        self.unpark();
+        // Under the lock, which `close` takes too: the root is still there.
+        if let Some(root) = &state.root {
+            unpark(root);
+        }
         Ok(())
     }
+}
 
-    /// Raises `pending` and wakes a parked executor (invariant 3). From the runtime's own
-    /// thread `parked` is never set, so no system call is made.
-    fn signal(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-        self.unpark();
-    }
-
-    fn unpark(&self) {
-        if self.root.parked.load(Ordering::SeqCst) {
-            // A failed notify leaves the runtime to wake at its next deadline; there is no
-            // caller to report it to (as `RootWake`).
-            let _ = self.root.poller.notify();
-        }
+/// Wakes a parked executor (invariant 3). From the runtime's own thread `parked` is never
+/// set, so no system call is made.
+fn unpark(root: &RootWake) {
+    if root.parked.load(Ordering::SeqCst) {
+        // A failed notify leaves the runtime to wake at its next deadline; there is no
+        // caller to report it to (as `RootWake`).
+        let _ = root.poller.notify();
     }
 }
 
@@ -151,6 +154,7 @@ impl Mailbox {
 struct TaskWake {
     woken: AtomicBool,
     mailbox: Arc<Mailbox>,
+    root: Arc<RootWake>,
 }
 
 impl Wake for TaskWake {
@@ -160,7 +164,8 @@ impl Wake for TaskWake {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::SeqCst);
-        self.mailbox.signal();
+        self.mailbox.pending.store(true, Ordering::SeqCst);
+        unpark(&self.root);
     }
 }
 
@@ -176,6 +181,8 @@ pub(crate) struct Inbox {
     /// Invariant 1.
     active: Cell<bool>,
     mailbox: Arc<Mailbox>,
+    /// For the system tasks' wakers.
+    root: Arc<RootWake>,
     tasks: RefCell<Vec<Running>>,
 }
 
@@ -198,11 +205,12 @@ impl Inbox {
                 state: Mutex::new(MailState {
                     jobs: VecDeque::new(),
                     closed: false,
+                    root: Some(root.clone()),
                 }),
                 callbacks: AtomicUsize::new(0),
-                root,
                 id,
             }),
+            root,
             tasks: RefCell::new(Vec::new()),
         }
     }
@@ -242,31 +250,53 @@ impl Inbox {
         // Taken out, so that nothing a job or a task does can find the list borrowed.
         let mut tasks = self.tasks.take();
         for Queued { job, from_worker } in jobs {
-            match job() {
-                Some(task) => tasks.push(Running {
+            // The layer above catches the user's panics and sends them to the caller; this
+            // guards the runtime against one in what is left (a value's destructor).
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+                Ok(Some(task)) => tasks.push(Running {
                     wake: Arc::new(TaskWake {
                         woken: AtomicBool::new(true),
                         mailbox: self.mailbox.clone(),
+                        root: self.root.clone(),
                     }),
                     task,
                     from_worker,
                 }),
-                None => self.delivered(from_worker),
-            }
-        }
-        tasks.retain_mut(|running| {
-            if !running.wake.woken.swap(false, Ordering::SeqCst) {
-                return true;
-            }
-            let waker = Waker::from(running.wake.clone());
-            match running.task.as_mut().poll(&mut Context::from_waker(&waker)) {
-                Poll::Pending => true,
-                Poll::Ready(()) => {
-                    self.delivered(running.from_worker);
-                    false
+                Ok(None) => self.delivered(from_worker),
+                Err(_) => {
+                    self.delivered(from_worker);
+                    report_panic();
                 }
             }
-        });
+        }
+        // In start order; finished ones are dropped after the loop, each under
+        // `catch_unwind`. (`Vec::extract_if` would do, but needs Rust 1.87.)
+        let mut finished = Vec::new();
+        let mut i = 0;
+        while i < tasks.len() {
+            let running = &mut tasks[i];
+            if !running.wake.woken.swap(false, Ordering::SeqCst) {
+                i += 1;
+                continue;
+            }
+            let waker = Waker::from(running.wake.clone());
+            let task = running.task.as_mut();
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                task.poll(&mut Context::from_waker(&waker))
+            }));
+            match polled {
+                Ok(Poll::Pending) => i += 1,
+                Ok(Poll::Ready(())) => finished.push(tasks.remove(i)),
+                Err(_) => {
+                    report_panic();
+                    finished.push(tasks.remove(i));
+                }
+            }
+        }
+        for running in finished {
+            self.delivered(running.from_worker);
+            quietly_drop(running);
+        }
         let mut slot = self.tasks.borrow_mut();
         tasks.append(&mut slot);
         *slot = tasks;
@@ -279,6 +309,7 @@ impl Inbox {
         let jobs = {
             let mut state = self.mailbox.lock();
             state.closed = true;
+            state.root = None;
             std::mem::take(&mut state.jobs)
         };
         for queued in jobs {
@@ -313,8 +344,18 @@ impl Drop for Inbox {
     }
 }
 
+/// Drops `value`, reporting a panic in its destructor instead of unwinding the runtime.
 fn quietly_drop<T>(value: T) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value))).is_err() {
-        eprintln!("trellis: a from_thread job panicked while it was dropped at the runtime's end");
+        report_panic();
     }
+}
+
+/// The panic's message was printed by the panic hook; its payload has no caller to go to.
+#[cold]
+fn report_panic() {
+    eprintln!(
+        "trellis: a destructor of `from_thread` work panicked on the runtime's thread; the \
+         panic was caught (see its message above) and the runtime goes on"
+    );
 }
