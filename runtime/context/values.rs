@@ -832,7 +832,11 @@ pub(crate) fn send_snapshot() -> SendContext {
             return Vec::new();
         };
         let vars = ctx.inner.vars.borrow();
-        let mut out = Vec::with_capacity(vars.len());
+        let len = vars.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(len);
         for (map, inherit) in [(&vars.inherited, true), (&vars.local, false)] {
             for (&id, e) in map.iter().flat_map(|m| m.iter()) {
                 out.push((id, inherit, e.clone()));
@@ -840,6 +844,11 @@ pub(crate) fn send_snapshot() -> SendContext {
         }
         out
     });
+    if entries.is_empty() {
+        return SendContext {
+            entries: Vec::new(),
+        };
+    }
     SendContext {
         entries: entries
             .into_iter()
@@ -862,7 +871,11 @@ impl SendContext {
         if self.entries.is_empty() {
             return None;
         }
-        let mut vars = Vars::default();
+        // Each map built at its final size, then shared: no copy-on-write, no rehash.
+        let count = |inherit: bool| self.entries.iter().filter(|e| e.inherit == inherit).count();
+        let mut maps = [count(false), count(true)].map(|n| {
+            (n > 0).then(|| Map::with_capacity_and_hasher(n, BuildHasherDefault::default()))
+        });
         for e in self.entries {
             let value: Box<dyn Any> = e.value;
             let entry = Entry {
@@ -871,8 +884,14 @@ impl SendContext {
                 type_name: e.type_name,
                 share: e.share,
             };
-            drop(vars.put(e.id, e.inherit, Some(entry)));
+            if let Some(map) = &mut maps[usize::from(e.inherit)] {
+                map.insert(e.id, entry);
+            }
         }
-        Some(Context::from_vars(vars))
+        let [local, inherited] = maps;
+        Some(Context::from_vars(Vars {
+            inherited: inherited.map(Rc::new),
+            local: local.map(Rc::new),
+        }))
     }
 }
