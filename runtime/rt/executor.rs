@@ -263,7 +263,10 @@ impl Builder {
     ///
     /// While [`to_thread`](crate::to_thread) work is in flight time does not jump: the
     /// executor waits for the thread's result first (Trio's autojump does the same), so
-    /// tests that mix `to_thread` with timeouts are deterministic. Other work done by
+    /// tests that mix `to_thread` with timeouts are deterministic. A worker blocked in
+    /// [`RuntimeHandle::run`](crate::RuntimeHandle::run) or `run_sync` waits for the
+    /// runtime, so it is not waited for meanwhile (the work it sent may need time to
+    /// move). Other work done by
     /// threads the runtime does not know of is not waited for (only I/O already signalled
     /// is); such tests should use the real clock.
     ///

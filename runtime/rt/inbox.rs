@@ -243,7 +243,12 @@ impl Inbox {
     /// Runs the jobs that arrived and polls the woken system tasks; does nothing (one
     /// `Cell` read) while no handle was made.
     pub(crate) fn run(&self) {
-        if !self.active.get() || !self.mailbox.pending.swap(false, Ordering::SeqCst) {
+        // A load before the swap: once a handle exists, each turn of the loop costs a
+        // plain load, not a locked read-modify-write, while nothing is pending.
+        if !self.active.get()
+            || !self.mailbox.pending.load(Ordering::SeqCst)
+            || !self.mailbox.pending.swap(false, Ordering::SeqCst)
+        {
             return;
         }
         let jobs = std::mem::take(&mut self.mailbox.lock().jobs);
