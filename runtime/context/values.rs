@@ -43,7 +43,8 @@
 //!    poll, or a [`Context::run_sync`] inside its closure (PEP 567 forbids entering a context
 //!    that is already entered).
 //! 6. Every value is `Send + Clone` (the bounds of [`ContextVar::set`] and
-//!    [`ContextVar::scope`], the only ways in), and its entry carries `share::<T>`, a plain
+//!    [`ContextVar::scope`], the only ways in), and its entry carries `share::<T>` (in its
+//!    `TypeMeta`, a constant per type), a plain
 //!    function pointer that clones it into a `Box<dyn Any + Send>`. So a context can be
 //!    copied to another thread ([`SendContext`], for `to_thread` and `from_thread`) while
 //!    the maps themselves stay `Rc`s: reads and copies on the task's thread pay no atomic.
@@ -105,14 +106,31 @@ struct Entry {
     value: Rc<dyn Any>,
     /// The variable's name, for debugging and errors.
     name: &'static str,
-    /// `type_name::<T>()`, for debugging.
-    type_name: &'static str,
-    /// `share::<T>`: clones the value into a box that may cross threads (invariant 6).
-    share: Share,
+    /// What depends only on `T`: one pointer, so an entry stays as small as it was
+    /// before values could cross threads (invariant 6).
+    meta: &'static TypeMeta,
 }
 
 /// Clones a variable's value (a `T`) into a box that may go to another thread.
 type Share = fn(&dyn Any) -> Box<dyn Any + Send>;
+
+/// The functions of a variable's value type `T`, in a constant (one per `T`).
+struct TypeMeta {
+    /// `type_name::<T>`, for debugging.
+    type_name: fn() -> &'static str,
+    /// `share::<T>` (invariant 6).
+    share: Share,
+}
+
+/// The [`TypeMeta`] of `T`, a promoted constant: no allocation, no registry.
+fn type_meta<T: Any + Send + Clone>() -> &'static TypeMeta {
+    const {
+        &TypeMeta {
+            type_name: std::any::type_name::<T>,
+            share: share::<T>,
+        }
+    }
+}
 
 /// The [`Share`] of variables of type `T`.
 fn share<T: Any + Send + Clone>(value: &dyn Any) -> Box<dyn Any + Send> {
@@ -180,7 +198,7 @@ impl Vars {
                 out.push(ContextEntry {
                     id,
                     name: e.name,
-                    type_name: e.type_name,
+                    type_name: (e.meta.type_name)(),
                     inherited,
                     value: e.value.clone(),
                 });
@@ -809,15 +827,14 @@ struct SendEntry {
     id: u64,
     inherit: bool,
     name: &'static str,
-    type_name: &'static str,
-    share: Share,
+    meta: &'static TypeMeta,
     value: Box<dyn Any + Send>,
 }
 
 impl fmt::Debug for SendContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.entries.iter().map(|e| (e.name, e.type_name)))
+            .entries(self.entries.iter().map(|e| (e.name, (e.meta.type_name)())))
             .finish()
     }
 }
@@ -856,9 +873,8 @@ pub(crate) fn send_snapshot() -> SendContext {
                 id,
                 inherit,
                 name: e.name,
-                type_name: e.type_name,
-                share: e.share,
-                value: (e.share)(&*e.value),
+                meta: e.meta,
+                value: (e.meta.share)(&*e.value),
             })
             .collect(),
     }
@@ -881,8 +897,7 @@ impl SendContext {
             let entry = Entry {
                 value: Rc::from(value),
                 name: e.name,
-                type_name: e.type_name,
-                share: e.share,
+                meta: e.meta,
             };
             if let Some(map) = &mut maps[usize::from(e.inherit)] {
                 map.insert(e.id, entry);

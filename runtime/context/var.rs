@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{CURRENT, Context, Entry, Inner, Run, downcast, share, with_current};
+use super::{CURRENT, Context, Entry, Inner, Run, downcast, type_meta, with_current};
 
 /// Ids of variables; 0 means "not assigned yet".
 static NEXT_VAR_ID: AtomicU64 = AtomicU64::new(1);
@@ -314,8 +314,7 @@ impl<T: 'static> ContextVar<T> {
         let entry = Entry {
             value: Rc::new(value),
             name: self.name,
-            type_name: type_name::<T>(),
-            share: share::<T>,
+            meta: type_meta::<T>(),
         };
         with_current(|ctx| {
             let old = ctx
@@ -413,8 +412,7 @@ impl<T: 'static> ContextVar<T> {
         let entry = Entry {
             value: Rc::new(value),
             name: self.name,
-            type_name: type_name::<T>(),
-            share: share::<T>,
+            meta: type_meta::<T>(),
         };
         let replaced = ctx
             .inner

@@ -74,6 +74,7 @@ impl Core {
     /// Whether anything is runnable: the root was woken, or work for the inbox (a job from
     /// another thread, a woken system task) is pending. While no `RuntimeHandle` was ever
     /// made, the second half is one `Cell` read (`rt/inbox.rs`, invariant 1).
+    #[inline]
     fn runnable(&self) -> bool {
         self.root.woken.load(Ordering::SeqCst) || self.inbox.pending()
     }

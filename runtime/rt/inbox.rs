@@ -222,6 +222,7 @@ impl Inbox {
     }
 
     /// Whether the executor has work here: a job arrived or a system task was woken.
+    #[inline]
     pub(crate) fn pending(&self) -> bool {
         self.active.get() && self.mailbox.pending.load(Ordering::SeqCst)
     }
@@ -241,12 +242,19 @@ impl Inbox {
     }
 
     /// Runs the jobs that arrived and polls the woken system tasks; does nothing (one
-    /// `Cell` read) while no handle was made.
+    /// `Cell` read, inlined into the executor's loop) while no handle was made.
+    #[inline]
     pub(crate) fn run(&self) {
+        if self.active.get() {
+            self.run_pending();
+        }
+    }
+
+    #[inline(never)]
+    fn run_pending(&self) {
         // A load before the swap: once a handle exists, each turn of the loop costs a
         // plain load, not a locked read-modify-write, while nothing is pending.
-        if !self.active.get()
-            || !self.mailbox.pending.load(Ordering::SeqCst)
+        if !self.mailbox.pending.load(Ordering::SeqCst)
             || !self.mailbox.pending.swap(false, Ordering::SeqCst)
         {
             return;
