@@ -225,8 +225,25 @@
 //! assert_eq!(out, None);
 //! ```
 //!
+//! To run code *on* the runtime from another thread (a callback of a foreign library's
+//! thread, a [`to_thread`](crate::to_thread) worker that needs the runtime for a moment),
+//! take a [`RuntimeHandle`](crate::RuntimeHandle), which is `Send + Sync + Clone`: its
+//! `run_sync` and `run` block that thread until the work is done on the runtime.
+//!
+//! ```
+//! let answer = trellis::run(async {
+//!     let handle = trellis::RuntimeHandle::current();
+//!     let factor = std::rc::Rc::new(21); // `!Send`: it stays on the runtime's thread
+//!     // The worker blocks in `run_sync`; the runtime runs the closure meanwhile.
+//!     let two = trellis::to_thread(move || handle.run_sync(|| 2).unwrap()).await;
+//!     two * *factor
+//! });
+//! assert_eq!(answer, 42);
+//! ```
+//!
 //! Children need not be `Send`: they may hold `Rc`s and `RefCell` borrows of the caller's
-//! data.
+//! data. Context variables' values are `Send + Clone`, because `to_thread` copies them to
+//! its worker.
 //!
 //! [`CancelScope`]: crate::CancelScope
 //! [`CancelScope::remote`]: crate::CancelScope::remote

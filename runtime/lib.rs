@@ -25,7 +25,8 @@
 //! - [`Event`], [`Lock`], [`Semaphore`], [`CapacityLimiter`] and [`Condition`] are Trio's
 //!   synchronisation primitives, FIFO-fair and `!Send`.
 //! - [`to_thread`] runs blocking work on a bounded pool of worker threads without
-//!   blocking the runtime (Trio's `to_thread.run_sync`).
+//!   blocking the runtime (Trio's `to_thread.run_sync`); a [`RuntimeHandle`] lets any
+//!   other thread run a closure or a future back on the runtime (Trio's `from_thread`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -61,7 +62,8 @@
 //! [`Nursery`], [`JoinHandle`] and the futures of [`nursery()`] and [`CancelScope::run`]
 //! are `!Send`, because they share the runtime's state without locks (that is what makes
 //! spawning and cancelling cheap). To cancel from another thread, use
-//! [`CancelScope::remote`], whose [`RemoteCancel`] is `Send + Sync`. Wakers are
+//! [`CancelScope::remote`], whose [`RemoteCancel`] is `Send + Sync`; to run work on the
+//! runtime from another thread, use a [`RuntimeHandle`]. Wakers are
 //! `Send + Sync` as std requires, and wake the runtime from any thread. A [`Sleep`] is
 //! `Send`, but polling it in a runtime other than the one that armed it panics.
 
@@ -119,7 +121,7 @@ pub use sync::condition::{Condition, ConditionWait};
 pub use sync::event::{Event, EventWait};
 pub use sync::lock::{Lock, LockAcquire, LockGuard, TryLockError};
 pub use sync::semaphore::{Semaphore, SemaphoreAcquire, SemaphoreError, SemaphorePermit};
-pub use thread::{ToThread, to_thread};
+pub use thread::{FromThreadError, RuntimeHandle, ToThread, to_thread};
 pub use trellis_macros::{main, nursery, open_nursery, test};
 
 // The README's examples run as doctests, so the first code a user sees keeps working.

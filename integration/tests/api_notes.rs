@@ -90,6 +90,14 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::RemoteCancel::is_cancelled;
     let _ = trellis::TimedOut::deadline;
 
+    let _ = trellis::RuntimeHandle::current;
+    let _ = trellis::RuntimeHandle::try_current;
+    let _ = trellis::RuntimeHandle::is_finished;
+    let _ = trellis::RuntimeHandle::run_sync::<fn() -> u8, u8>;
+    let _ = trellis::RuntimeHandle::run::<fn() -> Ready<u8>, Ready<u8>>;
+    let _ = trellis::FromThreadError::is_runtime_gone;
+    let _ = trellis::FromThreadError::is_on_runtime_thread;
+
     let _ = trellis::ContextVar::<u8>::new;
     let _ = trellis::ContextVar::<u8>::with_default;
     let _ = trellis::ContextVar::<u8>::no_inherit;

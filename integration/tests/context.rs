@@ -6,7 +6,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::rc::Rc;
 use std::time::Duration;
 
 use trellis::{
@@ -293,14 +292,15 @@ fn reset_to_missing_removes_the_variable_from_the_context() {
 /// touch the caller's value.
 #[test]
 fn run_in_a_copy_does_not_change_the_caller() {
-    static C: ContextVar<Rc<RefCell<Vec<u32>>>> = ContextVar::new("c");
-    C.set(Rc::default());
+    // An `Arc<Mutex<..>>` where Python shares a list: values are `Send` (to reach threads).
+    static C: ContextVar<std::sync::Arc<std::sync::Mutex<Vec<u32>>>> = ContextVar::new("c");
+    C.set(Default::default());
     Context::current().run_sync(|| {
-        C.set(Rc::default());
-        C.get().unwrap().borrow_mut().push(42);
-        assert_eq!(*C.get().unwrap().borrow(), [42]);
+        C.set(Default::default());
+        C.get().unwrap().lock().unwrap().push(42);
+        assert_eq!(*C.get().unwrap().lock().unwrap(), [42]);
     });
-    assert!(C.get().unwrap().borrow().is_empty());
+    assert!(C.get().unwrap().lock().unwrap().is_empty());
 }
 
 /// `test_context_copy_1`: a copy is independent of its original, both ways.
@@ -624,9 +624,10 @@ fn no_inherit_variable_is_not_copied_into_children() {
 /// A child's values are dropped when the child finishes; the parent's are not.
 #[test]
 fn childs_values_are_dropped_with_the_child() {
-    static VAR: ContextVar<Rc<()>> = ContextVar::new("var");
-    let parents = Rc::new(());
-    let childs = Rc::new(());
+    use std::sync::Arc;
+    static VAR: ContextVar<Arc<()>> = ContextVar::new("var");
+    let parents = Arc::new(());
+    let childs = Arc::new(());
     run_virtual(async {
         VAR.set(parents.clone());
         nursery(async |n| {
@@ -636,8 +637,8 @@ fn childs_values_are_dropped_with_the_child() {
         })
         .await
         .unwrap();
-        assert_eq!(Rc::strong_count(&childs), 1);
-        assert_eq!(Rc::strong_count(&parents), 2);
+        assert_eq!(Arc::strong_count(&childs), 1);
+        assert_eq!(Arc::strong_count(&parents), 2);
     });
 }
 

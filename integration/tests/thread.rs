@@ -288,18 +288,94 @@ fn many_concurrent_calls_are_bounded_by_the_thread_limit() {
 
 static REQUEST: ContextVar<&'static str> = ContextVar::new("request");
 
-/// Context variables are `!Send` and are not copied to the worker (documented on
-/// `to_thread`): the call sees an empty context, the caller's value stays its own.
+static CONN: ContextVar<u32> = ContextVar::new("conn").no_inherit();
+
+/// Ports `test_trio_to_thread_run_sync_contextvars`: the call runs in a copy of the
+/// caller's context; what it sets stays on its thread, and the caller keeps its value.
 #[test]
-fn the_call_runs_in_an_empty_context() {
+fn test_trio_to_thread_run_sync_contextvars_the_call_sees_a_copy_of_the_callers_context() {
     guarded(|| {
-        let (seen, after) = trellis::run(async {
-            let _token = REQUEST.set("r-1");
+        let (seen, inner, after) = trellis::run(async {
+            let _token = REQUEST.set("main");
             let seen = to_thread(|| REQUEST.get()).await;
-            (seen, REQUEST.get())
+            let inner = to_thread(|| {
+                let parent = REQUEST.get();
+                REQUEST.set("worker");
+                (parent, REQUEST.get())
+            })
+            .await;
+            (seen, inner, REQUEST.get())
         });
-        assert_eq!(seen, None);
-        assert_eq!(after, Some("r-1"));
+        assert_eq!(seen, Some("main"));
+        assert_eq!(inner, (Some("main"), Some("worker")));
+        assert_eq!(after, Some("main"), "the worker's set did not come back");
+    });
+}
+
+/// The copy is taken when `to_thread` is called (as a spawn copies), and it includes
+/// `no_inherit` variables: the call acts for its caller, it is not a child task.
+#[test]
+fn the_callers_context_is_copied_at_the_call_no_inherit_variables_included() {
+    guarded(|| {
+        let seen = trellis::run(async {
+            REQUEST.set("at the call");
+            CONN.set(7);
+            let call = to_thread(|| (REQUEST.get(), CONN.get()));
+            REQUEST.set("later");
+            call.await
+        });
+        assert_eq!(seen, (Some("at the call"), Some(7)));
+    });
+}
+
+/// What one call set does not leak into the next call on the same worker, nor does a
+/// caller's context reach a call made from a task that has none.
+#[test]
+fn a_calls_sets_do_not_leak_into_the_next_call_on_the_same_worker() {
+    guarded(|| {
+        let (first, second) = Builder::new().thread_limit(1).run(async {
+            let first = to_thread(|| {
+                let before = REQUEST.get();
+                REQUEST.set("set by the first call");
+                before
+            })
+            .await;
+            let second = to_thread(|| REQUEST.get()).await;
+            (first, second)
+        });
+        assert_eq!(first, None);
+        assert_eq!(second, None, "the first call's set stayed with its copy");
+        assert_workers_exit();
+    });
+}
+
+/// A cancelled caller with a context variable: the call still sees the value and runs to
+/// its end on its thread, and the runtime does not wait for it.
+#[test]
+fn a_cancelled_callers_call_still_sees_its_context_and_finishes() {
+    guarded(|| {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (seen_tx, seen_rx) = mpsc::channel();
+        let (started_tx, started_rx) = mpsc::channel();
+        let out = Builder::new().autojump().run(async move {
+            REQUEST.set("r-7");
+            trellis::cancel_scope(async |scope| {
+                let remote = scope.remote();
+                to_thread(move || {
+                    started_tx.send(REQUEST.get()).unwrap();
+                    remote.cancel();
+                    release_rx.recv().unwrap();
+                    seen_tx.send(REQUEST.get()).unwrap();
+                })
+                .await
+            })
+            .await
+        });
+        assert_eq!(out, None, "the caller was cancelled and the runtime ended");
+        assert_eq!(started_rx.recv().unwrap(), Some("r-7"));
+        release_tx.send(()).unwrap();
+        assert_eq!(seen_rx.recv().unwrap(), Some("r-7"), "the call finished");
+        assert_workers_exit();
     });
 }
 

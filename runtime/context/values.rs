@@ -20,6 +20,9 @@
 //!   out afterwards, with whatever the child set. A nursery body is polled without that,
 //!   so it shares its caller's context. The root task of `trellis::run` runs in a copy of
 //!   the thread's context ([`snapshot`]), as asyncio's main task does.
+//! - A [`SendContext`] is a context copied for another thread: its values cloned into
+//!   `Send` boxes ([`send_snapshot`]), turned back into a context there
+//!   ([`SendContext::into_context`]).
 //!
 //! # Invariants
 //!
@@ -39,6 +42,12 @@
 //! 5. `Inner::running` is true exactly while a [`Context::run`] of that context is inside a
 //!    poll, or a [`Context::run_sync`] inside its closure (PEP 567 forbids entering a context
 //!    that is already entered).
+//! 6. Every value is `Send + Clone` (the bounds of [`ContextVar::set`] and
+//!    [`ContextVar::scope`], the only ways in), and its entry carries `share::<T>` (in its
+//!    `TypeMeta`, a constant per type), a plain
+//!    function pointer that clones it into a `Box<dyn Any + Send>`. So a context can be
+//!    copied to another thread ([`SendContext`], for `to_thread` and `from_thread`) while
+//!    the maps themselves stay `Rc`s: reads and copies on the task's thread pay no atomic.
 
 #![forbid(unsafe_code)]
 
@@ -97,8 +106,38 @@ struct Entry {
     value: Rc<dyn Any>,
     /// The variable's name, for debugging and errors.
     name: &'static str,
-    /// `type_name::<T>()`, for debugging.
-    type_name: &'static str,
+    /// What depends only on `T`: one pointer, so an entry stays as small as it was
+    /// before values could cross threads (invariant 6).
+    meta: &'static TypeMeta,
+}
+
+/// Clones a variable's value (a `T`) into a box that may go to another thread.
+type Share = fn(&dyn Any) -> Box<dyn Any + Send>;
+
+/// The functions of a variable's value type `T`, in a constant (one per `T`).
+struct TypeMeta {
+    /// `type_name::<T>`, for debugging.
+    type_name: fn() -> &'static str,
+    /// `share::<T>` (invariant 6).
+    share: Share,
+}
+
+/// The [`TypeMeta`] of `T`, a promoted constant: no allocation, no registry.
+fn type_meta<T: Any + Send + Clone>() -> &'static TypeMeta {
+    const {
+        &TypeMeta {
+            type_name: std::any::type_name::<T>,
+            share: share::<T>,
+        }
+    }
+}
+
+/// The [`Share`] of variables of type `T`.
+fn share<T: Any + Send + Clone>(value: &dyn Any) -> Box<dyn Any + Send> {
+    let value = value
+        .downcast_ref::<T>()
+        .expect("an entry holds its variable's type (invariant 4)");
+    Box::new(value.clone())
 }
 
 /// The values of one context.
@@ -159,7 +198,7 @@ impl Vars {
                 out.push(ContextEntry {
                     id,
                     name: e.name,
-                    type_name: e.type_name,
+                    type_name: (e.meta.type_name)(),
                     inherited,
                     value: e.value.clone(),
                 });
@@ -772,5 +811,102 @@ impl Drop for ChildEntered {
             // `try_with`: a guard may drop while the thread's storage is being torn down.
             let _ = CURRENT.try_with(|current| current.replace(prev));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Copies for other threads.
+
+/// A copy of a context that may go to another thread (`to_thread`, `from_thread`): every
+/// value cloned into a `Send` box (invariant 6).
+pub(crate) struct SendContext {
+    entries: Vec<SendEntry>,
+}
+
+struct SendEntry {
+    id: u64,
+    inherit: bool,
+    name: &'static str,
+    meta: &'static TypeMeta,
+    value: Box<dyn Any + Send>,
+}
+
+impl fmt::Debug for SendContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|e| (e.name, (e.meta.type_name)())))
+            .finish()
+    }
+}
+
+/// A copy of the current context (both maps, as [`Context::current`]) for another thread.
+/// Costs nothing when the context is empty; otherwise one clone and one box per variable.
+pub(crate) fn send_snapshot() -> SendContext {
+    // The entries' `Rc`s first, under the borrows; the values' `clone` (user code) runs
+    // after they end (invariant 3).
+    let entries: Vec<(u64, bool, Entry)> = CURRENT.with_borrow(|current| {
+        let Some(ctx) = current.as_ref() else {
+            return Vec::new();
+        };
+        let vars = ctx.inner.vars.borrow();
+        let len = vars.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(len);
+        for (map, inherit) in [(&vars.inherited, true), (&vars.local, false)] {
+            for (&id, e) in map.iter().flat_map(|m| m.iter()) {
+                out.push((id, inherit, e.clone()));
+            }
+        }
+        out
+    });
+    if entries.is_empty() {
+        return SendContext {
+            entries: Vec::new(),
+        };
+    }
+    SendContext {
+        entries: entries
+            .into_iter()
+            .map(|(id, inherit, e)| SendEntry {
+                id,
+                inherit,
+                name: e.name,
+                meta: e.meta,
+                value: (e.meta.share)(&*e.value),
+            })
+            .collect(),
+    }
+}
+
+impl SendContext {
+    /// The context again, on this thread; `None` when it has no variable (nothing to
+    /// allocate: a first `set` creates the context).
+    pub(crate) fn into_context(self) -> Option<Context> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        // Each map built at its final size, then shared: no copy-on-write, no rehash.
+        let count = |inherit: bool| self.entries.iter().filter(|e| e.inherit == inherit).count();
+        let mut maps = [count(false), count(true)].map(|n| {
+            (n > 0).then(|| Map::with_capacity_and_hasher(n, BuildHasherDefault::default()))
+        });
+        for e in self.entries {
+            let value: Box<dyn Any> = e.value;
+            let entry = Entry {
+                value: Rc::from(value),
+                name: e.name,
+                meta: e.meta,
+            };
+            if let Some(map) = &mut maps[usize::from(e.inherit)] {
+                map.insert(e.id, entry);
+            }
+        }
+        let [local, inherited] = maps;
+        Some(Context::from_vars(Vars {
+            inherited: inherited.map(Rc::new),
+            local: local.map(Rc::new),
+        }))
     }
 }

@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{CURRENT, Context, Entry, Inner, Run, downcast, with_current};
+use super::{CURRENT, Context, Entry, Inner, Run, downcast, type_meta, with_current};
 
 /// Ids of variables; 0 means "not assigned yet".
 static NEXT_VAR_ID: AtomicU64 = AtomicU64::new(1);
@@ -30,6 +30,26 @@ static NEXT_VAR_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// Variables declared with [`no_inherit`](ContextVar::no_inherit) are not copied into
 /// children (for values such as a borrowed connection that must not leak into them).
+///
+/// # Values are `Send + Clone`
+///
+/// [`set`] and [`scope`](ContextVar::scope) take values that are `Send + Clone`, because
+/// [`to_thread`](crate::to_thread) runs its closure in a copy of the caller's context on
+/// another thread (as Python's `to_thread` runs it in `copy_context()`), and a
+/// [`RuntimeHandle`](crate::RuntimeHandle) carries the calling thread's context back to
+/// the runtime: each value is cloned for the other thread. On the task's own thread values
+/// are still shared, not cloned (contexts are `Rc`-based: copying one is two reference
+/// counts, reading a value costs no atomic). For a value that is not `Send`, such as an
+/// `Rc<RefCell<..>>`, use `Arc<Mutex<..>>`, or keep it in a task-local place of your own;
+/// for one that is expensive to clone, store an `Arc` of it.
+///
+/// ```compile_fail,E0277
+/// use std::rc::Rc;
+/// use trellis::ContextVar;
+///
+/// static SHARED: ContextVar<Rc<u32>> = ContextVar::new("shared");
+/// SHARED.set(Rc::new(1)); // error: `Rc<u32>` cannot be sent between threads safely
+/// ```
 ///
 /// # Outside a runtime
 ///
@@ -76,7 +96,7 @@ pub struct ContextVar<T: 'static> {
     /// Assigned on first use (invariant 4); 0 before.
     id: AtomicU64,
     /// Called for a read that finds no value. A function rather than a value so that a
-    /// `static` can hold a variable of a type that is not `Sync` (an `Rc`).
+    /// `static` can hold a variable of a type that is not `Sync` (a `Cell`).
     default: Option<fn() -> T>,
     /// Whether children start with this variable's value.
     pub(super) inherit: bool,
@@ -226,7 +246,7 @@ impl<T: 'static> ContextVar<T> {
     }
 
     /// Calls `f` with a reference to the value in the current context (else the default,
-    /// else `None`), for types that are expensive to clone or not `Clone`.
+    /// else `None`), without cloning it (for values that are expensive to clone).
     ///
     /// `f` may read and set context variables, this one included; a set inside `f` does
     /// not change the value `f` already holds.
@@ -259,6 +279,9 @@ impl<T: 'static> ContextVar<T> {
     /// when a block or a cancelled future ends). To give a value to one future only, use
     /// [`scope`](ContextVar::scope) or [`Context::run`].
     ///
+    /// The value is `Send + Clone`, so that [`to_thread`](crate::to_thread) calls can run
+    /// with a copy of it (see [Values are `Send + Clone`](ContextVar#values-are-send--clone)).
+    ///
     /// [`reset`]: ContextVar::reset
     ///
     /// # Examples
@@ -283,12 +306,15 @@ impl<T: 'static> ContextVar<T> {
     ///     assert_eq!(USER.get(), None);
     /// });
     /// ```
-    pub fn set(&self, value: T) -> Token<T> {
+    pub fn set(&self, value: T) -> Token<T>
+    where
+        T: Send + Clone,
+    {
         let id = self.id();
         let entry = Entry {
             value: Rc::new(value),
             name: self.name,
-            type_name: type_name::<T>(),
+            meta: type_meta::<T>(),
         };
         with_current(|ctx| {
             let old = ctx
@@ -378,12 +404,15 @@ impl<T: 'static> ContextVar<T> {
     /// # Cancellation
     ///
     /// Dropping the future drops `fut` inside the copy, then the copy.
-    pub fn scope<F: Future>(&self, value: T, fut: F) -> Run<F> {
+    pub fn scope<F: Future>(&self, value: T, fut: F) -> Run<F>
+    where
+        T: Send + Clone,
+    {
         let ctx = Context::current();
         let entry = Entry {
             value: Rc::new(value),
             name: self.name,
-            type_name: type_name::<T>(),
+            meta: type_meta::<T>(),
         };
         let replaced = ctx
             .inner

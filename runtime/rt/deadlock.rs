@@ -100,13 +100,16 @@ impl Drop for ReportSection {
     }
 }
 
-/// Drops the deadlocked root, collecting what each nursery held, and panics with it.
+/// Drops the deadlocked root, then calls `drop_others` (which drops the system tasks of
+/// `from_thread`, each under a heading of its own), collecting what each nursery held, and
+/// panics with it.
 #[cold]
 #[track_caller]
 pub(crate) fn panic_deadlocked<F>(
     deadlock: Deadlock,
     mut root: Pin<&mut Option<F>>,
     run_at: &'static Location<'static>,
+    drop_others: impl FnOnce(),
 ) -> ! {
     let mut report = Report::default();
     let _ = writeln!(report.text, "  the root future, run at {run_at}");
@@ -114,7 +117,10 @@ pub(crate) fn panic_deadlocked<F>(
     // The runtime is still entered, so the tasks' destructors find it (timers disarm,
     // registrations delete themselves). A destructor that panics must not hide the
     // deadlock: its panic is caught and mentioned.
-    let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| root.set(None)));
+    let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        root.set(None);
+        drop_others();
+    }));
     let report = DEADLOCK_REPORT
         .with(|slot| slot.borrow_mut().take())
         .unwrap_or_default();

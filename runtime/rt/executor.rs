@@ -11,7 +11,10 @@
 //! every [`REACTOR_TICK`] polls when I/O sources are registered, so that a task that keeps
 //! waking itself cannot starve I/O. When nothing is runnable, the waiters of
 //! `testing::wait_all_tasks_blocked` (`idle.rs`) are woken first, and the loop goes round
-//! again instead of parking, jumping time or declaring a deadlock.
+//! again instead of parking, jumping time or declaring a deadlock. Work sent by other
+//! threads through a `RuntimeHandle` (`inbox.rs`) runs after each root poll: jobs run and
+//! woken system tasks are polled, beside the root; until a handle is made that costs one
+//! `Cell` read per turn.
 //!
 //! # Deadlock
 //!
@@ -68,6 +71,21 @@ impl Core {
         }
     }
 
+    /// Whether anything is runnable: the root was woken, or work for the inbox (a job from
+    /// another thread, a woken system task) is pending. While no `RuntimeHandle` was ever
+    /// made, the second half is one `Cell` read (`rt/inbox.rs`, invariant 1).
+    #[inline]
+    fn runnable(&self) -> bool {
+        self.root.woken.load(Ordering::SeqCst) || self.inbox.pending()
+    }
+
+    /// Whether thread work that the runtime waits for is in flight: `to_thread` calls,
+    /// minus the workers blocked in `from_thread` work they sent back (those wait for the
+    /// runtime, not the other way round: `rt/inbox.rs`, "Autojump").
+    fn thread_work_in_flight(&self) -> bool {
+        self.thread_work.load(Ordering::SeqCst) > self.inbox.callbacks()
+    }
+
     /// Whether nothing can ever wake this runtime, given that the root is not woken.
     ///
     /// Never on the real clock (another thread may wake it at any time). On a mock clock,
@@ -78,15 +96,16 @@ impl Core {
             return None;
         };
         if self.reactor.has_sources()
-            || self.thread_work.load(Ordering::SeqCst) > 0
+            || self.thread_work_in_flight()
             || self.remote_handles.load(Ordering::Acquire) > 0
         {
             return None;
         }
         // A remote handle on another thread may have woken the root and then been dropped
         // since the loop last looked at `woken`. Its drop (a release, after the wake) is
-        // what made the count above zero, so its wake is visible now: look again.
-        if self.root.woken.load(Ordering::SeqCst) {
+        // what made the count above zero, so its wake is visible now: look again. (So for
+        // a worker whose `from_thread` job raised `callbacks`: the job is pending.)
+        if self.runnable() {
             return None;
         }
         if *autojump {
@@ -110,9 +129,10 @@ impl Core {
             Clock::Mock { autojump: true, .. } => {
                 // Thread work in flight: wait for its result (which wakes the root) instead
                 // of jumping, as Trio's autojump does, so that time never runs ahead of it.
-                let in_flight = self.thread_work.load(Ordering::SeqCst) > 0;
-                // A call that just finished woke the root before it lowered the count.
-                if !in_flight && self.root.woken.load(Ordering::SeqCst) {
+                let in_flight = self.thread_work_in_flight();
+                // A call that just finished woke the root before it lowered the count; a
+                // worker that sent `from_thread` work raised `pending` before `callbacks`.
+                if !in_flight && self.runnable() {
                     return;
                 }
                 if let Some(deadline) = nearest.filter(|_| !in_flight) {
@@ -132,7 +152,7 @@ impl Core {
         self.root.parked.store(true, Ordering::SeqCst);
         // Re-check after announcing the park: a wake that raced with us is not lost,
         // because either we see its flag here or it sees `parked` and notifies.
-        if !self.root.woken.load(Ordering::SeqCst) {
+        if !self.runnable() {
             self.reactor_wait(timeout);
         }
         self.root.parked.store(false, Ordering::SeqCst);
@@ -145,7 +165,7 @@ impl Core {
             return false;
         }
         self.reactor_wait(Some(Duration::ZERO));
-        self.root.woken.load(Ordering::SeqCst)
+        self.runnable()
     }
 
     fn reactor_wait(&self, timeout: Option<Duration>) {
@@ -244,7 +264,10 @@ impl Builder {
     ///
     /// While [`to_thread`](crate::to_thread) work is in flight time does not jump: the
     /// executor waits for the thread's result first (Trio's autojump does the same), so
-    /// tests that mix `to_thread` with timeouts are deterministic. Other work done by
+    /// tests that mix `to_thread` with timeouts are deterministic. A worker blocked in
+    /// [`RuntimeHandle::run`](crate::RuntimeHandle::run) or `run_sync` waits for the
+    /// runtime, so it is not waited for meanwhile (the work it sent may need time to
+    /// move). Other work done by
     /// threads the runtime does not know of is not waited for (only I/O already signalled
     /// is); such tests should use the real clock.
     ///
@@ -342,6 +365,9 @@ impl Builder {
         }
         let core = self.build_core();
         let _entered = enter(core.clone());
+        // Dropped before `_entered` (also on unwind): `from_thread` work still queued or
+        // running is dropped while the runtime is current, and its callers are told.
+        let _inbox = CloseInbox(&core);
         // The root task runs in a copy of the thread's context: what it sets stays inside.
         let entered = crate::context::values::enter_child(crate::context::values::snapshot());
         let out = drive(&core, fut, Location::caller());
@@ -372,6 +398,15 @@ impl Builder {
     }
 }
 
+/// Closes the runtime's inbox when `run` ends (`rt/inbox.rs`, invariant 2).
+struct CloseInbox<'a>(&'a Core);
+
+impl Drop for CloseInbox<'_> {
+    fn drop(&mut self) {
+        self.0.inbox.close();
+    }
+}
+
 /// Polls the root whenever it is woken, fires timers, parks; panics on a deadlock.
 ///
 /// `#[track_caller]`, so that a deadlock panic points at the `run` call.
@@ -398,15 +433,17 @@ fn drive<F: Future>(core: &Core, fut: F, run_at: &'static Location<'static>) -> 
                 core.reactor_wait(Some(Duration::ZERO));
             }
         }
+        // Work other threads sent (`from_thread`); one `Cell` read while no handle exists.
+        core.inbox.run();
         core.fire_due_timers();
-        if !core.root.woken.load(Ordering::SeqCst) {
+        if !core.runnable() {
             // Idle: wake the `wait_all_tasks_blocked` waiters first, if any (`rt/idle.rs`),
             // before time jumps or a deadlock is declared.
             if core.wake_idle_waiters() {
                 continue;
             }
             if let Some(deadlock) = core.deadlock() {
-                panic_deadlocked(deadlock, fut, run_at);
+                panic_deadlocked(deadlock, fut, run_at, || core.inbox.close_for_report());
             }
             core.park();
             core.clock.new_tick();

@@ -1,8 +1,9 @@
 //! The engine: one runtime per thread. Its state ([`Core`](state::Core)), the executor
 //! loop and [`Builder`](executor::Builder), the reactor on `polling`, the clock, the
 //! timer queue, the sleeping futures and intervals, the worker threads of `to_thread`, the
-//! deadlock report of the mock clock, and the idle waiters of
-//! `testing::wait_all_tasks_blocked` (`idle.rs`).
+//! deadlock report of the mock clock, the idle waiters of
+//! `testing::wait_all_tasks_blocked` (`idle.rs`), and the inbox of work other threads send
+//! through a `RuntimeHandle` (`inbox.rs`, for `from_thread`).
 //!
 //! It knows nothing of nurseries or scopes: a timer wakes a waker or expires an
 //! [`Expire`](timers::Expire) target that the layer above implements; the deadlock report
@@ -15,6 +16,7 @@ pub(crate) mod clock;
 pub(crate) mod deadlock;
 pub(crate) mod executor;
 pub(crate) mod idle;
+pub(crate) mod inbox;
 pub(crate) mod interval;
 pub(crate) mod pool;
 // The one module that may use `unsafe`: registration with `polling`.

@@ -13,6 +13,8 @@
 //!   (a timer key, an I/O registration, a scope's deadline) carries the id and compares
 //!   it with the current runtime's before touching any state, so that a value moved into
 //!   another runtime never corrupts that runtime's queues.
+//! - `Core::inbox`: work other threads send through a `RuntimeHandle` (`rt/inbox.rs`); the
+//!   executor looks at it only once a handle was made.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +27,7 @@ use std::task::Wake;
 
 use crate::rt::clock::Clock;
 use crate::rt::idle::IdleWaiters;
+use crate::rt::inbox::Inbox;
 use crate::rt::pool::Pool;
 use crate::rt::reactor::Reactor;
 use crate::rt::timers::TimerQueue;
@@ -78,6 +81,9 @@ pub(crate) struct Core {
     /// The futures of `wait_all_tasks_blocked` waiting for the runtime to be idle
     /// (`rt/idle.rs`); empty unless a test uses it.
     pub(crate) idle: RefCell<IdleWaiters>,
+    /// Work sent by other threads through a `RuntimeHandle`, and the system tasks it
+    /// started (`rt/inbox.rs`); untouched unless a handle is made.
+    pub(crate) inbox: Inbox,
 }
 
 impl Core {
@@ -92,6 +98,7 @@ impl Core {
             thread_work: Arc::new(AtomicUsize::new(0)),
             pool,
             remote_handles: Arc::new(AtomicUsize::new(0)),
+            inbox: Inbox::new(id, root.clone()),
             root,
             idle: RefCell::new(IdleWaiters::default()),
         }
