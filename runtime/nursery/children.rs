@@ -25,13 +25,14 @@ use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 
 use crate::context::values as context;
 use crate::nursery::error::{Failure, TaskName};
 use crate::nursery::join::JoinFailed;
 use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
-use crate::scope::unit::{ReadyQueue, Unit, WakerKey};
+use crate::scope::unit::{ReadyQueue, UnitCell, WakerKey};
 use slab::Slab;
 
 /// A type-erased child future; it reports its value through its join slot.
@@ -40,9 +41,11 @@ pub(super) type ChildFuture<'env, E> = Pin<Box<dyn Future<Output = Result<(), E>
 pub(super) struct Task<'env, E> {
     /// `None` while the task is being polled.
     pub(super) fut: Option<ChildFuture<'env, E>>,
-    /// The child's unit (its waker), given at its first poll (a child that finishes in
-    /// its first poll then hands it straight back to the spare list).
-    pub(super) unit: Option<Rc<Unit>>,
+    /// The child's waker cell, given at its first poll (a child that finishes in its first
+    /// poll then hands it straight back to the spare list).
+    pub(super) unit: Option<Arc<UnitCell>>,
+    /// The waker made from `unit` (a no-op one before the first poll).
+    pub(super) waker: Waker,
     pub(super) number: u64,
     /// Tells the child's `JoinHandle` that it failed (`None`: spawned without a handle).
     pub(super) join: Option<Rc<dyn JoinFailed + 'env>>,
@@ -67,9 +70,9 @@ pub(super) struct Shared<'env, E> {
     /// the nursery, the others are reported on stderr beside it.
     pub(super) panics: RefCell<Vec<(TaskName, Box<dyn Any + Send>)>>,
     pub(super) spawned: Cell<u64>,
-    /// Units of finished children that nobody else references, reused for new children
+    /// Cells of finished children that nobody else references, reused for new children
     /// so that a spawn costs no waker allocation in the steady state.
-    pub(super) spare_units: RefCell<Vec<Rc<Unit>>>,
+    pub(super) spare_units: RefCell<Vec<(Arc<UnitCell>, Waker)>>,
     /// The indices being polled in the current round (kept to reuse its allocation).
     pub(super) batch: RefCell<Vec<usize>>,
     /// Whether the nursery has finished or is being dropped; a spawn after that (from a
@@ -103,6 +106,7 @@ impl<'env, E> Shared<'env, E> {
         let index = self.tasks.borrow_mut().insert(Task {
             fut: Some(fut),
             unit: None,
+            waker: Waker::noop().clone(),
             number,
             join,
             context: context::inherit(),
@@ -114,13 +118,15 @@ impl<'env, E> Shared<'env, E> {
         number
     }
 
-    /// A unit for slot `index`: a spare one when there is one.
-    pub(super) fn unit_for(&self, index: usize) -> Rc<Unit> {
-        if let Some(unit) = self.spare_units.borrow_mut().pop() {
+    /// A unit cell for slot `index`: a spare one when there is one.
+    pub(super) fn unit_for(&self, index: usize) -> (Arc<UnitCell>, Waker) {
+        if let Some((unit, waker)) = self.spare_units.borrow_mut().pop() {
             unit.recycle(index);
-            return unit;
+            return (unit, waker);
         }
-        Unit::new(index, self.queue())
+        let unit = UnitCell::new(index, self.queue());
+        let waker = Waker::from(unit.clone());
+        (unit, waker)
     }
 
     /// Drops a finished or cancelled child (inside its own context, catching a panic from
@@ -137,6 +143,7 @@ impl<'env, E> Shared<'env, E> {
         let Task {
             fut: slot_fut,
             unit,
+            waker,
             join,
             context,
             ..
@@ -150,8 +157,8 @@ impl<'env, E> Shared<'env, E> {
         if let Some(unit) = unit {
             self.node.retire_unit(&unit);
             let mut spare = self.spare_units.borrow_mut();
-            if Unit::is_reusable(&unit) && spare.len() < MAX_SPARE {
-                spare.push(unit);
+            if Arc::strong_count(&unit) == 2 && spare.len() < MAX_SPARE {
+                spare.push((unit, waker));
             }
         }
         // A second panic from the same child (its context after its future) was printed by
@@ -219,43 +226,49 @@ impl<'env, E> Shared<'env, E> {
     /// Polls child `index` once; drops it if it suspends while cancelled (with its nursery,
     /// or on its own) and unshielded.
     pub(super) fn poll_child(&self, index: usize) {
-        let (mut fut, unit, ctx) = {
+        let (mut fut, waker, unit, ctx) = {
             let mut tasks = self.tasks.borrow_mut();
             let Some(task) = tasks.get_mut(index) else {
                 return; // a stale wake of a finished child
             };
             if let Some(unit) = &task.unit {
-                if !unit.is_queued() {
+                if !unit.queued.load(Ordering::Acquire) {
                     // Not queued: a stale wake, for an earlier child whose slot this is now
                     // (every wake of a unit sets its flag first; only a never-polled child
                     // is queued without one).
                     return;
                 }
-                unit.unqueue();
+                unit.queued.store(false, Ordering::Release);
             }
             let Some(fut) = task.fut.take() else {
                 return;
             };
-            // A child that never ran has no unit yet: its first poll gives it one.
-            let unit = task.unit.get_or_insert_with(|| {
-                let unit = self.unit_for(index);
+            // A child that never ran has no waker cell yet: its first poll gives it one.
+            if task.unit.is_none() {
+                let (unit, waker) = self.unit_for(index);
                 if let Some(join) = &task.join {
                     join.started(&self.node, &unit);
                 }
-                unit
-            });
-            (fut, unit.clone(), task.context.take())
+                task.unit = Some(unit);
+                task.waker = waker;
+            }
+            // Moved out for the poll (the slot keeps no clone): nothing reads a polled
+            // task's cell or waker, since its `fut` is `None`.
+            let waker = std::mem::replace(&mut task.waker, Waker::noop().clone());
+            let unit = task.unit.take().expect("given at the first poll");
+            (fut, waker, unit, task.context.take())
         };
         let entered = context::enter_child(ctx);
-        let polled = poll_unit(&self.node, &unit, fut.as_mut());
+        let (polled, unit) = poll_unit(&self.node, unit, &waker, fut.as_mut());
         let ctx = entered.leave();
-        let keep = matches!(polled, Ok(Poll::Pending))
-            && (unit.is_shielded() || !(unit.is_cancelled() || self.is_cancelled()));
-        drop(unit);
         let mut tasks = self.tasks.borrow_mut();
         let task = tasks
             .get_mut(index)
             .expect("a task stays in its slot while polled");
+        let keep = matches!(polled, Ok(Poll::Pending))
+            && (unit.is_shielded() || !(unit.is_cancelled() || self.is_cancelled()));
+        task.waker = waker;
+        task.unit = Some(unit);
         task.context = ctx;
         let failure = match polled {
             // Suspended: it runs on unless a cancellation reaches it here.
@@ -289,7 +302,7 @@ impl<'env, E> Shared<'env, E> {
                     t.fut.is_some()
                         && t.unit
                             .as_ref()
-                            .is_some_and(|u| !u.is_queued() && !u.is_shielded())
+                            .is_some_and(|u| !u.queued.load(Ordering::Acquire) && !u.is_shielded())
                 })
                 .map(|(k, _)| k)
                 .collect();
@@ -369,17 +382,23 @@ fn panic_text(payload: &(dyn Any + Send)) -> String {
 pub(super) type Polled<T> = Result<Poll<T>, Box<dyn Any + Send>>;
 
 /// Polls one unit at `node`, with the unit as the current position, catching a panic.
-/// (The position's unit is an `Rc`: entering it changes no atomic count.)
+/// The unit's cell is moved into the position and handed back, so a poll changes no
+/// reference count.
 #[inline]
 pub(super) fn poll_unit<F: Future + ?Sized>(
     node: &Rc<ScopeNode>,
-    unit: &Rc<Unit>,
+    unit: Arc<UnitCell>,
+    waker: &Waker,
     fut: Pin<&mut F>,
-) -> Polled<F::Output> {
-    let _position = enter(Position {
+) -> (Polled<F::Output>, Arc<UnitCell>) {
+    let position = enter(Position {
         node: node.clone(),
-        unit: Some(unit.clone()),
+        unit: Some(unit),
     });
-    let mut cx = Context::from_waker(unit.waker());
-    catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
+    let mut cx = Context::from_waker(waker);
+    let polled = catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)));
+    let unit = position
+        .leave()
+        .expect("the position entered here holds the unit");
+    (polled, unit)
 }

@@ -18,10 +18,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use std::sync::Arc;
+
 use crate::nursery::error::{JoinError, TaskName};
 use crate::nursery::output::TaskOutput;
 use crate::scope::cancel_scope::{ScopeNode, current_is_cancelled};
-use crate::scope::unit::Unit;
+use crate::scope::unit::UnitCell;
 
 /// What the nursery tells a child's join slot, whatever the child's value type.
 pub(crate) trait JoinFailed {
@@ -30,7 +32,7 @@ pub(crate) trait JoinFailed {
     /// The child's first poll is about to run in `unit` of the nursery at `node`: from
     /// now on [`JoinHandle::cancel`] reaches it there. A cancel asked for before this
     /// takes effect now (the child still runs to its first suspension).
-    fn started(&self, node: &Rc<ScopeNode>, unit: &Rc<Unit>);
+    fn started(&self, node: &Rc<ScopeNode>, unit: &Arc<UnitCell>);
 }
 
 /// The state a child shares with its [`JoinHandle`].
@@ -38,7 +40,7 @@ pub(crate) struct JoinSlot<T> {
     state: RefCell<JoinState<T>>,
     waker: RefCell<Option<Waker>>,
     /// Where the child runs, from its first poll until it finishes (for `cancel`).
-    running_at: RefCell<Option<(Rc<ScopeNode>, Rc<Unit>)>>,
+    running_at: RefCell<Option<(Rc<ScopeNode>, Arc<UnitCell>)>>,
     /// `cancel` was called before the child's first poll.
     cancel_asked: Cell<bool>,
 }
@@ -76,7 +78,7 @@ impl<T> JoinFailed for JoinSlot<T> {
         self.set(JoinState::Failed);
     }
 
-    fn started(&self, node: &Rc<ScopeNode>, unit: &Rc<Unit>) {
+    fn started(&self, node: &Rc<ScopeNode>, unit: &Arc<UnitCell>) {
         if self.cancel_asked.get() {
             node.cancel_child_at_first_poll(unit);
         }

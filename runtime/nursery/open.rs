@@ -41,7 +41,9 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 
 use super::children::{Shared, poll_unit};
 use super::handle::Nursery;
@@ -49,7 +51,7 @@ use super::pool::Parts;
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
 use crate::scope::cancel_scope::ScopeNode;
-use crate::scope::unit::{BODY, Unit};
+use crate::scope::unit::{BODY, UnitCell};
 use slab::Slab;
 
 /// How many units one poll of a nursery may poll before it yields to its parent, so that
@@ -254,7 +256,8 @@ where
     NurseryFuture {
         shared,
         body: Some(body(handle)),
-        body_unit: parts.body_unit,
+        body_unit: Some(parts.body_unit),
+        body_waker: parts.body_waker,
         value: None,
         started: false,
         abandoned: false,
@@ -267,7 +270,9 @@ pin_project_lite::pin_project! {
         shared: Rc<Shared<'env, E>>,
         #[pin]
         body: Option<B>,
-        body_unit: Rc<Unit>,
+        // `None` only while the body is polled, and once dropped (back to the pool).
+        body_unit: Option<Arc<UnitCell>>,
+        body_waker: Waker,
         value: Option<<B::Output as BodyOutput>::Value>,
         started: bool,
         // An enclosing scope cancelled the nursery and everything in it is gone: it never
@@ -286,14 +291,14 @@ pin_project_lite::pin_project! {
             let live = this.body.is_some() || !shared.tasks.borrow().is_empty();
             let _report = live.then(|| shared.report_deadlock(this.body.is_some()));
             shared.finished.set(true);
-            retire_body(this.body.as_mut(), shared, this.body_unit);
+            retire_body(this.body.as_mut(), shared, this.body_unit.as_deref());
             shared.drop_all_children();
             shared.node.detach();
             ScopeNode::recycle(&shared.node);
             shared.queue().clear();
             let panic = shared.take_panic();
             drop(_report);
-            give_back_parts(this.shared, this.body_unit);
+            give_back_parts(this.shared, this.body_unit.take(), this.body_waker);
             // A panic caught before this hard drop, or during it, is not lost: it resumes
             // now that everything is dropped (unless the thread is already unwinding, when
             // a second panic would abort; the hook has printed it).
@@ -309,8 +314,12 @@ pin_project_lite::pin_project! {
 /// Returns a dropped nursery's parts to the pool, moved rather than cloned (a clone of an
 /// `Arc` or a waker is a locked instruction): the queue only when no leaked handle still
 /// shares the nursery's state.
-fn give_back_parts<E>(shared: &mut Rc<Shared<'_, E>>, body_unit: &Rc<Unit>) {
-    let Some(shared) = Rc::get_mut(shared) else {
+fn give_back_parts<E>(
+    shared: &mut Rc<Shared<'_, E>>,
+    body_unit: Option<Arc<UnitCell>>,
+    body_waker: &mut Waker,
+) {
+    let (Some(shared), Some(body_unit)) = (Rc::get_mut(shared), body_unit) else {
         return;
     };
     let Some(queue) = shared.queue.take() else {
@@ -318,7 +327,8 @@ fn give_back_parts<E>(shared: &mut Rc<Shared<'_, E>>, body_unit: &Rc<Unit>) {
     };
     Parts::put_back(Parts {
         queue,
-        body_unit: body_unit.clone(), // an `Rc`: ours is dropped right after
+        body_unit,
+        body_waker: std::mem::replace(body_waker, Waker::noop().clone()),
         spare_units: std::mem::take(shared.spare_units.get_mut()),
         batch: std::mem::take(shared.batch.get_mut()),
     });
@@ -335,9 +345,10 @@ where
         let Some(body) = this.body.as_mut().as_pin_mut() else {
             return;
         };
-        let unit = &*this.body_unit;
-        unit.unqueue();
-        let polled = poll_unit(&shared.node, unit, body);
+        let unit = this.body_unit.take().expect("a live body has its cell");
+        unit.queued.store(false, Ordering::Release);
+        let (polled, unit) = poll_unit(&shared.node, unit, this.body_waker, body);
+        let unit = &**this.body_unit.insert(unit);
         let failure = match polled {
             Ok(Poll::Pending) if !shared.is_cancelled() || unit.is_shielded() => {
                 return;
@@ -355,15 +366,17 @@ where
         if let Some(outcome) = failure {
             shared.record_failure(TaskName::Body, outcome);
         }
-        retire_body(this.body, shared, unit);
+        retire_body(this.body, shared, Some(unit));
     }
 
     /// Drops the body if a cancellation reaches it now: it is suspended (not woken since)
     /// and holds no shield. A body that has not run yet is marked queued, so it runs first.
     fn drop_body_if_cancelled(self: Pin<&mut Self>) {
         let this = self.project();
-        let unit = &*this.body_unit;
-        if this.body.is_some() && !unit.is_shielded() && !unit.is_queued() {
+        let unit = this.body_unit.as_deref();
+        if this.body.is_some()
+            && unit.is_some_and(|u| !u.is_shielded() && !u.queued.load(Ordering::Acquire))
+        {
             retire_body(this.body, this.shared, unit);
         }
     }
@@ -371,14 +384,20 @@ where
 
 /// Drops the nursery body (a panic from its destructors is the body's failure) and
 /// retires its unit.
-fn retire_body<B, E>(mut body: Pin<&mut Option<B>>, shared: &Shared<'_, E>, unit: &Unit) {
+fn retire_body<B, E>(
+    mut body: Pin<&mut Option<B>>,
+    shared: &Shared<'_, E>,
+    unit: Option<&UnitCell>,
+) {
     if body.is_none() {
         return;
     }
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
         shared.record_failure(TaskName::Body, Err(payload));
     }
-    shared.node.retire_unit(unit);
+    if let Some(unit) = unit {
+        shared.node.retire_unit(unit);
+    }
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>
@@ -398,7 +417,9 @@ where
             shared.node.attach();
             // The body runs in the first round, without a trip through the queue (and its
             // lock). Marked queued until then, so a cancellation already here lets it run.
-            self.body_unit.mark_queued();
+            if let Some(unit) = &self.body_unit {
+                unit.queued.store(true, Ordering::Release);
+            }
             batch.push(BODY);
         }
         shared.node.check_remote(cx.waker());

@@ -10,18 +10,19 @@
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
 
-use crate::scope::unit::{BODY, ReadyQueue, Unit};
+use crate::scope::unit::{BODY, ReadyQueue, UnitCell};
 
 /// The parts of a nursery that depend neither on its lifetimes nor on its error type,
 /// recycled through a thread-local pool: opening a nursery is on the per-request path, and
 /// these are most of its allocations.
 pub(crate) struct Parts {
     pub(crate) queue: Arc<ReadyQueue>,
-    pub(crate) body_unit: Rc<Unit>,
-    pub(crate) spare_units: Vec<Rc<Unit>>,
+    pub(crate) body_unit: Arc<UnitCell>,
+    pub(crate) body_waker: Waker,
+    pub(crate) spare_units: Vec<(Arc<UnitCell>, Waker)>,
     pub(crate) batch: Vec<usize>,
 }
 
@@ -47,10 +48,12 @@ impl Parts {
             Some(parts) => parts.reset(),
             None => {
                 let queue = Arc::new(ReadyQueue::new());
-                let body_unit = Unit::new(BODY, &queue);
+                let body_unit = UnitCell::new(BODY, &queue);
+                let body_waker = Waker::from(body_unit.clone());
                 Parts {
                     queue,
                     body_unit,
+                    body_waker,
                     spare_units: Vec::new(),
                     batch: Vec::new(),
                 }
@@ -74,7 +77,7 @@ impl Parts {
     /// nursery to use it.
     fn is_exclusive(&self) -> bool {
         Arc::strong_count(&self.queue) == 2 + self.spare_units.len()
-            && Unit::is_reusable(&self.body_unit)
+            && Arc::strong_count(&self.body_unit) == 2
     }
 
     fn reset(self) -> Parts {

@@ -45,7 +45,7 @@ use crate::rt::state::{RuntimeId, try_with_core, with_core};
 use crate::rt::timers::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
 use crate::scope::remote::RemoteState;
-use crate::scope::unit::Unit;
+use crate::scope::unit::UnitCell;
 use slab::Slab;
 
 /// Where code runs: a node and, inside a nursery, the unit within it.
@@ -54,7 +54,7 @@ pub(crate) struct Position {
     pub(crate) node: Rc<ScopeNode>,
     /// The nursery unit (body or child); `None` when `node` is a scope whose body is the
     /// unit itself.
-    pub(crate) unit: Option<Rc<Unit>>,
+    pub(crate) unit: Option<Arc<UnitCell>>,
 }
 
 /// The thread's position and cancel epoch, in one thread-local so that the questions asked
@@ -105,6 +105,22 @@ pub(crate) fn enter(pos: Position) -> PositionGuard {
         t.current.replace(Some(pos))
     });
     PositionGuard { previous }
+}
+
+impl PositionGuard {
+    /// Restores the previous position now and hands back the unit of the position this
+    /// guard entered, so a caller that moved its unit in gets it back without a refcount
+    /// change. Guards nest like the polls that make them, so the position being left is
+    /// this guard's.
+    pub(crate) fn leave(mut self) -> Option<Arc<UnitCell>> {
+        let previous = self.previous.take();
+        let left = CURRENT.with(|t| {
+            t.current_cancelled.set(None);
+            t.current.replace(previous)
+        });
+        std::mem::forget(self); // restored already; `previous` is taken, nothing leaks
+        left.and_then(|pos| pos.unit)
+    }
 }
 
 impl Drop for PositionGuard {
@@ -576,7 +592,7 @@ impl ScopeNode {
     }
 
     /// Counts a shield held (`true`) or released (`false`) in one of this nursery's units.
-    fn count_in_unit(&self, unit: &Unit, add: bool) {
+    fn count_in_unit(&self, unit: &UnitCell, add: bool) {
         if unit.is_retired() {
             return; // its count left this node when it retired
         }
@@ -617,7 +633,7 @@ impl ScopeNode {
     /// counts as a cancelled level between this node and the scopes inside the child. The
     /// child is polled once more and dropped at its next suspension; scopes inside it that
     /// are held by a shield are woken so that their owners drop what is not shielded.
-    pub(crate) fn cancel_child(&self, unit: &Unit) {
+    pub(crate) fn cancel_child(&self, unit: &UnitCell) {
         if unit.is_cancelled() || unit.is_retired() {
             return;
         }
@@ -634,7 +650,7 @@ impl ScopeNode {
                     child.parent.borrow().as_ref().is_some_and(|p| {
                         p.unit
                             .as_ref()
-                            .is_some_and(|u| std::ptr::eq(Rc::as_ptr(u), unit))
+                            .is_some_and(|u| std::ptr::eq(Arc::as_ptr(u), unit))
                     })
                 })
                 .collect();
@@ -648,14 +664,14 @@ impl ScopeNode {
 
     /// [`cancel_child`](Self::cancel_child) for a child whose first poll is about to run
     /// (it is being polled: no need to queue it).
-    pub(crate) fn cancel_child_at_first_poll(&self, unit: &Unit) {
+    pub(crate) fn cancel_child_at_first_poll(&self, unit: &UnitCell) {
         unit.set_cancelled();
         bump_cancel_epoch();
     }
 
     /// Retires `unit` of this nursery (its future is gone): whatever shield is still
     /// counted in it (only a forgotten one can be) stops counting here.
-    pub(crate) fn retire_unit(&self, unit: &Unit) {
+    pub(crate) fn retire_unit(&self, unit: &UnitCell) {
         if unit.retire() {
             return;
         }

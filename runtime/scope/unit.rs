@@ -15,7 +15,7 @@
 //!   Each half has its own copy of the parent waker, since a remote waker cannot reach the
 //!   owner's thread-local state. A queue is made on the thread whose nurseries use it (the
 //!   pool of parts is thread-local) and stays there.
-//! - A [`UnitCell`] is what one unit's waker holds. Its `queued` flag is set when it is pushed and
+//! - A [`UnitCell`] is one unit's waker. Its `queued` flag is set when it is pushed and
 //!   cleared just before the unit is polled, so a unit is in the queue at most once and a
 //!   wake during its own poll re-queues it. Only queued units are polled: a wake costs one
 //!   poll, however many children sleep. On the owner's thread the flag is tested and set
@@ -26,10 +26,10 @@
 //!   `Pending`), and not by a local wake while the nursery is inside its own poll
 //!   (`polling`: it looks at the queue again before it suspends). A wake that woke nobody
 //!   is seen by `park`, which reports whether something is queued.
-//! - A [`Unit`] (an `Rc`, runtime thread only) holds what the scope tree keeps for a unit
-//!   (`shields`, `retired`, `cancelled`) in plain cells, and its waker; only the waker's
-//!   [`UnitCell`] (index, `queued`, the queue) is shared with other threads. So a position
-//!   or a join handle that refers to a unit costs no locked instruction.
+//! - `shields`, `retired` and `cancelled` of a cell are only read and written on the
+//!   runtime's thread (by the scope tree and the nursery); they are atomics only because
+//!   the cell is a waker, and are updated with a load and a store, never a locked
+//!   read-modify-write.
 //!
 //! # Invariants
 //!
@@ -44,8 +44,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Wake, Waker};
 
@@ -357,131 +356,88 @@ impl WakerKey {
     }
 }
 
-/// One unit of a nursery (its body or a child), as the runtime's thread sees it: its
-/// waker, and the state the scope tree keeps for it. An `Rc`, so that a position or a
-/// join handle that refers to the unit changes no atomic reference count.
-#[derive(Debug)]
-pub(crate) struct Unit {
-    /// The part other threads may reach (through the waker).
-    cell: Arc<UnitCell>,
-    /// Made from `cell` once; lent to every poll.
-    waker: Waker,
-    /// Scopes running directly in this unit that hold a shield.
-    shields: Cell<u32>,
-    /// The unit's future is gone; its shield count no longer reaches the nursery.
-    retired: Cell<bool>,
-    /// This child alone was cancelled ([`JoinHandle::cancel`](crate::JoinHandle::cancel)):
-    /// it is dropped at its next suspension, like a unit of a cancelled nursery.
-    cancelled: Cell<bool>,
-}
-
-/// The part of a unit its waker holds: which unit it is, whether it is queued, and the
-/// queue to push it to.
+/// One unit of a nursery (its body or a child): its waker, and the count of shields held
+/// inside it (maintained by the scope tree).
 #[derive(Debug)]
 pub(crate) struct UnitCell {
-    /// The unit's slot in the nursery (changes when a spare unit is reused).
-    index: AtomicUsize,
-    queued: AtomicBool,
+    /// The unit's slot in the nursery (changes when a spare cell is reused).
+    pub(crate) index: AtomicUsize,
+    pub(crate) queued: AtomicBool,
+    /// Scopes running directly in this unit that hold a shield.
+    shields: AtomicU32,
+    /// The unit's future is gone; its shield count no longer reaches the nursery.
+    retired: AtomicBool,
+    /// This child alone was cancelled ([`JoinHandle::cancel`](crate::JoinHandle::cancel)):
+    /// it is dropped at its next suspension, like a unit of a cancelled nursery.
+    cancelled: AtomicBool,
     queue: Arc<ReadyQueue>,
 }
 
-impl Unit {
-    pub(crate) fn new(index: usize, queue: &Arc<ReadyQueue>) -> Rc<Unit> {
-        let cell = Arc::new(UnitCell {
+impl UnitCell {
+    pub(crate) fn new(index: usize, queue: &Arc<ReadyQueue>) -> Arc<UnitCell> {
+        Arc::new(UnitCell {
             index: AtomicUsize::new(index),
             queued: AtomicBool::new(false),
+            shields: AtomicU32::new(0),
+            retired: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
             queue: queue.clone(),
-        });
-        Rc::new(Unit {
-            waker: Waker::from(cell.clone()),
-            cell,
-            shields: Cell::new(0),
-            retired: Cell::new(false),
-            cancelled: Cell::new(false),
         })
     }
 
-    /// Whether nothing but its owner refers to the unit (no position, no join handle, no
-    /// waker clone), so it may become another unit: a stale wake could otherwise reach
-    /// the unit's next user.
-    pub(crate) fn is_reusable(unit: &Rc<Unit>) -> bool {
-        Rc::strong_count(unit) == 1 && Arc::strong_count(&unit.cell) == 2
-    }
-
-    /// Makes a reusable unit the unit at `index`, as new.
+    /// Makes a spare cell (referenced by nothing else) the cell of a new unit at `index`.
     pub(crate) fn recycle(&self, index: usize) {
-        self.cell.index.store(index, Ordering::Relaxed);
-        self.cell.queued.store(false, Ordering::Relaxed);
-        self.shields.set(0);
-        self.retired.set(false);
-        self.cancelled.set(false);
-    }
-
-    pub(crate) fn waker(&self) -> &Waker {
-        &self.waker
-    }
-
-    /// The unit is about to be polled: a wake from now on queues it again.
-    pub(crate) fn unqueue(&self) {
-        self.cell.queued.store(false, Ordering::Release);
-    }
-
-    /// Marks the unit queued without queueing it (its poll is about to run anyway).
-    pub(crate) fn mark_queued(&self) {
-        self.cell.queued.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn is_queued(&self) -> bool {
-        self.cell.queued.load(Ordering::Acquire)
+        self.index.store(index, Ordering::Relaxed);
+        self.queued.store(false, Ordering::Relaxed);
+        self.shields.store(0, Ordering::Relaxed);
+        self.retired.store(false, Ordering::Relaxed);
+        self.cancelled.store(false, Ordering::Relaxed);
     }
 
     /// Counts one more shield held inside the unit; returns whether it is the first.
+    /// (Runtime thread only: a load and a store, see the module docs.)
     pub(crate) fn add_shield(&self) -> bool {
-        let count = self.shields.get();
-        self.shields.set(count + 1);
+        let count = self.shields.load(Ordering::Relaxed);
+        self.shields.store(count + 1, Ordering::Relaxed);
         count == 0
     }
 
     /// Counts one shield fewer; returns whether it was the last.
     pub(crate) fn remove_shield(&self) -> bool {
-        let count = self.shields.get();
-        self.shields.set(count - 1);
+        let count = self.shields.load(Ordering::Relaxed);
+        self.shields.store(count - 1, Ordering::Relaxed);
         count == 1
     }
 
     pub(crate) fn is_retired(&self) -> bool {
-        self.retired.get()
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// Marks the unit retired; returns whether it already was.
     pub(crate) fn retire(&self) -> bool {
-        self.retired.replace(true)
+        let was = self.is_retired();
+        self.retired.store(true, Ordering::Relaxed);
+        was
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancelled.get()
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// Marks the child cancelled (the scope tree makes it known: see
     /// `ScopeNode::cancel_child`).
     pub(crate) fn set_cancelled(&self) {
-        self.cancelled.set(true);
+        self.cancelled.store(true, Ordering::Relaxed);
     }
 
     /// Queues the unit to be polled (what its waker does).
     pub(crate) fn schedule(&self) {
-        self.cell.schedule();
+        self.queue
+            .push_unless_queued(self.index.load(Ordering::Relaxed), Some(&self.queued));
     }
 
     pub(crate) fn is_shielded(&self) -> bool {
-        self.shields.get() > 0
-    }
-}
-
-impl UnitCell {
-    fn schedule(&self) {
-        self.queue
-            .push_unless_queued(self.index.load(Ordering::Relaxed), Some(&self.queued));
+        self.shields.load(Ordering::Relaxed) > 0
     }
 }
 
