@@ -24,7 +24,10 @@
 //! - The parent is woken only when a list goes from empty to non-empty, only once it is
 //!   registered (the nursery registers it with [`ReadyQueue::park`] just before it returns
 //!   `Pending`), and not by a local wake while the nursery is inside its own poll
-//!   (`polling`: it looks at the queue again before it suspends). A wake that woke nobody
+//!   (`polling`: it looks at the queue again before it suspends). `local_len`,
+//!   `local_parent` and `polling` live in the queue itself (atomics used with loads and
+//!   stores, on the owner's thread only), so questions that find nothing need no
+//!   thread-local look-up. A wake that woke nobody
 //!   is seen by `park`, which reports whether something is queued.
 //! - `shields`, `retired` and `cancelled` of a cell are only read and written on the
 //!   runtime's thread (by the scope tree and the nursery); they are atomics only because
@@ -92,8 +95,6 @@ struct LocalList {
     queue: u64,
     ready: VecDeque<usize>,
     parent: Option<Waker>,
-    /// The nursery is inside its own poll: a local wake need not wake the parent.
-    polling: bool,
 }
 
 /// The ready queue shared by a nursery and the wakers of its units.
@@ -109,6 +110,14 @@ pub(crate) struct ReadyQueue {
     remote_len: AtomicUsize,
     /// `remote.parent.is_some()`, stored under the lock.
     has_remote_parent: AtomicBool,
+    /// Mirrors of the local list, read and written on the owner's thread only (loads and
+    /// stores): its length, and whether it holds the parent. They let a poll that finds
+    /// nothing, and an empty nursery, skip the thread-local look-up.
+    local_len: AtomicUsize,
+    local_parent: AtomicBool,
+    /// The nursery is inside its own poll: a local wake need not wake the parent.
+    /// (Owner's thread only.)
+    polling: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +135,6 @@ impl ReadyQueue {
                 queue: serial,
                 ready: VecDeque::new(),
                 parent: None,
-                polling: false,
             })
         });
         ReadyQueue {
@@ -136,6 +144,9 @@ impl ReadyQueue {
             remote: Mutex::default(),
             remote_len: AtomicUsize::new(0),
             has_remote_parent: AtomicBool::new(false),
+            local_len: AtomicUsize::new(0),
+            local_parent: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
         }
     }
 
@@ -183,8 +194,11 @@ impl ReadyQueue {
                 queued.store(true, Ordering::Release);
             }
             list.ready.push_back(index);
-            if list.ready.len() == 1 && !list.polling {
-                list.parent.take()
+            self.local_len.store(list.ready.len(), Ordering::Relaxed);
+            if list.ready.len() == 1 && !self.polling.load(Ordering::Relaxed) {
+                let parent = list.parent.take();
+                self.local_parent.store(false, Ordering::Relaxed);
+                parent
             } else {
                 None
             }
@@ -210,6 +224,7 @@ impl ReadyQueue {
             .with_local(|list| match list.parent {
                 None => {
                     list.parent = Some(parent);
+                    self.local_parent.store(true, Ordering::Relaxed);
                     None
                 }
                 Some(_) => Some(parent),
@@ -235,14 +250,18 @@ impl ReadyQueue {
     /// Forgets every queued index and the parent's waker: for a nursery that finished,
     /// and for a queue being reused.
     pub(crate) fn clear(&self) {
-        let local_parent = self
-            .with_local(|list| {
-                list.ready.clear();
-                list.polling = false;
-                list.parent.take()
-            })
-            .flatten();
-        drop(local_parent);
+        self.polling.store(false, Ordering::Relaxed);
+        if self.local_len.load(Ordering::Relaxed) > 0 || self.local_parent.load(Ordering::Relaxed) {
+            let local_parent = self
+                .with_local(|list| {
+                    list.ready.clear();
+                    self.local_len.store(0, Ordering::Relaxed);
+                    self.local_parent.store(false, Ordering::Relaxed);
+                    list.parent.take()
+                })
+                .flatten();
+            drop(local_parent);
+        }
         if self.remote_len.load(Ordering::Acquire) == 0
             && !self.has_remote_parent.load(Ordering::Acquire)
         {
@@ -260,23 +279,25 @@ impl ReadyQueue {
 
     /// The nursery starts a poll: local wakes from now on need not wake its parent.
     pub(crate) fn begin_poll(&self) {
-        self.with_local(|list| list.polling = true);
+        self.polling.store(true, Ordering::Relaxed);
     }
 
     /// Moves up to `max` ready indices into `batch`, local ones first; the remote list is
     /// locked only when it is not empty. Returns whether indices are left.
     pub(crate) fn pop_batch(&self, batch: &mut Vec<usize>, max: usize) -> bool {
-        let local_left = self
-            .with_local(|list| {
-                while batch.len() < max {
-                    match list.ready.pop_front() {
-                        Some(index) => batch.push(index),
-                        None => return false,
+        let local_left = self.local_len.load(Ordering::Relaxed) > 0
+            && self
+                .with_local(|list| {
+                    while batch.len() < max {
+                        match list.ready.pop_front() {
+                            Some(index) => batch.push(index),
+                            None => break,
+                        }
                     }
-                }
-                !list.ready.is_empty()
-            })
-            .unwrap_or(false);
+                    self.local_len.store(list.ready.len(), Ordering::Relaxed);
+                    !list.ready.is_empty()
+                })
+                .unwrap_or(false);
         // A remote push racing with this look is not lost: it wakes the registered
         // parent, or, before there is one, `park` sees it.
         if self.remote_len.load(Ordering::Acquire) == 0 {
@@ -301,15 +322,15 @@ impl ReadyQueue {
     pub(crate) fn park(&self, parent: &Waker, registered: &Cell<WakerKey>) -> bool {
         let key = WakerKey::of(parent);
         let fresh = registered.get() != key;
-        let (local_queued, old_local) = self
-            .with_local(|list| {
-                list.polling = false;
-                let old = fresh.then(|| list.parent.replace(parent.clone())).flatten();
-                (!list.ready.is_empty(), old)
-            })
-            .unwrap_or((false, None));
-        drop(old_local);
+        self.polling.store(false, Ordering::Relaxed);
         if fresh {
+            let old_local = self
+                .with_local(|list| {
+                    self.local_parent.store(true, Ordering::Relaxed);
+                    list.parent.replace(parent.clone())
+                })
+                .flatten();
+            drop(old_local);
             let old_remote = {
                 let mut q = self.lock();
                 self.has_remote_parent.store(true, Ordering::Release);
@@ -318,7 +339,7 @@ impl ReadyQueue {
             drop(old_remote);
             registered.set(key);
         }
-        local_queued || self.remote_len.load(Ordering::Acquire) > 0
+        self.local_len.load(Ordering::Relaxed) > 0 || self.remote_len.load(Ordering::Acquire) > 0
     }
 }
 
