@@ -27,8 +27,8 @@
 //!   (`polling`: it looks at the queue again before it suspends). `local_len`,
 //!   `local_parent` and `polling` live in the queue itself (atomics used with loads and
 //!   stores, on the owner's thread only), so questions that find nothing need no
-//!   thread-local look-up. A wake that woke nobody
-//!   is seen by `park`, which reports whether something is queued.
+//!   thread-local look-up. A wake that woke nobody is seen by `park`, which reports
+//!   whether something is queued.
 //! - `shields`, `retired` and `cancelled` of a cell are only read and written on the
 //!   runtime's thread (by the scope tree and the nursery); they are atomics only because
 //!   the cell is a waker, and are updated with a load and a store, never a locked
@@ -324,10 +324,11 @@ impl ReadyQueue {
         let fresh = registered.get() != key;
         self.polling.store(false, Ordering::Relaxed);
         if fresh {
+            let fresh_local = parent.clone(); // outside the borrow (the invariants)
             let old_local = self
                 .with_local(|list| {
                     self.local_parent.store(true, Ordering::Relaxed);
-                    list.parent.replace(parent.clone())
+                    list.parent.replace(fresh_local)
                 })
                 .flatten();
             drop(old_local);
