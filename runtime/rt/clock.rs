@@ -13,7 +13,7 @@
 //!   reading ([`Clock::recent`]). That reading is never later than the true time, so a
 //!   deadline is never reported due early; one that falls due after the reading is seen
 //!   at the next tick (the executor re-reads the clock before it parks). This saves a
-//!   clock read per sleep and per timeout (about 20 ns each on Linux's vDSO).
+//!   clock read per sleep and per timeout (≈ 24–32 ns each on the VM of BENCHMARKS.md).
 
 #![forbid(unsafe_code)]
 
