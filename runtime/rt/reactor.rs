@@ -15,12 +15,22 @@
 //!   `Core`): polling it from another runtime panics, since that runtime never waits on
 //!   this poller and the task would sleep forever. Dropping it anywhere deletes it from
 //!   its own poller, as the invariant requires.
-//! - Interest is oneshot (the `polling` default): after an event the interest is re-armed
-//!   with `modify` by the next task that finds the source not ready.
+//! - Interest is edge-triggered where the poller supports it (epoll, kqueue): a source is
+//!   added once with both directions and never touched again until it is deleted, so a
+//!   task that parks costs no syscall beyond the operation that would have blocked. Where
+//!   edge mode is missing the interest is oneshot and is re-armed with `modify` at each
+//!   park. (Measured on the echo benchmark: BENCHMARKS.md, "Reactor mode".)
+//! - Readiness is not remembered. Every operation is tried first; only its `WouldBlock`
+//!   parks the task (`poll_io`). That is sound because events are delivered only inside
+//!   `wait`, on this thread, never between the failed operation and the park: in edge
+//!   mode anything that arrives after the failed operation raises a new edge; in oneshot
+//!   mode `modify` re-checks the current state.
+//! - Each direction keeps every distinct waker that parked on it (two tasks reading one
+//!   socket both wake), so no task can be forgotten by another one replacing its waker.
+//!   In oneshot mode one event disarms both directions, so an event wakes both.
 
-// Sources are registered by the socket types, which build on `Registered`; until they
-// land only the tests use it.
-#![cfg_attr(not(test), allow(dead_code))]
+// Sources are registered by the socket types (`net/`) and signal receivers.
+#![allow(dead_code)]
 // The only module allowed to use `unsafe`: `Poller::add` is unsafe because the poller must
 // learn of a source's removal before its descriptor is closed. Each block says why it holds.
 #![allow(unsafe_code)]
@@ -28,13 +38,15 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use polling::{Event, Events, Poller};
+use polling::{Event, Events, PollMode, Poller};
 
 use slab::Slab;
+
+use crate::rt::state::Core;
 
 /// Which readiness a task waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,36 +55,64 @@ pub(crate) enum Direction {
     Write,
 }
 
+/// The tasks parked on one direction of a source. Deduplicated with `will_wake`, so a
+/// task polled again and again takes one slot; a dropped operation's waker stays until
+/// the next event (a spurious wake, which wakers allow).
+#[derive(Debug, Default)]
+struct Parked {
+    wakers: Vec<Waker>,
+}
+
+impl Parked {
+    fn park(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+            self.wakers.push(waker.clone());
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.wakers.is_empty()
+    }
+
+    fn drain_into(&mut self, out: &mut Vec<Waker>) {
+        out.append(&mut self.wakers);
+    }
+}
+
 #[derive(Debug, Default)]
 struct SourceState {
-    /// Readiness seen by the poller and not yet consumed by a task.
-    readable: bool,
-    writable: bool,
-    /// Tasks waiting for readiness in each direction.
-    reader: Option<Waker>,
-    writer: Option<Waker>,
+    reader: Parked,
+    writer: Parked,
 }
 
 /// The runtime's connection to the operating system's readiness notifications.
 #[derive(Debug)]
 pub(crate) struct Reactor {
-    poller: Arc<Poller>,
+    poller: std::sync::Arc<Poller>,
+    /// Edge-triggered registrations (where the poller has them), else oneshot.
+    edge: std::cell::Cell<bool>,
     events: RefCell<Events>,
+    /// The wakers one `wait` collects, kept to reuse the allocation.
+    woken: RefCell<Vec<Waker>>,
     /// Registered sources, keyed by their `polling` key.
     sources: RefCell<Slab<SourceState>>,
 }
 
 impl Reactor {
     pub(crate) fn new() -> io::Result<Reactor> {
+        let poller = Poller::new()?;
+        let edge = poller.supports_edge() && !force_oneshot();
         Ok(Reactor {
-            poller: Arc::new(Poller::new()?),
+            poller: std::sync::Arc::new(poller),
+            edge: std::cell::Cell::new(edge),
             events: RefCell::new(Events::new()),
+            woken: RefCell::new(Vec::new()),
             sources: RefCell::new(Slab::default()),
         })
     }
 
     /// The poller, for wakers that must interrupt a blocked wait from another thread.
-    pub(crate) fn poller(&self) -> &Arc<Poller> {
+    pub(crate) fn poller(&self) -> &std::sync::Arc<Poller> {
         &self.poller
     }
 
@@ -93,26 +133,37 @@ impl Reactor {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        let mut wakers = Vec::new();
+        let mut woken = std::mem::take(&mut *self.woken.borrow_mut());
         {
             let mut sources = self.sources.borrow_mut();
             for event in events.iter() {
                 let Some(state) = sources.get_mut(event.key) else {
                     continue;
                 };
-                if event.readable {
-                    state.readable = true;
-                    wakers.extend(state.reader.take());
+                // Oneshot: the event disarmed both directions, so both must look again.
+                if event.readable || !self.edge.get() {
+                    state.reader.drain_into(&mut woken);
                 }
-                if event.writable {
-                    state.writable = true;
-                    wakers.extend(state.writer.take());
+                if event.writable || !self.edge.get() {
+                    state.writer.drain_into(&mut woken);
                 }
             }
         }
-        // Wake outside the borrow: a waker may poll nothing, but it may drop a source.
-        wakers.into_iter().for_each(Waker::wake);
+        // Wake outside the borrow: a waker polls nothing, but its drop may drop a source.
+        woken.drain(..).for_each(Waker::wake);
+        *self.woken.borrow_mut() = woken;
         Ok(())
+    }
+
+    /// Switches a runtime with no sources yet to oneshot registrations, so that tests run
+    /// the path edge-less pollers take.
+    #[cfg(test)]
+    fn use_oneshot(&self) {
+        assert!(
+            !self.has_sources(),
+            "switch modes before registering anything"
+        );
+        self.edge.set(false);
     }
 
     fn insert_source(&self) -> usize {
@@ -122,6 +173,13 @@ impl Reactor {
     fn remove_source(&self, key: usize) {
         self.sources.borrow_mut().try_remove(key);
     }
+}
+
+/// `TRELLIS_REACTOR_ONESHOT=1` makes a runtime register in oneshot mode even where edge
+/// mode exists: the benchmark compares the two modes with it, and the tests run the
+/// oneshot path with it. Read once per runtime.
+fn force_oneshot() -> bool {
+    std::env::var_os("TRELLIS_REACTOR_ONESHOT").is_some_and(|v| v == "1")
 }
 
 /// An I/O object registered with the reactor. Dropping it deregisters the descriptor
@@ -135,89 +193,127 @@ impl Reactor {
 /// deregistration while the real owner still closes the descriptor.
 #[derive(Debug)]
 pub(crate) struct Registered<T: AsFd + Into<OwnedFd>> {
-    io: T,
+    io: Option<T>,
     key: usize,
-    reactor: std::rc::Rc<crate::rt::state::Core>,
+    core: Rc<Core>,
 }
 
 impl<T: AsFd + Into<OwnedFd>> Registered<T> {
-    /// Registers `io` with the current runtime's reactor, with no interest yet.
-    #[track_caller]
+    /// Registers `io` (which must be in non-blocking mode) with the current runtime's
+    /// reactor. Outside a runtime this is an error, not a panic: a socket made outside
+    /// `run` is a user's mistake that `?` should carry.
     pub(crate) fn new(io: T) -> io::Result<Registered<T>> {
-        let core = crate::rt::state::with_core(|core| core.clone());
-        let key = core.reactor.insert_source();
+        let Some(core) = crate::rt::state::try_with_core(|core| core.clone()) else {
+            return Err(io::Error::other(
+                "an I/O object needs a trellis runtime, but none is running on this thread; \
+                 create it inside `trellis::run(async { ... })`",
+            ));
+        };
+        let reactor = &core.reactor;
+        let key = reactor.insert_source();
+        let (interest, mode) = if reactor.edge.get() {
+            (Event::all(key), PollMode::Edge)
+        } else {
+            (Event::none(key), PollMode::Oneshot)
+        };
         // SAFETY: `Poller::add` requires that the source be deleted from the poller before
         // its descriptor is closed. `io` owns the descriptor (`T: Into<OwnedFd>`: only a
         // sole owner converts into an `OwnedFd`; borrowed descriptors are rejected by the
         // bound), and `io` is owned by the `Registered` we return, whose `Drop` calls
-        // `Poller::delete` before `io` (a field) is dropped and closed. If the `Registered`
-        // is leaked instead, `io` leaks with it and the descriptor is never closed. On the
-        // error path below nothing was added. (A hand-written `From<X> for OwnedFd` that
-        // duplicates a descriptor `X` merely borrows would defeat the bound; `Registered`
-        // is crate-private and is only instantiated with std's owning types.)
+        // `Poller::delete` before `io` (a field) is dropped and closed, and whose
+        // `into_inner` deletes before it gives `io` back. If the `Registered` is leaked
+        // instead, `io` leaks with it and the descriptor is never closed. On the error path
+        // below nothing was added. (A hand-written `From<X> for OwnedFd` that duplicates a
+        // descriptor `X` merely borrows would defeat the bound; `Registered` is
+        // crate-private and is only instantiated with std's owning types.)
         let added = unsafe {
-            core.reactor
+            reactor
                 .poller
-                .add(io.as_fd().as_raw_fd(), Event::none(key))
+                .add_with_mode(io.as_fd().as_raw_fd(), interest, mode)
         };
         if let Err(e) = added {
-            core.reactor.remove_source(key);
+            reactor.remove_source(key);
             return Err(e);
         }
         Ok(Registered {
-            io,
+            io: Some(io),
             key,
-            reactor: core,
+            core,
         })
     }
 
     /// The registered object.
     pub(crate) fn get_ref(&self) -> &T {
-        &self.io
+        self.io.as_ref().expect("present until into_inner or drop")
     }
 
-    /// Polls for readiness in `dir`; consumes the readiness when it is there, otherwise
-    /// stores the waker and re-arms the oneshot interest.
+    /// Deregisters and gives the object back (still in non-blocking mode).
+    pub(crate) fn into_inner(mut self) -> T {
+        self.deregister();
+        self.io.take().expect("present until into_inner or drop")
+    }
+
+    /// Runs `op` on the object; if it would block, parks the task on `dir` and returns
+    /// `Pending` (the waker is woken when the source becomes ready in that direction, and
+    /// the caller polls again, which runs `op` again). `Interrupted` retries at once.
     ///
-    /// # Panics
-    ///
-    /// Panics outside a runtime, and in a runtime other than the one the source was
-    /// registered with (that runtime never waits on this source's poller, so the task
-    /// would never be woken).
-    #[track_caller]
-    pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if crate::rt::state::with_core(|core| core.id) != self.reactor.id {
-            panic!(
-                "an I/O object registered with one trellis runtime was used in another; \
-                 a socket belongs to the runtime it was created in — use it inside that \
-                 runtime's `run`, or create it in this one"
-            );
+    /// A source registered in another runtime is an error: that runtime never waits on
+    /// this source's poller, so the task would sleep forever.
+    pub(crate) fn poll_io<R>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let io = self.get_ref();
+        loop {
+            match op(io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                done => return Poll::Ready(done),
+            }
         }
-        let reactor = &self.reactor.reactor;
+        if crate::rt::state::try_with_core(|core| core.id) != Some(self.core.id) {
+            return Poll::Ready(Err(io::Error::other(
+                "an I/O object registered with one trellis runtime was used in another (or \
+                 outside any); a socket belongs to the runtime it was created in: use it \
+                 inside that runtime's `run`, or create it in this one",
+            )));
+        }
+        self.park(dir, cx.waker())
+    }
+
+    fn park<R>(&self, dir: Direction, waker: &Waker) -> Poll<io::Result<R>> {
+        let reactor = &self.core.reactor;
         let interest = {
             let mut sources = reactor.sources.borrow_mut();
-            let Some(state) = sources.get_mut(self.key) else {
-                return Poll::Ready(Err(io::Error::other("source is no longer registered")));
-            };
-            let (ready, waker) = match dir {
-                Direction::Read => (&mut state.readable, &mut state.reader),
-                Direction::Write => (&mut state.writable, &mut state.writer),
-            };
-            if std::mem::take(ready) {
-                return Poll::Ready(Ok(()));
+            let state = sources
+                .get_mut(self.key)
+                .expect("a source stays in the slab while its Registered lives");
+            match dir {
+                Direction::Read => state.reader.park(waker),
+                Direction::Write => state.writer.park(waker),
             }
-            match waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *waker = Some(cx.waker().clone()),
+            if reactor.edge.get() {
+                return Poll::Pending;
             }
             let mut event = Event::none(self.key);
-            event.readable = state.reader.is_some();
-            event.writable = state.writer.is_some();
+            event.readable = !state.reader.is_empty();
+            event.writable = !state.writer.is_empty();
             event
         };
-        match reactor.poller.modify(self.io.as_fd(), interest) {
+        match reactor.poller.modify(self.get_ref().as_fd(), interest) {
             Ok(()) => Poll::Pending,
             Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn deregister(&mut self) {
+        if let Some(io) = &self.io {
+            // A failure here means the descriptor is already gone from the poller; there is
+            // nothing more to undo.
+            let _ = self.core.reactor.poller.delete(io.as_fd());
+            self.core.reactor.remove_source(self.key);
         }
     }
 }
@@ -225,10 +321,8 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
 impl<T: AsFd + Into<OwnedFd>> Drop for Registered<T> {
     fn drop(&mut self) {
         // Deregister before `self.io` is dropped (fields drop after this body), keeping
-        // the invariant `Poller::add` asked for. A failure here means the descriptor is
-        // already gone from the poller; there is nothing more to undo.
-        let _ = self.reactor.reactor.poller.delete(self.io.as_fd());
-        self.reactor.reactor.remove_source(self.key);
+        // the invariant `Poller::add` asked for.
+        self.deregister();
     }
 }
 
@@ -238,16 +332,23 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
-    /// A readiness round trip through the poller: not ready, woken by the peer's write,
-    /// then ready; and the registration is gone after drop. The runtime parks with the
-    /// task blocked on the source (the write is seen only by the next `wait`).
+    fn read_some(reg: &Registered<UnixStream>, cx: &mut Context<'_>) -> Poll<io::Result<u8>> {
+        reg.poll_io(Direction::Read, cx, |mut io| {
+            let mut buf = [0; 1];
+            io.read_exact(&mut buf).map(|()| buf[0])
+        })
+    }
+
+    /// A readiness round trip through the poller: would block, woken by the peer's write,
+    /// then read; and the registration is gone after drop. The runtime parks with the task
+    /// blocked on the source (the write is seen only by the next `wait`).
     async fn readable_after_peer_writes_round_trip() {
         let (a, mut b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let reg = Registered::new(a).unwrap();
         let mut waited = false;
-        std::future::poll_fn(|cx| {
-            let poll = reg.poll_ready(Direction::Read, cx);
+        let byte = std::future::poll_fn(|cx| {
+            let poll = read_some(&reg, cx);
             if poll.is_pending() && !waited {
                 waited = true;
                 b.write_all(b"x").unwrap();
@@ -256,10 +357,8 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(waited, "a fresh socket must not report readiness");
-        let mut buf = [0; 1];
-        reg.get_ref().read_exact(&mut buf).unwrap();
-        assert_eq!(&buf, b"x");
+        assert!(waited, "a fresh socket has nothing to read");
+        assert_eq!(byte, b'x');
         drop(reg);
         crate::rt::state::with_core(|core| assert!(!core.reactor.has_sources()));
     }
@@ -282,27 +381,21 @@ mod tests {
     }
 
     #[test]
-    fn polling_a_registration_in_another_runtime_panics_and_dropping_it_still_deregisters() {
+    fn parking_a_registration_in_another_runtime_is_an_error_and_dropping_it_deregisters() {
         let (a, _b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let reg = crate::rt::executor::run(async { Registered::new(a).unwrap() });
-        let home = reg.reactor.clone();
-        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // On a mock clock: had the poll gone through, this runtime would park with no
-            // source of its own and report a deadlock instead of hanging.
-            crate::rt::executor::Builder::new()
-                .mock_clock()
-                .run(async { std::future::poll_fn(|cx| reg.poll_ready(Direction::Read, cx)).await })
-        }));
-        let payload = polled.expect_err("polling from another runtime must panic");
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let home = reg.core.clone();
+        // On a mock clock: had the park gone through, this runtime would find no source of
+        // its own and report a deadlock instead of hanging.
+        let err = crate::rt::executor::Builder::new()
+            .mock_clock()
+            .run(async { std::future::poll_fn(|cx| read_some(&reg, cx)).await })
+            .expect_err("parking in another runtime must fail");
         assert!(
-            message.contains("registered with one trellis runtime was used in another"),
-            "{message}"
+            err.to_string()
+                .contains("registered with one trellis runtime was used in another"),
+            "{err}"
         );
         assert!(home.reactor.has_sources());
         drop(reg);
@@ -312,17 +405,167 @@ mod tests {
         );
     }
 
-    /// A socket with room in its send buffer reports write readiness through the poller.
     #[test]
-    fn writable_when_the_send_buffer_has_room() {
-        crate::rt::executor::run(async {
-            let (a, _b) = UnixStream::pair().unwrap();
+    fn registering_outside_a_runtime_is_an_error() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let err = Registered::new(a).expect_err("no runtime");
+        assert!(err.to_string().contains("needs a trellis runtime"), "{err}");
+    }
+
+    /// Two tasks parked on the same direction of one source are both woken: neither
+    /// replaces the other's waker. A watchdog on the whole runtime: a lost waker hangs.
+    fn in_each_mode(scenario: fn(bool)) {
+        scenario(false);
+        scenario(true);
+    }
+
+    fn select_mode(oneshot: bool) {
+        if oneshot {
+            crate::rt::state::with_core(|core| core.reactor.use_oneshot());
+        }
+    }
+
+    #[test]
+    fn two_readers_of_one_source_are_both_woken() {
+        in_each_mode(two_readers);
+    }
+
+    fn two_readers(oneshot: bool) {
+        crate::rt::executor::Builder::new().autojump().run(async {
+            select_mode(oneshot);
+            let (a, mut b) = UnixStream::pair().unwrap();
             a.set_nonblocking(true).unwrap();
             let reg = Registered::new(a).unwrap();
-            std::future::poll_fn(|cx| reg.poll_ready(Direction::Write, cx))
-                .await
-                .unwrap();
-            reg.get_ref().write_all(b"ok").unwrap();
+            let polls = std::cell::Cell::new(0);
+            let first = std::future::poll_fn(|cx| {
+                polls.set(polls.get() + 1);
+                read_some(&reg, cx)
+            });
+            let second = std::future::poll_fn(|cx| {
+                let poll = read_some(&reg, cx);
+                if poll.is_pending() && polls.get() == 1 {
+                    // Both parked now; the peer's two bytes must reach both.
+                    b.write_all(b"xy").unwrap();
+                }
+                poll
+            });
+            let (x, y) = join(first, second).await;
+            let mut got = [x.unwrap(), y.unwrap()];
+            got.sort();
+            assert_eq!(&got, b"xy");
         });
+    }
+
+    /// Both directions parked at once, and only the read side becomes ready: the writer
+    /// must still be woken once its side frees up later (in oneshot mode the read event
+    /// disarmed both directions). Under a watchdog: a stranded writer hangs.
+    #[test]
+    fn a_reader_and_a_writer_parked_together_are_each_woken() {
+        in_each_mode(|oneshot| watchdog(move || reader_and_writer(oneshot)));
+    }
+
+    fn reader_and_writer(oneshot: bool) {
+        crate::rt::executor::run(async {
+            select_mode(oneshot);
+            let (a, mut b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            b.set_nonblocking(true).unwrap();
+            let reg = Registered::new(a).unwrap();
+            // Fill a's send buffer so that writing would block.
+            let chunk = [0u8; 4096];
+            while reg.get_ref().write(&chunk).is_ok() {}
+            let write = std::future::poll_fn(|cx| {
+                reg.poll_io(Direction::Write, cx, |mut io| io.write(b"w"))
+            });
+            let mut sent = false;
+            let read = std::future::poll_fn(|cx| {
+                let poll = read_some(&reg, cx);
+                if poll.is_pending() && !sent {
+                    sent = true;
+                    b.write_all(b"r").unwrap();
+                }
+                if poll.is_ready() {
+                    // Only now does the writer's side free up: a later event, alone.
+                    let mut sink = vec![0; 1 << 16];
+                    while b.read(&mut sink).is_ok_and(|n| n > 0) {}
+                }
+                poll
+            });
+            let (w, r) = join(write, read).await;
+            assert_eq!(w.unwrap(), 1);
+            assert_eq!(r.unwrap(), b'r');
+        });
+    }
+
+    /// Runs `test` on a thread of its own and fails if it has not finished in 20 s of real
+    /// time (a hang detector, not a timing assertion).
+    fn watchdog(test: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            test();
+            let _ = done.send(());
+        });
+        match finished.recv_timeout(Duration::from_secs(20)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("watchdog: the scenario hangs")
+            }
+            _ => worker.join().unwrap(),
+        }
+    }
+
+    /// Polls `a` and `b` concurrently, each with a waker of its own (as two tasks would
+    /// be): a side is polled again only when its own waker was woken, so a test sees a
+    /// wake that went to the wrong task or nowhere.
+    async fn join<A: std::future::Future, B: std::future::Future>(
+        a: A,
+        b: B,
+    ) -> (A::Output, B::Output) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        struct Side {
+            woken: AtomicBool,
+            parent: std::sync::Mutex<Option<Waker>>,
+        }
+        impl std::task::Wake for Side {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.woken.store(true, Ordering::SeqCst);
+                if let Some(w) = self.parent.lock().unwrap().as_ref() {
+                    w.wake_by_ref();
+                }
+            }
+        }
+        fn side() -> std::sync::Arc<Side> {
+            std::sync::Arc::new(Side {
+                woken: AtomicBool::new(true),
+                parent: std::sync::Mutex::new(None),
+            })
+        }
+        fn step<F: std::future::Future>(
+            fut: std::pin::Pin<&mut F>,
+            side: &std::sync::Arc<Side>,
+            out: &mut Option<F::Output>,
+            parent: &Waker,
+        ) {
+            *side.parent.lock().unwrap() = Some(parent.clone());
+            if out.is_none() && side.woken.swap(false, Ordering::SeqCst) {
+                let waker = Waker::from(side.clone());
+                if let Poll::Ready(v) = fut.poll(&mut Context::from_waker(&waker)) {
+                    *out = Some(v);
+                }
+            }
+        }
+        let mut a = std::pin::pin!(a);
+        let mut b = std::pin::pin!(b);
+        let (sa, sb) = (side(), side());
+        let (mut ra, mut rb) = (None, None);
+        std::future::poll_fn(|cx| {
+            step(a.as_mut(), &sa, &mut ra, cx.waker());
+            step(b.as_mut(), &sb, &mut rb, cx.waker());
+            if ra.is_some() && rb.is_some() {
+                Poll::Ready((ra.take().unwrap(), rb.take().unwrap()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
