@@ -83,6 +83,7 @@ mod sync;
 // On top: built from the layers, imported by none of them.
 mod finally;
 pub mod guide;
+pub mod net;
 pub mod testing;
 mod thread;
 

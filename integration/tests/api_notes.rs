@@ -21,6 +21,7 @@ type VarWith = fn(&trellis::ContextVar<u8>, fn(Option<&u8>));
 /// back, so keep one `let _ … = trellis::Type::method…;` per method.
 #[test]
 fn every_method_the_notes_name_exists() {
+    use futures::Stream as _;
     let _ = trellis::Builder::new;
     let _ = trellis::Builder::mock_clock;
     let _ = trellis::Builder::autojump;
@@ -190,6 +191,77 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::testing::SequencerBlock::is_terminated;
     let _ = trellis::testing::SequencerTurn::number;
     let _ = trellis::testing::SequenceBroken::block;
+    // Generic over `impl ToSocketAddrs` / `AsRef<Path>`: checked by a call.
+    drop(|a: &str| trellis::net::TcpListener::bind(a));
+    // Generic over `impl ToSocketAddrs` / `AsRef<Path>`: checked by a call.
+    drop(|a: &str| trellis::net::TcpListener::bind_reuse_port(a));
+    let _ = trellis::net::Incoming::poll_next;
+    let _ = trellis::net::UnixIncoming::poll_next;
+    let _ = trellis::net::ReuniteError::<trellis::net::TcpStream>::to_string;
+    let _ = trellis::net::TcpListener::from_std;
+    let _ = trellis::net::TcpListener::into_std;
+    let _ = trellis::net::TcpListener::accept;
+    let _ = trellis::net::TcpListener::poll_accept;
+    let _ = trellis::net::TcpListener::incoming;
+    let _ = trellis::net::TcpListener::local_addr;
+    let _ = trellis::net::TcpStream::connect;
+    let _ = trellis::net::TcpStream::from_std;
+    let _ = trellis::net::TcpStream::into_std;
+    let _ = trellis::net::TcpStream::read;
+    let _ = trellis::net::TcpStream::read_exact;
+    let _ = trellis::net::TcpStream::write;
+    let _ = trellis::net::TcpStream::write_all;
+    let _ = trellis::net::TcpStream::shutdown;
+    let _ = trellis::net::TcpStream::split;
+    let _ = trellis::net::TcpStream::peer_addr;
+    let _ = trellis::net::TcpStream::local_addr;
+    let _ = trellis::net::TcpStream::set_nodelay;
+    let _ = trellis::net::TcpStream::nodelay;
+    let _ = trellis::net::ReadHalf::<trellis::net::TcpStream>::read;
+    let _ = trellis::net::ReadHalf::<trellis::net::TcpStream>::stream;
+    let _ = trellis::net::ReadHalf::<trellis::net::TcpStream>::reunite;
+    let _ = trellis::net::WriteHalf::<trellis::net::TcpStream>::write;
+    let _ = trellis::net::WriteHalf::<trellis::net::TcpStream>::stream;
+    // Generic over `impl ToSocketAddrs` / `AsRef<Path>`: checked by a call.
+    drop(|a: &str| trellis::net::UdpSocket::bind(a));
+    let _ = trellis::net::UdpSocket::from_std;
+    // Generic over `impl ToSocketAddrs` / `AsRef<Path>`: checked by a call.
+    drop(|s: &trellis::net::UdpSocket| s.connect("127.0.0.1:1"));
+    let _ = trellis::net::UdpSocket::send;
+    let _ = trellis::net::UdpSocket::recv;
+    let _ = trellis::net::UdpSocket::send_to;
+    let _ = trellis::net::UdpSocket::recv_from;
+    let _ = trellis::net::UdpSocket::poll_recv_from;
+    let _ = trellis::net::UdpSocket::local_addr;
+    let _ = trellis::net::UdpSocket::peer_addr;
+    // Generic over `impl ToSocketAddrs` / `AsRef<Path>`: checked by a call.
+    drop(|p: &str| trellis::net::UnixListener::bind(p));
+    let _ = trellis::net::UnixListener::from_std;
+    let _ = trellis::net::UnixListener::accept;
+    let _ = trellis::net::UnixListener::poll_accept;
+    let _ = trellis::net::UnixListener::incoming;
+    let _ = trellis::net::UnixListener::local_addr;
+    drop(trellis::net::UnixStream::connect("p"));
+    let _ = trellis::net::UnixStream::pair;
+    let _ = trellis::net::UnixStream::from_std;
+    let _ = trellis::net::UnixStream::into_std;
+    let _ = trellis::net::UnixStream::read;
+    let _ = trellis::net::UnixStream::split;
+    let _ = trellis::net::UnixStream::peer_addr;
+    let _ = trellis::net::UnixStream::local_addr;
+    // Generic over `impl ToSocketAddrs` / `AsRef<Path>`: checked by a call.
+    drop(|p: &str| trellis::net::UnixDatagram::bind(p));
+    let _ = trellis::net::UnixDatagram::unbound;
+    let _ = trellis::net::UnixDatagram::pair;
+    let _ = trellis::net::UnixDatagram::from_std;
+    // Generic over `impl ToSocketAddrs` / `AsRef<Path>`: checked by a call.
+    drop(|s: &trellis::net::UnixDatagram| s.connect("p"));
+    let _ = trellis::net::UnixDatagram::send;
+    let _ = trellis::net::UnixDatagram::recv;
+    // Generic over `impl ToSocketAddrs` / `AsRef<Path>`: checked by a call.
+    drop(|s: &trellis::net::UnixDatagram| drop(s.send_to(b"", "p")));
+    let _ = trellis::net::UnixDatagram::recv_from;
+    let _ = trellis::net::UnixDatagram::local_addr;
 }
 
 const LIB: &str = include_str!("../../runtime/lib.rs");

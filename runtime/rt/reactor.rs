@@ -29,8 +29,6 @@
 //!   socket both wake), so no task can be forgotten by another one replacing its waker.
 //!   In oneshot mode one event disarms both directions, so an event wakes both.
 
-// Sources are registered by the socket types (`net/`) and signal receivers.
-#![allow(dead_code)]
 // The only module allowed to use `unsafe`: `Poller::add` is unsafe because the poller must
 // learn of a source's removal before its descriptor is closed. Each block says why it holds.
 #![allow(unsafe_code)]
