@@ -141,7 +141,8 @@ impl UdpSocket {
     ///
     /// # Errors
     ///
-    /// The system's error; `NotConnected` before [`connect`](Self::connect).
+    /// The system's error; before [`connect`](Self::connect), the system's "destination
+    /// address required" (`EDESTADDRREQ`).
     ///
     /// # Examples
     ///
