@@ -217,7 +217,8 @@ pub struct SignalReceiver {
     /// The receiving end of the self-pipe, registered with the reactor.
     wake: Registered<UnixDatagram>,
     watched: Vec<Watched>,
-    /// Delivered, not yet returned, in order of delivery; each signal at most once.
+    /// Delivered, not yet returned, in order of delivery; each signal at most once (see
+    /// `take`).
     pending: VecDeque<i32>,
 }
 
@@ -268,8 +269,8 @@ impl fmt::Debug for SignalReceiver {
 /// ([`signals::FORBIDDEN`](crate::signals::FORBIDDEN): `SIGKILL`, `SIGSTOP`, `SIGILL`,
 /// `SIGFPE`, `SIGSEGV`) or a number out of range; the message names the signal. Outside
 /// a trellis runtime, an error saying so. An error of the operating system (a number the
-/// platform does not have, no more descriptors) is returned as it is; nothing is left
-/// registered after any error.
+/// platform does not have, no more descriptors) is returned with the signal's number;
+/// after any error, none of the receiver's actions is left registered.
 ///
 /// # Examples
 ///
@@ -429,9 +430,10 @@ impl SignalReceiver {
     ///
     /// # Errors
     ///
-    /// Polled in a runtime other than the one the receiver was opened in (or outside any),
-    /// an error saying so; the signal stays pending for a `recv` in the right runtime. An
-    /// error of the operating system reading the self-pipe is passed on.
+    /// Polled in a runtime other than the one the receiver was opened in (or outside any)
+    /// with nothing to report, an error saying so (the task could not be woken there); a
+    /// later delivery stays pending for a `recv` in the right runtime. An error of the
+    /// operating system reading the self-pipe is passed on.
     ///
     /// # Examples
     ///
@@ -508,13 +510,15 @@ impl SignalReceiver {
         }
     }
 
-    /// Queues `signal` if it was delivered since it was last taken (a signal already
-    /// queued is not queued twice: it coalesces).
+    /// Queues `signal` if it was delivered since it was last taken. The flag is what
+    /// coalesces: deliveries before the swap are one. A signal is never queued twice,
+    /// since the queue fills only while it is empty (one datagram's signal, or the sweep,
+    /// which takes each flag once).
     fn take(&mut self, signal: i32) {
         let Some(watched) = self.watched.iter().find(|w| w.signal == signal) else {
             return;
         };
-        if watched.flag.swap(false, Ordering::SeqCst) && !self.pending.contains(&signal) {
+        if watched.flag.swap(false, Ordering::SeqCst) {
             self.pending.push_back(signal);
         }
     }

@@ -205,6 +205,16 @@ fn child_raises_sigterm_after_its_receiver() {
     Builder::new()
         .autojump()
         .run(async {
+            // Alone in this process, so the count of descriptors is stable: a dropped
+            // receiver unregisters its actions, which closes their sending sockets.
+            let descriptors = || std::fs::read_dir("/proc/self/fd").map(|d| d.count());
+            let before = descriptors()?;
+            for _ in 0..3 {
+                drop(open_signal_receiver([SIGTERM, SIGHUP])?);
+            }
+            if descriptors()? == before {
+                eprintln!("dropped receivers closed their descriptors");
+            }
             let mut receiver = open_signal_receiver([SIGTERM])?;
             raise(SIGTERM)?;
             assert_eq!(receiver.recv().await?, SIGTERM);
@@ -218,7 +228,8 @@ fn child_raises_sigterm_after_its_receiver() {
 }
 
 /// After the last receiver of a signal whose disposition was the default is dropped, the
-/// signal's default action is back: SIGTERM ends the (child) process, by the signal.
+/// signal's default action is back: SIGTERM ends the (child) process, by the signal. And
+/// dropping a receiver unregisters its actions (their sockets are closed).
 #[test]
 fn the_default_action_is_back_after_the_last_receiver() {
     let (status, stderr) = common::watchdog(common::HANG_LIMIT, || {
@@ -238,6 +249,10 @@ fn the_default_action_is_back_after_the_last_receiver() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     });
+    assert!(
+        stderr.contains("dropped receivers closed their descriptors"),
+        "{status:?}: {stderr}"
+    );
     assert!(
         stderr.contains("survived SIGTERM with a receiver"),
         "{status:?}: {stderr}"
