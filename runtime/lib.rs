@@ -27,6 +27,9 @@
 //! - [`to_thread`] runs blocking work on a bounded pool of worker threads without
 //!   blocking the runtime (Trio's `to_thread.run_sync`); a [`RuntimeHandle`] lets any
 //!   other thread run a closure or a future back on the runtime (Trio's `from_thread`).
+//! - [`open_signal_receiver`] turns Unix signals into a stream of signal numbers
+//!   ([`SignalReceiver`], Trio's `open_signal_receiver`), and [`ctrl_c`] waits for one
+//!   `SIGINT`; the numbers are in [`signals`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -84,6 +87,7 @@ mod sync;
 mod finally;
 pub mod guide;
 pub mod net;
+mod signal;
 pub mod testing;
 mod thread;
 
@@ -111,6 +115,7 @@ pub use scope::cancel_scope::{
 };
 pub use scope::remote::RemoteCancel;
 pub use scope::timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
+pub use signal::{SignalReceiver, SignalRecv, ctrl_c, open_signal_receiver, signals};
 pub use sync::capacity_limiter::{
     BorrowerAcquire, BorrowerId, CapacityLimiter, LimiterAcquire, LimiterError, LimiterToken,
 };

@@ -102,6 +102,9 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::FromThreadError::is_runtime_gone;
     let _ = trellis::FromThreadError::is_on_runtime_thread;
 
+    let _ = trellis::SignalReceiver::recv;
+    let _ = trellis::SignalReceiver::signals;
+
     let _ = trellis::ContextVar::<u8>::new;
     let _ = trellis::ContextVar::<u8>::with_default;
     let _ = trellis::ContextVar::<u8>::no_inherit;
