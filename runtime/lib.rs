@@ -27,6 +27,8 @@
 //! - [`to_thread`] runs blocking work on a bounded pool of worker threads without
 //!   blocking the runtime (Trio's `to_thread.run_sync`); a [`RuntimeHandle`] lets any
 //!   other thread run a closure or a future back on the runtime (Trio's `from_thread`).
+//! - [`net`] has TCP, UDP and Unix sockets on the runtime's reactor, `futures-io` streams
+//!   whose every read and write is cancel-safe.
 //! - [`open_signal_receiver`] turns Unix signals into a stream of signal numbers
 //!   ([`SignalReceiver`], Trio's `open_signal_receiver`), and [`ctrl_c`] waits for one
 //!   `SIGINT`; the numbers are in [`signals`].
