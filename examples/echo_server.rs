@@ -22,7 +22,7 @@ use std::io;
 use std::time::Duration;
 
 use trellis::net::{TcpListener, TcpStream};
-use trellis::{CancelScope, CapacityLimiter, LimiterToken, nursery};
+use trellis::{CancelScope, CapacityLimiter, LimiterToken, finally, nursery};
 
 /// How the server behaves.
 #[derive(Debug, Clone, Copy)]
@@ -66,17 +66,18 @@ pub(crate) async fn serve(
     let watcher = CancelScope::new();
     let stop_watching = watcher.clone();
     let served = nursery(async |n| {
+        // The shutdown begins on `shutdown`, or when the server is cancelled from outside:
+        // `finally` runs its clean-up (shielded) however the wait ends.
+        let watch = watcher.run(finally(shutdown, async {
+            println!(
+                "shutting down: no new connections, {:?} for the rest",
+                config.grace
+            );
+            stop_accepting.cancel();
+            grace_period.set_deadline(trellis::now() + config.grace);
+        }));
         n.spawn(async {
-            let watched = watcher.run(async {
-                shutdown.await;
-                println!(
-                    "shutting down: no new connections, {:?} for the rest",
-                    config.grace
-                );
-                stop_accepting.cancel();
-                grace_period.set_deadline(trellis::now() + config.grace);
-            });
-            watched.await; // `None` when the server ended first
+            watch.await; // `None` once the server ended first and cancelled the watch
         });
         let result = connections
             .run(nursery(async |conns| {
@@ -101,6 +102,7 @@ pub(crate) async fn serve(
                 accepted.unwrap_or(io::Result::<()>::Ok(()))
             }))
             .await;
+        // The server is done (the shutdown ran, or accepting failed): stop waiting for one.
         stop_watching.cancel();
         match result {
             Some(result) => result.map_err(|group| io::Error::other(group.to_string())),

@@ -18,6 +18,10 @@ mod graceful_shutdown;
 #[path = "../../examples/request_id.rs"]
 mod request_id;
 
+#[allow(dead_code)]
+#[path = "../../examples/echo_server.rs"]
+mod echo_server;
+
 /// The guide's tokio program, spliced in with `include!` rather than a `#[path]` module:
 /// the guide's `main` is private, so only code inside the module can call it (and rustfmt
 /// does not follow an `include!`, so the file keeps the guide's layout).
@@ -308,4 +312,163 @@ fn the_guides_tokio_recipe_is_the_program_run_here() {
          integration/examples/inside_tokio.rs differ; make them the same.\n\
          --- the guide's:\n{shown}--- the file's:\n{INSIDE_TOKIO}"
     );
+}
+
+/// Runs the echo server on virtual time with `clients` (given the server's address) and a
+/// shutdown at `shutdown_at`; returns the stats and when `serve` returned.
+fn run_echo_server<C>(
+    config: echo_server::Config,
+    shutdown_at: Duration,
+    clients: impl FnOnce(std::net::SocketAddr) -> C,
+) -> (echo_server::Stats, Duration)
+where
+    C: Future<Output = std::io::Result<()>>,
+{
+    let stats = echo_server::Stats::default();
+    let took = run_virtual(async {
+        let listener = trellis::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let clients = clients(listener.local_addr().unwrap());
+        let start = trellis::now();
+        trellis::nursery(async |n| {
+            n.spawn(clients);
+            echo_server::serve(&listener, config, trellis::sleep(shutdown_at), &stats).await?;
+            Ok(trellis::now() - start)
+        })
+        .await
+        .unwrap()
+    });
+    (stats, took)
+}
+
+/// One client: connects, echoes `word`, then stays `linger` before closing (forever, if
+/// `None`: it then waits for the server to hang up and returns what it read).
+async fn echo_client(
+    addr: std::net::SocketAddr,
+    word: &str,
+    linger: Option<Duration>,
+) -> std::io::Result<usize> {
+    let client = trellis::net::TcpStream::connect(addr).await?;
+    client.write_all(word.as_bytes()).await?;
+    let mut back = vec![0; word.len()];
+    client.read_exact(&mut back).await?;
+    assert_eq!(back, word.as_bytes());
+    match linger {
+        Some(linger) => {
+            trellis::sleep(linger).await;
+            Ok(0)
+        }
+        None => client.read(&mut [0; 16]).await,
+    }
+}
+
+#[test]
+fn the_echo_server_gives_connections_a_grace_period_then_cuts_off_the_rest() {
+    watchdog(HANG_LIMIT, || {
+        let config = echo_server::Config {
+            max_connections: 10,
+            grace: Duration::from_millis(500),
+        };
+        let (stats, took) = run_echo_server(config, Duration::from_secs(1), |addr| async move {
+            trellis::nursery(async |n| {
+                n.spawn(echo_client(addr, "quick", Some(Duration::ZERO)));
+                // Still connected when the shutdown begins at 1 s, done at 1.3 s: within
+                // the grace period, so it finishes by itself.
+                n.spawn(echo_client(
+                    addr,
+                    "finisher",
+                    Some(Duration::from_millis(1300)),
+                ));
+                for _ in 0..2 {
+                    n.spawn(async move {
+                        let read = echo_client(addr, "lingering", None).await?;
+                        assert_eq!(read, 0, "cut off: the server closed the connection");
+                        std::io::Result::Ok(())
+                    });
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|group| std::io::Error::other(group.to_string()))
+        });
+        assert_eq!(
+            took,
+            Duration::from_millis(1500),
+            "shutdown at 1 s + 500 ms of grace"
+        );
+        assert_eq!(stats.accepted.get(), 4);
+        assert_eq!(stats.finished.get(), 2, "the quick client and the finisher");
+        assert_eq!(stats.cut_off.get(), 2, "the two lingering clients");
+        assert_eq!(stats.active.get(), 0, "nothing outlives serve");
+    });
+}
+
+#[test]
+fn the_echo_server_serves_at_most_its_cap_at_once() {
+    watchdog(HANG_LIMIT, || {
+        let config = echo_server::Config {
+            max_connections: 2,
+            grace: Duration::from_millis(100),
+        };
+        let (stats, _) = run_echo_server(config, Duration::from_secs(10), |addr| async move {
+            trellis::nursery(async |n| {
+                // Six clients at once, each staying 100 ms: served two at a time, the
+                // others wait in the backlog, and all are served before the shutdown.
+                for _ in 0..6 {
+                    n.spawn(echo_client(
+                        addr,
+                        "capped",
+                        Some(Duration::from_millis(100)),
+                    ));
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|group| std::io::Error::other(group.to_string()))
+        });
+        assert_eq!(stats.accepted.get(), 6);
+        assert_eq!(stats.finished.get(), 6);
+        assert_eq!(stats.peak.get(), 2, "never more than the cap at once");
+    });
+}
+
+#[test]
+fn the_echo_server_cancelled_from_outside_gives_the_same_grace_period() {
+    watchdog(HANG_LIMIT, || {
+        let config = echo_server::Config {
+            max_connections: 10,
+            grace: Duration::from_millis(500),
+        };
+        let stats = echo_server::Stats::default();
+        let (served, took) = run_virtual(async {
+            let listener = trellis::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let start = trellis::now();
+            let served = trellis::nursery(async |n| {
+                n.spawn(echo_client(
+                    addr,
+                    "finisher",
+                    Some(Duration::from_millis(1300)),
+                ));
+                n.spawn(echo_client(addr, "lingering", None));
+                // No shutdown of its own: an enclosing deadline at 1 s stops it.
+                let shutdown = std::future::pending::<()>();
+                let served = trellis::move_on_after(
+                    Duration::from_secs(1),
+                    echo_server::serve(&listener, config, shutdown, &stats),
+                );
+                std::io::Result::Ok(served.await)
+            })
+            .await
+            .unwrap();
+            (served, trellis::now() - start)
+        });
+        assert!(served.is_none(), "the deadline's cancellation is reported");
+        assert_eq!(took, Duration::from_millis(1500), "1 s + the grace period");
+        assert_eq!(
+            stats.finished.get(),
+            1,
+            "the finisher, within the grace period"
+        );
+        assert_eq!(stats.cut_off.get(), 1, "the lingering client");
+    });
 }
