@@ -8,6 +8,10 @@
 //! TLS crates such as futures-rustls work on them unchanged (and a TLS stream is again a
 //! stream: TLS over TLS needs nothing more).
 //!
+//! The streams do not implement `AsyncBufRead`: a socket has no buffer of its own, and
+//! one added here would hold bytes a cancelled caller never saw. Wrap a stream in
+//! `futures_lite::io::BufReader` (or `futures::io::BufReader`) to read lines.
+//!
 //! Every operation is tried at once and parks the task only if the kernel says it would
 //! block, so an operation that has not returned has moved no byte: dropping it midway (a
 //! timeout, a cancelled scope) loses nothing. Each says so under `# Cancellation`.
