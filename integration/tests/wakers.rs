@@ -83,15 +83,24 @@ fn wakes_from_another_thread_during_the_nursery_poll_are_not_lost() {
                         }
                     });
                 }
+                // The worker starts waking only once the child's first poll has looked
+                // at `seen` (otherwise a fast worker could finish before that look, and
+                // the child would be done in one poll).
+                let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 n.spawn(async move {
                     wait_until(
                         || {
                             polls.set(polls.get() + 1);
-                            seen.load(Ordering::SeqCst) == WAKES
+                            let done = seen.load(Ordering::SeqCst) == WAKES;
+                            armed.store(true, Ordering::SeqCst);
+                            done
                         },
                         |waker| {
-                            let seen = seen.clone();
+                            let (seen, armed) = (seen.clone(), armed.clone());
                             *worker = Some(std::thread::spawn(move || {
+                                while !armed.load(Ordering::SeqCst) {
+                                    std::thread::yield_now();
+                                }
                                 for i in 1..=WAKES {
                                     seen.store(i, Ordering::SeqCst);
                                     waker.wake_by_ref();
