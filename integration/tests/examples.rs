@@ -1,6 +1,7 @@
 //! The programs in the root's `examples/` run here on virtual time, and what they report is
 //! checked: the job runner's outcomes, the graceful shutdown's order and timing, the request
-//! ids of the request-scoped logging. The guide's tokio program, `examples/inside_tokio.rs`
+//! ids of the request-scoped logging. The TLS echo of `examples/tls_echo.rs` here runs on
+//! loopback and its log is checked. The guide's tokio program, `examples/inside_tokio.rs`
 //! here, runs too, and is checked to be the guide's code. (`cargo test` only builds
 //! examples; this runs them.)
 
@@ -17,6 +18,10 @@ mod graceful_shutdown;
 #[allow(dead_code)]
 #[path = "../../examples/request_id.rs"]
 mod request_id;
+
+#[allow(dead_code)]
+#[path = "../examples/tls_echo.rs"]
+mod tls_echo;
 
 /// The guide's tokio program, spliced in with `include!` rather than a `#[path]` module:
 /// the guide's `main` is private, so only code inside the module can call it (and rustfmt
@@ -209,6 +214,53 @@ fn the_request_logging_example_never_mixes_request_ids() {
     // `main` runs on virtual time and asserts, for every log line naming a request's path,
     // that it was logged under that request's id.
     watchdog(HANG_LIMIT, request_id::main);
+}
+
+#[test]
+fn the_tls_echo_example_echoes_every_message_of_both_clients_then_stops_its_server() {
+    // Real clock (the program has no timer), loopback only: a few milliseconds.
+    let (echoed, lines) = watchdog(HANG_LIMIT, || {
+        let log = tls_echo::Log::default();
+        let echoed = tls_echo::run(&log).map_err(|e| e.to_string());
+        (echoed, log.lines())
+    });
+    let per_client: usize = tls_echo::messages().iter().map(Vec::len).sum();
+    assert_eq!(echoed, Ok(vec![per_client, per_client]), "{lines:#?}");
+    // The clients' lines, in order; the server's lines name ports, so only their shape.
+    let of = |who: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(who))
+            .cloned()
+            .collect()
+    };
+    for id in 1..=2 {
+        let mut client = of(&format!("client {id}:"));
+        let connected = client.remove(0);
+        assert!(
+            connected.starts_with(&format!("client {id}: connected with TLSv1_3, TLS13_")),
+            "{connected}"
+        );
+        assert_eq!(
+            client,
+            [
+                format!("client {id}: 15 bytes echoed intact"),
+                format!("client {id}: 14 bytes echoed intact"),
+                format!("client {id}: 65536 bytes echoed intact"),
+                format!("client {id}: closed, and so did the server"),
+            ]
+        );
+    }
+    let server = of("server:");
+    assert_eq!(server.len(), 4, "{server:#?}");
+    assert!(server[0].starts_with("server: listening on 127.0.0.1:"));
+    for line in &server[1..3] {
+        assert!(
+            line.ends_with(&format!("closed after {per_client} bytes")),
+            "{line}"
+        );
+    }
+    assert_eq!(server[3], "server: cancelled", "the server stops last");
 }
 
 #[test]
