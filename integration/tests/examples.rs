@@ -1,6 +1,8 @@
 //! The programs in the root's `examples/` run here on virtual time, and what they report is
 //! checked: the job runner's outcomes, the graceful shutdown's order and timing, the request
-//! ids of the request-scoped logging. The guide's tokio program, `examples/inside_tokio.rs`
+//! ids of the request-scoped logging, the HTTP client's responses and timeout, the
+//! multicore echo's connections per thread. The TLS echo of `examples/tls_echo.rs` here runs on
+//! loopback and its log is checked. The guide's tokio program, `examples/inside_tokio.rs`
 //! here, runs too, and is checked to be the guide's code. (`cargo test` only builds
 //! examples; this runs them.)
 
@@ -21,6 +23,18 @@ mod request_id;
 #[allow(dead_code)]
 #[path = "../../examples/echo_server.rs"]
 mod echo_server;
+
+#[allow(dead_code)]
+#[path = "../../examples/http_client.rs"]
+mod http_client;
+
+#[allow(dead_code)]
+#[path = "../../examples/multicore_echo.rs"]
+mod multicore_echo;
+
+#[allow(dead_code)]
+#[path = "../examples/tls_echo.rs"]
+mod tls_echo;
 
 /// The guide's tokio program, spliced in with `include!` rather than a `#[path]` module:
 /// the guide's `main` is private, so only code inside the module can call it (and rustfmt
@@ -213,6 +227,114 @@ fn the_request_logging_example_never_mixes_request_ids() {
     // `main` runs on virtual time and asserts, for every log line naming a request's path,
     // that it was logged under that request's id.
     watchdog(HANG_LIMIT, request_id::main);
+}
+
+#[test]
+fn the_http_client_gets_the_quick_routes_and_times_out_on_the_slow_one_at_its_deadline() {
+    watchdog(HANG_LIMIT, || {
+        let (results, took) = run_virtual(async {
+            let start = trellis::now();
+            let results = http_client::demo().await.expect("the server starts");
+            (results, trellis::now() - start)
+        });
+        let lines: Vec<String> = results
+            .iter()
+            .map(|(path, result)| http_client::describe(path, result))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"GET /hello -> 200 OK (text/plain, 13 bytes): "hello, world\n""#,
+                "GET /slow -> error (TimedOut): GET /slow: no response within 500ms \
+                 (the operation timed out: its deadline passed before it finished)",
+                r#"GET /missing -> 404 Not Found (text/plain, 13 bytes): "no such page\n""#,
+            ]
+        );
+        let hello = results[0].1.as_ref().expect("/hello answers");
+        assert_eq!(hello.header("content-length"), Some("13"));
+        assert_eq!(hello.header("connection"), Some("close"));
+        assert_eq!(hello.body, b"hello, world\n");
+        assert_eq!(
+            took,
+            http_client::DEADLINE,
+            "the quick routes take no virtual time; the slow one takes exactly its deadline"
+        );
+        assert!(http_client::SLOW > http_client::DEADLINE);
+    });
+}
+
+#[test]
+fn the_multicore_echo_spreads_connections_over_its_threads_and_stops_them_remotely() {
+    let connections = 64;
+    let report = watchdog(HANG_LIMIT, move || multicore_echo::run(3, connections))
+        .expect("the servers start, echo and stop");
+    let sent: usize = (0..connections)
+        .map(|i| multicore_echo::message(i).len())
+        .sum();
+    assert_eq!(report.echoed, sent, "every connection's bytes came back");
+    assert_eq!(report.per_thread.len(), 3);
+    assert_eq!(
+        report.per_thread.iter().sum::<u64>(),
+        connections as u64,
+        "each connection was accepted by exactly one thread: {:?}",
+        report.per_thread
+    );
+    // Linux hashes each connection to one of the listeners: with 64 connections and 3
+    // listeners, one listener getting none has a probability of about 3 * (2/3)^64.
+    if cfg!(target_os = "linux") {
+        assert!(
+            report.per_thread.iter().all(|&n| n > 0),
+            "the kernel spreads the connections: {:?}",
+            report.per_thread
+        );
+    }
+}
+
+#[test]
+fn the_tls_echo_example_echoes_every_message_of_both_clients_then_stops_its_server() {
+    // Real clock (the program has no timer), loopback only: a few milliseconds.
+    let (echoed, lines) = watchdog(HANG_LIMIT, || {
+        let log = tls_echo::Log::default();
+        let echoed = tls_echo::run(&log).map_err(|e| e.to_string());
+        (echoed, log.lines())
+    });
+    let per_client: usize = tls_echo::messages().iter().map(Vec::len).sum();
+    assert_eq!(echoed, Ok(vec![per_client, per_client]), "{lines:#?}");
+    // The clients' lines, in order; the server's lines name ports, so only their shape.
+    let of = |who: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(who))
+            .cloned()
+            .collect()
+    };
+    for id in 1..=2 {
+        let mut client = of(&format!("client {id}:"));
+        let connected = client.remove(0);
+        assert!(
+            connected.starts_with(&format!("client {id}: connected with TLSv1_3, TLS13_")),
+            "{connected}"
+        );
+        assert_eq!(
+            client,
+            [
+                format!("client {id}: 15 bytes echoed intact"),
+                format!("client {id}: 14 bytes echoed intact"),
+                format!("client {id}: 65536 bytes echoed intact"),
+                format!("client {id}: closed, and so did the server"),
+            ]
+        );
+    }
+    let server = of("server:");
+    assert_eq!(server.len(), 4, "{server:#?}");
+    assert!(server[0].starts_with("server: listening on 127.0.0.1:"));
+    for line in &server[1..3] {
+        assert!(
+            line.ends_with(&format!("closed after {per_client} bytes")),
+            "{line}"
+        );
+    }
+    assert_eq!(server[3], "server: cancelled", "the server stops last");
 }
 
 #[test]
