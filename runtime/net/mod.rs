@@ -26,11 +26,20 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod happy_eyeballs;
+pub(crate) mod resolve;
+pub(crate) mod serve;
 pub(crate) mod stream;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 pub(crate) mod unix;
 
+pub use happy_eyeballs::{
+    ConnectError, HAPPY_EYEBALLS_DELAY, connect_happy_eyeballs, open_tcp_stream,
+    open_tcp_stream_with_delay,
+};
+pub use resolve::lookup_host;
+pub use serve::{open_tcp_listeners, serve_listeners, serve_tcp};
 pub use stream::{ReadHalf, ReuniteError, WriteHalf};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
