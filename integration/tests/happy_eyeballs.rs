@@ -69,29 +69,58 @@ fn accepting(ip: &str) -> TcpListener {
 const ESTABLISHED: u8 = 0x01;
 const SYN_SENT: u8 = 0x02;
 
-/// The client sockets of this machine connected or connecting to `port` on loopback that
-/// are still open on our side (`ESTABLISHED` or `SYN_SENT`), as (local port, state).
+/// The inodes of the sockets this process holds open (`/proc/self/fd` links to
+/// `socket:[inode]`).
+fn own_socket_inodes() -> Vec<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd lists the process's descriptors")
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.ok()?.path()).ok()?;
+            let target = target.to_str()?;
+            target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// The client sockets of this process connected or connecting to `port` that are still
+/// open (an open descriptor, `ESTABLISHED` or `SYN_SENT`), as (local port, state). A
+/// socket whose descriptor was closed is not listed, however long the kernel takes to
+/// finish closing it.
+///
+/// The tables are read twice and merged by inode: a table that changes while it is read
+/// (this machine's has thousands of `TIME_WAIT` rows) may repeat or skip a row.
 fn open_clients_to(port: u16) -> Vec<(u16, u8)> {
-    let mut found = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(remote), Some(state)) =
-                (fields.get(1), fields.get(2), fields.get(3))
-            else {
+    let mut rows: Vec<(u64, u16, u8)> = Vec::new();
+    for _ in 0..2 {
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
                 continue;
             };
-            let port_of = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap();
-            let state = u8::from_str_radix(state, 16).unwrap();
-            if port_of(remote) == port && (state == ESTABLISHED || state == SYN_SENT) {
-                found.push((port_of(local), state));
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (Some(local), Some(remote), Some(state), Some(inode)) =
+                    (fields.get(1), fields.get(2), fields.get(3), fields.get(9))
+                else {
+                    continue;
+                };
+                let port_of =
+                    |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap();
+                let state = u8::from_str_radix(state, 16).unwrap();
+                let inode: u64 = inode.parse().unwrap_or(0);
+                if port_of(remote) == port
+                    && (state == ESTABLISHED || state == SYN_SENT)
+                    && !rows.iter().any(|r| r.0 == inode)
+                {
+                    rows.push((inode, port_of(local), state));
+                }
             }
         }
     }
-    found
+    let own = own_socket_inodes();
+    rows.into_iter()
+        .filter(|(inode, _, _)| *inode != 0 && own.contains(inode))
+        .map(|(_, local, state)| (local, state))
+        .collect()
 }
 
 /// `open_clients_to(h.addr.port())` without the filler's connection.
