@@ -77,7 +77,11 @@ fn own_socket_inodes() -> Vec<u64> {
         .filter_map(|fd| {
             let target = std::fs::read_link(fd.ok()?.path()).ok()?;
             let target = target.to_str()?;
-            target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
         })
         .collect()
 }

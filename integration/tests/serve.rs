@@ -18,7 +18,9 @@ use trellis::{CancelScope, StartError};
 
 /// Runs `f` on virtual time with autojump, under the watchdog.
 fn virtual_test<T: Send + 'static>(f: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, move || trellis::Builder::new().autojump().run(f()))
+    watchdog(HANG_LIMIT, move || {
+        trellis::Builder::new().autojump().run(f())
+    })
 }
 
 fn start_error(e: StartError<io::Error>) -> io::Error {
@@ -228,19 +230,32 @@ fn open_tcp_listeners_binds_each_address_of_a_name() {
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
         // Port 0 gave one port for all of them.
-        assert!(addrs.iter().all(|a| a.port() == addrs[0].port()), "{addrs:?}");
+        assert!(
+            addrs.iter().all(|a| a.port() == addrs[0].port()),
+            "{addrs:?}"
+        );
 
         let v6 = open_tcp_listeners(0, Some("::1")).await.unwrap();
         assert_eq!(v6.len(), 1);
-        assert_eq!(v6[0].local_addr().unwrap().ip(), "::1".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(
+            v6[0].local_addr().unwrap().ip(),
+            "::1".parse::<std::net::IpAddr>().unwrap()
+        );
 
         // A port in use: the system's error, naming the address.
         let port = listeners[0].local_addr().unwrap().port();
-        let taken = open_tcp_listeners(port, Some("127.0.0.1")).await.unwrap_err();
+        let taken = open_tcp_listeners(port, Some("127.0.0.1"))
+            .await
+            .unwrap_err();
         assert_eq!(taken.kind(), io::ErrorKind::AddrInUse);
-        assert!(taken.to_string().contains(&format!("127.0.0.1:{port}")), "{taken}");
+        assert!(
+            taken.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{taken}"
+        );
 
-        let err = open_tcp_listeners(0, Some("nonexistent.invalid")).await.unwrap_err();
+        let err = open_tcp_listeners(0, Some("nonexistent.invalid"))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("nonexistent.invalid"), "{err}");
     });
 }

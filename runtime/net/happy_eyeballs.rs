@@ -158,10 +158,10 @@ pub async fn open_tcp_stream_with_delay(
 ///     assert_eq!(stream.peer_addr()?, open);
 /// # Ok::<(), std::io::Error>(()) }).unwrap();
 /// ```
-pub async fn connect_happy_eyeballs(
-    addrs: impl IntoIterator<Item = SocketAddr>,
-    delay: Duration,
-) -> io::Result<TcpStream> {
+pub async fn connect_happy_eyeballs<A>(addrs: A, delay: Duration) -> io::Result<TcpStream>
+where
+    A: IntoIterator<Item = SocketAddr>,
+{
     race(addrs.into_iter().collect(), delay, None).await
 }
 

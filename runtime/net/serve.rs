@@ -252,14 +252,15 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
 /// })
 /// .unwrap();
 /// ```
-pub async fn serve_listeners<H, O>(
+pub async fn serve_listeners<H, O, S>(
     listeners: Vec<TcpListener>,
     handler: H,
-    status: impl Into<Option<TaskStatus<Vec<SocketAddr>>>>,
+    status: S,
 ) -> io::Result<Infallible>
 where
     H: AsyncFn(TcpStream) -> O,
     O: TaskOutput<io::Error>,
+    S: Into<Option<TaskStatus<Vec<SocketAddr>>>>,
 {
     if listeners.is_empty() {
         return Err(io::Error::new(
@@ -312,9 +313,11 @@ where
             Err(e) if is_capacity_error(&e) => {
                 if !short {
                     short = true;
-                    let addr = listener.local_addr().ok();
+                    let addr = listener
+                        .local_addr()
+                        .map_or_else(|_| "a listener".to_owned(), |a| a.to_string());
                     eprintln!(
-                        "trellis::net: accept on {addr:?} failed: {e}; retrying every \
+                        "trellis::net: accept on {addr} failed: {e}; retrying every \
                          {CAPACITY_RETRY:?} until it succeeds"
                     );
                 }
@@ -405,15 +408,16 @@ fn is_one_connection_error(e: &io::Error) -> bool {
 /// })
 /// .unwrap();
 /// ```
-pub async fn serve_tcp<H, O>(
+pub async fn serve_tcp<H, O, S>(
     port: u16,
     host: Option<&str>,
     handler: H,
-    status: impl Into<Option<TaskStatus<Vec<SocketAddr>>>>,
+    status: S,
 ) -> io::Result<Infallible>
 where
     H: AsyncFn(TcpStream) -> O,
     O: TaskOutput<io::Error>,
+    S: Into<Option<TaskStatus<Vec<SocketAddr>>>>,
 {
     let listeners = open_tcp_listeners(port, host).await?;
     serve_listeners(listeners, handler, status).await
