@@ -87,7 +87,7 @@ pub async fn lookup_host(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 }
 
 /// `host` as an IP address if it is a literal: plain, or IPv6 in brackets.
-pub(crate) fn ip_literal(host: &str) -> Option<IpAddr> {
+fn ip_literal(host: &str) -> Option<IpAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(ip);
     }

@@ -199,23 +199,29 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
 /// `io::Result<()>`; it may borrow anything that outlives the call. Dropping the stream
 /// closes the connection; a task's stream is dropped when the handler returns.
 ///
-/// # Errors and panics
+/// # Errors
 ///
-/// Never returns `Ok` (the `Infallible` says so); it runs until cancelled or until
-/// something fails, and then returns the failure once every connection task is gone:
+/// Never returns `Ok` (the `Infallible` says so): it runs until cancelled or until
+/// something fails, and returns the failure once every connection task is gone.
 ///
-/// - A handler's `Err` (or panic) cancels the server, as any child of a nursery, and is
-///   returned (resumed); handle errors inside the handler to keep serving after one.
-///   When several failed in that moment, the error is the first one's kind with an
-///   [`ErrorGroup`](crate::ErrorGroup)`<io::Error>` inside holding all of them.
-/// - Accept errors that mean the process or system is out of descriptors or memory
+/// - A handler's `Err` cancels the server, as any failing child of a nursery does, and is
+///   returned; handle errors inside the handler to keep serving after one (Trio's rule:
+///   a handler's exception crashes the server). When several tasks failed in that moment,
+///   the error has the first one's kind and an [`ErrorGroup`](crate::ErrorGroup)`<io::Error>`
+///   inside holding all of them (`get_ref()` and `downcast_ref`).
+/// - Accept errors that mean the process or the system is out of descriptors or memory
 ///   (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) pause that listener's accepts for 100 ms
-///   and try again, and write one line to stderr per episode (a server stuck there should
-///   be visible); errors of one connection that `accept` reports (a peer that gave up,
-///   `ECONNABORTED`, `ECONNRESET`, `EPROTO`, unreachable hosts and networks,
-///   `EPERM` from a firewall, …) are skipped silently. Any other accept error stops the
-///   server and is returned.
+///   and try again; the first of a run of them writes one line to stderr (a server stuck
+///   there should be visible). Errors of one connection that `accept` reports (a peer
+///   that gave up, `ECONNABORTED`, `ECONNRESET`, `EPROTO`, unreachable hosts and
+///   networks, `EPERM` from a firewall, …) are skipped silently. Any other accept error
+///   stops the server and is returned unchanged.
 /// - No listener: `InvalidInput`.
+///
+/// # Panics
+///
+/// A handler's panic cancels the server like an error; once every connection task is
+/// gone it is resumed from `serve_listeners` with its original payload.
 ///
 /// # Cancellation
 ///
@@ -363,6 +369,10 @@ fn is_one_connection_error(e: &io::Error) -> bool {
 ///
 /// Those of [`open_tcp_listeners`] (reported to `start` as the child's error, before
 /// `started`), then those of [`serve_listeners`].
+///
+/// # Panics
+///
+/// A handler's panic, resumed as [`serve_listeners`] does.
 ///
 /// # Cancellation
 ///
