@@ -463,3 +463,23 @@ fn lookup_host_names_the_host_that_fails() {
         assert!(trellis::net::lookup_host("[localhost]", 80).await.is_err());
     });
 }
+
+#[test]
+fn a_lookup_runs_off_the_runtime_thread_and_dropping_it_abandons_it() {
+    virtual_test(async || {
+        // A deadline already due: the lookup is dropped at its first suspension. It has
+        // one because the resolver runs on a worker; the runtime does not wait for it.
+        let start = trellis::now();
+        let out =
+            trellis::move_on_after(Duration::ZERO, trellis::net::lookup_host("localhost", 80))
+                .await;
+        assert!(out.is_none(), "the lookup did not suspend: {out:?}");
+        assert_eq!(trellis::now() - start, Duration::ZERO);
+        // The same for a whole `open_tcp_stream`.
+        let ok = accepting("127.0.0.1");
+        let port = ok.local_addr().unwrap().port();
+        let out = trellis::move_on_after(Duration::ZERO, open_tcp_stream("localhost", port)).await;
+        assert!(out.is_none());
+        assert_eq!(open_clients_to(port), []);
+    });
+}

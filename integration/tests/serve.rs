@@ -320,3 +320,31 @@ fn child_process_out_of_descriptors() {
     assert_eq!(accepted_at, Some(Duration::from_millis(300)));
     eprintln!("child: ok");
 }
+
+#[test]
+fn handlers_failing_together_come_back_as_one_error_holding_all() {
+    virtual_test(async || {
+        let count = Cell::new(0);
+        let handler = async |_stream: TcpStream| {
+            count.set(count.get() + 1);
+            Err::<(), _>(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("handler {} gave up", count.get()),
+            ))
+        };
+        let listeners = open_tcp_listeners(0, Some("127.0.0.1")).await.unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        // Both connections are queued before the accept loop first runs, so it accepts
+        // both in one go, and both handlers fail before either suspends.
+        let _a = std::net::TcpStream::connect(addr).unwrap();
+        let _b = std::net::TcpStream::connect(addr).unwrap();
+        let err = serve_listeners(listeners, handler, None).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let group = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<trellis::ErrorGroup<io::Error>>())
+            .unwrap_or_else(|| panic!("not a group: {err:?}"));
+        let messages: Vec<String> = group.errors().map(|e| e.to_string()).collect();
+        assert_eq!(messages, ["handler 1 gave up", "handler 2 gave up"]);
+    });
+}
