@@ -4,7 +4,8 @@
 //!
 //! Three kinds of peer, all on loopback:
 //! - accepting: a std listener (the kernel completes the handshake; nobody accepts);
-//! - refusing: a port where nothing listens (a std listener bound, then dropped);
+//! - refusing: a port where nothing listens (a socket bound to it that never listens, kept
+//!   so that no other test's listener can take the port);
 //! - hanging: a listener with a backlog of 0 whose queue is already full (one std connect
 //!   never accepted): the kernel drops further SYNs, so a connect stays in `SYN_SENT`
 //!   (retrying after a second of real time, long after these tests end).
@@ -53,12 +54,26 @@ fn hanging(ip: &str) -> Hanging {
     }
 }
 
-/// A port on `ip` where nothing listens.
+/// A port on `ip` where nothing listens: a socket bound to it (without `SO_REUSEADDR`)
+/// that never listens, so connects are refused. The socket is kept until the process
+/// ends, so that no listener of a test running beside this one can take the port (a port
+/// freed by dropping a listener could be bound again at once, and then hang or accept).
 fn refusing(ip: &str) -> SocketAddr {
-    TcpListener::bind(format!("{ip}:0"))
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static RESERVED: std::sync::Mutex<Vec<socket2::Socket>> = std::sync::Mutex::new(Vec::new());
+    let addr: SocketAddr = format!("{ip}:0").parse().unwrap();
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.bind(&addr.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    RESERVED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(socket);
+    addr
 }
 
 fn accepting(ip: &str) -> TcpListener {
