@@ -12,6 +12,12 @@ use std::future::Ready;
 
 use futures::future::FusedFuture as _;
 
+/// A handler for `serve_listeners` / `serve_tcp`, as a function pointer (any
+/// `Fn(TcpStream) -> impl Future` is an `AsyncFn`).
+type ServeHandler<O = ()> = fn(trellis::net::TcpStream) -> Ready<O>;
+/// What `serve_*` report their addresses through.
+type ServeStatus = trellis::TaskStatus<Vec<std::net::SocketAddr>>;
+
 /// `ContextVar::<u8>::with` with its `impl FnOnce` parameter fixed to a function pointer.
 type VarWith = fn(&trellis::ContextVar<u8>, fn(Option<&u8>));
 
@@ -260,6 +266,20 @@ fn every_method_the_notes_name_exists() {
     checked(|s: &trellis::net::UnixDatagram| drop(s.send_to(b"", "p")));
     let _ = trellis::net::UnixDatagram::recv_from;
     let _ = trellis::net::UnixDatagram::local_addr;
+    let _ = trellis::net::lookup_host;
+    let _ = trellis::net::open_tcp_stream;
+    let _ = trellis::net::open_tcp_stream_with_delay;
+    let _ = trellis::net::connect_happy_eyeballs::<Vec<std::net::SocketAddr>>;
+    let _ = trellis::net::HAPPY_EYEBALLS_DELAY;
+    let _ = trellis::net::ConnectError::attempts;
+    let _ = trellis::net::ConnectError::into_attempts;
+    let _ = trellis::net::open_tcp_listeners;
+    let _ = trellis::net::serve_listeners::<ServeHandler, (), Option<ServeStatus>>;
+    let _ = trellis::net::serve_tcp::<
+        ServeHandler<std::io::Result<()>>,
+        std::io::Result<()>,
+        ServeStatus,
+    >;
 }
 
 const LIB: &str = include_str!("../../runtime/lib.rs");

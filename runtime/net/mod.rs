@@ -12,6 +12,47 @@
 //! one added here would hold bytes a cancelled caller never saw. Wrap a stream in
 //! `futures_lite::io::BufReader` (or `futures::io::BufReader`) to read lines.
 //!
+//! The high level is Trio's: [`lookup_host`] resolves a name on a worker thread;
+//! [`open_tcp_stream`] connects to a host with Happy Eyeballs (RFC 8305), racing its
+//! addresses in a nursery ([`connect_happy_eyeballs`] races addresses you have, and
+//! [`ConnectError`] keeps every failed attempt); [`open_tcp_listeners`],
+//! [`serve_listeners`] and [`serve_tcp`] run a server whose connections are tasks of one
+//! nursery, reporting its addresses through `Nursery::start`'s
+//! [`TaskStatus`](crate::TaskStatus):
+//!
+//! ```
+//! use trellis::net::{TcpStream, open_tcp_stream, serve_tcp};
+//!
+//! async fn shout(stream: TcpStream) -> std::io::Result<()> {
+//!     let mut buf = [0; 5];
+//!     stream.read_exact(&mut buf).await?;
+//!     stream.write_all(&buf.to_ascii_uppercase()).await
+//! }
+//!
+//! trellis::run(async {
+//!     let done = trellis::cancel_scope(async |server| {
+//!         trellis::nursery(async |n| {
+//!             let addrs = n
+//!                 .start(async |_n, status| serve_tcp(0, Some("127.0.0.1"), shout, status).await)
+//!                 .await
+//!                 .map_err(|e| std::io::Error::other(e.to_string()))?;
+//!             let client = open_tcp_stream("localhost", addrs[0].port()).await?;
+//!             client.write_all(b"hello").await?;
+//!             let mut buf = [0; 5];
+//!             client.read_exact(&mut buf).await?;
+//!             assert_eq!(&buf, b"HELLO");
+//!             server.cancel(); // stops the server, closing its connections
+//!             Ok(())
+//!         })
+//!         .await
+//!         .map_err(|group| group.into_first())
+//!     })
+//!     .await;
+//!     done.unwrap_or(Ok(()))
+//! })
+//! .unwrap();
+//! ```
+//!
 //! Every operation is tried at once and parks the task only if the kernel says it would
 //! block, so an operation that has not returned has moved no byte: dropping it midway (a
 //! timeout, a cancelled scope) loses nothing. Each says so under `# Cancellation`.
@@ -26,11 +67,20 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod happy_eyeballs;
+pub(crate) mod resolve;
+pub(crate) mod serve;
 pub(crate) mod stream;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 pub(crate) mod unix;
 
+pub use happy_eyeballs::{
+    ConnectError, HAPPY_EYEBALLS_DELAY, connect_happy_eyeballs, open_tcp_stream,
+    open_tcp_stream_with_delay,
+};
+pub use resolve::lookup_host;
+pub use serve::{open_tcp_listeners, serve_listeners, serve_tcp};
 pub use stream::{ReadHalf, ReuniteError, WriteHalf};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
