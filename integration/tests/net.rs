@@ -302,12 +302,38 @@ fn tcp_stream_addresses_and_nodelay() {
         let (a, b) = connected_pair().await;
         assert_eq!(a.peer_addr().unwrap(), b.local_addr().unwrap());
         assert_eq!(b.peer_addr().unwrap(), a.local_addr().unwrap());
-        a.set_nodelay(true).unwrap();
-        assert!(a.nodelay().unwrap());
+        assert!(
+            a.nodelay().unwrap() && b.nodelay().unwrap(),
+            "connected and accepted"
+        );
         a.set_nodelay(false).unwrap();
         assert!(!a.nodelay().unwrap());
         let std_stream = a.into_std();
         assert_eq!(std_stream.peer_addr().unwrap(), b.local_addr().unwrap());
+    });
+}
+
+/// With `TCP_NODELAY` set by default, a small write after another is not held back by the
+/// kernel (Nagle waiting for a delayed ACK), which on autojump would be invisible: every
+/// task blocked, virtual time jumping past the deadline. (Found with the TLS tests.)
+#[test]
+fn two_small_writes_after_a_round_trip_arrive_before_an_autojump_deadline() {
+    watchdog(HANG_LIMIT, || {
+        Builder::new().autojump().run(async {
+            let (client, server) = connected_pair().await;
+            let mut four = [0; 4];
+            client.write_all(b"ping").await.unwrap();
+            server.read_exact(&mut four).await.unwrap();
+            server.write_all(b"pong").await.unwrap();
+            client.read_exact(&mut four).await.unwrap();
+            client.write_all(b"first").await.unwrap();
+            client.write_all(b"second").await.unwrap();
+            let mut eleven = [0; 11];
+            let got =
+                trellis::move_on_after(Duration::from_secs(1), server.read_exact(&mut eleven));
+            assert!(got.await.is_some(), "the second write was held back");
+            assert_eq!(&eleven, b"firstsecond");
+        });
     });
 }
 

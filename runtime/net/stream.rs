@@ -303,7 +303,7 @@ macro_rules! byte_stream {
             }
 
             /// Splits the stream into a reading half and a writing half, each owned, so
-            /// that two tasks can use them at once; [`ReadHalf::reunite`] puts them back
+            /// that two tasks can use them at once; [`ReadHalf::reunite`](crate::net::ReadHalf::reunite) puts them back
             /// together. (Both methods take `&self`, so two tasks can also share a
             /// `&` reference to the stream instead.)
             ///

@@ -260,7 +260,8 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    /// Connects to `addr`, waiting for the handshake without blocking the runtime. For a
+    /// Connects to `addr`, waiting for the handshake without blocking the runtime, with
+    /// `TCP_NODELAY` set (see [`set_nodelay`](Self::set_nodelay)). For a
     /// host name, or to race several addresses, use
     /// [`open_tcp_stream`](crate::net::open_tcp_stream).
     ///
@@ -284,12 +285,15 @@ impl TcpStream {
     /// ```
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_tcp_nodelay(true)?;
         Ok(TcpStream {
             io: StreamIo::connect(socket, &SockAddr::from(addr)).await?,
         })
     }
 
-    /// Takes over a connected stream made with std, switching it to non-blocking mode.
+    /// Takes over a connected stream made with std, switching it to non-blocking mode and
+    /// setting `TCP_NODELAY`, as every trellis TCP stream has it (see
+    /// [`set_nodelay`](Self::set_nodelay)).
     ///
     /// # Errors
     ///
@@ -306,6 +310,7 @@ impl TcpStream {
     /// # Ok::<(), std::io::Error>(()) }).unwrap();
     /// ```
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nodelay(true)?;
         Ok(TcpStream {
             io: StreamIo::new(stream, |s| s.set_nonblocking(true))?,
         })
@@ -345,8 +350,15 @@ impl TcpStream {
         self.io.get_ref().local_addr()
     }
 
-    /// Sets `TCP_NODELAY`: send small writes at once instead of waiting to coalesce them
-    /// (Nagle's algorithm). Request/response protocols usually want it.
+    /// Sets or clears `TCP_NODELAY`: send small writes at once instead of holding them back
+    /// to coalesce them (Nagle's algorithm).
+    ///
+    /// Every trellis TCP stream starts with it **set** (connected, accepted or taken over
+    /// with `from_std`), as in Trio: a request/response protocol otherwise waits up to the
+    /// peer's delayed-ACK timer (about 40 ms) on a small write that follows another, and on
+    /// a mock clock with autojump bytes the kernel holds back are invisible: every task
+    /// looks blocked, and virtual time jumps past a deadline the data would have met.
+    /// Clear it for a bulk sender that writes in small pieces.
     ///
     /// # Examples
     ///
@@ -354,8 +366,9 @@ impl TcpStream {
     /// trellis::run(async {
     ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     ///     let stream = trellis::net::TcpStream::connect(listener.local_addr()?).await?;
-    ///     stream.set_nodelay(true)?;
-    ///     assert!(stream.nodelay()?);
+    ///     assert!(stream.nodelay()?, "set on every trellis TCP stream");
+    ///     stream.set_nodelay(false)?;
+    ///     assert!(!stream.nodelay()?);
     /// # Ok::<(), std::io::Error>(()) }).unwrap();
     /// ```
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
