@@ -1,7 +1,8 @@
 //! The programs in the root's `examples/` run here on virtual time, and what they report is
 //! checked: the job runner's outcomes, the graceful shutdown's order and timing, the request
 //! ids of the request-scoped logging, the HTTP client's responses and timeout, the
-//! multicore echo's connections per thread. The TLS echo of `examples/tls_echo.rs` here runs on
+//! multicore echo's connections per thread, the echo server's grace period and cap, the
+//! Happy Eyeballs races' winners and times. The TLS echo of `examples/tls_echo.rs` here runs on
 //! loopback and its log is checked. The guide's tokio program, `examples/inside_tokio.rs`
 //! here, runs too, and is checked to be the guide's code. (`cargo test` only builds
 //! examples; this runs them.)
@@ -23,6 +24,10 @@ mod request_id;
 #[allow(dead_code)]
 #[path = "../../examples/echo_server.rs"]
 mod echo_server;
+
+#[allow(dead_code)]
+#[path = "../../examples/happy_eyeballs.rs"]
+mod happy_eyeballs;
 
 #[allow(dead_code)]
 #[path = "../../examples/http_client.rs"]
@@ -592,5 +597,45 @@ fn the_echo_server_cancelled_from_outside_gives_the_same_grace_period() {
             "the finisher, within the grace period"
         );
         assert_eq!(stats.cut_off.get(), 1, "the lingering client");
+    });
+}
+
+#[test]
+fn the_happy_eyeballs_races_end_with_the_winners_and_times_of_rfc_8305() {
+    use happy_eyeballs::Outcome::{AllFailed, Won};
+    use std::io::ErrorKind::ConnectionRefused;
+    watchdog(HANG_LIMIT, || {
+        let peers = happy_eyeballs::Peers::new().unwrap();
+        let outcomes: Vec<_> = happy_eyeballs::races(&peers)
+            .into_iter()
+            .map(|(_, addrs)| {
+                run_virtual(happy_eyeballs::race(
+                    &addrs,
+                    trellis::net::HAPPY_EYEBALLS_DELAY,
+                ))
+            })
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            outcomes,
+            [
+                // Two silent attempts, each given 250 ms before the next starts.
+                Won {
+                    index: 2,
+                    after: ms(500)
+                },
+                // A refusal starts the next attempt at once.
+                Won {
+                    index: 1,
+                    after: ms(0)
+                },
+                // 250 ms for the silent one, then the refusal, then at once the winner.
+                Won {
+                    index: 2,
+                    after: ms(250)
+                },
+                AllFailed(vec![ConnectionRefused, ConnectionRefused]),
+            ]
+        );
     });
 }
