@@ -19,19 +19,13 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-
 use crate::net::resolve::lookup_host;
-use crate::net::tcp::{TcpListener, TcpStream};
+use crate::net::tcp::{ListenOptions, TcpListener, TcpStream};
 use crate::nursery::handle::Nursery;
 use crate::nursery::open::nursery;
 use crate::nursery::output::TaskOutput;
 use crate::nursery::start::TaskStatus;
 use crate::rt::sleep::sleep;
-
-/// The listen backlog of [`open_tcp_listeners`], as `TcpListener::bind`'s: a burst of a
-/// thousand connects queues without SYNs dropped. The kernel caps it at `somaxconn`.
-const BACKLOG: i32 = 1024;
 
 /// How long an accept loop waits after the process or the system ran out of descriptors
 /// or memory (Trio's `SLEEP_TIME`): long enough for other tasks to close some, short
@@ -143,7 +137,11 @@ fn bind_all(addrs: &[SocketAddr], skip_missing_family: bool) -> io::Result<Vec<T
                 addr.set_port(port);
             }
         }
-        match bind_one(addr) {
+        let options = ListenOptions {
+            only_v6: true,
+            ..ListenOptions::default()
+        };
+        match TcpListener::bind_with(addr, options) {
             Ok(listener) => {
                 port.get_or_insert(listener.local_addr()?.port());
                 listeners.push(listener);
@@ -176,18 +174,6 @@ fn bind_all(addrs: &[SocketAddr], skip_missing_family: bool) -> io::Result<Vec<T
 
 fn is_missing_family(e: &io::Error) -> bool {
     e.raw_os_error() == Some(errno::EAFNOSUPPORT)
-}
-
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        // So that `0.0.0.0` and `::` can both hold the port.
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&SockAddr::from(addr))?;
-    socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
 }
 
 /// Accepts connections on every listener and runs `handler(stream)` for each in a task of

@@ -22,6 +22,15 @@ use crate::rt::reactor::{Direction, Registered};
 /// at `net.core.somaxconn`.
 const BACKLOG: i32 = 1024;
 
+/// How [`TcpListener::bind_with`] sets a listening socket up, beyond `SO_REUSEADDR`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ListenOptions {
+    /// `SO_REUSEPORT`: several listeners share the address.
+    pub(crate) reuse_port: bool,
+    /// `IPV6_V6ONLY` on an IPv6 address, so that `0.0.0.0` and `::` can both hold a port.
+    pub(crate) only_v6: bool,
+}
+
 /// A TCP socket listening for connections.
 ///
 /// # Examples
@@ -75,7 +84,9 @@ impl TcpListener {
     /// # Ok::<(), std::io::Error>(()) }).unwrap();
     /// ```
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        each_addr(addr, |addr| TcpListener::bind_one(addr, false))
+        each_addr(addr, |addr| {
+            TcpListener::bind_with(addr, ListenOptions::default())
+        })
     }
 
     /// Binds like [`bind`](Self::bind), with `SO_REUSEPORT` also set: several listeners
@@ -97,14 +108,22 @@ impl TcpListener {
     /// # Ok::<(), std::io::Error>(()) }).unwrap();
     /// ```
     pub fn bind_reuse_port(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        each_addr(addr, |addr| TcpListener::bind_one(addr, true))
+        let options = ListenOptions {
+            reuse_port: true,
+            ..ListenOptions::default()
+        };
+        each_addr(addr, |addr| TcpListener::bind_with(addr, options))
     }
 
-    fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    /// A listener on `addr` with `SO_REUSEADDR`, the backlog, and `options`.
+    pub(crate) fn bind_with(addr: SocketAddr, options: ListenOptions) -> io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
-        if reuse_port {
+        if options.reuse_port {
             socket.set_reuse_port(true)?;
+        }
+        if options.only_v6 && addr.is_ipv6() {
+            socket.set_only_v6(true)?;
         }
         socket.bind(&SockAddr::from(addr))?;
         socket.listen(BACKLOG)?;
