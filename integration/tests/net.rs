@@ -12,7 +12,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
-use common::{HANG_LIMIT, watchdog};
+use common::{HANG_LIMIT, echo, pattern, watchdog};
 use futures_lite::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, StreamExt};
 use trellis::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use trellis::{Builder, CancelScope, nursery};
@@ -24,25 +24,6 @@ fn raise_fd_limit() {
     rlimit::Resource::NOFILE
         .set(hard, hard)
         .expect("raise the soft descriptor limit");
-}
-
-/// The bytes connection `id` sends: distinct per connection and per position, so a byte
-/// delivered to the wrong connection or out of order is caught.
-fn pattern(id: usize, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i * 31 + id * 7 + i / 251) as u8)
-        .collect()
-}
-
-/// Echoes everything `stream` sends until it shuts down its writing side.
-async fn echo(stream: TcpStream) -> io::Result<()> {
-    let mut buf = [0; 4096];
-    loop {
-        match stream.read(&mut buf).await? {
-            0 => return Ok(()),
-            n => stream.write_all(&buf[..n]).await?,
-        }
-    }
 }
 
 /// Accepts connections until cancelled, each echoed by a child; the first error of the
@@ -408,7 +389,7 @@ fn unix_listener_stream_and_datagram_round_trips() {
             nursery(async |n| {
                 n.spawn(async {
                     let (server, _) = listener.accept().await.unwrap();
-                    echo_unix(server).await.unwrap();
+                    echo(server).await.unwrap();
                 });
                 let client = UnixStream::connect(&stream_path).await.unwrap();
                 let sent = pattern(3, 50_000);
@@ -431,16 +412,6 @@ fn unix_listener_stream_and_datagram_round_trips() {
         });
         std::fs::remove_dir_all(&dir).unwrap();
     });
-}
-
-async fn echo_unix(stream: UnixStream) -> io::Result<()> {
-    let mut buf = [0; 4096];
-    loop {
-        match stream.read(&mut buf).await? {
-            0 => return Ok(()),
-            n => stream.write_all(&buf[..n]).await?,
-        }
-    }
 }
 
 /// Bad input gets the system's error or a clear one, never a panic.

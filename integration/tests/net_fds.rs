@@ -7,7 +7,7 @@ mod common;
 use std::cell::Cell;
 use std::io;
 
-use common::{HANG_LIMIT, watchdog};
+use common::{HANG_LIMIT, echo, watchdog};
 use trellis::net::{TcpListener, TcpStream};
 use trellis::{CancelScope, nursery};
 
@@ -82,14 +82,6 @@ async fn transfer_until_stopped(fail_instead_of_cancel: bool) {
             );
         }
         Some(Ok(())) => panic!("the nursery cannot finish by itself"),
-    }
-}
-
-async fn echo(stream: TcpStream) -> io::Result<()> {
-    let mut buf = [0; 1024];
-    loop {
-        let len = stream.read(&mut buf).await?;
-        stream.write_all(&buf[..len]).await?;
     }
 }
 

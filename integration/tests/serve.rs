@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{HANG_LIMIT, watchdog};
+use common::{HANG_LIMIT, echo, pattern, watchdog};
 use trellis::net::{TcpStream, open_tcp_listeners, serve_listeners, serve_tcp};
 use trellis::{CancelScope, StartError};
 
@@ -27,21 +27,6 @@ fn start_error(e: StartError<io::Error>) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-async fn echo(stream: TcpStream) -> io::Result<()> {
-    let mut buf = [0; 4096];
-    loop {
-        match stream.read(&mut buf).await? {
-            0 => return Ok(()),
-            n => stream.write_all(&buf[..n]).await?,
-        }
-    }
-}
-
-/// The bytes client `i` sends: a pattern that differs per client and per position.
-fn pattern(i: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|k| (k * 7 + i * 13 + k / 251) as u8).collect()
-}
-
 #[test]
 fn serve_tcp_reports_its_port_and_echoes_every_byte() {
     const CLIENTS: usize = 20;
@@ -53,7 +38,9 @@ fn serve_tcp_reports_its_port_and_echoes_every_byte() {
             .clone()
             .run(trellis::nursery(async |n| {
                 let addrs = n
-                    .start(async |_n, status| serve_tcp(0, Some("127.0.0.1"), echo, status).await)
+                    .start(async |_n, status| {
+                        serve_tcp(0, Some("127.0.0.1"), echo::<TcpStream>, status).await
+                    })
                     .await
                     .map_err(start_error)?;
                 assert_eq!(addrs.len(), 1);
@@ -263,7 +250,9 @@ fn open_tcp_listeners_binds_each_address_of_a_name() {
 #[test]
 fn serving_no_listener_is_invalid_input() {
     virtual_test(async || {
-        let err = serve_listeners(Vec::new(), echo, None).await.unwrap_err();
+        let err = serve_listeners(Vec::new(), echo::<TcpStream>, None)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     });
 }

@@ -332,7 +332,16 @@ macro_rules! byte_stream {
             }
         }
 
-        impl futures_io::AsyncRead for $ty {
+        $crate::net::stream::io_traits!($ty);
+        $crate::net::stream::io_traits!(&$ty);
+    };
+}
+
+/// `futures-io`'s `AsyncRead` and `AsyncWrite` for `$t` (a byte-stream type, or a
+/// reference to one), whose field `io` is a `StreamIo`.
+macro_rules! io_traits {
+    ($t:ty) => {
+        impl futures_io::AsyncRead for $t {
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -342,17 +351,7 @@ macro_rules! byte_stream {
             }
         }
 
-        impl futures_io::AsyncRead for &$ty {
-            fn poll_read(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &mut [u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                self.io.poll_read(cx, buf)
-            }
-        }
-
-        impl futures_io::AsyncWrite for $ty {
+        impl futures_io::AsyncWrite for $t {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -382,39 +381,10 @@ macro_rules! byte_stream {
                 std::task::Poll::Ready($crate::net::stream::shutdown_write(&self.io))
             }
         }
-
-        impl futures_io::AsyncWrite for &$ty {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                self.io.poll_write(cx, buf)
-            }
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                self.io.poll_write_vectored(cx, bufs)
-            }
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                _: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(Ok(()))
-            }
-            fn poll_close(
-                self: std::pin::Pin<&mut Self>,
-                _: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready($crate::net::stream::shutdown_write(&self.io))
-            }
-        }
     };
 }
 
-pub(crate) use byte_stream;
+pub(crate) use {byte_stream, io_traits};
 
 /// `poll_close`: shut down writing; a socket whose peer is already gone is closed enough.
 pub(crate) fn shutdown_write<T: RawStream>(io: &StreamIo<T>) -> io::Result<()> {

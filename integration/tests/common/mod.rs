@@ -228,3 +228,27 @@ pub fn stderr_of_test(name: &str) -> String {
 pub fn is_test_child() -> bool {
     std::env::var_os(CHILD_VAR).is_some()
 }
+
+/// Echoes everything `stream` sends until the peer shuts down its writing side (a TCP or
+/// Unix stream, a TLS stream, a split half pair: anything `futures-io`).
+pub async fn echo<S>(mut stream: S) -> std::io::Result<()>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(()),
+            n => stream.write_all(&buf[..n]).await?,
+        }
+    }
+}
+
+/// The bytes connection `id` sends: distinct per connection and per position, so a byte
+/// delivered to the wrong connection or out of order is caught.
+pub fn pattern(id: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i * 31 + id * 7 + i / 251) as u8)
+        .collect()
+}
