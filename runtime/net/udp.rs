@@ -116,7 +116,9 @@ impl UdpSocket {
     ///
     /// See [`UdpSocket`].
     pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        self.io(Direction::Write, |s| s.send_to(buf, target)).await
+        self.reg
+            .io(Direction::Write, |s| s.send_to(buf, target))
+            .await
     }
 
     /// Receives one datagram and the address it came from. A datagram longer than `buf`
@@ -130,7 +132,7 @@ impl UdpSocket {
     ///
     /// See [`UdpSocket`].
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.io(Direction::Read, |s| s.recv_from(buf)).await
+        self.reg.io(Direction::Read, |s| s.recv_from(buf)).await
     }
 
     /// Sends one datagram to the connected peer.
@@ -148,7 +150,7 @@ impl UdpSocket {
     ///
     /// See [`connect`](Self::connect).
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io(Direction::Write, |s| s.send(buf)).await
+        self.reg.io(Direction::Write, |s| s.send(buf)).await
     }
 
     /// Receives one datagram from the connected peer.
@@ -161,7 +163,7 @@ impl UdpSocket {
     ///
     /// See [`connect`](Self::connect).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io(Direction::Read, |s| s.recv(buf)).await
+        self.reg.io(Direction::Read, |s| s.recv(buf)).await
     }
 
     /// The poll form of [`recv_from`](Self::recv_from), for hand-written futures.
@@ -201,14 +203,6 @@ impl UdpSocket {
     /// See [`connect`](Self::connect).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.reg.get_ref().peer_addr()
-    }
-
-    async fn io<R>(
-        &self,
-        dir: Direction,
-        mut op: impl FnMut(&std::net::UdpSocket) -> io::Result<R>,
-    ) -> io::Result<R> {
-        std::future::poll_fn(|cx| self.reg.poll_io(dir, cx, &mut op)).await
     }
 }
 

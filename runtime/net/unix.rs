@@ -430,7 +430,9 @@ impl UnixDatagram {
     /// See [`bind`](Self::bind).
     pub async fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
         let path = path.as_ref();
-        self.io(Direction::Write, |s| s.send_to(buf, path)).await
+        self.reg
+            .io(Direction::Write, |s| s.send_to(buf, path))
+            .await
     }
 
     /// Receives one datagram and its sender's address.
@@ -443,7 +445,7 @@ impl UnixDatagram {
     ///
     /// See [`bind`](Self::bind).
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.io(Direction::Read, |s| s.recv_from(buf)).await
+        self.reg.io(Direction::Read, |s| s.recv_from(buf)).await
     }
 
     /// Sends one datagram to the connected peer.
@@ -456,7 +458,7 @@ impl UnixDatagram {
     ///
     /// See [`UnixDatagram`].
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io(Direction::Write, |s| s.send(buf)).await
+        self.reg.io(Direction::Write, |s| s.send(buf)).await
     }
 
     /// Receives one datagram from the connected peer.
@@ -469,7 +471,7 @@ impl UnixDatagram {
     ///
     /// See [`UnixDatagram`].
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io(Direction::Read, |s| s.recv(buf)).await
+        self.reg.io(Direction::Read, |s| s.recv(buf)).await
     }
 
     /// This socket's address.
@@ -484,14 +486,6 @@ impl UnixDatagram {
     /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.reg.get_ref().local_addr()
-    }
-
-    async fn io<R>(
-        &self,
-        dir: Direction,
-        mut op: impl FnMut(&std::os::unix::net::UnixDatagram) -> io::Result<R>,
-    ) -> io::Result<R> {
-        std::future::poll_fn(|cx| self.reg.poll_io(dir, cx, &mut op)).await
     }
 }
 

@@ -281,6 +281,15 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
         self.park(dir, cx.waker())
     }
 
+    /// [`poll_io`](Self::poll_io) as a future: runs `op` until it does not block.
+    pub(crate) async fn io<R>(
+        &self,
+        dir: Direction,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_io(dir, cx, &mut op)).await
+    }
+
     fn park<R>(&self, dir: Direction, waker: &Waker) -> Poll<io::Result<R>> {
         let reactor = &self.core.reactor;
         let interest = {
