@@ -152,10 +152,24 @@ impl Core {
         self.root.parked.store(true, Ordering::SeqCst);
         // Re-check after announcing the park: a wake that raced with us is not lost,
         // because either we see its flag here or it sees `parked` and notifies.
-        if !self.runnable() {
-            self.reactor_wait(timeout);
-        }
+        let runnable = self.runnable();
+        let waited = if runnable {
+            Ok(())
+        } else {
+            self.reactor.wait_for_events(timeout)
+        };
+        // Not parked any more, before a single waker runs: the wakes of the ready sources
+        // below come from this thread, and must not notify the poller (an eventfd write,
+        // and a next wait that returns at once: 6 system calls per reactor wake, measured
+        // in BENCHMARKS.md, "Issue 14"). A wake from another thread from here on only sets
+        // `woken`, which the loop reads next.
         self.root.parked.store(false, Ordering::SeqCst);
+        if let Err(e) = waited {
+            reactor_failed(e);
+        }
+        if !runnable {
+            self.reactor.wake_ready();
+        }
     }
 
     /// Looks at the reactor without blocking, when I/O sources are registered; whether
@@ -170,7 +184,7 @@ impl Core {
 
     fn reactor_wait(&self, timeout: Option<Duration>) {
         if let Err(e) = self.reactor.wait(timeout) {
-            panic!("trellis: the reactor failed to wait for events: {e}");
+            reactor_failed(e);
         }
     }
 }
@@ -539,4 +553,8 @@ impl FusedFuture for YieldNow {
     fn is_terminated(&self) -> bool {
         self.done
     }
+}
+#[cold]
+fn reactor_failed(e: std::io::Error) -> ! {
+    panic!("trellis: the reactor failed to wait for events: {e}");
 }

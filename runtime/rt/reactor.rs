@@ -123,14 +123,29 @@ impl Reactor {
     /// Waits for I/O events or until `timeout` passes (`None`: until an event or a
     /// `notify`), then wakes the tasks waiting on the sources that became ready.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.wait_for_events(timeout)?;
+        self.wake_ready();
+        Ok(())
+    }
+
+    /// The first half of [`wait`](Self::wait): blocks in the poller and keeps the events,
+    /// waking nobody. The executor's park announces it is parked only around this half, so
+    /// that the wakes of `wake_ready` (on the runtime's own thread) never notify it.
+    pub(crate) fn wait_for_events(&self, timeout: Option<Duration>) -> io::Result<()> {
         let mut events = self.events.borrow_mut();
         // `wait` appends to the list; stale events from the last round would be replayed.
         events.clear();
         match self.poller.wait(&mut events, timeout) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
         }
+    }
+
+    /// The second half of [`wait`](Self::wait): wakes the tasks parked on the directions
+    /// the kept events report ready.
+    pub(crate) fn wake_ready(&self) {
+        let events = self.events.borrow();
         let mut woken = std::mem::take(&mut *self.woken.borrow_mut());
         {
             let mut sources = self.sources.borrow_mut();
@@ -147,10 +162,10 @@ impl Reactor {
                 }
             }
         }
-        // Wake outside the borrow: a waker polls nothing, but its drop may drop a source.
+        drop(events);
+        // Wake outside the borrows: a waker polls nothing, but its drop may drop a source.
         woken.drain(..).for_each(Waker::wake);
         *self.woken.borrow_mut() = woken;
-        Ok(())
     }
 
     /// Switches a runtime with no sources yet to oneshot registrations, so that tests run
@@ -409,6 +424,70 @@ mod tests {
         assert!(
             !home.reactor.has_sources(),
             "the drop deregisters from the runtime it was registered with"
+        );
+    }
+
+    /// A task woken by the reactor is woken by the runtime's own thread, which must not see
+    /// itself parked: otherwise every such wake notifies the poller (an eventfd write and
+    /// an extra wait that returns at once). The probe records `parked` as the wake runs.
+    #[test]
+    fn a_wake_from_the_reactor_finds_the_runtime_not_parked() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        struct Probe {
+            root: Arc<crate::rt::state::RootWake>,
+            woken_while_parked: AtomicUsize,
+            wakes: AtomicUsize,
+            inner: Waker,
+        }
+        impl std::task::Wake for Probe {
+            fn wake(self: Arc<Self>) {
+                self.wake_by_ref();
+            }
+            fn wake_by_ref(self: &Arc<Self>) {
+                self.wakes.fetch_add(1, Ordering::SeqCst);
+                if self.root.parked.load(Ordering::SeqCst) {
+                    self.woken_while_parked.fetch_add(1, Ordering::SeqCst);
+                }
+                self.inner.wake_by_ref();
+            }
+        }
+        let (wakes, while_parked) = crate::rt::executor::run(async {
+            let (a, mut b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            let reg = Registered::new(a).unwrap();
+            let root = crate::rt::state::with_core(|core| core.root.clone());
+            let written = AtomicBool::new(false);
+            let mut probe = None;
+            std::future::poll_fn(|cx| {
+                let probe = probe.get_or_insert_with(|| {
+                    Arc::new(Probe {
+                        root: root.clone(),
+                        woken_while_parked: AtomicUsize::new(0),
+                        wakes: AtomicUsize::new(0),
+                        inner: cx.waker().clone(),
+                    })
+                });
+                let waker = Waker::from(probe.clone());
+                let poll = read_some(&reg, &mut Context::from_waker(&waker));
+                if poll.is_pending() && !written.swap(true, Ordering::SeqCst) {
+                    // Seen only once the runtime parks in the reactor.
+                    b.write_all(b"x").unwrap();
+                }
+                poll.map(|read| {
+                    assert_eq!(read.unwrap(), b'x');
+                    (
+                        probe.wakes.load(Ordering::SeqCst),
+                        probe.woken_while_parked.load(Ordering::SeqCst),
+                    )
+                })
+            })
+            .await
+        });
+        assert_eq!(wakes, 1, "woken once, by the reactor");
+        assert_eq!(
+            while_parked, 0,
+            "and not while the runtime counted as parked"
         );
     }
 

@@ -122,7 +122,8 @@ impl Wake for RootWake {
         self.woken.store(true, Ordering::SeqCst);
         if self.parked.load(Ordering::SeqCst) {
             // Only reachable from another thread: the runtime's own thread is never
-            // parked while it runs code that could wake. A failed notify leaves the
+            // parked while it runs code that could wake (`parked` is cleared before the
+            // reactor's wakes run, `rt/executor.rs`'s `park`). A failed notify leaves the
             // runtime to wake at its next deadline; there is no caller to report it to.
             let _ = self.poller.notify();
         }
