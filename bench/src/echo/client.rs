@@ -9,7 +9,8 @@
 //! - `echo`: `conns` connections, each a task running a closed loop (write a
 //!   [`MESSAGE`]-byte ping, read the 64-byte pong), counted after a warm-up over a fixed
 //!   window; the server's CPU time (every thread, from `/proc`) and the client's own are
-//!   read at both ends of the window. Prints `requests`, `secs`, `server_cpu_ns`,
+//!   read at both ends of the window, and the time the server spent runnable but waiting
+//!   for a CPU (other load). Prints `requests`, `secs`, `server_cpu_ns`, `server_wait_ns`,
 //!   `client_cpu_ns`, and `total` (every round trip since the first connect).
 //! - `count`: each connection makes exactly that many round trips, then the client exits
 //!   (for callgrind, where a fixed amount of work is compared).
@@ -33,7 +34,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::echo::{MESSAGE, parse_cpu, pin, process_cpu_ns, process_status_bytes, raise_nofile};
+use crate::echo::{
+    MESSAGE, parse_cpu, pin, process_cpu_ns, process_runqueue_wait_ns, process_status_bytes,
+    raise_nofile,
+};
 use crate::measure::cpu_time_ns;
 
 /// Round trips completed by every connection so far.
@@ -165,6 +169,7 @@ async fn echo(
     }
     tokio::time::sleep(warm).await;
     let server0 = process_cpu_ns(pid).ok_or_else(|| io::Error::other("server gone"))?;
+    let wait0 = process_runqueue_wait_ns(pid).unwrap_or(0);
     let client0 = cpu_time_ns();
     let done0 = DONE.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -172,12 +177,14 @@ async fn echo(
     let done1 = DONE.load(Ordering::Relaxed);
     let secs = t0.elapsed().as_secs_f64();
     let client1 = cpu_time_ns();
+    let wait1 = process_runqueue_wait_ns(pid).unwrap_or(0);
     let server1 = process_cpu_ns(pid).ok_or_else(|| io::Error::other("server gone"))?;
     failed.check()?;
     Ok(format!(
-        "requests {}\nsecs {secs}\nserver_cpu_ns {}\nclient_cpu_ns {}\ntotal {done1}\n",
+        "requests {}\nsecs {secs}\nserver_cpu_ns {}\nserver_wait_ns {}\nclient_cpu_ns {}\ntotal {done1}\n",
         done1 - done0,
         server1.saturating_sub(server0),
+        wait1.saturating_sub(wait0),
         client1.saturating_sub(client0),
     ))
 }

@@ -123,6 +123,27 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     Some(ticks * 10_000_000)
 }
 
+/// The time process `pid`'s threads have spent runnable but waiting for a CPU (the second
+/// field of each thread's `/proc/<pid>/task/<tid>/schedstat`), in nanoseconds: how much
+/// other load kept a server off its CPU. `None` where schedstat is missing.
+pub fn process_runqueue_wait_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut sum = None;
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            *sum.get_or_insert(0) += ns;
+        }
+    }
+    sum
+}
+
 /// A `kB` field (`VmRSS`, `VmHWM`) of `/proc/<pid>/status`, in bytes.
 pub fn process_status_bytes(pid: u32, field: &str) -> Option<u64> {
     status_bytes(
