@@ -113,7 +113,7 @@ fn multicore_spreads_connections_over_both_trellis_runtimes() {
     }
     // Both SO_REUSEPORT listeners accepted all 16 between them (the kernel's split is
     // by hash, so either may get any share; only the sum is certain).
-    let split = row(&out, "trellis-mc")[6];
+    let split = row(&out, "trellis-mc")[7];
     let counts: Vec<u64> = split.split(',').map(|n| n.parse().unwrap()).collect();
     assert_eq!(counts.len(), 2, "two runtimes, {split:?} in:\n{out}");
     assert_eq!(

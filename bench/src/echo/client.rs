@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 
 use crate::echo::{
     MESSAGE, parse_cpu, pin, process_cpu_ns, process_runqueue_wait_ns, process_status_bytes,
-    raise_nofile,
+    process_user_system_ns, raise_nofile,
 };
 use crate::measure::cpu_time_ns;
 
@@ -170,6 +170,7 @@ async fn echo(
     tokio::time::sleep(warm).await;
     let server0 = process_cpu_ns(pid).ok_or_else(|| io::Error::other("server gone"))?;
     let wait0 = process_runqueue_wait_ns(pid).unwrap_or(0);
+    let (user0, sys0) = process_user_system_ns(pid).unwrap_or((0, 0));
     let client0 = cpu_time_ns();
     let done0 = DONE.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -178,12 +179,15 @@ async fn echo(
     let secs = t0.elapsed().as_secs_f64();
     let client1 = cpu_time_ns();
     let wait1 = process_runqueue_wait_ns(pid).unwrap_or(0);
+    let (user1, sys1) = process_user_system_ns(pid).unwrap_or((0, 0));
     let server1 = process_cpu_ns(pid).ok_or_else(|| io::Error::other("server gone"))?;
     failed.check()?;
     Ok(format!(
-        "requests {}\nsecs {secs}\nserver_cpu_ns {}\nserver_wait_ns {}\nclient_cpu_ns {}\ntotal {done1}\n",
+        "requests {}\nsecs {secs}\nserver_cpu_ns {}\nserver_user_ns {}\nserver_sys_ns {}\nserver_wait_ns {}\nclient_cpu_ns {}\ntotal {done1}\n",
         done1 - done0,
         server1.saturating_sub(server0),
+        user1.saturating_sub(user0),
+        sys1.saturating_sub(sys0),
         wait1.saturating_sub(wait0),
         client1.saturating_sub(client0),
     ))

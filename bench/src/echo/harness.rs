@@ -301,6 +301,8 @@ impl Drop for ServerProc {
 struct EchoSample {
     rps: f64,
     cpu_ns_per_req: f64,
+    /// The user-mode share of the server's CPU time (`utime / (utime + stime)`).
+    user_share: f64,
     server_util: f64,
     /// The share of the window the server spent runnable but off its CPU.
     server_wait: f64,
@@ -488,6 +490,10 @@ impl Harness {
         Ok(EchoSample {
             rps: requests / secs,
             cpu_ns_per_req: server_ns / requests.max(1.0),
+            user_share: {
+                let (user, system) = (get(&out, "server_user_ns")?, get(&out, "server_sys_ns")?);
+                user / (user + system).max(1.0)
+            },
             server_util: server_ns / (secs * 1e9),
             server_wait: get(&out, "server_wait_ns")? / (secs * 1e9),
             client_util: client_ns / (secs * 1e9),
@@ -545,9 +551,9 @@ impl Harness {
             ("", "")
         };
         println!(
-            "| runtime | req/s | server CPU µs/req | server CPU % | server waiting for a CPU % | client CPU % |{extra_head}"
+            "| runtime | req/s | server CPU µs/req | of which user mode % | server CPU % | server waiting for a CPU % | client CPU % |{extra_head}"
         );
-        println!("|---|---:|---:|---:|---:|---:|{extra_rule}");
+        println!("|---|---:|---:|---:|---:|---:|---:|{extra_rule}");
         for &s in &self.servers {
             let v = &samples[&s];
             let col = |f: fn(&EchoSample) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
@@ -557,17 +563,18 @@ impl Harness {
                 _ => String::new(),
             };
             println!(
-                "| {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} |{extra}",
+                "| {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |{extra}",
                 s.name(),
                 col(|x| x.rps),
                 col(|x| x.cpu_ns_per_req / 1e3),
+                col(|x| x.user_share * 100.0),
                 col(|x| x.server_util * 100.0),
                 col(|x| x.server_wait * 100.0),
                 col(|x| x.client_util * 100.0),
             );
         }
         println!(
-            "\n(CPU % of one core, over the window, every thread of the process: the multi-core servers can reach 200 %. \"Waiting for a CPU\": the server's threads were runnable but another process had the CPU, from schedstat.)"
+            "\n(CPU % of one core, over the window, every thread of the process: the multi-core servers can reach 200 %. \"Waiting for a CPU\": the server's threads were runnable but another process had the CPU, from schedstat. User mode %: utime / (utime + stime), 10 ms ticks.)"
         );
         let first = self.servers[0];
         if self.servers.len() > 1 {

@@ -114,13 +114,23 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     if any {
         return Some(sum);
     }
+    let (user, system) = process_user_system_ns(pid)?;
+    Some(user + system)
+}
+
+/// The user and system CPU time of process `pid` (every thread), from `/proc/<pid>/stat`'s
+/// `utime` and `stime`: clock ticks of 10 ms (`USER_HZ` is 100 in the kernel's ABI), so
+/// only coarse over a short window.
+pub fn process_user_system_ns(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces: count fields after its closing paren.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 11 and 12 after the paren.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 10_000_000)
+    let tick = 10_000_000;
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some((user * tick, system * tick))
 }
 
 /// The time process `pid`'s threads have spent runnable but waiting for a CPU (the second
