@@ -31,7 +31,10 @@ options:
   --conns N         connections (default 100; 10000 in idle mode, fewer if RLIMIT_NOFILE's
                     hard limit is below 20000)
   --runtimes LIST   comma-separated servers: trellis, trellis-oneshot, trellis-soon, tokio,
-                    smol (echo, idle, syscalls, callgrind); trellis-mc, tokio-mc (multicore)
+                    smol, trellis-alt (echo, idle, syscalls, callgrind); trellis-mc, tokio-mc
+                    (multicore)
+  --alt-exe PATH    the trellis-bench-echo of another build: `trellis-alt` runs its trellis
+                    server, interleaved with this build's (to compare two runtimes)
 ";
 
 /// A benchmark mode (`--mode`).
@@ -85,6 +88,7 @@ pub struct Options {
     warmup: f64,
     conns: Option<usize>,
     servers: Option<Vec<Server>>,
+    alt_exe: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -95,6 +99,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         warmup: 0.5,
         conns: None,
         servers: None,
+        alt_exe: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -136,6 +141,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                         .collect::<Result<_, _>>()?,
                 )
             }
+            "--alt-exe" => o.alt_exe = Some(PathBuf::from(value("--alt-exe")?)),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other}")),
         }
@@ -148,6 +154,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
         .clone()
         .unwrap_or_else(|| o.mode.default_servers());
     for s in &servers {
+        if *s == Server::TrellisAlt && o.alt_exe.is_none() {
+            return Err("trellis-alt needs --alt-exe".into());
+        }
         if s.multicore() != (o.mode == Mode::Multicore) {
             return Err(format!(
                 "runtime {} does not run in mode {:?} (multicore takes trellis-mc and tokio-mc only)",
@@ -357,13 +366,17 @@ impl Harness {
 
     /// Starts `server` (under `wrapper`, e.g. valgrind, if given) and waits for its port.
     fn start_server(&self, server: Server, wrapper: &[String]) -> io::Result<ServerProc> {
+        let exe = match (server, &self.o.alt_exe) {
+            (Server::TrellisAlt, Some(alt)) => alt,
+            _ => &self.exe,
+        };
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
-                c.args(rest).arg(&self.exe);
+                c.args(rest).arg(exe);
                 c
             }
-            None => Command::new(&self.exe),
+            None => Command::new(exe),
         };
         cmd.arg("__server")
             .arg(server.name())

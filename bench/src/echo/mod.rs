@@ -39,6 +39,9 @@ pub enum Server {
     /// trellis, each connection's child started with `start_soon` (no `JoinHandle`)
     /// instead of `spawn`; not in the default list.
     TrellisSoon,
+    /// The trellis server of another build (`--alt-exe`), to compare two builds of the
+    /// runtime round by round; not in the default list.
+    TrellisAlt,
     /// tokio's current-thread runtime, `tokio::spawn` per connection.
     Tokio,
     /// smol: `async-executor`'s `LocalExecutor` and `async-io`'s `Async<TcpListener>`.
@@ -51,10 +54,11 @@ pub enum Server {
 
 impl Server {
     /// Every server, in table order.
-    pub const ALL: [Server; 7] = [
+    pub const ALL: [Server; 8] = [
         Server::Trellis,
         Server::TrellisOneshot,
         Server::TrellisSoon,
+        Server::TrellisAlt,
         Server::Tokio,
         Server::Smol,
         Server::TrellisMulticore,
@@ -67,6 +71,7 @@ impl Server {
             Server::Trellis => "trellis",
             Server::TrellisOneshot => "trellis-oneshot",
             Server::TrellisSoon => "trellis-soon",
+            Server::TrellisAlt => "trellis-alt",
             Server::Tokio => "tokio",
             Server::Smol => "smol",
             Server::TrellisMulticore => "trellis-mc",

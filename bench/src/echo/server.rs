@@ -48,7 +48,7 @@ pub fn main(args: &[String]) -> ExitCode {
     pin(cpu);
     exit_when_stdin_closes();
     let served = match server {
-        Server::Trellis | Server::TrellisOneshot => trellis_server(false),
+        Server::Trellis | Server::TrellisOneshot | Server::TrellisAlt => trellis_server(false),
         Server::TrellisSoon => trellis_server(true),
         Server::Tokio => tokio_server(false),
         Server::TokioMulticore => tokio_server(true),
