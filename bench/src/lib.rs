@@ -21,6 +21,7 @@
 
 pub mod alloc;
 pub mod child;
+pub mod echo;
 pub mod measure;
 pub mod profile;
 pub mod rt_flume;
