@@ -90,7 +90,9 @@ pub(crate) async fn serve(
                             println!("connection from {peer}");
                             // One client's error (a reset, say) ends its connection, not
                             // the server: log it here instead of failing the nursery.
-                            conns.spawn(async move {
+                            // `start_soon`: nobody joins a connection, so no join slot
+                            // (96 B per connection, BENCHMARKS.md "Issue 14").
+                            conns.start_soon(async move {
                                 if let Err(e) = handle(stream, token, stats).await {
                                     println!("connection from {peer} failed: {e}");
                                 }

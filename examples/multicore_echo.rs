@@ -137,7 +137,7 @@ async fn serve(listener: &TcpListener, accepted: &Cell<u64>) -> io::Result<()> {
         loop {
             let (stream, peer) = listener.accept().await?;
             accepted.set(accepted.get() + 1);
-            conns.spawn(async move {
+            conns.start_soon(async move {
                 if let Err(e) = echo(&stream).await {
                     println!("server: the connection from {peer} failed: {e}");
                 }
