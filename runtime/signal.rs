@@ -277,6 +277,7 @@ impl fmt::Debug for SignalReceiver {
 /// ```
 /// use trellis::signals::{SIGUSR1, SIGUSR2};
 ///
+/// # // Doctests share one process and run in parallel: each raises signals of its own.
 /// trellis::run(async {
 ///     let mut signals = trellis::open_signal_receiver([SIGUSR1, SIGUSR2])?;
 ///     // Send them to ourselves (from a shell: `kill -USR2 <pid>`).
@@ -288,7 +289,6 @@ impl fmt::Debug for SignalReceiver {
 /// })
 /// .unwrap();
 /// ```
-// Doctests share one process and run in parallel: each example raises signals of its own.
 pub fn open_signal_receiver(signals: impl IntoIterator<Item = i32>) -> io::Result<SignalReceiver> {
     let mut wanted: Vec<i32> = Vec::new();
     for signal in signals {

@@ -117,7 +117,6 @@ fn a_read_cancelled_by_a_timeout_loses_nothing_the_next_read_gets_all() {
                 timed_out.is_none(),
                 "nothing was sent, so the read cannot finish"
             );
-            let start = trellis::now();
             let message = pattern(1, 100_000);
             nursery(async |n| {
                 n.spawn(a.write_all(&message));
@@ -138,7 +137,6 @@ fn a_read_cancelled_by_a_timeout_loses_nothing_the_next_read_gets_all() {
             })
             .await
             .unwrap();
-            assert!(trellis::now() >= start);
         });
     });
 }

@@ -118,6 +118,18 @@ impl<T: 'static> ContextVar<T> {
     /// A variable named `name` (for debugging and errors) with no default: [`get`] returns
     /// `None` until a value is set.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// static USER: trellis::ContextVar<String> = trellis::ContextVar::new("user");
+    ///
+    /// trellis::run(async {
+    ///     assert_eq!(USER.get(), None);
+    ///     USER.set("ada".to_string());
+    ///     assert_eq!(USER.get().as_deref(), Some("ada"));
+    /// });
+    /// ```
+    ///
     /// [`get`]: ContextVar::get
     pub const fn new(name: &'static str) -> ContextVar<T> {
         ContextVar {

@@ -294,7 +294,22 @@ impl ConnectError {
     ///
     /// # Examples
     ///
-    /// See [`ConnectError`].
+    /// ```
+    /// use std::time::Duration;
+    /// use trellis::net::ConnectError;
+    /// trellis::run(async {
+    ///     // Two ports just freed: nobody listens there, so both attempts are refused.
+    ///     let refused: Vec<_> = (0..2)
+    ///         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").map(|l| l.local_addr().unwrap()))
+    ///         .collect::<Result<_, _>>()?;
+    ///     let err = trellis::net::connect_happy_eyeballs(refused.clone(), Duration::from_millis(250))
+    ///         .await
+    ///         .unwrap_err();
+    ///     let all = err.get_ref().unwrap().downcast_ref::<ConnectError>().unwrap();
+    ///     let tried: Vec<_> = all.attempts().iter().map(|(addr, _)| *addr).collect();
+    ///     assert_eq!(tried, refused);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn attempts(&self) -> &[(SocketAddr, io::Error)] {
         &self.attempts
     }

@@ -36,6 +36,7 @@ pub(crate) trait RawStream: AsFd + Into<OwnedFd> {
     fn write_raw(&self, buf: &[u8]) -> io::Result<usize>;
     fn write_vectored_raw(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     fn shutdown_raw(&self, how: Shutdown) -> io::Result<()>;
+    fn set_nonblocking_raw(&self) -> io::Result<()>;
     /// Whether a non-blocking connect has finished: `WouldBlock` while it is under way,
     /// its error if it failed.
     fn connected(&self) -> io::Result<()>;
@@ -55,6 +56,9 @@ macro_rules! raw_stream {
             }
             fn shutdown_raw(&self, how: Shutdown) -> io::Result<()> {
                 self.shutdown(how)
+            }
+            fn set_nonblocking_raw(&self) -> io::Result<()> {
+                self.set_nonblocking(true)
             }
             fn connected(&self) -> io::Result<()> {
                 if let Some(e) = self.take_error()? {
@@ -82,12 +86,9 @@ pub(crate) struct StreamIo<T: RawStream> {
 }
 
 impl<T: RawStream> StreamIo<T> {
-    /// Registers `socket`, switching it to non-blocking mode first.
-    pub(crate) fn new(
-        socket: T,
-        set_nonblocking: impl FnOnce(&T) -> io::Result<()>,
-    ) -> io::Result<Self> {
-        set_nonblocking(&socket)?;
+    /// Registers a connected `socket`, switching it to non-blocking mode first.
+    pub(crate) fn from_std(socket: T) -> io::Result<Self> {
+        socket.set_nonblocking_raw()?;
         Ok(StreamIo {
             reg: Registered::new(socket)?,
         })

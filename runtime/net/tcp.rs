@@ -184,7 +184,15 @@ impl TcpListener {
     ///
     /// # Examples
     ///
-    /// See [`TcpListener`].
+    /// ```
+    /// trellis::run(async {
+    ///     let listener = trellis::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+    ///     let (stream, peer) = listener.accept().await?;
+    ///     assert_eq!(peer, client.local_addr()?);
+    ///     assert_eq!(stream.peer_addr()?, peer);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         std::future::poll_fn(|cx| self.poll_accept(cx)).await
     }
@@ -202,12 +210,9 @@ impl TcpListener {
     /// # Ok::<(), std::io::Error>(()) }).unwrap();
     /// ```
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let (stream, peer) = match self.reg.poll_io(Direction::Read, cx, |l| l.accept()) {
-            Poll::Ready(Ok(accepted)) => accepted,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        };
-        Poll::Ready(TcpStream::from_std(stream).map(|stream| (stream, peer)))
+        self.reg
+            .poll_io(Direction::Read, cx, |l| l.accept())
+            .map(|accepted| accepted.and_then(|(s, peer)| Ok((TcpStream::from_std(s)?, peer))))
     }
 
     /// The connections, as a [`Stream`](futures_core::Stream) of `accept` results that never
@@ -234,7 +239,14 @@ impl TcpListener {
     ///
     /// # Examples
     ///
-    /// See [`bind`](Self::bind).
+    /// ```
+    /// trellis::run(async {
+    ///     let listener = trellis::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let addr = listener.local_addr()?;
+    ///     assert!(addr.ip().is_loopback());
+    ///     assert_ne!(addr.port(), 0, "port 0 was replaced by the port picked");
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.reg.get_ref().local_addr()
     }
@@ -331,7 +343,7 @@ impl TcpStream {
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nodelay(true)?;
         Ok(TcpStream {
-            io: StreamIo::new(stream, |s| s.set_nonblocking(true))?,
+            io: StreamIo::from_std(stream)?,
         })
     }
 
@@ -355,7 +367,13 @@ impl TcpStream {
     ///
     /// # Examples
     ///
-    /// See [`connect`](Self::connect).
+    /// ```
+    /// trellis::run(async {
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let stream = trellis::net::TcpStream::connect(listener.local_addr()?).await?;
+    ///     assert_eq!(stream.peer_addr()?, listener.local_addr()?);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.io.get_ref().peer_addr()
     }
@@ -364,7 +382,14 @@ impl TcpStream {
     ///
     /// # Examples
     ///
-    /// See [`from_std`](Self::from_std).
+    /// ```
+    /// trellis::run(async {
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let stream = trellis::net::TcpStream::connect(listener.local_addr()?).await?;
+    ///     let (accepted, _) = listener.accept()?;
+    ///     assert_eq!(stream.local_addr()?, accepted.peer_addr()?);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.io.get_ref().local_addr()
     }
@@ -398,7 +423,13 @@ impl TcpStream {
     ///
     /// # Examples
     ///
-    /// See [`set_nodelay`](Self::set_nodelay).
+    /// ```
+    /// trellis::run(async {
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let stream = trellis::net::TcpStream::connect(listener.local_addr()?).await?;
+    ///     assert!(stream.nodelay()?, "on by default");
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn nodelay(&self) -> io::Result<bool> {
         self.io.get_ref().nodelay()
     }

@@ -114,7 +114,16 @@ impl UdpSocket {
     ///
     /// # Examples
     ///
-    /// See [`UdpSocket`].
+    /// ```
+    /// use trellis::net::UdpSocket;
+    /// trellis::run(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0")?;
+    ///
+    ///     let sent = a.send_to(b"hello", b.local_addr()?).await?;
+    ///     assert_eq!(sent, 5);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
         self.reg
             .io(Direction::Write, |s| s.send_to(buf, target))
@@ -130,7 +139,18 @@ impl UdpSocket {
     ///
     /// # Examples
     ///
-    /// See [`UdpSocket`].
+    /// ```
+    /// use trellis::net::UdpSocket;
+    /// trellis::run(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0")?;
+    ///
+    ///     a.send_to(b"hi", b.local_addr()?).await?;
+    ///     let mut buf = [0; 8];
+    ///     let (n, from) = b.recv_from(&mut buf).await?;
+    ///     assert_eq!((&buf[..n], from), (&b"hi"[..], a.local_addr()?));
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.reg.io(Direction::Read, |s| s.recv_from(buf)).await
     }
@@ -148,7 +168,17 @@ impl UdpSocket {
     ///
     /// # Examples
     ///
-    /// See [`connect`](Self::connect).
+    /// ```
+    /// use trellis::net::UdpSocket;
+    /// trellis::run(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0")?;
+    ///     a.connect(b.local_addr()?)?;
+    ///     b.connect(a.local_addr()?)?;
+    ///
+    ///     assert_eq!(a.send(b"ping").await?, 4);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.reg.io(Direction::Write, |s| s.send(buf)).await
     }
@@ -161,7 +191,20 @@ impl UdpSocket {
     ///
     /// # Examples
     ///
-    /// See [`connect`](Self::connect).
+    /// ```
+    /// use trellis::net::UdpSocket;
+    /// trellis::run(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0")?;
+    ///     a.connect(b.local_addr()?)?;
+    ///     b.connect(a.local_addr()?)?;
+    ///
+    ///     a.send(b"ping").await?;
+    ///     let mut buf = [0; 8];
+    ///     let n = b.recv(&mut buf).await?;
+    ///     assert_eq!(&buf[..n], b"ping");
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.reg.io(Direction::Read, |s| s.recv(buf)).await
     }
@@ -191,7 +234,12 @@ impl UdpSocket {
     ///
     /// # Examples
     ///
-    /// See [`bind`](Self::bind).
+    /// ```
+    /// trellis::run(async {
+    ///     let socket = trellis::net::UdpSocket::bind("127.0.0.1:0")?;
+    ///     assert!(socket.local_addr()?.ip().is_loopback());
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.reg.get_ref().local_addr()
     }
@@ -200,7 +248,17 @@ impl UdpSocket {
     ///
     /// # Examples
     ///
-    /// See [`connect`](Self::connect).
+    /// ```
+    /// use trellis::net::UdpSocket;
+    /// trellis::run(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0")?;
+    ///
+    ///     assert!(a.peer_addr().is_err(), "not connected yet");
+    ///     a.connect(b.local_addr()?)?;
+    ///     assert_eq!(a.peer_addr()?, b.local_addr()?);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.reg.get_ref().peer_addr()
     }

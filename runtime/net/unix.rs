@@ -53,7 +53,15 @@ impl UnixListener {
     ///
     /// # Examples
     ///
-    /// See [`UnixListener`].
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("trellis-doc-bind-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// trellis::run(async {
+    ///     let listener = trellis::net::UnixListener::bind(&path)?;
+    ///     assert_eq!(listener.local_addr()?.as_pathname(), Some(path.as_path()));
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
         UnixListener::from_std(std::os::unix::net::UnixListener::bind(path)?)
     }
@@ -91,7 +99,17 @@ impl UnixListener {
     ///
     /// # Examples
     ///
-    /// See [`UnixListener`].
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("trellis-doc-accept-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// trellis::run(async {
+    ///     let listener = trellis::net::UnixListener::bind(&path)?;
+    ///     let _client = std::os::unix::net::UnixStream::connect(&path)?;
+    ///     let (stream, _peer) = listener.accept().await?;
+    ///     assert!(stream.local_addr()?.as_pathname().is_some());
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         std::future::poll_fn(|cx| self.poll_accept(cx)).await
     }
@@ -112,12 +130,9 @@ impl UnixListener {
     /// # std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixStream, SocketAddr)>> {
-        let (stream, peer) = match self.reg.poll_io(Direction::Read, cx, |l| l.accept()) {
-            Poll::Ready(Ok(accepted)) => accepted,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        };
-        Poll::Ready(UnixStream::from_std(stream).map(|stream| (stream, peer)))
+        self.reg
+            .poll_io(Direction::Read, cx, |l| l.accept())
+            .map(|accepted| accepted.and_then(|(s, peer)| Ok((UnixStream::from_std(s)?, peer))))
     }
 
     /// The connections, as a never-ending [`Stream`](futures_core::Stream) of `accept`
@@ -147,7 +162,15 @@ impl UnixListener {
     ///
     /// # Examples
     ///
-    /// See [`from_std`](Self::from_std).
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("trellis-doc-local-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// trellis::run(async {
+    ///     let listener = trellis::net::UnixListener::bind(&path)?;
+    ///     assert_eq!(listener.local_addr()?.as_pathname(), Some(path.as_path()));
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.reg.get_ref().local_addr()
     }
@@ -210,7 +233,16 @@ impl UnixStream {
     ///
     /// # Examples
     ///
-    /// See [`UnixListener`].
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("trellis-doc-connect-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// trellis::run(async {
+    ///     let _listener = std::os::unix::net::UnixListener::bind(&path)?;
+    ///     let stream = trellis::net::UnixStream::connect(&path).await?;
+    ///     assert_eq!(stream.peer_addr()?.as_pathname(), Some(path.as_path()));
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         Ok(UnixStream {
@@ -226,7 +258,15 @@ impl UnixStream {
     ///
     /// # Examples
     ///
-    /// See [`UnixStream`].
+    /// ```
+    /// trellis::run(async {
+    ///     let (a, b) = trellis::net::UnixStream::pair()?;
+    ///     a.write_all(b"x").await?;
+    ///     let mut one = [0; 1];
+    ///     b.read_exact(&mut one).await?;
+    ///     assert_eq!(&one, b"x");
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
         let (a, b) = std::os::unix::net::UnixStream::pair()?;
         Ok((UnixStream::from_std(a)?, UnixStream::from_std(b)?))
@@ -249,7 +289,7 @@ impl UnixStream {
     /// ```
     pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
         Ok(UnixStream {
-            io: StreamIo::new(stream, |s| s.set_nonblocking(true))?,
+            io: StreamIo::from_std(stream)?,
         })
     }
 
@@ -272,7 +312,12 @@ impl UnixStream {
     ///
     /// # Examples
     ///
-    /// See [`from_std`](Self::from_std).
+    /// ```
+    /// trellis::run(async {
+    ///     let (a, _b) = trellis::net::UnixStream::pair()?;
+    ///     assert!(a.peer_addr()?.is_unnamed(), "a pair's ends have no path");
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.io.get_ref().peer_addr()
     }
@@ -281,7 +326,12 @@ impl UnixStream {
     ///
     /// # Examples
     ///
-    /// See [`WriteHalf::stream`](crate::net::WriteHalf::stream).
+    /// ```
+    /// trellis::run(async {
+    ///     let (a, _b) = trellis::net::UnixStream::pair()?;
+    ///     assert!(a.local_addr()?.is_unnamed());
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.io.get_ref().local_addr()
     }
@@ -354,7 +404,12 @@ impl UnixDatagram {
     ///
     /// # Examples
     ///
-    /// See [`bind`](Self::bind).
+    /// ```
+    /// trellis::run(async {
+    ///     let socket = trellis::net::UnixDatagram::unbound()?;
+    ///     assert!(socket.local_addr()?.as_pathname().is_none());
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn unbound() -> io::Result<UnixDatagram> {
         UnixDatagram::from_std(std::os::unix::net::UnixDatagram::unbound()?)
     }
@@ -367,7 +422,14 @@ impl UnixDatagram {
     ///
     /// # Examples
     ///
-    /// See [`UnixDatagram`].
+    /// ```
+    /// trellis::run(async {
+    ///     let (a, b) = trellis::net::UnixDatagram::pair()?;
+    ///     b.send(b"back").await?;
+    ///     let mut buf = [0; 8];
+    ///     assert_eq!(a.recv(&mut buf).await?, 4);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
         let (a, b) = std::os::unix::net::UnixDatagram::pair()?;
         Ok((UnixDatagram::from_std(a)?, UnixDatagram::from_std(b)?))
@@ -427,7 +489,16 @@ impl UnixDatagram {
     ///
     /// # Examples
     ///
-    /// See [`bind`](Self::bind).
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("trellis-doc-sendto-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// trellis::run(async {
+    ///     let _server = trellis::net::UnixDatagram::bind(&path)?;
+    ///     let client = trellis::net::UnixDatagram::unbound()?;
+    ///     assert_eq!(client.send_to(b"hello", &path).await?, 5);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub async fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
         let path = path.as_ref();
         self.reg
@@ -443,7 +514,19 @@ impl UnixDatagram {
     ///
     /// # Examples
     ///
-    /// See [`bind`](Self::bind).
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("trellis-doc-recvfrom-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// trellis::run(async {
+    ///     let server = trellis::net::UnixDatagram::bind(&path)?;
+    ///     let client = trellis::net::UnixDatagram::unbound()?;
+    ///     client.send_to(b"hello", &path).await?;
+    ///     let mut buf = [0; 8];
+    ///     let (n, _from) = server.recv_from(&mut buf).await?;
+    ///     assert_eq!(&buf[..n], b"hello");
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.reg.io(Direction::Read, |s| s.recv_from(buf)).await
     }
@@ -456,7 +539,12 @@ impl UnixDatagram {
     ///
     /// # Examples
     ///
-    /// See [`UnixDatagram`].
+    /// ```
+    /// trellis::run(async {
+    ///     let (a, _b) = trellis::net::UnixDatagram::pair()?;
+    ///     assert_eq!(a.send(b"one").await?, 3);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.reg.io(Direction::Write, |s| s.send(buf)).await
     }
@@ -469,7 +557,15 @@ impl UnixDatagram {
     ///
     /// # Examples
     ///
-    /// See [`UnixDatagram`].
+    /// ```
+    /// trellis::run(async {
+    ///     let (a, b) = trellis::net::UnixDatagram::pair()?;
+    ///     a.send(b"one").await?;
+    ///     let mut buf = [0; 8];
+    ///     let n = b.recv(&mut buf).await?;
+    ///     assert_eq!(&buf[..n], b"one");
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.reg.io(Direction::Read, |s| s.recv(buf)).await
     }

@@ -498,8 +498,7 @@ mod tests {
         assert!(err.to_string().contains("needs a trellis runtime"), "{err}");
     }
 
-    /// Two tasks parked on the same direction of one source are both woken: neither
-    /// replaces the other's waker. A watchdog on the whole runtime: a lost waker hangs.
+    /// Runs `scenario` with edge-triggered registrations, then with oneshot ones.
     fn in_each_mode(scenario: fn(bool)) {
         scenario(false);
         scenario(true);
@@ -511,9 +510,11 @@ mod tests {
         }
     }
 
+    /// Two tasks parked on the same direction of one source are both woken: neither
+    /// replaces the other's waker. Under a watchdog: a lost waker hangs.
     #[test]
     fn two_readers_of_one_source_are_both_woken() {
-        in_each_mode(two_readers);
+        in_each_mode(|oneshot| watchdog(move || two_readers(oneshot)));
     }
 
     fn two_readers(oneshot: bool) {

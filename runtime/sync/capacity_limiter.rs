@@ -678,6 +678,10 @@ pub struct BorrowerId {
 }
 
 impl BorrowerId {
+    #[allow(
+        clippy::new_without_default,
+        reason = "each call makes a different id; `Default` would read as a fixed value"
+    )]
     /// A new id, distinct from every other id made on this thread.
     ///
     /// # Examples
@@ -688,10 +692,6 @@ impl BorrowerId {
     /// limiter.try_acquire_on_behalf_of(worker).unwrap();
     /// assert!(limiter.is_borrowing(worker));
     /// ```
-    #[allow(
-        clippy::new_without_default,
-        reason = "each call makes a different id; `Default` would read as a fixed value"
-    )]
     pub fn new() -> BorrowerId {
         let id = LAST_BORROWER.with(|last| {
             let id = last.get() + 1;
