@@ -11,8 +11,11 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod escape;
 mod expand;
 mod parse;
+#[cfg(test)]
+mod tests;
 
 use proc_macro::TokenStream;
 use quote::quote;
@@ -109,26 +112,34 @@ use crate::parse::{BlockInput, EntryInput, EntryKind, EntryOptions, NurseryInput
 /// first in its parameter list, and must not return the handle (it would escape).
 #[proc_macro_attribute]
 pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
+    nursery_tokens(args.into(), item.into()).into()
+}
+
+/// [`nursery`] on `proc_macro2` tokens, so that tests can call it.
+fn nursery_tokens(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
     let mut errors = Errors::default();
-    let options = NurseryOptions::parse(args.into(), &mut errors);
-    let input = NurseryInput::parse(item.into(), &options, &mut errors);
+    let options = NurseryOptions::parse(args, &mut errors);
+    let input = NurseryInput::parse(item, &options, &mut errors);
     let item = match input {
         NurseryInput::Fn {
             func,
             handle: Some(handle),
             ..
-        } if errors.is_empty() => return expand::nursery_fn(func, &handle, &options).into(),
+        } if errors.is_empty() => return expand::nursery_fn(func, &handle, &options),
         NurseryInput::Fn { func, removed, .. } => expand::fallback_fn(func, &removed),
         NurseryInput::Closure(closure) => {
             // An expression position takes one expression.
             let errors = errors.into_compile_errors();
-            return quote!({ #errors #closure }).into();
+            return quote!({ #errors #closure });
         }
         NurseryInput::TraitDecl(decl) => expand::fallback_trait_decl(decl),
         NurseryInput::Other(item) => item,
     };
     let errors = errors.into_compile_errors();
-    quote!(#errors #item).into()
+    quote!(#errors #item)
 }
 
 /// Opens a nursery inside any async code and evaluates to its result.
@@ -166,21 +177,26 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro]
 pub fn open_nursery(input: TokenStream) -> TokenStream {
-    let input = match BlockInput::parse.parse(input) {
+    open_nursery_tokens(input.into()).into()
+}
+
+/// [`open_nursery!`] on `proc_macro2` tokens, so that tests can call it.
+fn open_nursery_tokens(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    let input = match BlockInput::parse.parse2(input) {
         Ok(input) => input,
-        Err(error) => return error.into_compile_error().into(),
+        Err(error) => return error.into_compile_error(),
     };
     let mut errors = Errors::default();
     let body = syn::Block {
         brace_token: Default::default(),
         stmts: input.body.clone(),
     };
-    parse::check_escape(&body, &input.handle.ident, &mut errors);
+    parse::check_escape(&body, &input.handle.ident, &[], &mut errors);
     if !errors.is_empty() {
         let errors = errors.into_compile_errors();
-        return quote!({ #errors }).into();
+        return quote!({ #errors });
     }
-    expand::block(input).into()
+    expand::block(input)
 }
 
 /// Runs `async fn main` on a trellis runtime.
@@ -207,7 +223,7 @@ pub fn open_nursery(input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    entry(args, item, EntryKind::Main)
+    entry(args.into(), item.into(), EntryKind::Main).into()
 }
 
 /// Runs an `async fn` test on a fresh trellis runtime.
@@ -241,18 +257,23 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
-    entry(args, item, EntryKind::Test)
+    entry(args.into(), item.into(), EntryKind::Test).into()
 }
 
-/// The shared body of [`main`] and [`test`].
-fn entry(args: TokenStream, item: TokenStream, kind: EntryKind) -> TokenStream {
+/// The shared body of [`main`] and [`test`], on `proc_macro2` tokens so that tests can
+/// call it.
+fn entry(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+    kind: EntryKind,
+) -> proc_macro2::TokenStream {
     let mut errors = Errors::default();
-    let options = EntryOptions::parse(args.into(), kind, &mut errors);
-    let item = match EntryInput::parse(item.into(), kind, &mut errors) {
-        Ok(input) if errors.is_empty() => return expand::entry(input.func, kind, &options).into(),
+    let options = EntryOptions::parse(args, kind, &mut errors);
+    let item = match EntryInput::parse(item, kind, &mut errors) {
+        Ok(input) if errors.is_empty() => return expand::entry(input.func, kind, &options),
         Ok(input) => expand::fallback_entry(input.func),
         Err(item) => item,
     };
     let errors = errors.into_compile_errors();
-    quote!(#errors #item).into()
+    quote!(#errors #item)
 }

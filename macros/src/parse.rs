@@ -386,7 +386,8 @@ impl NurseryInput {
                 .collect();
             let handle = check_fn_signature(&mut func.sig, options, errors);
             if let Some(handle) = &handle {
-                check_escape(&func.block, &handle.ident, errors);
+                let outer = outer_params(&func.sig);
+                check_escape(&func.block, &handle.ident, &outer, errors);
             }
             return NurseryInput::Fn {
                 func,
@@ -617,10 +618,19 @@ fn check_fn_signature(
     handle
 }
 
-/// Rejects returning the handle by name (`return n;`, `n` as the tail expression, and the
-/// same inside `Ok(...)` / `Some(...)`): the handle would escape its nursery. The type system
-/// rejects this too, but with a lifetime error about an invisible closure.
-pub(crate) fn check_escape(block: &Block, handle: &Ident, errors: &mut Errors) {
+/// Rejects the escapes of the handle the macro can see, with one error at the offending
+/// token: returning the handle by name (`return n;`, `n` as the tail expression, and the same
+/// inside `Ok(...)` / `Some(...)`), and the shapes `escape.rs` finds (a child using the
+/// handle, the handle stored outside the body, sent to a thread or put in a `'static` box).
+/// The type system rejects all of these too, but with lifetime errors about an invisible
+/// closure. `outer` are the variables declared outside the body that the check knows about
+/// (a `#[nursery]` function's other parameters).
+pub(crate) fn check_escape(
+    block: &Block,
+    handle: &Ident,
+    outer: &[crate::escape::OuterParam],
+    errors: &mut Errors,
+) {
     let mut returns = ReturnFinder {
         handle,
         found: Vec::new(),
@@ -633,6 +643,11 @@ pub(crate) fn check_escape(block: &Block, handle: &Ident, errors: &mut Errors) {
     if let Some(span) = tail {
         returns.found.push(span);
     }
+    if returns.found.is_empty() {
+        if let Some(escape) = crate::escape::find_escape(block, handle, outer) {
+            errors.push(escape.span, escape.message);
+        }
+    }
     for span in returns.found {
         errors.push(
             span,
@@ -643,6 +658,37 @@ pub(crate) fn check_escape(block: &Block, handle: &Ident, errors: &mut Errors) {
             ),
         );
     }
+}
+
+/// The variables a `#[nursery]` function's body sees from outside: its other parameters.
+pub(crate) fn outer_params(sig: &Signature) -> Vec<crate::escape::OuterParam> {
+    sig.inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(param) => match &*param.pat {
+                Pat::Ident(p) => Some(crate::escape::OuterParam {
+                    ident: p.ident.clone(),
+                    holds_handles: mentions_type_named(&param.ty, "Nursery"),
+                }),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+/// Whether a type names `name` anywhere (`&mut Vec<Nursery<..>>` names `Nursery`).
+fn mentions_type_named(ty: &Type, name: &str) -> bool {
+    struct Finder<'a>(&'a str, bool);
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
+            self.1 |= segment.ident == self.0;
+            syn::visit::visit_path_segment(self, segment);
+        }
+    }
+    let mut finder = Finder(name, false);
+    finder.visit_type(ty);
+    finder.1
 }
 
 /// `Some(span)` when `expr` is the handle itself, or `Ok(handle)` / `Some(handle)`.

@@ -1,0 +1,1 @@
+//! Unit tests of the expansion functions (placeholder, filled below).
