@@ -1,11 +1,9 @@
 // `thread::Builder` starts a thread as well.
-use std::thread;
-
 use trellis::{Nursery, nursery};
 
 #[nursery]
 async fn offload(n: Nursery) {
-    let worker = thread::Builder::new()
+    let worker = std::thread::Builder::new()
         .name("worker".into())
         .spawn(move || n.start_soon(async {}));
     let _ = worker;
