@@ -8,6 +8,8 @@
 //! - [Deadlines for a whole job and for each step](#deadlines-for-a-whole-job-and-for-each-step).
 //! - [Inside a tokio program](#inside-a-tokio-program): what works there and what does not.
 //! - [What is `!Send`, and why](#what-is-send-and-why).
+//! - [Why did this not compile?](#why-did-this-not-compile): the compiler's errors about
+//!   nurseries, the rule behind each, and what to write instead.
 //!
 //! The programs in `examples/` put these together: `job_runner` (per-job and overall
 //! deadlines), `graceful_shutdown` and `request_id` (request-scoped logging with a context
@@ -244,6 +246,190 @@
 //! Children need not be `Send`: they may hold `Rc`s and `RefCell` borrows of the caller's
 //! data. Context variables' values are `Send + Clone`, because `to_thread` copies them to
 //! its worker.
+//!
+//! # Why did this not compile?
+//!
+//! A nursery's handle, and every [`JoinHandle`](crate::JoinHandle) it makes, is only valid
+//! inside the nursery's body: the compiler enforces it with a lifetime (the handle's brand)
+//! that no code outside the body can name, and with `!Send`. `#[nursery]` and
+//! [`open_nursery!`](crate::open_nursery) recognise the common escapes and say so in
+//! their own words (for example "a child cannot use the nursery's handle `n`: ... give the
+//! child its own with `n.spawn_with(async |n| ..)`"); with the plain
+//! [`nursery()`](crate::nursery()) function, or a shape the macros do not recognise, the
+//! compiler reports the borrow checker's error instead. Each entry below is one such error,
+//! the rule behind it, and the fix.
+//!
+//! ## E0373 "async block may outlive the current function, but it borrows `n`"
+//!
+//! **Rule**: a child may borrow only what outlives the `nursery(..)` call, not the body's
+//! locals and not the handle (both are dropped when the body returns, while children may
+//! still run). **Fix**: a child that spawns siblings takes a handle of its own with
+//! [`spawn_with`](crate::Nursery::spawn_with); data a child borrows is declared before the
+//! nursery.
+//!
+//! ```compile_fail,E0373
+//! trellis::run(async {
+//!     trellis::nursery(async |n| {
+//!         let local = String::from("dies with the body");
+//!         n.spawn(async { println!("{local}") }); // declare `local` before `nursery(..)`
+//!     })
+//!     .await
+//!     .unwrap();
+//! });
+//! ```
+//!
+//! The fix, for a child that spawns:
+//!
+//! ```
+//! trellis::run(async {
+//!     trellis::nursery(async |n| {
+//!         n.spawn_with(async |n| n.start_soon(async {}));
+//!     })
+//!     .await
+//!     .unwrap();
+//! });
+//! ```
+//!
+//! ## E0505 "cannot move out of `n` because it is borrowed"
+//!
+//! **Rule**: the handle belongs to the body; `async move` would move it into a child, which
+//! is stored inside the very nursery the handle refers to. **Fix**: as above,
+//! `n.spawn_with(async |n| ..)`; to move other values into a child, move references to
+//! them (`let data = &data;`) and leave the handle out.
+//!
+//! ```compile_fail,E0505
+//! trellis::run(async {
+//!     trellis::nursery(async |n| {
+//!         n.spawn(async move {
+//!             n.spawn(async {});
+//!         });
+//!     })
+//!     .await
+//!     .unwrap();
+//! });
+//! ```
+//!
+//! ## E0521 "borrowed data escapes outside of closure"
+//!
+//! **Rule**: a reference to the handle, or a `JoinHandle`, moved into a child escapes the
+//! body (a `JoinHandle` carries the handle's brand, so a sibling cannot await it either).
+//! **Fix**: for the handle, `spawn_with`; to pass a child's result to a sibling, use a
+//! channel or a [`Cell`](std::cell::Cell) declared outside the nursery, or await the
+//! `JoinHandle` in the body.
+//!
+//! ```compile_fail,E0521
+//! trellis::run(async {
+//!     trellis::nursery(async |n| {
+//!         let first = n.spawn(async {});
+//!         n.spawn(async move {
+//!             let _ = first.await;
+//!         });
+//!     })
+//!     .await
+//!     .unwrap();
+//! });
+//! ```
+//!
+//! ## E0597 "`n` does not live long enough"
+//!
+//! **Rule**: a `spawn_with` (or `start`) child gets its own handle; capturing the outer one
+//! still borrows the body's handle past the body. **Fix**: use the handle the closure
+//! receives.
+//!
+//! ```compile_fail,E0597
+//! trellis::run(async {
+//!     trellis::nursery(async |n| {
+//!         let outer = &n;
+//!         n.spawn_with(async move |_own| {
+//!             outer.spawn(async {}); // write `async move |n| n.spawn(..)`
+//!         });
+//!     })
+//!     .await
+//!     .unwrap();
+//! });
+//! ```
+//!
+//! ## "lifetime may not live long enough"
+//!
+//! **Rule**: the handle and its `JoinHandle`s cannot leave the body: not returned, not
+//! stored in a variable or parameter declared outside it (the error points at the whole
+//! body and says "returning this value requires that `'1` must outlive `'2`"; the
+//! "mutable references are invariant" note that may follow is about the place the handle
+//! was stored in). **Fix**: return a value computed with the handle, await `JoinHandle`s
+//! in the body, and let code that must spawn into the nursery later receive it as a
+//! parameter (`&Nursery<'_, '_, E>`) of a function the body calls.
+//!
+//! ```compile_fail
+//! trellis::run(async {
+//!     let mut stash = None;
+//!     trellis::nursery(async |n| {
+//!         stash = Some(n);
+//!     })
+//!     .await
+//!     .unwrap();
+//!     drop(stash);
+//! });
+//! ```
+//!
+//! The fix: the body passes its handle down.
+//!
+//! ```
+//! use std::convert::Infallible;
+//!
+//! use trellis::Nursery;
+//!
+//! fn start_workers(n: &Nursery<'_, '_, Infallible>, count: usize) {
+//!     for _ in 0..count {
+//!         n.start_soon(async {});
+//!     }
+//! }
+//!
+//! trellis::run(async {
+//!     trellis::nursery(async |n| start_workers(&n, 3)).await.unwrap();
+//! });
+//! ```
+//!
+//! ## E0277 "`Rc<...Shared...>` cannot be sent between threads safely"
+//!
+//! **Rule**: a nursery belongs to one task on one thread (see [What is `!Send`, and
+//! why](#what-is-send-and-why)); the error names a private `Rc` inside the handle (or
+//! inside a [`CancelScope`]) and then "required because it appears within the type
+//! `Nursery`". `tokio::spawn` fails the same way; a `'static` box (`Box<dyn Trait>`
+//! without a lifetime) fails with a lifetime error instead, since the handle is not
+//! `'static`.
+//! **Fix**: keep the spawning on the runtime's thread; give a thread plain data
+//! ([`to_thread`](crate::to_thread) runs a closure on a worker and returns its value), a
+//! [`RemoteCancel`](crate::RemoteCancel) to cancel from there, or a
+//! [`RuntimeHandle`](crate::RuntimeHandle) to run code back on the runtime.
+//!
+//! ```compile_fail,E0277
+//! trellis::run(async {
+//!     trellis::nursery(async |n| {
+//!         std::thread::spawn(move || drop(n));
+//!     })
+//!     .await
+//!     .unwrap();
+//! });
+//! ```
+//!
+//! ## Errors about what children and bodies return
+//!
+//! These come with a message of trellis's own (`#[diagnostic::on_unimplemented]` on
+//! [`TaskOutput`](crate::TaskOutput) and [`BodyOutput`](crate::BodyOutput)): "a nursery
+//! child must return `()`, `Result<_, E>` or `!`", "a nursery body must return `()`,
+//! `Result<_, _>` or `!`". When a child returns `Ok(..)` and nothing names the error type,
+//! the compiler says E0282 "type annotations needed": name it in the body's return type
+//! (`async |n| -> Result<(), MyError>`), as the `# Errors` section of
+//! [`nursery()`](crate::nursery()) shows.
+//!
+//! ```compile_fail,E0277
+//! trellis::run(async {
+//!     let _ = trellis::nursery(async |n| {
+//!         n.spawn(async { 42 }); // a child returns `()`, `Result` or `!`: `Ok(42)`
+//!     })
+//!     .await;
+//! });
+//! ```
 //!
 //! [`CancelScope`]: crate::CancelScope
 //! [`CancelScope::remote`]: crate::CancelScope::remote
