@@ -431,6 +431,70 @@
 //! });
 //! ```
 //!
+//! ## E0271 "type mismatch resolving `<() as BodyOutput>::Error == ...`", and "`?` couldn't convert the error to `Infallible`"
+//!
+//! **Rule**: the body's return type fixes the nursery's error type; a body that returns
+//! `()` makes it [`Infallible`](std::convert::Infallible), so no child may fail. **Fix**:
+//! return `Ok(())` from the body (`Ok::<_, MyError>(())` or `async |n| -> Result<(),
+//! MyError>`) when children can fail.
+//!
+//! ```compile_fail,E0271
+//! trellis::run(async {
+//!     let _ = trellis::nursery(async |n| {
+//!         n.spawn(async { Err::<(), _>(std::fmt::Error) });
+//!         // add `Ok::<_, std::fmt::Error>(())` here
+//!     })
+//!     .await;
+//! });
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn read_config() -> std::io::Result<()> {
+//!     Ok(())
+//! }
+//! trellis::run(async {
+//!     let _ = trellis::nursery(async |n| {
+//!         n.spawn(async {
+//!             read_config()?; // `?` converts into the nursery's error type: `Infallible`
+//!             Ok(())
+//!         });
+//!     })
+//!     .await;
+//! });
+//! ```
+//!
+//! ## E0308 "expected `!`, found `()`" on a `#[nursery]` function
+//!
+//! **Rule**: a `-> !` nursery body must not be able to finish. **Fix**: end it with
+//! `loop { sleep_forever().await }`, or return `()` / `Result` if it can finish.
+//!
+//! ```compile_fail,E0308
+//! use trellis::{Nursery, nursery};
+//!
+//! #[nursery]
+//! async fn serve(n: Nursery, stop: bool) -> ! {
+//!     loop {
+//!         n.start_soon(async {});
+//!         if stop {
+//!             break; // the body can finish: return `()` instead of `!`
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! ## E0658 "attributes on expressions are experimental"
+//!
+//! **Rule**: `#[nursery]` goes on an `async fn`, not on a closure. **Fix**: inside async
+//! code, write [`open_nursery! { |n| .. }`](crate::open_nursery).
+//!
+//! ```compile_fail,E0658
+//! use trellis::nursery;
+//!
+//! trellis::run(async {
+//!     let _body = #[nursery] async |n| {}; // write `open_nursery! { |n| }`
+//! });
+//! ```
+//!
 //! [`CancelScope`]: crate::CancelScope
 //! [`CancelScope::remote`]: crate::CancelScope::remote
 //! [`CancelScope::run`]: crate::CancelScope::run
