@@ -5,7 +5,7 @@
 //! child, a `spawn_with` closure with its own handle or another name, a closure, a thread
 //! scope, a thread, an inner nursery, a shadowing block, a `match` arm, a closure stored
 //! outside) and use it in random ways (a spawn, a borrow, a move, a value computed from it,
-//! the handle stored outside). Each body is compiled twice in one `cargo check` of a crate
+//! printed, shadowed). Each body is compiled twice in one `cargo check` of a crate
 //! generated under the target directory: through the plain `trellis::nursery(async |n| ..)`
 //! (no detector) and through `#[nursery]`. For every body both must compile or both fail;
 //! the test also counts how many of the failures the detector explained.
@@ -47,6 +47,9 @@ const USES: &[&str] = &[
     "let _ = n.spawn(async { let _ = data.len(); });",
     "n.spawn_with(async |n| n.start_soon(async {}));",
     "let _ = &data;",
+    "println!(\"{n:?}\");",
+    "let _ = format!(\"{} {n:?}\", describe(&n));",
+    "let n = 1; println!(\"{n}\");",
 ];
 
 /// A small deterministic generator (xorshift64*), so that a seed replays a table.
@@ -129,7 +132,8 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn first_errors(json: &str) -> BTreeMap<String, String> {
     let mut errors = BTreeMap::new();
     for line in json.lines() {
-        if !line.contains("\"reason\":\"compiler-message\"") || !line.contains("\"level\":\"error\"")
+        if !line.contains("\"reason\":\"compiler-message\"")
+            || !line.contains("\"level\":\"error\"")
         {
             continue;
         }
@@ -179,7 +183,14 @@ fn the_detector_agrees_with_the_compiler() {
         bodies.push(body);
     }
     let output = Command::new(env!("CARGO"))
-        .args(["check", "--bins", "--keep-going", "--offline", "--message-format=json", "--quiet"])
+        .args([
+            "check",
+            "--bins",
+            "--keep-going",
+            "--offline",
+            "--message-format=json",
+            "--quiet",
+        ])
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", root.join("target"))
         .env_remove("RUSTFLAGS")

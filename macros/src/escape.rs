@@ -21,15 +21,19 @@
 //! certain: names are resolved with the body's own scopes (a `let`, closure parameter,
 //! `match` arm, `for` or `if let` pattern that rebinds the name shadows the handle), a name
 //! that an item or a statement macro in the body could define turns the pass off for that
-//! name, and nothing inside a macro call or a nested item is looked at. When it is silent,
+//! name, and nothing inside a nested item or a macro call is looked at (but the arguments
+//! of std's formatting and assertion macros and `vec!`, which are expressions evaluated in
+//! place, and the variables a format string names). When it is silent,
 //! the type checker still rejects the escape. `integration/tests/escape_table.rs` compiles
 //! generated bodies to check the first promise.
 
 use std::collections::HashSet;
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::parse::{ParseStream, Parser};
+use syn::punctuated::Punctuated;
 use syn::visit::Visit;
-use syn::{Block, Expr, Ident, Item, Pat, Stmt, Type};
+use syn::{Block, Expr, Ident, Item, Pat, Stmt, Token, Type};
 
 /// A variable declared outside the body (a `#[nursery]` function's other parameters).
 pub(crate) struct OuterParam {
@@ -146,6 +150,25 @@ fn is_plain_macro(path: &syn::Path) -> bool {
         }
         _ => false,
     }
+}
+
+/// For std's macros whose arguments are expressions: `Some(position of the format string)`
+/// (`Some(None)` for `vec!`, which has none); `None` for any other macro.
+fn macro_arguments(path: &syn::Path) -> Option<Option<usize>> {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let name = match segments.as_slice() {
+        [name] => name.as_str(),
+        [krate, name] if ["std", "core", "alloc"].contains(&krate.as_str()) => name.as_str(),
+        _ => return None,
+    };
+    Some(match name {
+        "println" | "print" | "eprintln" | "eprint" | "format" | "format_args" | "panic"
+        | "todo" | "unimplemented" | "unreachable" => Some(0),
+        "write" | "writeln" | "assert" | "debug_assert" => Some(1),
+        "assert_eq" | "assert_ne" | "debug_assert_eq" | "debug_assert_ne" => Some(2),
+        "dbg" | "vec" => None,
+        _ => return None,
+    })
 }
 
 /// Every identifier in a token stream.
@@ -296,7 +319,11 @@ fn thread_spawner(path: &[String]) -> Option<String> {
         ["std", "thread", "spawn"] | ["thread", "spawn"] => true,
         ["tokio", "spawn"] => true,
         ["tokio", "task", "spawn" | "spawn_local" | "spawn_blocking"] => true,
-        ["async_std", "task", "spawn" | "spawn_local" | "spawn_blocking"] => true,
+        [
+            "async_std",
+            "task",
+            "spawn" | "spawn_local" | "spawn_blocking",
+        ] => true,
         ["smol", "spawn"] => true,
         _ => false,
     };
@@ -562,6 +589,47 @@ impl Finder<'_> {
         }
     }
 
+    /// The variables a format string names inline (`"{n:?}"`), as mentions at the string.
+    fn visit_format_string(&mut self, format: &syn::LitStr, named: &[String]) {
+        let text = format.value();
+        let mut chars = text.char_indices().peekable();
+        while let Some((_, c)) = chars.next() {
+            if c != '{' {
+                continue;
+            }
+            if chars.peek().is_some_and(|&(_, next)| next == '{') {
+                chars.next();
+                continue;
+            }
+            let mut name = String::new();
+            while let Some(&(_, next)) = chars.peek() {
+                if next.is_alphanumeric() || next == '_' {
+                    name.push(next);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let ends_name = chars
+                .peek()
+                .is_some_and(|&(_, next)| next == '}' || next == ':');
+            let is_ident = name
+                .chars()
+                .next()
+                .is_some_and(|first| first.is_alphabetic() || first == '_');
+            if !ends_name || !is_ident || name == "_" || named.contains(&name) {
+                continue;
+            }
+            let Ok(mut ident) = syn::parse_str::<Ident>(&name) else {
+                continue;
+            };
+            if let Some(Binding::Handle(id)) = self.lookup(&name) {
+                ident.set_span(format.span());
+                self.mention(id, &ident);
+            }
+        }
+    }
+
     /// `receiver.method(args)` where the receiver is a handle.
     fn visit_handle_method(&mut self, call: &syn::ExprMethodCall, id: u32) -> bool {
         let method = call.method.to_string();
@@ -660,7 +728,54 @@ impl<'ast> Visit<'ast> for Finder<'_> {
     }
 
     fn visit_item(&mut self, _: &'ast Item) {}
-    fn visit_macro(&mut self, _: &'ast syn::Macro) {}
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        // Only std's formatting, assertion and `vec!` macros, whose arguments are
+        // expressions evaluated in place (a child that prints the handle captures it).
+        let Some(format_at) = macro_arguments(&mac.path) else {
+            return;
+        };
+        let parser = Punctuated::<Expr, Token![,]>::parse_terminated;
+        let args = match parser.parse2(mac.tokens.clone()) {
+            Ok(args) => args.into_iter().collect::<Vec<_>>(),
+            Err(_) => {
+                // `vec![x; n]`.
+                let repeat = |input: ParseStream<'_>| {
+                    let value: Expr = input.parse()?;
+                    input.parse::<Token![;]>()?;
+                    let count: Expr = input.parse()?;
+                    Ok(vec![value, count])
+                };
+                match repeat.parse2(mac.tokens.clone()) {
+                    Ok(args) if format_at.is_none() => args,
+                    _ => return,
+                }
+            }
+        };
+        // Names given as `name = value` are what the format string's `{name}` refers to.
+        let named: Vec<String> = args
+            .iter()
+            .filter_map(|arg| match arg {
+                Expr::Assign(named) => path_ident(&named.left).map(ToString::to_string),
+                _ => None,
+            })
+            .collect();
+        self.within(Context::Opaque, |this| {
+            for (i, arg) in args.iter().enumerate() {
+                match arg {
+                    // `format!("{x}", x = value)`: `x` names the argument, not a variable.
+                    Expr::Assign(named) if path_ident(&named.left).is_some() => {
+                        this.visit_expr(&named.right);
+                    }
+                    Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(format),
+                        ..
+                    }) if Some(i) == format_at => this.visit_format_string(format, &named),
+                    other => this.visit_expr(other),
+                }
+            }
+        });
+    }
 
     fn visit_expr(&mut self, e: &'ast Expr) {
         if self.found.is_some() {
@@ -822,7 +937,7 @@ impl<'ast> Visit<'ast> for Finder<'_> {
                 self.visit_opaque(&l.expr);
                 self.bind_pat(&l.pat);
             }
-            Expr::Macro(_) => {}
+            Expr::Macro(mac) => self.visit_macro(&mac.mac),
             other => {
                 self.within(Context::Opaque, |this| syn::visit::visit_expr(this, other));
             }
