@@ -848,12 +848,14 @@ impl<'ast> Visit<'ast> for Finder<'_> {
                         }
                     });
                 } else if builder_spawn {
-                    let what = "std::thread::Builder::spawn".to_string();
-                    self.within(Context::Thread { what }, |this| {
-                        for arg in &call.args {
-                            this.visit_expr(arg);
+                    for arg in &call.args {
+                        if matches!(peel(arg), Expr::Closure(_)) {
+                            let what = "std::thread::Builder::spawn".to_string();
+                            self.within(Context::Thread { what }, |this| this.visit_expr(arg));
+                        } else {
+                            self.visit_opaque(arg);
                         }
-                    });
+                    }
                 } else {
                     for arg in &call.args {
                         self.visit_opaque(arg);
@@ -872,7 +874,8 @@ impl<'ast> Visit<'ast> for Finder<'_> {
                 });
                 self.visit_opaque(&call.func);
                 for arg in &call.args {
-                    if let Some(what) = &spawner {
+                    let runs_elsewhere = matches!(peel(arg), Expr::Closure(_) | Expr::Async(_));
+                    if let Some(what) = spawner.as_ref().filter(|_| runs_elsewhere) {
                         let what = what.clone();
                         self.within(Context::Thread { what }, |this| this.visit_expr(arg));
                     } else if inner_nursery {

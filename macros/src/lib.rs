@@ -4,9 +4,11 @@
 //! Use them through the `trellis` crate, which re-exports them; the generated code refers to
 //! `::trellis::__private` (or to the path given with `crate = path`).
 //!
-//! Layout: this file holds the documented entry points only; `parse.rs` reads and checks the
-//! input into typed views that keep the user's tokens for spans, `expand.rs` writes the code
-//! (and the fallback items emitted next to errors), `error.rs` collects diagnostics.
+//! Layout: this file holds the documented entry points (each a thin wrapper of a function on
+//! `proc_macro2` tokens, which `tests.rs` calls); `parse.rs` reads and checks the input into
+//! typed views that keep the user's tokens for spans, `escape.rs` finds the handle escaping
+//! the body, `expand.rs` writes the code (and the fallback items emitted next to errors),
+//! `error.rs` collects diagnostics.
 
 #![forbid(unsafe_code)]
 
@@ -110,6 +112,16 @@ use crate::parse::{BlockInput, EntryInput, EntryKind, EntryOptions, NurseryInput
 ///
 /// The function must be `async`, take exactly one handle by value and as a plain identifier,
 /// first in its parameter list, and must not return the handle (it would escape).
+///
+/// The common escapes of the handle get one error naming the rule and the fix, before the
+/// borrow checker's: the handle used by a child (inside the `async` block given to
+/// `n.spawn` / `n.start_soon`, or the closure given to `n.spawn_with` / `n.start`: give the
+/// child its own handle with `n.spawn_with(async |n| ..)`), stored in a variable or
+/// parameter declared outside the body, moved to a thread or another runtime's task, or put
+/// in a `'static` box. A shape the macro does not recognise still fails to compile, with
+/// the compiler's error; the guide's [Why did this not compile?] section explains those.
+///
+/// [Why did this not compile?]: https://docs.rs/trellis/latest/trellis/guide/index.html#why-did-this-not-compile
 #[proc_macro_attribute]
 pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
     nursery_tokens(args.into(), item.into()).into()
@@ -151,6 +163,8 @@ fn nursery_tokens(
 /// `open_nursery! { |n| -> Result<u32, MyError> ... }`. `move |n|` moves captured variables
 /// in (children can then not borrow them). `crate = path;` before the closure names the
 /// `trellis` crate for re-exports.
+///
+/// The handle's common escapes get the same errors as in [`#[nursery]`](macro@nursery).
 ///
 /// (It is not called `nursery!` because a crate cannot export an attribute `nursery` and a
 /// function-like `nursery!` side by side.)

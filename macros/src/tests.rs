@@ -130,6 +130,9 @@ fn the_detector_is_silent_where_code_may_compile() {
         "slot.push(n);",
         "out.push(describe(&n));",
         "let boxed: Box<dyn Debug + '_> = Box::new(n);",
+        // A closure made on this thread from the handle's data, then sent.
+        "std::thread::spawn(report(&n));",
+        "tokio::spawn(child_count(&n));",
         // A thread scope runs its closure on this thread.
         "std::thread::scope(|s| n.start_soon(async {}));",
         // Names the pass cannot resolve: an item, a statement macro, a glob import.
