@@ -80,6 +80,7 @@
 // Layers, lowest first; a module imports only from its own layer and the ones before it
 // (ARCHITECTURE.md; `integration/tests/architecture.rs` checks it).
 mod context;
+pub mod instrument;
 mod nursery;
 mod rt;
 mod scope;
@@ -101,6 +102,7 @@ pub mod __private;
 pub use context::values::{Context, ContextEntry, Run};
 pub use context::values::{ContextVar, ResetError, Token};
 pub use finally::finally;
+pub use instrument::{TaskLabel, TaskTree};
 pub use nursery::error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use nursery::handle::Nursery;
 pub use nursery::join::JoinHandle;
@@ -115,6 +117,7 @@ pub use scope::cancel_scope::{
     CancelReason, CancelScope, Cancelled, ScopeRun, cancel_scope, cancelled,
     current_effective_deadline, shield,
 };
+pub use scope::dump::dump_tree;
 pub use scope::remote::RemoteCancel;
 pub use scope::timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
 pub use signal::{SignalReceiver, SignalRecv, ctrl_c, open_signal_receiver, signals};
