@@ -698,13 +698,17 @@ impl crate::Builder {
         if let Err(e) = check(signal) {
             panic!("Builder::dump_tree_on_signal: {e}");
         }
-        self.with_system_task(Arc::new(move || Box::pin(print_tree_on(signal))))
+        // The receiver is opened as the runtime starts, before the root's first poll, so a
+        // signal that comes at once is not left to its default action (for SIGUSR1: exit).
+        self.with_system_task(Arc::new(move || {
+            Box::pin(print_tree_on(signal, open_signal_receiver([signal])))
+        }))
     }
 }
 
 /// Prints the task tree to stderr at each delivery of `signal`, until dropped.
-async fn print_tree_on(signal: i32) {
-    let mut receiver = match open_signal_receiver([signal]) {
+async fn print_tree_on(signal: i32, receiver: io::Result<SignalReceiver>) {
+    let mut receiver = match receiver {
         Ok(receiver) => receiver,
         Err(e) => {
             eprintln!("trellis: cannot print the task tree on signal {signal}: {e}");

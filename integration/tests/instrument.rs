@@ -448,3 +448,163 @@ task tree (the root future):
 ";
     assert_eq!(tree.to_string(), expected);
 }
+
+#[test]
+fn the_deadlock_panic_prints_the_task_tree() {
+    let message = common::panic_message_of(|| {
+        trellis::Builder::new()
+            .autojump()
+            .run(trellis::nursery(async |n| {
+                n.spawn_named("stuck", async {
+                    trellis::Event::new().wait().await;
+                });
+                trellis::sleep(Duration::from_secs(1)).await;
+            }))
+    });
+    assert!(message.contains("trellis: deadlock"), "{message}");
+    assert!(
+        message.contains("task tree (the root future):\n  nursery\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains("task 2: child 1 \"stuck\": waiting; age 1s, 1 poll"),
+        "{message}"
+    );
+}
+
+#[test]
+fn another_thread_dumps_the_tree_through_the_runtime_handle() {
+    watchdog(HANG_LIMIT, || {
+        trellis::run(trellis::nursery(async |n| {
+            let handle = trellis::RuntimeHandle::current();
+            n.spawn_named("idle", trellis::sleep(Duration::from_secs(3600)));
+            let tree = trellis::to_thread(move || handle.run_sync(trellis::dump_tree))
+                .await
+                .unwrap();
+            let text = tree.to_string();
+            assert!(
+                text.contains("child 1 \"idle\": waiting on a timer, due in "),
+                "{text}"
+            );
+            // Not "running": the dump ran beside the tasks, from another thread.
+            assert!(text.contains("the nursery body (spawned at "), "{text}");
+            assert!(!text.contains(": running"), "{text}");
+            // The sleeper would keep the nursery open for an hour: stop it.
+            Err::<(), _>("done")
+        }))
+        .unwrap_err();
+    });
+}
+
+#[test]
+fn a_task_blocked_on_a_socket_shows_its_descriptor_and_direction() {
+    use std::os::fd::AsRawFd;
+    watchdog(HANG_LIMIT, || {
+        trellis::run(async {
+            let listener = trellis::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let fd = server.into_std();
+            let raw = fd.as_raw_fd();
+            let server = trellis::net::TcpStream::from_std(fd).unwrap();
+            trellis::cancel_scope(async |scope| {
+                trellis::nursery(async |n| {
+                    n.spawn_named("reader", async {
+                        let mut buf = [0; 8];
+                        let _ = server.read(&mut buf).await;
+                    });
+                    trellis::yield_now().await;
+                    let text = trellis::dump_tree().to_string();
+                    assert!(
+                        text.contains(&format!(
+                            "child 1 \"reader\": waiting on fd {raw} for reading"
+                        )),
+                        "{text}"
+                    );
+                    scope.cancel();
+                })
+                .await
+                .unwrap();
+            })
+            .await;
+            drop(client);
+        });
+    });
+}
+
+#[test]
+fn dump_tree_outside_a_runtime_is_a_clear_panic() {
+    let message = common::panic_message_of(trellis::dump_tree);
+    assert!(
+        message.contains("this needs a trellis runtime"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_tree_is_printed_on_the_signal_the_builder_names() {
+    let stderr = common::stderr_of_test("child_prints_its_tree_on_sigusr1");
+    assert!(
+        stderr.contains("task tree (the root future):"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("child 1 \"server\": ready (it yielded)"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+#[ignore = "runs only as the child process of the_tree_is_printed_on_the_signal_the_builder_names"]
+fn child_prints_its_tree_on_sigusr1() {
+    if !common::is_test_child() {
+        return;
+    }
+    trellis::Builder::new()
+        .dump_tree_on_signal(signal_hook::consts::SIGUSR1)
+        .run(trellis::nursery(async |n| {
+            n.spawn_named("server", async {
+                signal_hook::low_level::raise(signal_hook::consts::SIGUSR1).unwrap();
+                // Stays running until the tree was printed: the printer runs beside the
+                // root, woken by the signal's datagram.
+                for _ in 0..1000 {
+                    trellis::yield_now().await;
+                }
+            });
+        }))
+        .unwrap();
+}
+
+#[test]
+#[should_panic(expected = "Builder::dump_tree_on_signal: cannot receive signal 9")]
+fn a_signal_that_cannot_be_received_is_refused_with_its_reason() {
+    let _ = trellis::Builder::new().dump_tree_on_signal(9);
+}
+
+#[test]
+fn names_reach_the_report_of_failures_beside_a_panic() {
+    let stderr = common::stderr_of_test("child_panics_beside_a_named_failure");
+    assert!(
+        stderr.contains(
+            "a nursery resumes the panic of child 2 \"second\"; beside it, child 1 \"first\" \
+             failed with an error of type `&str`"
+        ),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+#[ignore = "runs only as the child process of names_reach_the_report_of_failures_beside_a_panic"]
+fn child_panics_beside_a_named_failure() {
+    if !common::is_test_child() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| {
+        trellis::run(trellis::nursery(async |n| {
+            n.spawn_named("first", async { Err::<(), _>("no") });
+            n.spawn_named("second", async { panic!("boom") });
+            Ok(())
+        }))
+    });
+}

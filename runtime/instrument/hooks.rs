@@ -349,6 +349,8 @@ pub(crate) enum Wait {
     Timer(Instant),
     /// A socket or pipe, for reading (`false`) or writing (`true`).
     Io { fd: i32, write: bool },
+    /// It yielded (`yield_now`): it is ready again.
+    Yielded,
 }
 
 thread_local! {

@@ -5,8 +5,9 @@
 //! - `spans`: the span of every live task, by id: opened at `task_spawned`, entered
 //!   around each poll, closed at `task_exited` (dropping the span closes it). A task's
 //!   span is a child of the span of the task its nursery was opened in (so the body and
-//!   the children of one nursery are siblings, as they are in the nursery), or of the span
-//!   current at spawn for the tasks of a nursery in the root future.
+//!   the children of one nursery are siblings, as they are in the nursery), or of `root`,
+//!   the span current when the runtime started, for the tasks of a nursery in the root
+//!   future.
 
 #![forbid(unsafe_code)]
 
@@ -42,13 +43,26 @@ use crate::instrument::reason::CancelReason;
 ///         });
 ///     }));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracing {
     spans: Mutex<HashMap<TaskId, tracing::Span>>,
+    /// The parent of the tasks of nurseries opened in the root future: the span current
+    /// when the runtime started (or when the instrument was made, if added later).
+    root: Mutex<tracing::Span>,
+}
+
+impl Default for Tracing {
+    fn default() -> Tracing {
+        Tracing {
+            spans: Mutex::default(),
+            root: Mutex::new(tracing::Span::current()),
+        }
+    }
 }
 
 impl Tracing {
-    /// An instrument that reports to the current `tracing` subscriber.
+    /// An instrument that reports to the current `tracing` subscriber; the span current
+    /// when the runtime starts is the parent of the tasks opened in its root future.
     ///
     /// # Examples
     ///
@@ -69,9 +83,16 @@ impl Tracing {
 }
 
 impl Instrument for Tracing {
+    fn before_run(&self) {
+        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = tracing::Span::current();
+    }
+
     fn task_spawned(&self, task: &TaskInfo) {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let parent = spans.get(&task.parent()).and_then(tracing::Span::id);
+        let parent = match spans.get(&task.parent()) {
+            Some(span) => span.id(),
+            None => self.root.lock().unwrap_or_else(|e| e.into_inner()).id(),
+        };
         let location = task.label().location();
         let name = match (task.label().name(), task.name()) {
             (Some(name), _) => name.to_owned(),

@@ -199,6 +199,7 @@ impl TreeWriter {
                 let dir = if write { "writing" } else { "reading" };
                 format!("waiting on fd {fd} for {dir}")
             }
+            Wait::Yielded => String::from("ready (it yielded)"),
             Wait::Other if state.nested => String::from("waiting inside"),
             Wait::Other => String::from("waiting"),
         }

@@ -68,7 +68,7 @@ pub(super) struct Shared<'env, E> {
     pub(super) failures: RefCell<Vec<Failure<E>>>,
     /// Every panic caught in a poll or a destructor, in order: the first is resumed from
     /// the nursery, the others are reported on stderr beside it.
-    pub(super) panics: RefCell<Vec<(TaskName, Box<dyn Any + Send>)>>,
+    pub(super) panics: RefCell<Vec<(String, Box<dyn Any + Send>)>>,
     pub(super) spawned: Cell<u64>,
     /// Cells of finished children that nobody else references, reused for new children
     /// so that a spawn costs no waker allocation in the steady state.
@@ -211,15 +211,16 @@ impl<'env, E> Shared<'env, E> {
         outcome: Result<E, Box<dyn Any + Send>>,
     ) {
         let label = self.label_of(slot);
+        let described = task.described(label.as_ref()).to_string();
         self.node.cancel(CancelReason::Failure {
-            task: task.described(label.as_ref()).to_string(),
+            task: described.clone(),
         });
         match outcome {
             Ok(error) => self
                 .failures
                 .borrow_mut()
                 .push(Failure::new(task, label, error)),
-            Err(payload) => self.panics.borrow_mut().push((task, payload)),
+            Err(payload) => self.panics.borrow_mut().push((described, payload)),
         }
     }
 
@@ -251,7 +252,7 @@ impl<'env, E> Shared<'env, E> {
             .map(|f| {
                 format!(
                     "{} failed with an error of type `{}`",
-                    f.task(),
+                    f.task().described(f.label()),
                     std::any::type_name::<E>()
                 )
             })

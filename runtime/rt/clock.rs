@@ -206,4 +206,3 @@ mod tests {
         assert_eq!(latest_instant(latest), latest);
     }
 }
-

@@ -598,6 +598,7 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
+        hooks::record_wait(hooks::Wait::Yielded);
         cx.waker().wake_by_ref();
         Poll::Pending
     }
