@@ -14,16 +14,19 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 use tracing_core::span::Current;
 
+/// A span's or an event's fields, by name.
+type FieldMap = HashMap<String, String>;
+
 /// What the subscriber saw.
 #[derive(Debug, Default)]
 struct Seen {
     /// Span id → (name, fields, parent id).
-    spans: HashMap<u64, (String, HashMap<String, String>, Option<u64>)>,
+    spans: HashMap<u64, (String, FieldMap, Option<u64>)>,
     /// The entered spans, innermost last.
     stack: Vec<u64>,
     metadata: HashMap<u64, &'static Metadata<'static>>,
     /// Events: (message, fields, the span they belong to).
-    events: Vec<(String, HashMap<String, String>, Option<u64>)>,
+    events: Vec<(String, FieldMap, Option<u64>)>,
 }
 
 #[derive(Clone, Default)]

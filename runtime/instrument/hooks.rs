@@ -405,7 +405,7 @@ pub(crate) fn active() -> bool {
 /// assert_eq!(spawns.0.load(Ordering::Relaxed), 1);
 /// ```
 #[track_caller]
-pub fn add(instrument: impl Instrument + 'static) -> InstrumentKey {
+pub fn add<I: Instrument + 'static>(instrument: I) -> InstrumentKey {
     if !RUNNING.try_with(Cell::get).unwrap_or(false) {
         panic!(
             "trellis::instrument::add was called outside a runtime; call it from a task, \

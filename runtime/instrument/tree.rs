@@ -174,7 +174,7 @@ impl TreeWriter {
         if state.cancelled {
             line.push_str(", being cancelled");
         }
-        let age = self.now.saturating_duration_since(record.spawned);
+        let age = rounded(self.now.saturating_duration_since(record.spawned));
         let polls = match record.polls {
             1 => String::from("1 poll"),
             n => format!("{n} polls"),
@@ -207,8 +207,11 @@ impl TreeWriter {
 
     fn due(&self, at: Instant, what: &str) -> String {
         match at.checked_duration_since(self.now) {
-            Some(d) if d > Duration::ZERO => format!("{what} in {d:?}"),
-            _ => format!("{what} {:?} ago", self.now.saturating_duration_since(at)),
+            Some(d) if d > Duration::ZERO => format!("{what} in {:?}", rounded(d)),
+            _ => format!(
+                "{what} {:?} ago",
+                rounded(self.now.saturating_duration_since(at))
+            ),
         }
     }
 
@@ -219,5 +222,15 @@ impl TreeWriter {
             "",
             indent = 2 * self.depth
         );
+    }
+}
+
+/// A duration to the millisecond (to the microsecond below one): enough for a reader, and
+/// exact on the mock clocks' whole seconds.
+fn rounded(d: Duration) -> Duration {
+    if d >= Duration::from_millis(1) {
+        Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    } else {
+        Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 }

@@ -106,12 +106,9 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// assert_eq!(group.to_string(), "child 2 \"fetch user 8\" failed: not found");
     /// ```
     #[track_caller]
-    pub fn spawn_named<F, O>(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        fut: F,
-    ) -> JoinHandle<'s, O::Value>
+    pub fn spawn_named<N, F, O>(&self, name: N, fut: F) -> JoinHandle<'s, O::Value>
     where
+        N: Into<Cow<'static, str>>,
         F: Future<Output = O> + 'env,
         O: TaskOutput<E>,
         O::Value: 'env,

@@ -395,7 +395,7 @@ impl Builder {
     ///     }));
     /// assert_eq!(*log.lock().unwrap(), ["the nursery body: returned", "child 1: returned"]);
     /// ```
-    pub fn instrument(mut self, instrument: impl Instrument + Send + Sync + 'static) -> Builder {
+    pub fn instrument<I: Instrument + Send + Sync + 'static>(mut self, instrument: I) -> Builder {
         self.instruments.0.push(Arc::new(instrument));
         self
     }
