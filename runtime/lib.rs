@@ -32,6 +32,10 @@
 //! - [`open_signal_receiver`] turns Unix signals into a stream of signal numbers
 //!   ([`SignalReceiver`], Trio's `open_signal_receiver`), and [`ctrl_c`] waits for one
 //!   `SIGINT`; the numbers are in [`signals`].
+//! - Every task has a name ([`Nursery::spawn_named`], or its spawn site): [`dump_tree`]
+//!   prints the live tree of nurseries, scopes and tasks with what each waits on, and an
+//!   [`instrument::Instrument`] (Trio's) sees every task spawned, polled and exited, every
+//!   reactor wait and every cancellation; the `tracing` feature reports to `tracing`.
 //!
 //! ```
 //! use std::time::Duration;

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::context::values as context;
-use crate::instrument::hooks::{self, TaskId, TaskOutcome};
+use crate::instrument::hooks::{self, TaskId, TaskInfo, TaskOutcome};
 use crate::instrument::label::{TaskLabel, panic_text};
 use crate::instrument::tree::TaskRecord;
 use crate::nursery::error::{Failure, TaskName};
@@ -111,18 +111,7 @@ impl<'env, E> Shared<'env, E> {
             join,
             context: context::inherit(),
         });
-        let record = TaskRecord {
-            id: TaskId::next(),
-            parent: self.node.task(),
-            name: TaskName::Child(number),
-            label,
-            spawned: crate::rt::clock::recent(),
-            polls: 0,
-            wait: hooks::Wait::Other,
-        };
-        if hooks::active() {
-            hooks::emit("task_spawned", |i| i.task_spawned(&record.info()));
-        }
+        let record = new_record(&self.node, TaskName::Child(number), label);
         let key = self.node.records.borrow_mut().insert(record);
         debug_assert_eq!(key, index, "the records mirror the slab of children");
         // Spawn order is run order: the new child joins the back of the ready queue. It
@@ -350,27 +339,13 @@ impl<'env, E> Shared<'env, E> {
 
     /// The instruments' hooks before a child's poll; the child's info, for the hook after.
     #[cold]
-    fn before_poll(&self, index: usize) -> Option<crate::instrument::hooks::TaskInfo> {
-        let info = self.node.records.borrow().get(index)?.info();
-        hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
-        hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
-        Some(info)
+    fn before_poll(&self, index: usize) -> Option<TaskInfo> {
+        before_poll_hooks(self.node.records.borrow().get(index))
     }
 
     /// Counts a child's poll and keeps what it parked on; the instruments' hook after it.
-    fn after_poll(
-        &self,
-        index: usize,
-        wait: hooks::Wait,
-        info: Option<crate::instrument::hooks::TaskInfo>,
-    ) {
-        if let Some(record) = self.node.records.borrow_mut().get_mut(index) {
-            record.polls = record.polls.saturating_add(1);
-            record.wait = wait;
-        }
-        if let Some(info) = info {
-            hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
-        }
+    fn after_poll(&self, index: usize, wait: hooks::Wait, info: Option<TaskInfo>) {
+        note_poll(self.node.records.borrow_mut().get_mut(index), wait, info);
     }
 
     /// Drops every child that is neither about to be polled nor shielded (cancellation
@@ -445,6 +420,50 @@ impl<'env, E> Shared<'env, E> {
                 .node
                 .cancel_source()
                 .is_some_and(|source| !source.is(&self.node))
+    }
+}
+
+/// The record of a new task of the nursery at `node` (its body or a child), announced to
+/// the instruments.
+pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> TaskRecord {
+    let record = TaskRecord {
+        id: TaskId::next(),
+        parent: node.task(),
+        name,
+        label,
+        spawned: crate::rt::clock::recent(),
+        polls: 0,
+        wait: hooks::Wait::Other,
+    };
+    if hooks::active() {
+        hooks::emit("task_spawned", |i| i.task_spawned(&record.info()));
+    }
+    record
+}
+
+/// The instruments' hooks before a task's poll (only called while some are registered);
+/// the task's info, for the hook after.
+#[cold]
+pub(super) fn before_poll_hooks(record: Option<&TaskRecord>) -> Option<TaskInfo> {
+    let info = record?.info();
+    hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
+    hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
+    Some(info)
+}
+
+/// Counts a task's poll in its record and keeps what it parked on; then the instruments'
+/// hook after the poll, if `before_poll_hooks` ran.
+pub(super) fn note_poll(
+    record: Option<&mut TaskRecord>,
+    wait: hooks::Wait,
+    info: Option<TaskInfo>,
+) {
+    if let Some(record) = record {
+        record.polls = record.polls.saturating_add(1);
+        record.wait = wait;
+    }
+    if let Some(info) = info {
+        hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
     }
 }
 

@@ -45,12 +45,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use super::children::{Shared, poll_unit};
+use super::children::{Shared, before_poll_hooks, new_record, note_poll, poll_unit};
 use super::handle::Nursery;
 use super::pool::Parts;
-use crate::instrument::hooks::{self, TaskId, TaskInfo, TaskOutcome};
+use crate::instrument::hooks::{self, TaskInfo, TaskOutcome};
 use crate::instrument::label::{TaskLabel, panic_text};
-use crate::instrument::tree::TaskRecord;
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
 use crate::scope::cancel_scope::ScopeNode;
@@ -448,37 +447,17 @@ fn retire_body<B, E>(
 /// the node is attached).
 fn start_body_record(node: &ScopeNode, label: TaskLabel) {
     node.is_nursery.set(true);
-    let record = TaskRecord {
-        id: TaskId::next(),
-        parent: node.task(),
-        name: TaskName::Body,
-        label,
-        spawned: crate::rt::clock::recent(),
-        polls: 0,
-        wait: hooks::Wait::Other,
-    };
-    if hooks::active() {
-        hooks::emit("task_spawned", |i| i.task_spawned(&record.info()));
-    }
+    let record = new_record(node, TaskName::Body, label);
     *node.body_record.borrow_mut() = Some(record);
 }
 
 #[cold]
 fn before_body_poll(node: &ScopeNode) -> Option<TaskInfo> {
-    let info = node.body_record.borrow().as_ref()?.info();
-    hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
-    hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
-    Some(info)
+    before_poll_hooks(node.body_record.borrow().as_ref())
 }
 
 fn after_body_poll(node: &ScopeNode, wait: hooks::Wait, info: Option<TaskInfo>) {
-    if let Some(record) = node.body_record.borrow_mut().as_mut() {
-        record.polls = record.polls.saturating_add(1);
-        record.wait = wait;
-    }
-    if let Some(info) = info {
-        hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
-    }
+    note_poll(node.body_record.borrow_mut().as_mut(), wait, info);
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>
