@@ -879,6 +879,49 @@ fn a_value_read_then_replaced_is_dropped_at_once() {
     assert_eq!(drops.load(Ordering::SeqCst), 3); // with its context, after a read in it
 }
 
+/// A reset keeps the allocation of the value it removes for the next set of that type:
+/// values of other types, and values still shared with a child or a snapshot, are left
+/// alone.
+#[test]
+fn sets_after_resets_keep_every_value_apart() {
+    static NUM: ContextVar<u64> = ContextVar::new("num");
+    static TEXT: ContextVar<String> = ContextVar::new("text");
+    for i in 0..3 {
+        let t = NUM.set(i);
+        NUM.reset(t).unwrap();
+        let t = TEXT.set(format!("t{i}")); // another type: a fresh allocation
+        assert_eq!((NUM.get(), TEXT.get()), (None, Some(format!("t{i}"))));
+        TEXT.reset(t).unwrap();
+        let t = NUM.set(i + 10);
+        assert_eq!(NUM.get(), Some(i + 10));
+        NUM.reset(t).unwrap();
+    }
+
+    let t = NUM.set(1);
+    let snapshot = Context::current(); // shares the value
+    NUM.reset(t).unwrap();
+    let t = NUM.set(2);
+    assert_eq!((snapshot.get(&NUM), NUM.get()), (Some(1), Some(2)));
+    NUM.reset(t).unwrap();
+
+    run_virtual(async {
+        let t = NUM.set(3);
+        nursery(async |n| {
+            n.start_soon(async {
+                yield_now().await;
+                assert_eq!(NUM.get(), Some(3)); // its copy, taken at the spawn
+            });
+            NUM.reset(t).unwrap();
+            let t = NUM.set(4);
+            yield_now().await;
+            assert_eq!(NUM.get(), Some(4));
+            NUM.reset(t).unwrap();
+        })
+        .await
+        .unwrap();
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Costs: `cargo test --release -p trellis-integration --test context -- --ignored --nocapture`.
 

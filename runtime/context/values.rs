@@ -42,7 +42,8 @@
 //!    out first, and a replaced value is dropped after the borrow ends. User code may
 //!    therefore read and set context variables from anywhere, including destructors.
 //! 4. A variable's id is assigned once, on first use, from a process-wide counter; the
-//!    entry under that id always holds a value of the variable's type `T`.
+//!    entry under that id always holds an `Option<T>` of the variable's type `T`, and it is
+//!    `Some` (the `Option` lets a reset empty a value's allocation for reuse, invariant 8).
 //! 5. `Inner::running` is true exactly while a [`Context::run`] of that context is inside a
 //!    poll, or a [`Context::run_sync`] inside its closure (PEP 567 forbids entering a context
 //!    that is already entered).
@@ -59,6 +60,10 @@
 //!    value; and the map still holds every value the cache does, so the cache is never a
 //!    value's last reference: emptying it runs no user code, and a replaced value is still
 //!    dropped when it is replaced.
+//! 8. `CURRENT`'s spare is an allocation of a value whose `Option` is `None`, shared with
+//!    nothing: a reset that removes the only reference to a value drops the value and keeps
+//!    its allocation there, and the next set of a variable of the same type reuses it. So a
+//!    set and reset in turn allocate nothing after the first.
 
 #![forbid(unsafe_code)]
 
@@ -85,6 +90,7 @@ thread_local! {
             ctx: None,
             cached_id: 0,
             cached: None,
+            spare: None,
         })
     };
 }
@@ -99,6 +105,9 @@ struct Current {
     /// The value of variable `cached_id` in `ctx` (`None`: it has none), a clone of the
     /// `Rc` in `ctx`'s map.
     cached: Option<Rc<dyn Any>>,
+    /// An allocation for a value, emptied (`None` inside) by a reset, for the next set of
+    /// a variable of its type (invariant 8).
+    spare: Option<Rc<dyn Any>>,
 }
 
 impl Current {
@@ -179,14 +188,14 @@ impl Map {
         Some(&self.entries[i].1)
     }
 
-    fn contains_key(&self, id: u64) -> bool {
-        self.find(id).is_ok()
-    }
-
     /// Stores `entry` under `id`; returns the entry it replaced.
     fn insert(&mut self, id: u64, entry: Entry) -> Option<Entry> {
         match self.find(id) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, entry)),
+            Err(i) if i == self.entries.len() => {
+                self.entries.push((id, entry));
+                None
+            }
             Err(i) => {
                 self.entries.insert(i, (id, entry));
                 None
@@ -194,9 +203,12 @@ impl Map {
         }
     }
 
-    fn remove(&mut self, id: u64) -> Option<Entry> {
-        let i = self.find(id).ok()?;
-        Some(self.entries.remove(i).1)
+    /// Removes the entry at `i` (from [`find`](Map::find)).
+    fn remove_at(&mut self, i: usize) -> Entry {
+        if i + 1 == self.entries.len() {
+            return self.entries.pop().expect("not empty").1;
+        }
+        self.entries.remove(i).1
     }
 
     fn len(&self) -> usize {
@@ -248,9 +260,10 @@ fn type_meta<T: Any + Send + Clone>() -> &'static TypeMeta {
 /// The [`Share`] of variables of type `T`.
 fn share<T: Any + Send + Clone>(value: &dyn Any) -> Box<dyn Any + Send> {
     let value = value
-        .downcast_ref::<T>()
+        .downcast_ref::<Option<T>>()
+        .and_then(Option::as_ref)
         .expect("an entry holds its variable's type (invariant 4)");
-    Box::new(value.clone())
+    Box::new(Some(value.clone()))
 }
 
 /// The values of one context.
@@ -289,12 +302,10 @@ impl Vars {
             None => {
                 let map = slot.as_mut()?;
                 // A lookup first: removing from a shared map would copy it for nothing.
-                if !map.contains_key(id) {
-                    return None;
-                }
+                let i = map.find(id).ok()?;
                 // An emptied map is kept, so that the next set allocates nothing;
                 // `inherit` treats it as no map.
-                Rc::make_mut(map).remove(id)
+                Some(Rc::make_mut(map).remove_at(i))
             }
         }
     }
@@ -323,8 +334,44 @@ impl Vars {
 
 fn downcast<T: 'static>(value: &Rc<dyn Any>) -> &T {
     value
-        .downcast_ref::<T>()
+        .downcast_ref::<Option<T>>()
+        .and_then(Option::as_ref)
         .expect("an entry holds its variable's type (invariant 4)")
+}
+
+/// A value's allocation for a new entry of a `T`: the thread's spare one when it is a
+/// `T`'s (invariant 8), else a new one.
+#[inline]
+fn allocate<T: 'static>(spare: &mut Option<Rc<dyn Any>>, value: T) -> Rc<dyn Any> {
+    let fits = spare
+        .as_mut()
+        .and_then(Rc::get_mut)
+        .and_then(|slot| slot.downcast_mut::<Option<T>>());
+    match fits {
+        Some(slot) => {
+            // Replaces a `None`: no user code runs.
+            *slot = Some(value);
+            spare.take().expect("just matched")
+        }
+        None => Rc::new(Some(value)),
+    }
+}
+
+/// Drops the value of an entry that a reset removed and, when nothing else shares its
+/// allocation, keeps that as the thread's spare (invariant 8). Called with no borrow held:
+/// the value's `Drop` is user code (invariant 3).
+fn recycle<T: 'static>(mut value: Rc<dyn Any>) {
+    let Some(slot) = Rc::get_mut(&mut value).and_then(|v| v.downcast_mut::<Option<T>>()) else {
+        return;
+    };
+    drop(slot.take());
+    let _ = CURRENT.try_with(|current| {
+        if let Ok(mut current) = current.try_borrow_mut()
+            && current.spare.is_none()
+        {
+            current.spare = Some(value);
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -766,7 +813,7 @@ impl ContextEntry {
     /// assert_eq!(entry.downcast_ref::<i64>(), None); // not the variable's type
     /// ```
     pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
-        self.value.downcast_ref()
+        self.value.downcast_ref::<Option<T>>()?.as_ref()
     }
 }
 
@@ -842,12 +889,14 @@ impl<F: Future> Future for Run<F> {
 // ---------------------------------------------------------------------------------------
 // The hooks the nursery calls, and the current context.
 
-/// Calls `f`, which writes to the current context, with that context, creating the
-/// thread's context on first use. Empties the cache first (invariant 7).
-fn write_current<R>(f: impl FnOnce(&Context) -> R) -> R {
+/// Calls `f`, which writes to the current context, with that context (creating the
+/// thread's context on first use) and the spare allocation. Empties the cache first
+/// (invariant 7).
+fn write_current<R>(f: impl FnOnce(&Context, &mut Option<Rc<dyn Any>>) -> R) -> R {
     CURRENT.with_borrow_mut(|current| {
         current.forget();
-        f(current.ctx.get_or_insert_with(Context::new))
+        let Current { ctx, spare, .. } = current;
+        f(ctx.get_or_insert_with(Context::new), spare)
     })
 }
 

@@ -15,7 +15,9 @@ use std::marker::PhantomData;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{CURRENT, Context, Entry, Inner, Run, downcast, type_meta, write_current};
+use super::{
+    CURRENT, Context, Entry, Inner, Run, allocate, downcast, recycle, type_meta, write_current,
+};
 
 /// Ids of variables; 0 means "not assigned yet".
 static NEXT_VAR_ID: AtomicU64 = AtomicU64::new(1);
@@ -319,12 +321,12 @@ impl<T: 'static> ContextVar<T> {
         T: Send + Clone,
     {
         let id = self.id();
-        let entry = Entry {
-            value: Rc::new(value),
-            name: self.name,
-            meta: type_meta::<T>(),
-        };
-        write_current(|ctx| {
+        write_current(|ctx, spare| {
+            let entry = Entry {
+                value: allocate(spare, value),
+                name: self.name,
+                meta: type_meta::<T>(),
+            };
             let old = ctx
                 .inner
                 .vars
@@ -379,7 +381,10 @@ impl<T: 'static> ContextVar<T> {
         });
         match replaced {
             Some(replaced) => {
-                drop(replaced); // outside every borrow (invariant 3)
+                // Outside every borrow (invariant 3).
+                if let Some(entry) = replaced {
+                    recycle::<T>(entry.value);
+                }
                 Ok(())
             }
             None => Err(ResetError {
@@ -420,7 +425,7 @@ impl<T: 'static> ContextVar<T> {
     {
         let ctx = Context::current();
         let entry = Entry {
-            value: Rc::new(value),
+            value: Rc::new(Some(value)),
             name: self.name,
             meta: type_meta::<T>(),
         };
