@@ -114,9 +114,12 @@ impl Current {
     /// Empties the cache, before `ctx` changes or its values do (invariant 7).
     #[inline]
     fn forget(&mut self) {
-        self.cached_id = 0;
-        // Never the last reference to the value (invariant 7): no user code runs here.
-        self.cached = None;
+        // A test first: a switch with nothing cached (most polls) writes nothing.
+        if self.cached_id != 0 {
+            self.cached_id = 0;
+            // Never the last reference to the value (invariant 7): no user code runs here.
+            self.cached = None;
+        }
     }
 
     /// Makes `ctx` current; returns the context it replaced.
