@@ -32,6 +32,10 @@
 //! - [`open_signal_receiver`] turns Unix signals into a stream of signal numbers
 //!   ([`SignalReceiver`], Trio's `open_signal_receiver`), and [`ctrl_c`] waits for one
 //!   `SIGINT`; the numbers are in [`signals`].
+//! - Every task has a name ([`Nursery::spawn_named`], or its spawn site): [`dump_tree`]
+//!   prints the live tree of nurseries, scopes and tasks with what each waits on, and an
+//!   [`instrument::Instrument`] (Trio's) sees every task spawned, polled and exited, every
+//!   reactor wait and every cancellation; the `tracing` feature reports to `tracing`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -80,6 +84,7 @@
 // Layers, lowest first; a module imports only from its own layer and the ones before it
 // (ARCHITECTURE.md; `integration/tests/architecture.rs` checks it).
 mod context;
+pub mod instrument;
 mod nursery;
 mod rt;
 mod scope;
@@ -101,6 +106,7 @@ pub mod __private;
 pub use context::values::{Context, ContextEntry, Run};
 pub use context::values::{ContextVar, ResetError, Token};
 pub use finally::finally;
+pub use instrument::{TaskLabel, TaskTree};
 pub use nursery::error::{ErrorGroup, Failure, JoinError, StartError, TaskName};
 pub use nursery::handle::Nursery;
 pub use nursery::join::JoinHandle;
@@ -115,6 +121,7 @@ pub use scope::cancel_scope::{
     CancelReason, CancelScope, Cancelled, ScopeRun, cancel_scope, cancelled,
     current_effective_deadline, shield,
 };
+pub use scope::dump::dump_tree;
 pub use scope::remote::RemoteCancel;
 pub use scope::timeout::{FailAt, TimedOut, fail_after, fail_at, move_on_after, move_on_at};
 pub use signal::{SignalReceiver, SignalRecv, ctrl_c, open_signal_receiver, signals};

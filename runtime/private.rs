@@ -84,3 +84,21 @@ pub fn block_on_mock_clock<T, F: Future<Output = T>>(body: F) -> T {
 pub fn block_on_autojump<T, F: Future<Output = T>>(body: F) -> T {
     Builder::new().autojump().run(body)
 }
+
+/// `nursery` for the body of a `#[nursery]` function: the body's task is named after the
+/// function.
+#[track_caller]
+pub fn nursery_named<'env, F, R, E>(
+    name: &'static str,
+    body: F,
+) -> impl Future<Output = Result<R::Value, ErrorGroup<E>>>
+where
+    F: for<'s> AsyncFnOnce(Nursery<'s, 'env, E>) -> R,
+    R: crate::BodyOutput<Error = E>,
+    E: 'env,
+{
+    crate::nursery::open::nursery_labelled(
+        body,
+        crate::instrument::label::TaskLabel::named(name, std::panic::Location::caller()),
+    )
+}

@@ -663,3 +663,59 @@ pub async fn ctrl_c() -> io::Result<()> {
     let mut receiver = open_signal_receiver([signals::SIGINT])?;
     receiver.recv().await.map(drop)
 }
+
+impl crate::Builder {
+    /// Prints the task tree ([`dump_tree`](crate::dump_tree)) to stderr each time the
+    /// process receives `signal` while the runtime runs: `kill -USR1 <pid>` shows what a
+    /// live server is doing. Off by default.
+    ///
+    /// A receiver for the signal (as [`open_signal_receiver`]) runs beside the root, outside
+    /// every nursery, and ends with it. It is an I/O source, so on a mock clock a runtime
+    /// with this setting waits for the signal where it would otherwise report a deadlock.
+    ///
+    /// # Panics
+    ///
+    /// When `signal` cannot be received ([`signals::FORBIDDEN`](crate::signals::FORBIDDEN)
+    /// or out of range), with a message that says why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trellis::signals::SIGUSR1;
+    ///
+    /// trellis::Builder::new()
+    ///     .dump_tree_on_signal(SIGUSR1)
+    ///     .run(trellis::nursery(async |n| {
+    ///         n.spawn_named("server", async {
+    ///             // in real life: `kill -USR1 <pid>` from a shell
+    ///             signal_hook::low_level::raise(SIGUSR1).unwrap();
+    ///             trellis::yield_now().await; // the tree is printed meanwhile
+    ///         });
+    ///     }));
+    /// ```
+    #[track_caller]
+    pub fn dump_tree_on_signal(self, signal: i32) -> crate::Builder {
+        if let Err(e) = check(signal) {
+            panic!("Builder::dump_tree_on_signal: {e}");
+        }
+        // The receiver is opened as the runtime starts, before the root's first poll, so a
+        // signal that comes at once is not left to its default action (for SIGUSR1: exit).
+        self.with_system_task(Arc::new(move || {
+            Box::pin(print_tree_on(signal, open_signal_receiver([signal])))
+        }))
+    }
+}
+
+/// Prints the task tree to stderr at each delivery of `signal`, until dropped.
+async fn print_tree_on(signal: i32, receiver: io::Result<SignalReceiver>) {
+    let mut receiver = match receiver {
+        Ok(receiver) => receiver,
+        Err(e) => {
+            eprintln!("trellis: cannot print the task tree on signal {signal}: {e}");
+            return;
+        }
+    };
+    while receiver.recv().await.is_ok() {
+        eprintln!("{}", crate::scope::dump::dump_tree());
+    }
+}

@@ -35,6 +35,8 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::Builder::mock_clock;
     let _ = trellis::Builder::autojump;
     let _ = trellis::Builder::thread_limit;
+    let _ = trellis::Builder::instrument::<trellis::instrument::Tracing>;
+    let _ = trellis::Builder::dump_tree_on_signal;
     let _ = trellis::Builder::run::<Ready<()>>;
 
     let _ = trellis::Sleep::deadline;
@@ -47,6 +49,7 @@ fn every_method_the_notes_name_exists() {
 
     let _ = trellis::Nursery::<()>::spawn::<Ready<()>, ()>;
     let _ = trellis::Nursery::<()>::start_soon::<Ready<()>, ()>;
+    let _ = trellis::Nursery::<()>::spawn_named::<&str, Ready<()>, ()>;
     let _ = trellis::Nursery::<()>::spawn_with::<
         for<'c> fn(trellis::Nursery<'c, '_, ()>) -> Ready<()>,
         (),
@@ -69,6 +72,7 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::ErrorGroup::<()>::into_errors;
     let _ = trellis::ErrorGroup::<()>::into_failures;
     let _ = trellis::Failure::<()>::task;
+    let _ = trellis::Failure::<()>::label;
     let _ = trellis::Failure::<()>::error;
     let _ = trellis::Failure::<()>::into_error;
     let _ = trellis::JoinError::task;
@@ -203,6 +207,23 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::testing::SequencerBlock::is_terminated;
     let _ = trellis::testing::SequencerTurn::number;
     let _ = trellis::testing::SequenceBroken::block;
+    struct Noop;
+    impl trellis::instrument::Instrument for Noop {}
+    let _: fn(&Noop) = trellis::instrument::Instrument::before_run;
+    let _ = trellis::instrument::remove;
+    let _ = trellis::instrument::TaskId::as_u64;
+    let _ = trellis::instrument::TaskInfo::id;
+    let _ = trellis::instrument::TaskInfo::parent;
+    let _ = trellis::instrument::TaskInfo::name;
+    let _ = trellis::instrument::TaskInfo::label;
+    let _ = trellis::instrument::TaskOutcome::Panicked;
+    let _ = trellis::instrument::Tracing::new;
+    let _ = trellis::instrument::add::<Noop>;
+    let _ = trellis::instrument::InstrumentKey::clone;
+    let _ = trellis::TaskLabel::name;
+    let _ = trellis::TaskLabel::location;
+    let _ = trellis::TaskTree::task_count;
+
     checked(|a: &str| trellis::net::TcpListener::bind(a));
     checked(|a: &str| trellis::net::TcpListener::bind_reuse_port(a));
     let _ = trellis::net::Incoming::poll_next;

@@ -13,7 +13,16 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first. A new folder under `runtime/` must be added here. `thread` is
 /// a layer of one file, `runtime/thread.rs` (`to_thread` and `from_thread`), because `net`
 /// resolves names on a worker thread and so stands on it.
-const LAYERS: &[&str] = &["context", "rt", "scope", "nursery", "sync", "thread", "net"];
+const LAYERS: &[&str] = &[
+    "context",
+    "instrument",
+    "rt",
+    "scope",
+    "nursery",
+    "sync",
+    "thread",
+    "net",
+];
 
 /// The layers that are one file directly in `runtime/` rather than a folder.
 const FILE_LAYERS: &[&str] = &["thread"];

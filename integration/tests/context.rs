@@ -764,6 +764,165 @@ fn destructors_of_a_cancelled_run_see_its_context() {
 }
 
 // ---------------------------------------------------------------------------------------
+// The read cache: the last value read on a thread is remembered, and must never be served
+// after the context or its values changed.
+
+/// A value read, then the variable set and reset: each read sees the latest value.
+#[test]
+fn reads_after_set_and_reset_see_the_new_value() {
+    static V: ContextVar<u32> = ContextVar::with_default("v", || 0);
+    assert_eq!(V.get(), Some(0)); // the absence is what a cache would remember
+    let first = V.set(1);
+    assert_eq!(V.get(), Some(1));
+    let second = V.set(2);
+    assert_eq!(V.get(), Some(2));
+    V.reset(second).unwrap();
+    assert_eq!(V.get(), Some(1));
+    V.reset(first).unwrap();
+    assert_eq!(V.get(), Some(0));
+}
+
+/// A value read, then another context entered and left: reads inside see that context,
+/// reads after it the caller's again.
+#[test]
+fn reads_follow_the_context_entered() {
+    static V: ContextVar<u32> = ContextVar::new("v");
+    V.set(1);
+    assert_eq!(V.get(), Some(1));
+    let other = Context::new();
+    other.run_sync(|| {
+        assert_eq!(V.get(), None);
+        V.set(2);
+        assert_eq!(V.get(), Some(2));
+    });
+    assert_eq!(V.get(), Some(1));
+    other.run_sync(|| assert_eq!(V.get(), Some(2)));
+    assert_eq!(V.with(|v| v.copied()), Some(1));
+}
+
+/// Two variables read in turn, each after the other was read: no value of one is served
+/// for the other.
+#[test]
+fn reads_of_two_variables_in_turn_keep_their_own_values() {
+    static A: ContextVar<u32> = ContextVar::new("a");
+    static B: ContextVar<u32> = ContextVar::new("b").no_inherit();
+    A.set(1);
+    B.set(2);
+    for _ in 0..3 {
+        assert_eq!((A.get(), B.get()), (Some(1), Some(2)));
+    }
+    let ctx = Context::current();
+    assert_eq!((ctx.get(&A), ctx.get(&B)), (Some(1), Some(2)));
+}
+
+/// Tasks that read a variable in turn across suspensions each see their own value, and the
+/// parent's reads between their polls see the parent's.
+#[test]
+fn reads_in_tasks_taking_turns_see_their_own_values() {
+    static V: ContextVar<u32> = ContextVar::new("v");
+    run_virtual(async {
+        V.set(100);
+        assert_eq!(V.get(), Some(100));
+        nursery(async |n| {
+            for id in 0..3 {
+                n.start_soon(async move {
+                    assert_eq!(V.get(), Some(100)); // inherited, read before the set
+                    V.set(id);
+                    for _ in 0..3 {
+                        assert_eq!(V.get(), Some(id));
+                        yield_now().await;
+                        assert_eq!(V.get(), Some(id));
+                    }
+                });
+            }
+            for _ in 0..3 {
+                assert_eq!(V.get(), Some(100));
+                yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(V.get(), Some(100));
+    });
+}
+
+/// A value that is read and then replaced is dropped when it is replaced: reading does not
+/// keep it alive.
+#[test]
+fn a_value_read_then_replaced_is_dropped_at_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Clone)]
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    static V: ContextVar<Counted> = ContextVar::new("v");
+    let drops = Arc::new(AtomicUsize::new(0));
+    let token = V.set(Counted(drops.clone()));
+    assert!(V.with(|v| v.is_some()));
+    drop(V.get()); // a clone, dropped here
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    V.reset(token).unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 2); // the stored value, at the reset
+
+    let ctx = Context::new();
+    ctx.run_sync(|| {
+        V.set(Counted(drops.clone()));
+        assert!(V.with(|v| v.is_some()));
+    });
+    drop(ctx);
+    assert_eq!(drops.load(Ordering::SeqCst), 3); // with its context, after a read in it
+}
+
+/// A reset keeps the allocation of the value it removes for the next set of that type:
+/// values of other types, and values still shared with a child or a snapshot, are left
+/// alone.
+#[test]
+fn sets_after_resets_keep_every_value_apart() {
+    static NUM: ContextVar<u64> = ContextVar::new("num");
+    static TEXT: ContextVar<String> = ContextVar::new("text");
+    for i in 0..3 {
+        let t = NUM.set(i);
+        NUM.reset(t).unwrap();
+        let t = TEXT.set(format!("t{i}")); // another type: a fresh allocation
+        assert_eq!((NUM.get(), TEXT.get()), (None, Some(format!("t{i}"))));
+        TEXT.reset(t).unwrap();
+        let t = NUM.set(i + 10);
+        assert_eq!(NUM.get(), Some(i + 10));
+        NUM.reset(t).unwrap();
+    }
+
+    let t = NUM.set(1);
+    let snapshot = Context::current(); // shares the value
+    NUM.reset(t).unwrap();
+    let t = NUM.set(2);
+    assert_eq!((snapshot.get(&NUM), NUM.get()), (Some(1), Some(2)));
+    NUM.reset(t).unwrap();
+
+    run_virtual(async {
+        let t = NUM.set(3);
+        nursery(async |n| {
+            n.start_soon(async {
+                yield_now().await;
+                assert_eq!(NUM.get(), Some(3)); // its copy, taken at the spawn
+            });
+            NUM.reset(t).unwrap();
+            let t = NUM.set(4);
+            yield_now().await;
+            assert_eq!(NUM.get(), Some(4));
+            NUM.reset(t).unwrap();
+        })
+        .await
+        .unwrap();
+    });
+}
+
+// ---------------------------------------------------------------------------------------
 // Costs: `cargo test --release -p trellis-integration --test context -- --ignored --nocapture`.
 
 #[test]

@@ -38,6 +38,10 @@ mod http_client;
 mod multicore_echo;
 
 #[allow(dead_code)]
+#[path = "../../examples/tree_dump.rs"]
+mod tree_dump;
+
+#[allow(dead_code)]
 #[path = "../examples/tls_echo.rs"]
 mod tls_echo;
 
@@ -638,4 +642,32 @@ fn the_happy_eyeballs_races_end_with_the_winners_and_times_of_rfc_8305() {
             ]
         );
     });
+}
+
+#[test]
+fn the_tree_dump_server_shows_every_connection_and_what_it_waits_on() {
+    let tree = common::watchdog(common::HANG_LIMIT, || {
+        trellis::Builder::new().autojump().run(tree_dump::demo())
+    })
+    .unwrap();
+    let has = |line: &str| assert!(tree.contains(line), "no {line:?} in:\n{tree}");
+    has("task 2: child 1 \"accept loop\": running; age 1s, 1 poll");
+    // The idle connection waits on its socket; the slow one inside its request's scope,
+    // whose deadline (10 s after the request, 1 s ago) is shown, and the backend call on
+    // its timer.
+    has("\"connection from 127.0.0.1:");
+    has(": waiting inside; age 1s, 1 poll");
+    has("cancel scope, deadline in 9s");
+    has("child 1 \"backend call\": waiting on a timer, due in 29s; age 1s, 1 poll");
+    // The connection that asked is the one running.
+    let running = tree.lines().filter(|l| l.contains(": running;")).count();
+    assert_eq!(
+        running, 2,
+        "the accept loop and the asking connection:\n{tree}"
+    );
+    let waiting_on_fd = tree
+        .lines()
+        .filter(|l| l.contains("\"connection from") && l.contains("waiting on fd "))
+        .count();
+    assert_eq!(waiting_on_fd, 1, "the idle connection:\n{tree}");
 }

@@ -10,10 +10,14 @@
 //!
 //! - Each [`Context`] is a handle (`Rc<Inner>`) to a [`Vars`]: two persistent maps from a
 //!   variable's id to its value, one for variables children inherit and one for
-//!   `no_inherit` variables. A map is an `Rc<HashMap>` shared between copies and written
-//!   copy-on-write.
+//!   `no_inherit` variables. A map ([`Map`]) is a vector of entries sorted by id (few
+//!   variables: a scan is cheaper than a hash), in an `Rc` shared between copies and
+//!   written copy-on-write. A map emptied by a reset is kept (the next set allocates
+//!   nothing); [`inherit`] treats it as no map.
 //! - `CURRENT`, one per thread, is the context that reads and writes go to. `None` until
-//!   first needed, meaning the thread's own context is still empty.
+//!   first needed, meaning the thread's own context is still empty. Beside it, a cache of
+//!   the last variable read ([`Current`]): a repeated read in the same context is one
+//!   thread-local access and a compare (invariant 7).
 //! - Every nursery child owns a context made by [`inherit`] at spawn time (`None` while
 //!   there is nothing to inherit: spawning then allocates nothing). The nursery moves it
 //!   into `CURRENT` with [`enter_child`] around each poll of the child and moves it back
@@ -38,7 +42,8 @@
 //!    out first, and a replaced value is dropped after the borrow ends. User code may
 //!    therefore read and set context variables from anywhere, including destructors.
 //! 4. A variable's id is assigned once, on first use, from a process-wide counter; the
-//!    entry under that id always holds a value of the variable's type `T`.
+//!    entry under that id always holds an `Option<T>` of the variable's type `T`, and it is
+//!    `Some` (the `Option` lets a reset empty a value's allocation for reuse, invariant 8).
 //! 5. `Inner::running` is true exactly while a [`Context::run`] of that context is inside a
 //!    poll, or a [`Context::run_sync`] inside its closure (PEP 567 forbids entering a context
 //!    that is already entered).
@@ -48,15 +53,24 @@
 //!    function pointer that clones it into a `Box<dyn Any + Send>`. So a context can be
 //!    copied to another thread ([`SendContext`], for `to_thread` and `from_thread`) while
 //!    the maps themselves stay `Rc`s: reads and copies on the task's thread pay no atomic.
+//! 7. `CURRENT`'s cache holds, for one variable id, a clone of the value's `Rc` in the
+//!    current context's map (or that the variable has no value there). Whatever changes the
+//!    current context or its values empties it first ([`Current::replace`] for every
+//!    switch, [`write_current`] for a set, and `reset`), so a read never sees a stale
+//!    value; and the map still holds every value the cache does, so the cache is never a
+//!    value's last reference: emptying it runs no user code, and a replaced value is still
+//!    dropped when it is replaced.
+//! 8. `CURRENT`'s spare is an allocation of a value whose `Option` is `None`, shared with
+//!    nothing: a reset that removes the only reference to a value drops the value and keeps
+//!    its allocation there, and the next set of a variable of the same type reuses it. So a
+//!    set and reset in turn allocate nothing after the first.
 
 #![forbid(unsafe_code)]
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -69,35 +83,149 @@ mod context_var;
 pub use context_var::{ContextVar, ResetError, Token};
 
 thread_local! {
-    /// The context that reads and writes go to; see the module docs.
-    static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+    /// The context that reads and writes go to, and the last value read; see the module
+    /// docs.
+    static CURRENT: RefCell<Current> = const {
+        RefCell::new(Current {
+            ctx: None,
+            cached_id: 0,
+            cached: None,
+            spare: None,
+        })
+    };
+}
+
+/// What `CURRENT` holds: the current context and a one-entry cache of the last variable
+/// read in it (invariant 7).
+struct Current {
+    /// The current context; `None` while the thread's own context is still empty.
+    ctx: Option<Context>,
+    /// The id of the variable `cached` belongs to; 0 (no variable's id) when empty.
+    cached_id: u64,
+    /// The value of variable `cached_id` in `ctx` (`None`: it has none), a clone of the
+    /// `Rc` in `ctx`'s map.
+    cached: Option<Rc<dyn Any>>,
+    /// An allocation for a value, emptied (`None` inside) by a reset, for the next set of
+    /// a variable of its type (invariant 8).
+    spare: Option<Rc<dyn Any>>,
+}
+
+impl Current {
+    /// Empties the cache, before `ctx` changes or its values do (invariant 7).
+    #[inline]
+    fn forget(&mut self) {
+        // A test first: a switch with nothing cached (most polls) writes nothing.
+        if self.cached_id != 0 {
+            self.cached_id = 0;
+            // Never the last reference to the value (invariant 7): no user code runs here.
+            self.cached = None;
+        }
+    }
+
+    /// Makes `ctx` current; returns the context it replaced.
+    #[inline]
+    fn replace(&mut self, ctx: Option<Context>) -> Option<Context> {
+        self.forget();
+        std::mem::replace(&mut self.ctx, ctx)
+    }
+
+    /// The value of variable `id` in the current context: from the cache when it holds
+    /// `id`, else looked up and cached.
+    #[inline]
+    fn value(&mut self, id: u64, inherit: bool) -> Option<Rc<dyn Any>> {
+        if self.cached_id == id {
+            return self.cached.clone();
+        }
+        self.fill(id, inherit)
+    }
+
+    /// A cache miss: looks `id` up and caches its value (or its absence).
+    #[inline(never)]
+    fn fill(&mut self, id: u64, inherit: bool) -> Option<Rc<dyn Any>> {
+        let found = self.ctx.as_ref().and_then(|ctx| {
+            let vars = ctx.inner.vars.borrow();
+            vars.get(id, inherit).map(|e| e.value.clone())
+        });
+        self.cached_id = id;
+        // The value replaced is still in `ctx`'s map (invariant 7): no user code runs here.
+        self.cached = found.clone();
+        found
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // The persistent maps.
 
-/// Hashes the sequential variable ids with one multiplication (Fibonacci hashing), which
-/// spreads them over the high bits that `HashMap` uses for its control bytes.
-#[derive(Default)]
-struct IdHasher(u64);
+/// Up to this many entries a lookup scans; beyond, it bisects.
+const SCAN_LIMIT: usize = 8;
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// One context's values of one kind (inherited or `no_inherit`): entries sorted by variable
+/// id, in a vector. Programs have few context variables, so a scan of a few ids is cheaper
+/// than hashing (and a bisection keeps a lookup `O(log n)` for many); copying it (only
+/// when a shared map is written, invariant 1) is one allocation and reference counts.
+#[derive(Clone, Default)]
+struct Map {
+    /// Sorted by id, each id once.
+    entries: Vec<(u64, Entry)>,
+}
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+impl Map {
+    /// Where `id` is (`Ok`) or would go (`Err`).
+    #[inline]
+    fn find(&self, id: u64) -> Result<usize, usize> {
+        if self.entries.len() <= SCAN_LIMIT {
+            for (i, (key, _)) in self.entries.iter().enumerate() {
+                if *key >= id {
+                    return if *key == id { Ok(i) } else { Err(i) };
+                }
+            }
+            Err(self.entries.len())
+        } else {
+            self.entries.binary_search_by_key(&id, |(key, _)| *key)
         }
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    #[inline]
+    fn get(&self, id: u64) -> Option<&Entry> {
+        let i = self.find(id).ok()?;
+        Some(&self.entries[i].1)
+    }
+
+    /// Stores `entry` under `id`; returns the entry it replaced.
+    fn insert(&mut self, id: u64, entry: Entry) -> Option<Entry> {
+        match self.find(id) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, entry)),
+            Err(i) if i == self.entries.len() => {
+                self.entries.push((id, entry));
+                None
+            }
+            Err(i) => {
+                self.entries.insert(i, (id, entry));
+                None
+            }
+        }
+    }
+
+    /// Removes the entry at `i` (from [`find`](Map::find)).
+    fn remove_at(&mut self, i: usize) -> Entry {
+        if i + 1 == self.entries.len() {
+            return self.entries.pop().expect("not empty").1;
+        }
+        self.entries.remove(i).1
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&u64, &Entry)> {
+        self.entries.iter().map(|(id, e)| (id, e))
     }
 }
-
-type Map = HashMap<u64, Entry, BuildHasherDefault<IdHasher>>;
 
 /// One variable's value in a context.
 #[derive(Clone)]
@@ -135,9 +263,10 @@ fn type_meta<T: Any + Send + Clone>() -> &'static TypeMeta {
 /// The [`Share`] of variables of type `T`.
 fn share<T: Any + Send + Clone>(value: &dyn Any) -> Box<dyn Any + Send> {
     let value = value
-        .downcast_ref::<T>()
+        .downcast_ref::<Option<T>>()
+        .and_then(Option::as_ref)
         .expect("an entry holds its variable's type (invariant 4)");
-    Box::new(value.clone())
+    Box::new(Some(value.clone()))
 }
 
 /// The values of one context.
@@ -158,8 +287,9 @@ impl Vars {
         }
     }
 
+    #[inline]
     fn get(&self, id: u64, inherit: bool) -> Option<&Entry> {
-        self.slot(inherit).as_ref()?.get(&id)
+        self.slot(inherit).as_ref()?.get(id)
     }
 
     /// Stores `entry` (or removes the variable when `None`); returns the entry it replaced,
@@ -175,14 +305,10 @@ impl Vars {
             None => {
                 let map = slot.as_mut()?;
                 // A lookup first: removing from a shared map would copy it for nothing.
-                if !map.contains_key(&id) {
-                    return None;
-                }
-                let old = Rc::make_mut(map).remove(&id);
-                if map.is_empty() {
-                    *slot = None;
-                }
-                old
+                let i = map.find(id).ok()?;
+                // An emptied map is kept, so that the next set allocates nothing;
+                // `inherit` treats it as no map.
+                Some(Rc::make_mut(map).remove_at(i))
             }
         }
     }
@@ -211,8 +337,44 @@ impl Vars {
 
 fn downcast<T: 'static>(value: &Rc<dyn Any>) -> &T {
     value
-        .downcast_ref::<T>()
+        .downcast_ref::<Option<T>>()
+        .and_then(Option::as_ref)
         .expect("an entry holds its variable's type (invariant 4)")
+}
+
+/// A value's allocation for a new entry of a `T`: the thread's spare one when it is a
+/// `T`'s (invariant 8), else a new one.
+#[inline]
+fn allocate<T: 'static>(spare: &mut Option<Rc<dyn Any>>, value: T) -> Rc<dyn Any> {
+    let fits = spare
+        .as_mut()
+        .and_then(Rc::get_mut)
+        .and_then(|slot| slot.downcast_mut::<Option<T>>());
+    match fits {
+        Some(slot) => {
+            // Replaces a `None`: no user code runs.
+            *slot = Some(value);
+            spare.take().expect("just matched")
+        }
+        None => Rc::new(Some(value)),
+    }
+}
+
+/// Drops the value of an entry that a reset removed and, when nothing else shares its
+/// allocation, keeps that as the thread's spare (invariant 8). Called with no borrow held:
+/// the value's `Drop` is user code (invariant 3).
+fn recycle<T: 'static>(mut value: Rc<dyn Any>) {
+    let Some(slot) = Rc::get_mut(&mut value).and_then(|v| v.downcast_mut::<Option<T>>()) else {
+        return;
+    };
+    drop(slot.take());
+    let _ = CURRENT.try_with(|current| {
+        if let Ok(mut current) = current.try_borrow_mut()
+            && current.spare.is_none()
+        {
+            current.spare = Some(value);
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -330,6 +492,7 @@ impl Context {
     pub fn current() -> Context {
         let vars = CURRENT.with_borrow(|current| {
             current
+                .ctx
                 .as_ref()
                 .map(|ctx| ctx.inner.vars.borrow().clone())
                 .unwrap_or_default()
@@ -653,7 +816,7 @@ impl ContextEntry {
     /// assert_eq!(entry.downcast_ref::<i64>(), None); // not the variable's type
     /// ```
     pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
-        self.value.downcast_ref()
+        self.value.downcast_ref::<Option<T>>()?.as_ref()
     }
 }
 
@@ -729,13 +892,14 @@ impl<F: Future> Future for Run<F> {
 // ---------------------------------------------------------------------------------------
 // The hooks the nursery calls, and the current context.
 
-/// Calls `f` with the current context, creating the thread's context on first use.
-fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
-    CURRENT.with(|current| {
-        if current.borrow().is_none() {
-            *current.borrow_mut() = Some(Context::new());
-        }
-        f(current.borrow().as_ref().expect("just created"))
+/// Calls `f`, which writes to the current context, with that context (creating the
+/// thread's context on first use) and the spare allocation. Empties the cache first
+/// (invariant 7).
+fn write_current<R>(f: impl FnOnce(&Context, &mut Option<Rc<dyn Any>>) -> R) -> R {
+    CURRENT.with_borrow_mut(|current| {
+        current.forget();
+        let Current { ctx, spare, .. } = current;
+        f(ctx.get_or_insert_with(Context::new), spare)
     })
 }
 
@@ -744,9 +908,12 @@ fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
 /// creates its context).
 pub(crate) fn inherit() -> Option<Context> {
     let inherited = CURRENT.with_borrow(|current| {
-        current
+        let ctx = current.ctx.as_ref()?;
+        let vars = ctx.inner.vars.borrow();
+        vars.inherited
             .as_ref()
-            .and_then(|ctx| ctx.inner.vars.borrow().inherited.clone())
+            .filter(|map| !map.is_empty())
+            .cloned()
     })?;
     Some(Context::from_vars(Vars {
         inherited: Some(inherited),
@@ -756,7 +923,7 @@ pub(crate) fn inherit() -> Option<Context> {
 
 /// Makes `ctx` current until the guard drops: one `Rc` clone and one swap.
 pub(crate) fn enter(ctx: &Context) -> Entered {
-    let prev = CURRENT.with(|current| current.replace(Some(ctx.clone())));
+    let prev = CURRENT.with_borrow_mut(|current| current.replace(Some(ctx.clone())));
     Entered { prev }
 }
 
@@ -772,19 +939,19 @@ impl Drop for Entered {
         let prev = self.prev.take();
         // `try_with`: a guard may drop while the thread's storage is being torn down. The
         // context we left is dropped after `replace` returns, outside the borrow.
-        let _ = CURRENT.try_with(|current| current.replace(prev));
+        let _ = CURRENT.try_with(|current| current.borrow_mut().replace(prev));
     }
 }
 
 /// A copy of the current context, if the thread has one (for the root task of a runtime).
 pub(crate) fn snapshot() -> Option<Context> {
-    CURRENT.with_borrow(|current| current.as_ref().map(Context::copy))
+    CURRENT.with_borrow(|current| current.ctx.as_ref().map(Context::copy))
 }
 
 /// Makes a child's context current by moving it in (no reference counting); the guard's
 /// [`leave`](ChildEntered::leave) moves it back out, with whatever the child set.
 pub(crate) fn enter_child(ctx: Option<Context>) -> ChildEntered {
-    let prev = CURRENT.with(|current| current.replace(ctx));
+    let prev = CURRENT.with_borrow_mut(|current| current.replace(ctx));
     ChildEntered { prev: Some(prev) }
 }
 
@@ -801,7 +968,7 @@ impl ChildEntered {
     /// Puts the previous context back and returns the child's.
     pub(crate) fn leave(mut self) -> Option<Context> {
         let prev = self.prev.take().expect("left once");
-        CURRENT.with(|current| current.replace(prev))
+        CURRENT.with_borrow_mut(|current| current.replace(prev))
     }
 }
 
@@ -809,7 +976,7 @@ impl Drop for ChildEntered {
     fn drop(&mut self) {
         if let Some(prev) = self.prev.take() {
             // `try_with`: a guard may drop while the thread's storage is being torn down.
-            let _ = CURRENT.try_with(|current| current.replace(prev));
+            let _ = CURRENT.try_with(|current| current.borrow_mut().replace(prev));
         }
     }
 }
@@ -845,7 +1012,7 @@ pub(crate) fn send_snapshot() -> SendContext {
     // The entries' `Rc`s first, under the borrows; the values' `clone` (user code) runs
     // after they end (invariant 3).
     let entries: Vec<(u64, bool, Entry)> = CURRENT.with_borrow(|current| {
-        let Some(ctx) = current.as_ref() else {
+        let Some(ctx) = current.ctx.as_ref() else {
             return Vec::new();
         };
         let vars = ctx.inner.vars.borrow();
@@ -890,7 +1057,9 @@ impl SendContext {
         // Each map built at its final size, then shared: no copy-on-write, no rehash.
         let count = |inherit: bool| self.entries.iter().filter(|e| e.inherit == inherit).count();
         let mut maps = [count(false), count(true)].map(|n| {
-            (n > 0).then(|| Map::with_capacity_and_hasher(n, BuildHasherDefault::default()))
+            (n > 0).then(|| Map {
+                entries: Vec::with_capacity(n),
+            })
         });
         for e in self.entries {
             let value: Box<dyn Any> = e.value;

@@ -15,7 +15,9 @@ use std::marker::PhantomData;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{CURRENT, Context, Entry, Inner, Run, downcast, type_meta, with_current};
+use super::{
+    CURRENT, Context, Entry, Inner, Run, allocate, downcast, recycle, type_meta, write_current,
+};
 
 /// Ids of variables; 0 means "not assigned yet".
 static NEXT_VAR_ID: AtomicU64 = AtomicU64::new(1);
@@ -272,11 +274,7 @@ impl<T: 'static> ContextVar<T> {
     /// ```
     pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         let id = self.id();
-        let found = CURRENT.with_borrow(|current| {
-            let ctx = current.as_ref()?;
-            let vars = ctx.inner.vars.borrow();
-            vars.get(id, self.inherit).map(|e| e.value.clone())
-        });
+        let found = CURRENT.with_borrow_mut(|current| current.value(id, self.inherit));
         match (found, self.default) {
             (Some(value), _) => f(Some(downcast::<T>(&value))),
             (None, Some(default)) => f(Some(&default())),
@@ -323,12 +321,12 @@ impl<T: 'static> ContextVar<T> {
         T: Send + Clone,
     {
         let id = self.id();
-        let entry = Entry {
-            value: Rc::new(value),
-            name: self.name,
-            meta: type_meta::<T>(),
-        };
-        with_current(|ctx| {
+        write_current(|ctx, spare| {
+            let entry = Entry {
+                value: allocate(spare, value),
+                name: self.name,
+                meta: type_meta::<T>(),
+            };
             let old = ctx
                 .inner
                 .vars
@@ -372,8 +370,10 @@ impl<T: 'static> ContextVar<T> {
                 },
             });
         }
-        let replaced = CURRENT.with_borrow(|current| {
+        let replaced = CURRENT.with_borrow_mut(|current| {
+            current.forget();
             let ctx = current
+                .ctx
                 .as_ref()
                 .filter(|ctx| std::ptr::eq(Rc::as_ptr(&ctx.inner), token.context.as_ptr()))?;
             let replaced = ctx.inner.vars.borrow_mut().put(id, self.inherit, token.old);
@@ -381,7 +381,10 @@ impl<T: 'static> ContextVar<T> {
         });
         match replaced {
             Some(replaced) => {
-                drop(replaced); // outside every borrow (invariant 3)
+                // Outside every borrow (invariant 3).
+                if let Some(entry) = replaced {
+                    recycle::<T>(entry.value);
+                }
                 Ok(())
             }
             None => Err(ResetError {
@@ -422,7 +425,7 @@ impl<T: 'static> ContextVar<T> {
     {
         let ctx = Context::current();
         let entry = Entry {
-            value: Rc::new(value),
+            value: Rc::new(Some(value)),
             name: self.name,
             meta: type_meta::<T>(),
         };

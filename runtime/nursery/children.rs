@@ -21,7 +21,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,10 +29,13 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::context::values as context;
+use crate::instrument::hooks::{self, TaskId, TaskInfo, TaskOutcome};
+use crate::instrument::label::{TaskLabel, panic_text};
+use crate::instrument::tree::TaskRecord;
 use crate::nursery::error::{Failure, TaskName};
 use crate::nursery::join::JoinFailed;
 use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
-use crate::scope::unit::{ReadyQueue, UnitCell, WakerKey};
+use crate::scope::unit::{BODY, ReadyQueue, UnitCell, WakerKey};
 use slab::Slab;
 
 /// A type-erased child future; it reports its value through its join slot.
@@ -52,9 +55,6 @@ pub(super) struct Task<'env, E> {
     /// The child's own context: a copy of its spawner's at spawn time (`None`: empty so
     /// far). Moved into the thread's current context while the child is polled.
     pub(super) context: Option<context::Context>,
-    /// Where the child was spawned (`spawn`, `start_soon`, `spawn_with`, `start`), for
-    /// reports such as the deadlock panic.
-    pub(super) location: &'static Location<'static>,
 }
 
 /// What the nursery future and every handle of the nursery share.
@@ -68,7 +68,7 @@ pub(super) struct Shared<'env, E> {
     pub(super) failures: RefCell<Vec<Failure<E>>>,
     /// Every panic caught in a poll or a destructor, in order: the first is resumed from
     /// the nursery, the others are reported on stderr beside it.
-    pub(super) panics: RefCell<Vec<(TaskName, Box<dyn Any + Send>)>>,
+    pub(super) panics: RefCell<Vec<(String, Box<dyn Any + Send>)>>,
     pub(super) spawned: Cell<u64>,
     /// Cells of finished children that nobody else references, reused for new children
     /// so that a spawn costs no waker allocation in the steady state.
@@ -93,7 +93,7 @@ impl<'env, E> Shared<'env, E> {
         &self,
         fut: ChildFuture<'env, E>,
         join: Option<Rc<dyn JoinFailed + 'env>>,
-        location: &'static Location<'static>,
+        label: TaskLabel,
     ) -> u64 {
         let number = self.spawned.get() + 1;
         self.spawned.set(number);
@@ -110,8 +110,10 @@ impl<'env, E> Shared<'env, E> {
             number,
             join,
             context: context::inherit(),
-            location,
         });
+        let record = new_record(&self.node, TaskName::Child(number), label);
+        let key = self.node.records.borrow_mut().insert(record);
+        debug_assert_eq!(key, index, "the records mirror the slab of children");
         // Spawn order is run order: the new child joins the back of the ready queue. It
         // is there exactly once until its first poll, so it needs no `queued` flag yet.
         self.queue().push(index);
@@ -134,7 +136,7 @@ impl<'env, E> Shared<'env, E> {
     /// references it (a stale waker clone would wake the cell's next owner). Returns the
     /// payload of a panic raised while dropping.
     #[must_use = "a panic while dropping is the child's failure"]
-    pub(super) fn retire(
+    fn retire(
         &self,
         task: Task<'env, E>,
         fut: Option<ChildFuture<'env, E>>,
@@ -166,22 +168,57 @@ impl<'env, E> Shared<'env, E> {
         in_drop.or(in_context_drop)
     }
 
-    /// Retires a child and records a panic from its destructors as its failure.
-    pub(super) fn retire_recording(&self, task: Task<'env, E>, fut: Option<ChildFuture<'env, E>>) {
+    /// Retires the child at `index` and records a panic from its destructors as its
+    /// failure; then its record goes, and the instruments hear how it ended.
+    pub(super) fn retire_recording(
+        &self,
+        index: usize,
+        task: Task<'env, E>,
+        fut: Option<ChildFuture<'env, E>>,
+        outcome: TaskOutcome,
+    ) {
         let name = TaskName::Child(task.number);
+        let mut outcome = outcome;
         if let Some(payload) = self.retire(task, fut) {
-            self.record_failure(name, Err(payload));
+            if hooks::active() {
+                outcome = TaskOutcome::Panicked(panic_text(&*payload));
+            }
+            // Recorded while the child's record (its label) is still there.
+            self.record_failure(name, index, Err(payload));
+        }
+        let record = self.node.records.borrow_mut().try_remove(index);
+        if let (true, Some(record)) = (hooks::active(), record) {
+            hooks::emit("task_exited", |i| i.task_exited(&record.info(), &outcome));
         }
     }
 
-    pub(super) fn record_failure(&self, task: TaskName, outcome: Result<E, Box<dyn Any + Send>>) {
+    /// Records the failure of `task`, in slot `slot` of the nursery (`BODY` for the body).
+    pub(super) fn record_failure(
+        &self,
+        task: TaskName,
+        slot: usize,
+        outcome: Result<E, Box<dyn Any + Send>>,
+    ) {
+        let label = self.label_of(slot);
+        let described = task.described(label.as_ref()).to_string();
         self.node.cancel(CancelReason::Failure {
-            task: task.to_string(),
+            task: described.clone(),
         });
         match outcome {
-            Ok(error) => self.failures.borrow_mut().push(Failure::new(task, error)),
-            Err(payload) => self.panics.borrow_mut().push((task, payload)),
+            Ok(error) => self
+                .failures
+                .borrow_mut()
+                .push(Failure::new(task, label, error)),
+            Err(payload) => self.panics.borrow_mut().push((described, payload)),
         }
+    }
+
+    /// The label of the task in `slot`, while its record is kept.
+    fn label_of(&self, slot: usize) -> Option<TaskLabel> {
+        if slot == BODY {
+            return Some(self.node.body_record.borrow().as_ref()?.label.clone());
+        }
+        Some(self.node.records.borrow().get(slot)?.label.clone())
     }
 
     /// The first panic, to resume; every other failure beside it is written to stderr
@@ -204,7 +241,7 @@ impl<'env, E> Shared<'env, E> {
             .map(|f| {
                 format!(
                     "{} failed with an error of type `{}`",
-                    f.task(),
+                    f.task().described(f.label()),
                     std::any::type_name::<E>()
                 )
             })
@@ -258,9 +295,11 @@ impl<'env, E> Shared<'env, E> {
             let unit = task.unit.take().expect("given at the first poll");
             (fut, waker, unit, task.context.take())
         };
+        let instrumented = hooks::active().then(|| self.before_poll(index));
         let entered = context::enter_child(ctx);
-        let (polled, unit) = poll_unit(&self.node, unit, &waker, fut.as_mut());
+        let (polled, unit, wait) = poll_unit(&self.node, unit, &waker, fut.as_mut());
         let ctx = entered.leave();
+        self.after_poll(index, wait, instrumented.flatten());
         let mut tasks = self.tasks.borrow_mut();
         let task = tasks
             .get_mut(index)
@@ -270,15 +309,22 @@ impl<'env, E> Shared<'env, E> {
         task.waker = waker;
         task.unit = Some(unit);
         task.context = ctx;
-        let failure = match polled {
+        let (failure, exit) = match polled {
             // Suspended: it runs on unless a cancellation reaches it here.
             Ok(Poll::Pending) if keep => {
                 task.fut = Some(fut);
                 return;
             }
-            Ok(Poll::Pending | Poll::Ready(Ok(()))) => None,
-            Ok(Poll::Ready(Err(error))) => Some(Ok(error)),
-            Err(payload) => Some(Err(payload)),
+            Ok(Poll::Pending) => (None, TaskOutcome::Cancelled),
+            Ok(Poll::Ready(Ok(()))) => (None, TaskOutcome::Returned),
+            Ok(Poll::Ready(Err(error))) => (Some(Ok(error)), TaskOutcome::Failed),
+            Err(payload) => {
+                let text = hooks::active().then(|| panic_text(&*payload));
+                (
+                    Some(Err(payload)),
+                    TaskOutcome::Panicked(text.unwrap_or_default()),
+                )
+            }
         };
         let task = tasks.remove(index);
         drop(tasks);
@@ -286,15 +332,26 @@ impl<'env, E> Shared<'env, E> {
             if let Some(join) = &task.join {
                 join.failed();
             }
-            self.record_failure(TaskName::Child(task.number), outcome);
+            self.record_failure(TaskName::Child(task.number), index, outcome);
         }
-        self.retire_recording(task, Some(fut));
+        self.retire_recording(index, task, Some(fut), exit);
+    }
+
+    /// The instruments' hooks before a child's poll; the child's info, for the hook after.
+    #[cold]
+    fn before_poll(&self, index: usize) -> Option<TaskInfo> {
+        before_poll_hooks(self.node.records.borrow().get(index))
+    }
+
+    /// Counts a child's poll and keeps what it parked on; the instruments' hook after it.
+    fn after_poll(&self, index: usize, wait: hooks::Wait, info: Option<TaskInfo>) {
+        note_poll(self.node.records.borrow_mut().get_mut(index), wait, info);
     }
 
     /// Drops every child that is neither about to be polled nor shielded (cancellation
     /// reaches units at their next suspension: for these, that is now).
     pub(super) fn drop_cancelled_children(&self) {
-        let doomed: Vec<Task<'env, E>> = {
+        let doomed: Vec<(usize, Task<'env, E>)> = {
             let mut tasks = self.tasks.borrow_mut();
             let keys: Vec<usize> = tasks
                 .iter()
@@ -307,11 +364,11 @@ impl<'env, E> Shared<'env, E> {
                 .map(|(k, _)| k)
                 .collect();
             keys.into_iter()
-                .filter_map(|k| tasks.try_remove(k))
+                .filter_map(|k| Some((k, tasks.try_remove(k)?)))
                 .collect()
         };
-        for task in doomed {
-            self.retire_recording(task, None);
+        for (index, task) in doomed {
+            self.retire_recording(index, task, None, TaskOutcome::Cancelled);
         }
     }
 
@@ -324,10 +381,11 @@ impl<'env, E> Shared<'env, E> {
             if body_alive {
                 report.item(format_args!("its body"));
             }
-            for (_, task) in self.tasks.borrow().iter() {
+            for (_, record) in self.node.records.borrow().iter() {
                 report.item(format_args!(
-                    "child #{}, spawned at {}",
-                    task.number, task.location
+                    "child #{}, {}",
+                    record.name.number().unwrap_or_default(),
+                    record.label
                 ));
             }
         })
@@ -340,12 +398,16 @@ impl<'env, E> Shared<'env, E> {
     pub(super) fn drop_all_children(&self) {
         debug_assert!(self.finished.get());
         loop {
-            let all: Vec<_> = self.tasks.borrow_mut().drain().collect();
+            let all: Vec<(usize, Task<'env, E>)> = {
+                let mut tasks = self.tasks.borrow_mut();
+                let keys: Vec<usize> = tasks.iter().map(|(k, _)| k).collect();
+                keys.into_iter().map(|k| (k, tasks.remove(k))).collect()
+            };
             if all.is_empty() {
                 return;
             }
-            for task in all {
-                self.retire_recording(task, None);
+            for (index, task) in all {
+                self.retire_recording(index, task, None, TaskOutcome::Cancelled);
             }
         }
     }
@@ -361,36 +423,70 @@ impl<'env, E> Shared<'env, E> {
     }
 }
 
+/// The record of a new task of the nursery at `node` (its body or a child), announced to
+/// the instruments.
+pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> TaskRecord {
+    let record = TaskRecord {
+        id: TaskId::next(),
+        parent: node.task(),
+        name,
+        label,
+        spawned: crate::rt::clock::recent(),
+        polls: 0,
+        wait: hooks::Wait::Other,
+    };
+    if hooks::active() {
+        hooks::emit("task_spawned", |i| i.task_spawned(&record.info()));
+    }
+    record
+}
+
+/// The instruments' hooks before a task's poll (only called while some are registered);
+/// the task's info, for the hook after.
+#[cold]
+pub(super) fn before_poll_hooks(record: Option<&TaskRecord>) -> Option<TaskInfo> {
+    let info = record?.info();
+    hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
+    hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
+    Some(info)
+}
+
+/// Counts a task's poll in its record and keeps what it parked on; then the instruments'
+/// hook after the poll, if `before_poll_hooks` ran.
+pub(super) fn note_poll(
+    record: Option<&mut TaskRecord>,
+    wait: hooks::Wait,
+    info: Option<TaskInfo>,
+) {
+    if let Some(record) = record {
+        record.polls = record.polls.saturating_add(1);
+        record.wait = wait;
+    }
+    if let Some(info) = info {
+        hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
+    }
+}
+
 /// Drops `value`, catching a panic from its destructor.
 pub(super) fn drop_catching<T>(value: T) -> Option<Box<dyn Any + Send>> {
     catch_unwind(AssertUnwindSafe(move || drop(value))).err()
 }
 
-/// What a panic payload says, for the report of failures beside a resumed panic.
-fn panic_text(payload: &(dyn Any + Send)) -> String {
-    match (
-        payload.downcast_ref::<&str>(),
-        payload.downcast_ref::<String>(),
-    ) {
-        (Some(s), _) => format!("{s:?}"),
-        (None, Some(s)) => format!("{s:?}"),
-        (None, None) => String::from("(a payload that is not a string)"),
-    }
-}
-
 /// One poll of a unit: its result, or the payload of the panic it raised.
 pub(super) type Polled<T> = Result<Poll<T>, Box<dyn Any + Send>>;
 
-/// Polls one unit at `node`, with the unit as the current position, catching a panic.
-/// The unit's cell is moved into the position and handed back, so a poll changes no
-/// reference count.
+/// Polls one unit at `node`, with the unit as the current position, catching a panic;
+/// also returns what the unit parked on (for the task tree). The unit's cell is moved into
+/// the position and handed back, so a poll changes no reference count.
 #[inline]
 pub(super) fn poll_unit<F: Future + ?Sized>(
     node: &Rc<ScopeNode>,
     unit: Arc<UnitCell>,
     waker: &Waker,
     fut: Pin<&mut F>,
-) -> (Polled<F::Output>, Arc<UnitCell>) {
+) -> (Polled<F::Output>, Arc<UnitCell>, hooks::Wait) {
+    // Forget what code polled before this unit parked on (the root future, a scope body).
+    let _ = hooks::take_wait();
     let position = enter(Position {
         node: node.clone(),
         unit: Some(unit),
@@ -400,5 +496,5 @@ pub(super) fn poll_unit<F: Future + ?Sized>(
     let unit = position
         .leave()
         .expect("the position entered here holds the unit");
-    (polled, unit)
+    (polled, unit, hooks::take_wait())
 }

@@ -15,33 +15,8 @@
 use std::error::Error;
 use std::fmt;
 
-/// Which task of a nursery something happened to.
-///
-/// # Examples
-///
-/// ```
-/// use trellis::TaskName;
-///
-/// assert_eq!(TaskName::Body.to_string(), "the nursery body");
-/// assert_eq!(TaskName::Child(2).to_string(), "child 2");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TaskName {
-    /// The nursery body (the closure given to [`nursery`](crate::nursery())).
-    Body,
-    /// A child, numbered from 1 in spawn order within its nursery.
-    Child(u64),
-}
-
-impl fmt::Display for TaskName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TaskName::Body => f.write_str("the nursery body"),
-            TaskName::Child(n) => write!(f, "child {n}"),
-        }
-    }
-}
+use crate::instrument::label::TaskLabel;
+pub use crate::instrument::label::TaskName;
 
 /// One error of an [`ErrorGroup`], with the task that returned it.
 ///
@@ -70,12 +45,31 @@ impl fmt::Display for TaskName {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure<E> {
     task: TaskName,
+    label: Option<TaskLabel>,
     error: E,
 }
 
 impl<E> Failure<E> {
-    pub(crate) fn new(task: TaskName, error: E) -> Failure<E> {
-        Failure { task, error }
+    pub(crate) fn new(task: TaskName, label: Option<TaskLabel>, error: E) -> Failure<E> {
+        Failure { task, label, error }
+    }
+
+    /// The task's name (if it was given one) and where it was spawned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     n.spawn_named("fetch user", async { Err::<(), _>("404") });
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// let failure = &group.failures()[0];
+    /// assert_eq!(failure.label().unwrap().name(), Some("fetch user"));
+    /// assert_eq!(failure.to_string(), "child 1 \"fetch user\" failed: 404");
+    /// ```
+    pub fn label(&self) -> Option<&TaskLabel> {
+        self.label.as_ref()
     }
 
     /// The task that failed.
@@ -137,10 +131,11 @@ impl<E> Failure<E> {
 impl<E: fmt::Display> fmt::Display for Failure<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `{:#}` reaches the error: an `anyhow::Error` then shows its whole chain.
+        let task = self.task.described(self.label.as_ref());
         if f.alternate() {
-            write!(f, "{} failed: {:#}", self.task, self.error)
+            write!(f, "{task} failed: {:#}", self.error)
         } else {
-            write!(f, "{} failed: {}", self.task, self.error)
+            write!(f, "{task} failed: {}", self.error)
         }
     }
 }

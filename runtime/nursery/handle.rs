@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -10,6 +11,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::children::{ChildFuture, Shared};
+use crate::instrument::label::TaskLabel;
 use crate::nursery::error::StartError;
 use crate::nursery::join::{Child, JoinHandle, JoinSender, JoinSlot};
 use crate::nursery::output::TaskOutput;
@@ -81,11 +83,50 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         O: TaskOutput<E>,
         O::Value: 'env,
     {
+        self.spawn_labelled(fut, TaskLabel::at(Location::caller()))
+    }
+
+    /// [`spawn`](Nursery::spawn) with a name for the task: errors, cancel reasons,
+    /// instruments and [`dump_tree`](crate::dump_tree) show it (a child spawned with
+    /// `spawn` is known by its number and spawn site). A `&'static str` name costs nothing;
+    /// a `String` is kept as it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = trellis::run(trellis::nursery(async |n| {
+    ///     for user in [7, 8] {
+    ///         n.spawn_named(format!("fetch user {user}"), async move {
+    ///             if user == 8 { Err("not found") } else { Ok(()) }
+    ///         });
+    ///     }
+    ///     Ok(())
+    /// }))
+    /// .unwrap_err();
+    /// assert_eq!(group.to_string(), "child 2 \"fetch user 8\" failed: not found");
+    /// ```
+    #[track_caller]
+    pub fn spawn_named<N, F, O>(&self, name: N, fut: F) -> JoinHandle<'s, O::Value>
+    where
+        N: Into<Cow<'static, str>>,
+        F: Future<Output = O> + 'env,
+        O: TaskOutput<E>,
+        O::Value: 'env,
+    {
+        self.spawn_labelled(fut, TaskLabel::named(name, Location::caller()))
+    }
+
+    fn spawn_labelled<F, O>(&self, fut: F, label: TaskLabel) -> JoinHandle<'s, O::Value>
+    where
+        F: Future<Output = O> + 'env,
+        O: TaskOutput<E>,
+        O::Value: 'env,
+    {
         let slot = JoinSlot::new();
         let child = Child::new(fut, JoinSender(slot.clone()));
         let number = self
             .shared
-            .insert(Box::pin(child), Some(slot.clone()), Location::caller());
+            .insert(Box::pin(child), Some(slot.clone()), label);
         JoinHandle::new(slot, number)
     }
 
@@ -116,7 +157,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     {
         let child: Child<F, (), E> = Child::new(fut, ());
         self.shared
-            .insert(Box::pin(child), None, Location::caller());
+            .insert(Box::pin(child), None, TaskLabel::at(Location::caller()));
     }
 
     /// Starts a child that receives its own handle to this nursery, so that it can spawn
@@ -202,7 +243,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         fut: ChildFuture<'env, E>,
         location: &'static Location<'static>,
     ) -> u64 {
-        self.shared.insert(fut, None, location)
+        self.shared.insert(fut, None, TaskLabel::at(location))
     }
 
     pub(crate) fn fresh_handle(&self) -> Nursery<'env, 'env, E> {

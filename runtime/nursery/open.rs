@@ -38,16 +38,18 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use super::children::{Shared, poll_unit};
+use super::children::{Shared, before_poll_hooks, new_record, note_poll, poll_unit};
 use super::handle::Nursery;
 use super::pool::Parts;
+use crate::instrument::hooks::{self, TaskInfo, TaskOutcome};
+use crate::instrument::label::{TaskLabel, panic_text};
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
 use crate::scope::cancel_scope::ScopeNode;
@@ -229,7 +231,22 @@ const POLL_BUDGET: usize = 256;
 /// let group = result.unwrap_err();
 /// assert_eq!(group.len(), 1);
 /// ```
-pub async fn nursery<'env, F, R, E>(body: F) -> Result<R::Value, ErrorGroup<E>>
+#[track_caller]
+pub fn nursery<'env, F, R, E>(body: F) -> impl Future<Output = Result<R::Value, ErrorGroup<E>>>
+where
+    F: for<'s> AsyncFnOnce(Nursery<'s, 'env, E>) -> R,
+    R: BodyOutput<Error = E>,
+    E: 'env,
+{
+    // Not an `async fn`, so that `#[track_caller]` sees the caller: the body's spawn site.
+    nursery_labelled(body, TaskLabel::at(Location::caller()))
+}
+
+/// [`nursery()`] with its body's label given: the function's name, for `#[nursery]`.
+pub(crate) async fn nursery_labelled<'env, F, R, E>(
+    body: F,
+    label: TaskLabel,
+) -> Result<R::Value, ErrorGroup<E>>
 where
     F: for<'s> AsyncFnOnce(Nursery<'s, 'env, E>) -> R,
     R: BodyOutput<Error = E>,
@@ -259,6 +276,7 @@ where
         body_unit: Some(parts.body_unit),
         body_waker: parts.body_waker,
         value: None,
+        label: Some(label),
         started: false,
         abandoned: false,
     }
@@ -274,6 +292,8 @@ pin_project_lite::pin_project! {
         body_unit: Option<Arc<UnitCell>>,
         body_waker: Waker,
         value: Option<<B::Output as BodyOutput>::Value>,
+        // The body's name, until its record is made at the first poll.
+        label: Option<TaskLabel>,
         started: bool,
         // An enclosing scope cancelled the nursery and everything in it is gone: it never
         // completes, and waits for that scope's owner to drop it.
@@ -291,7 +311,12 @@ pin_project_lite::pin_project! {
             let live = this.body.is_some() || !shared.tasks.borrow().is_empty();
             let _report = live.then(|| shared.report_deadlock(this.body.is_some()));
             shared.finished.set(true);
-            retire_body(this.body.as_mut(), shared, this.body_unit.as_deref());
+            retire_body(
+                this.body.as_mut(),
+                shared,
+                this.body_unit.as_deref(),
+                TaskOutcome::Cancelled,
+            );
             shared.drop_all_children();
             shared.node.detach();
             ScopeNode::recycle(&shared.node);
@@ -347,26 +372,36 @@ where
         };
         let unit = this.body_unit.take().expect("a live body has its cell");
         unit.queued.store(false, Ordering::Release);
-        let (polled, unit) = poll_unit(&shared.node, unit, this.body_waker, body);
+        let info = hooks::active()
+            .then(|| before_body_poll(&shared.node))
+            .flatten();
+        let (polled, unit, wait) = poll_unit(&shared.node, unit, this.body_waker, body);
+        after_body_poll(&shared.node, wait, info);
         let unit = &**this.body_unit.insert(unit);
-        let failure = match polled {
+        let (failure, exit) = match polled {
             Ok(Poll::Pending) if !shared.is_cancelled() || unit.is_shielded() => {
                 return;
             }
-            Ok(Poll::Pending) => None,
+            Ok(Poll::Pending) => (None, TaskOutcome::Cancelled),
             Ok(Poll::Ready(out)) => match out.into_result() {
                 Ok(v) => {
                     *this.value = Some(v);
-                    None
+                    (None, TaskOutcome::Returned)
                 }
-                Err(e) => Some(Ok(e)),
+                Err(e) => (Some(Ok(e)), TaskOutcome::Failed),
             },
-            Err(payload) => Some(Err(payload)),
+            Err(payload) => {
+                let text = hooks::active().then(|| panic_text(&*payload));
+                (
+                    Some(Err(payload)),
+                    TaskOutcome::Panicked(text.unwrap_or_default()),
+                )
+            }
         };
         if let Some(outcome) = failure {
-            shared.record_failure(TaskName::Body, outcome);
+            shared.record_failure(TaskName::Body, BODY, outcome);
         }
-        retire_body(this.body, shared, Some(unit));
+        retire_body(this.body, shared, Some(unit), exit);
     }
 
     /// Drops the body if a cancellation reaches it now: it is suspended (not woken since)
@@ -377,27 +412,52 @@ where
         if this.body.is_some()
             && unit.is_some_and(|u| !u.is_shielded() && !u.queued.load(Ordering::Acquire))
         {
-            retire_body(this.body, this.shared, unit);
+            retire_body(this.body, this.shared, unit, TaskOutcome::Cancelled);
         }
     }
 }
 
-/// Drops the nursery body (a panic from its destructors is the body's failure) and
-/// retires its unit.
+/// Drops the nursery body (a panic from its destructors is the body's failure), retires
+/// its unit and its record.
 fn retire_body<B, E>(
     mut body: Pin<&mut Option<B>>,
     shared: &Shared<'_, E>,
     unit: Option<&UnitCell>,
+    mut outcome: TaskOutcome,
 ) {
     if body.is_none() {
         return;
     }
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
-        shared.record_failure(TaskName::Body, Err(payload));
+        if hooks::active() {
+            outcome = TaskOutcome::Panicked(panic_text(&*payload));
+        }
+        shared.record_failure(TaskName::Body, BODY, Err(payload));
     }
     if let Some(unit) = unit {
         shared.node.retire_unit(unit);
     }
+    let record = shared.node.body_record.borrow_mut().take();
+    if let (true, Some(record)) = (hooks::active(), record) {
+        hooks::emit("task_exited", |i| i.task_exited(&record.info(), &outcome));
+    }
+}
+
+/// Makes the body's record when the nursery first runs (its parent is known only once
+/// the node is attached).
+fn start_body_record(node: &ScopeNode, label: TaskLabel) {
+    node.is_nursery.set(true);
+    let record = new_record(node, TaskName::Body, label);
+    *node.body_record.borrow_mut() = Some(record);
+}
+
+#[cold]
+fn before_body_poll(node: &ScopeNode) -> Option<TaskInfo> {
+    before_poll_hooks(node.body_record.borrow().as_ref())
+}
+
+fn after_body_poll(node: &ScopeNode, wait: hooks::Wait, info: Option<TaskInfo>) {
+    note_poll(node.body_record.borrow_mut().as_mut(), wait, info);
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>
@@ -415,6 +475,8 @@ where
         if !self.started {
             *self.as_mut().project().started = true;
             shared.node.attach();
+            let label = self.as_mut().project().label.take();
+            start_body_record(&shared.node, label.expect("taken once, at the first poll"));
             // The body runs in the first round, without a trip through the queue (and its
             // lock). Marked queued until then, so a cancellation already here lets it run.
             if let Some(unit) = &self.body_unit {

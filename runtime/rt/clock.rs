@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::rt::state::with_core;
+use crate::rt::state::{try_with_core, with_core};
 
 /// The source of "now" for one runtime.
 #[derive(Debug)]
@@ -184,6 +184,13 @@ fn latest_instant(from: Instant) -> Instant {
         }
     }
     from + from_nanos(ok)
+}
+
+/// The latest reading of the current scheduler tick (a fresh one if the tick has none),
+/// for records that need an approximate "when" (a task's spawn time); outside a runtime
+/// (a nursery inside another executor), a fresh reading.
+pub(crate) fn recent() -> Instant {
+    try_with_core(|core| core.clock.recent()).unwrap_or_else(Instant::now)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
@@ -17,6 +17,14 @@ use std::pin::Pin;
 thread_local! {
     /// The report of a deadlock, while the executor drops the deadlocked root.
     static DEADLOCK_REPORT: RefCell<Option<Report>> = const { RefCell::new(None) };
+    /// Writes the live task tree (`scope/dump.rs`, registered from above when the first
+    /// scope or nursery runs outside every other): printed by the deadlock panic.
+    static TREE_DUMP: Cell<Option<fn() -> String>> = const { Cell::new(None) };
+}
+
+/// Registers the function that writes the task tree for the deadlock panic.
+pub(crate) fn register_tree_dump(dump: fn() -> String) {
+    let _ = TREE_DUMP.try_with(|slot| slot.set(Some(dump)));
 }
 
 /// Why a runtime on a mock clock can never be woken again.
@@ -111,6 +119,13 @@ pub(crate) fn panic_deadlocked<F>(
     run_at: &'static Location<'static>,
     drop_others: impl FnOnce(),
 ) -> ! {
+    // The live tree first, while every task is still there to be described.
+    let tree = TREE_DUMP
+        .try_with(Cell::get)
+        .ok()
+        .flatten()
+        .map(|dump| std::panic::catch_unwind(dump).unwrap_or_default())
+        .unwrap_or_default();
     let mut report = Report::default();
     let _ = writeln!(report.text, "  the root future, run at {run_at}");
     DEADLOCK_REPORT.with(|slot| *slot.borrow_mut() = Some(report));
@@ -158,7 +173,7 @@ pub(crate) fn panic_deadlocked<F>(
     panic!(
         "trellis: deadlock: every task is blocked and nothing can ever wake one: {why}.\n\
          blocked (each nursery lists its live units; nurseries inside them follow, indented):\n\
-         {}to fix it: {fix}{destructor}",
+         {}{tree}to fix it: {fix}{destructor}",
         report.text
     )
 }

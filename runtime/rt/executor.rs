@@ -39,8 +39,10 @@ use std::time::{Duration, Instant};
 
 use futures_core::FusedFuture;
 
+use crate::instrument::hooks::{self, Instrument};
 use crate::rt::clock::Clock;
 use crate::rt::deadlock::{Deadlock, panic_deadlocked};
+use crate::rt::inbox::SystemTask;
 use crate::rt::pool::{self, Pool};
 use crate::rt::reactor::Reactor;
 use crate::rt::state::{Core, RootWake, enter, is_entered};
@@ -208,6 +210,31 @@ pub struct Builder {
     clock: ClockChoice,
     /// The bound on `to_thread`'s worker threads; `None`: [`pool::default_limit`].
     thread_limit: Option<usize>,
+    instruments: Instruments,
+    system_tasks: SystemTasks,
+}
+
+/// What makes the system tasks a [`Builder`]'s settings run beside the root.
+type MakeSystemTask = Arc<dyn Fn() -> SystemTask + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct SystemTasks(Vec<MakeSystemTask>);
+
+impl std::fmt::Debug for SystemTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} system task(s)", self.0.len())
+    }
+}
+
+/// The instruments a [`Builder`] installs (`Send + Sync`, so that the builder stays
+/// `Send`).
+#[derive(Clone, Default)]
+struct Instruments(Vec<Arc<dyn Instrument + Send + Sync>>);
+
+impl std::fmt::Debug for Instruments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} instrument(s)", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -342,6 +369,44 @@ impl Builder {
         self
     }
 
+    /// Registers an [`Instrument`]: its hooks see everything the runtime does, from
+    /// `before_run` to `after_run`. Call it several times for several instruments (they
+    /// are called in the order they were registered). Instruments that are not `Send`
+    /// can be added from inside the runtime with [`instrument::add`](crate::instrument::add).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use trellis::instrument::{Instrument, TaskInfo, TaskOutcome};
+    ///
+    /// struct Log(Arc<Mutex<Vec<String>>>);
+    /// impl Instrument for Log {
+    ///     fn task_exited(&self, task: &TaskInfo, outcome: &TaskOutcome) {
+    ///         self.0.lock().unwrap().push(format!("{}: {outcome}", task.name()));
+    ///     }
+    /// }
+    ///
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// trellis::Builder::new()
+    ///     .instrument(Log(log.clone()))
+    ///     .run(trellis::nursery(async |n| {
+    ///         n.spawn(async {});
+    ///     }));
+    /// assert_eq!(*log.lock().unwrap(), ["the nursery body: returned", "child 1: returned"]);
+    /// ```
+    pub fn instrument<I: Instrument + Send + Sync + 'static>(mut self, instrument: I) -> Builder {
+        self.instruments.0.push(Arc::new(instrument));
+        self
+    }
+
+    /// Adds a system task that every runtime of this builder runs beside its root, outside
+    /// every nursery, until the root completes (for settings of the layers above).
+    pub(crate) fn with_system_task(mut self, make: MakeSystemTask) -> Builder {
+        self.system_tasks.0.push(make);
+        self
+    }
+
     /// Runs `fut` to completion on a new runtime on this thread and returns its output.
     ///
     /// # Panics
@@ -379,6 +444,11 @@ impl Builder {
         }
         let core = self.build_core();
         let _entered = enter(core.clone());
+        // Dropped before `_entered`: `after_run` still runs inside the runtime.
+        let _instruments = hooks::install(&self.instruments.0);
+        for make in &self.system_tasks.0 {
+            core.inbox.start(make());
+        }
         // Dropped before `_entered` (also on unwind): `from_thread` work still queued or
         // running is dropped while the runtime is current, and its callers are told.
         let _inbox = CloseInbox(&core);
@@ -528,6 +598,7 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
+        hooks::record_wait(hooks::Wait::Yielded);
         cx.waker().wake_by_ref();
         Poll::Pending
     }

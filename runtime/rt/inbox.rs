@@ -221,6 +221,22 @@ impl Inbox {
         self.mailbox.clone()
     }
 
+    /// Starts a system task from the runtime's own thread (what a `Builder` setting runs
+    /// beside the root, such as printing the task tree on a signal).
+    pub(crate) fn start(&self, task: SystemTask) {
+        self.active.set(true);
+        self.tasks.borrow_mut().push(Running {
+            wake: Arc::new(TaskWake {
+                woken: AtomicBool::new(true),
+                mailbox: self.mailbox.clone(),
+                root: self.root.clone(),
+            }),
+            task,
+            from_worker: false,
+        });
+        self.mailbox.pending.store(true, Ordering::SeqCst);
+    }
+
     /// Whether the executor has work here: a job arrived or a system task was woken.
     #[inline]
     pub(crate) fn pending(&self) -> bool {

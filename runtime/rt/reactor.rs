@@ -44,6 +44,7 @@ use polling::{Event, Events, PollMode, Poller};
 
 use slab::Slab;
 
+use crate::instrument::hooks;
 use crate::rt::state::Core;
 
 /// Which readiness a task waits for.
@@ -135,11 +136,20 @@ impl Reactor {
         let mut events = self.events.borrow_mut();
         // `wait` appends to the list; stale events from the last round would be replayed.
         events.clear();
-        match self.poller.wait(&mut events, timeout) {
+        let instrumented = hooks::active();
+        if instrumented {
+            hooks::emit("before_io_wait", |i| i.before_io_wait(timeout));
+        }
+        let waited = match self.poller.wait(&mut events, timeout) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
             Err(e) => Err(e),
+        };
+        if instrumented {
+            let n = events.len();
+            hooks::emit("after_io_wait", |i| i.after_io_wait(n));
         }
+        waited
     }
 
     /// The second half of [`wait`](Self::wait): wakes the tasks parked on the directions
@@ -306,6 +316,10 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
     }
 
     fn park<R>(&self, dir: Direction, waker: &Waker) -> Poll<io::Result<R>> {
+        hooks::record_wait(hooks::Wait::Io {
+            fd: self.get_ref().as_fd().as_raw_fd(),
+            write: matches!(dir, Direction::Write),
+        });
         let reactor = &self.core.reactor;
         let interest = {
             let mut sources = reactor.sources.borrow_mut();

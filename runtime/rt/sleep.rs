@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures_core::FusedFuture;
 
+use crate::instrument::hooks;
 use crate::rt::clock::now;
 use crate::rt::state::with_core;
 use crate::rt::timers::{TimerAction, TimerKey};
@@ -217,6 +218,7 @@ impl Future for Sleep {
                 return Poll::Pending;
             }
             this.suspended = true;
+            hooks::record_wait(hooks::Wait::Timer(deadline));
             let mut timers = core.timers.borrow_mut();
             match this.timer {
                 Some(key) => timers.update_waker(key, cx.waker()),

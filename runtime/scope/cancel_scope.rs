@@ -50,31 +50,8 @@ use crate::scope::tree::{Stage, current_position};
 // The scope tree's crate-internal API, under the path the nursery and the timer queue use.
 pub(crate) use crate::scope::tree::{Position, ScopeNode, current_is_cancelled, enter};
 
-/// Why a scope was first cancelled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CancelReason {
-    /// [`CancelScope::cancel`] (or [`RemoteCancel::cancel`](crate::scope::remote::RemoteCancel::cancel)) was
-    /// called.
-    Explicit,
-    /// The scope's deadline passed.
-    Deadline,
-    /// A task of the nursery that owns the scope failed.
-    Failure {
-        /// The task that failed, as the nursery names it (`"child 3"`, `"the body"`).
-        task: String,
-    },
-}
+pub use crate::instrument::reason::CancelReason;
 
-impl fmt::Display for CancelReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CancelReason::Explicit => f.write_str("cancelled explicitly"),
-            CancelReason::Deadline => f.write_str("its deadline passed"),
-            CancelReason::Failure { task } => write!(f, "{task} failed"),
-        }
-    }
-}
 /// A Trio cancel scope: a region of code that can be cancelled, by hand or by a deadline.
 ///
 /// A `CancelScope` is a cheap, cloneable handle; any task of the runtime can cancel it or

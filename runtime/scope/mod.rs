@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod cancel_scope;
+pub(crate) mod dump;
 pub(crate) mod remote;
 pub(crate) mod timeout;
 pub(crate) mod tree;

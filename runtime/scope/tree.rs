@@ -41,6 +41,8 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use crate::instrument::hooks::{self, TaskId};
+use crate::instrument::tree::TaskRecord;
 use crate::rt::state::{RuntimeId, try_with_core, with_core};
 use crate::rt::timers::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
@@ -78,6 +80,9 @@ thread_local! {
             current_cancelled: Cell::new(None),
         }
     };
+    /// The running nodes that have no parent position (opened in the root future, or in
+    /// a system task): where a walk of the tree (`scope/dump.rs`) starts.
+    static TOP_NODES: RefCell<Slab<Weak<ScopeNode>>> = const { RefCell::new(Slab::new()) };
     /// Exited nodes offered for reuse (see [`ScopeNode::recycle`]).
     static SPARE_NODES: RefCell<Vec<Rc<ScopeNode>>> = const { RefCell::new(Vec::new()) };
 }
@@ -131,6 +136,35 @@ impl Drop for PositionGuard {
             t.current_cancelled.set(None);
             t.current.replace(previous)
         });
+    }
+}
+
+/// The running nodes opened outside every other (in the root future or a system task).
+pub(crate) fn top_nodes() -> Vec<Rc<ScopeNode>> {
+    TOP_NODES
+        .try_with(|top| {
+            top.borrow()
+                .iter()
+                .filter_map(|(_, n)| n.upgrade())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Position {
+    /// The task this position is in: the nursery unit's task, or the task its scope runs
+    /// in.
+    pub(crate) fn task(&self) -> TaskId {
+        let Some(unit) = &self.unit else {
+            return self.node.task();
+        };
+        let index = unit.index.load(std::sync::atomic::Ordering::Relaxed);
+        let record = if index == crate::scope::unit::BODY {
+            self.node.body_record.borrow().as_ref().map(|r| r.id)
+        } else {
+            self.node.records.borrow().get(index).map(|r| r.id)
+        };
+        record.unwrap_or(self.node.task())
     }
 }
 
@@ -218,6 +252,14 @@ pub(crate) struct ScopeNode {
     remote: RefCell<Option<Arc<RemoteState>>>,
     /// `remote` is set (checked on every poll of the owner, so kept apart).
     has_remote: Cell<bool>,
+    /// The node is a nursery's (the rest are cancel scopes'), for the task tree.
+    pub(crate) is_nursery: Cell<bool>,
+    /// The task this node runs in (set at `attach`): the parent of a nursery's tasks.
+    task: Cell<TaskId>,
+    /// A nursery's tasks, for the task tree and the instruments: its body's record, and
+    /// its children's under the keys of the nursery's own slab of children.
+    pub(crate) body_record: RefCell<Option<TaskRecord>>,
+    pub(crate) records: RefCell<Slab<TaskRecord>>,
 }
 
 impl Expire for ScopeNode {
@@ -267,6 +309,10 @@ impl ScopeNode {
             listeners: RefCell::new(Vec::new()),
             remote: RefCell::new(None),
             has_remote: Cell::new(false),
+            is_nursery: Cell::new(false),
+            task: Cell::new(TaskId::ROOT),
+            body_record: RefCell::new(None),
+            records: RefCell::new(Slab::new()),
         })
     }
 
@@ -307,6 +353,10 @@ impl ScopeNode {
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
         self.drop_remote();
+        self.is_nursery.set(false);
+        self.task.set(TaskId::ROOT);
+        self.body_record.borrow_mut().take();
+        self.records.borrow_mut().clear();
     }
 
     /// Attaches the node below the current position and arms its deadline. Called by the
@@ -326,9 +376,15 @@ impl ScopeNode {
                     .borrow_mut()
                     .insert(Rc::downgrade(self));
                 self.child_key.set(Some(key));
+                self.task.set(parent.task());
                 *self.parent.borrow_mut() = Some(parent);
             }
-            None => self.runtime.set(try_with_core(|core| core.id)),
+            None => {
+                self.runtime.set(try_with_core(|core| core.id));
+                crate::rt::deadlock::register_tree_dump(crate::scope::dump::tree_text);
+                let key = TOP_NODES.try_with(|top| top.borrow_mut().insert(Rc::downgrade(self)));
+                self.child_key.set(key.ok());
+            }
         }
         if self.shield.get() {
             self.update_count();
@@ -346,8 +402,14 @@ impl ScopeNode {
         if self.counted.get() {
             self.update_count();
         }
-        if let (Some(parent), Some(key)) = (self.parent.borrow().as_ref(), self.child_key.take()) {
-            parent.node.children.borrow_mut().try_remove(key);
+        match (self.parent.borrow().as_ref(), self.child_key.take()) {
+            (Some(parent), Some(key)) => {
+                parent.node.children.borrow_mut().try_remove(key);
+            }
+            (None, Some(key)) => {
+                let _ = TOP_NODES.try_with(|top| top.borrow_mut().try_remove(key));
+            }
+            (_, None) => {}
         }
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
@@ -501,6 +563,9 @@ impl ScopeNode {
         // Recorded in every stage (as Trio's `cancel_called`); acted on only while running.
         self.cancel_called.set(true);
         bump_cancel_epoch();
+        if hooks::active() {
+            hooks::emit("scope_cancelled", |i| i.scope_cancelled(&reason));
+        }
         *self.reason.borrow_mut() = Some(reason);
         if self.stage.get() != Stage::Running {
             return;
@@ -571,7 +636,7 @@ impl ScopeNode {
 
     /// Whether this node holds a shield that protects something: it runs, and it is
     /// shielded itself or something below it is.
-    fn holds_shield(&self) -> bool {
+    pub(crate) fn holds_shield(&self) -> bool {
         self.stage.get() == Stage::Running && (self.shield.get() || self.shielded_below.get() > 0)
     }
 
@@ -713,6 +778,36 @@ impl ScopeNode {
 
     pub(crate) fn shield(&self) -> bool {
         self.shield.get()
+    }
+
+    /// The task this node runs in.
+    pub(crate) fn task(&self) -> TaskId {
+        self.task.get()
+    }
+
+    /// The running nodes directly below this one, each with the nursery unit it runs in
+    /// (`None` in a scope's body).
+    pub(crate) fn running_children(&self) -> Vec<(Rc<ScopeNode>, Option<usize>)> {
+        self.children
+            .borrow()
+            .iter()
+            .filter_map(|(_, child)| child.upgrade())
+            .map(|child| {
+                let unit = child.parent_unit();
+                (child, unit)
+            })
+            .collect()
+    }
+
+    fn parent_unit(&self) -> Option<usize> {
+        let parent = self.parent.borrow();
+        let unit = parent.as_ref()?.unit.as_ref()?;
+        Some(unit.index.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The position this node runs in.
+    pub(crate) fn parent_position(&self) -> Option<Position> {
+        self.parent.borrow().clone()
     }
 
     /// Registers a task waiting in [`cancelled`](crate::cancelled) at this node, once per

@@ -1,0 +1,610 @@
+//! Instruments (Trio's `abc.Instrument`), task names and the task tree.
+//!
+//! The hooks fire in the documented order with the documented arguments (snapshots of an
+//! event log, on the mock clock so that they are the same at every run); `dump_tree` of
+//! a known tree matches a snapshot with deadlines in virtual time; a panicking instrument
+//! is removed and the program runs on; names reach errors and cancel reasons.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{HANG_LIMIT, watchdog};
+use trellis::instrument::{self, Instrument, TaskId, TaskInfo, TaskOutcome};
+use trellis::{CancelReason, TaskName};
+
+/// Writes every hook it sees as a line.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn text(&self) -> String {
+        let mut text = self.lines().join("\n");
+        text.push('\n');
+        text
+    }
+}
+
+/// `task 3 (child 2 "b")`: how the log names a task.
+fn who(t: &TaskInfo) -> String {
+    match t.label().name() {
+        Some(name) => format!("{} ({} {name:?})", t.id(), t.name()),
+        None => format!("{} ({})", t.id(), t.name()),
+    }
+}
+
+impl Instrument for Log {
+    fn before_run(&self) {
+        self.push("before_run".into());
+    }
+    fn after_run(&self) {
+        self.push("after_run".into());
+    }
+    fn task_spawned(&self, t: &TaskInfo) {
+        self.push(format!("spawned {} in {}", who(t), t.parent()));
+    }
+    fn task_scheduled(&self, t: &TaskInfo) {
+        self.push(format!("scheduled {}", t.id()));
+    }
+    fn before_task_poll(&self, t: &TaskInfo) {
+        self.push(format!("poll {}", t.id()));
+    }
+    fn after_task_poll(&self, t: &TaskInfo) {
+        self.push(format!("polled {}", t.id()));
+    }
+    fn task_exited(&self, t: &TaskInfo, outcome: &TaskOutcome) {
+        self.push(format!("exited {}: {outcome}", t.id()));
+    }
+    fn before_io_wait(&self, timeout: Option<Duration>) {
+        self.push(format!("io wait {timeout:?}"));
+    }
+    fn after_io_wait(&self, events: usize) {
+        self.push(format!("io events {events}"));
+    }
+    fn scope_cancelled(&self, reason: &CancelReason) {
+        self.push(format!("cancelled: {reason}"));
+    }
+}
+
+/// Replaces every `spawned at <path>:<line>:<col>` with `spawned at HERE`, so that a
+/// snapshot does not change when this file's lines move.
+fn without_locations(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("spawned at ") {
+        out.push_str(&rest[..at + "spawned at ".len()]);
+        rest = &rest[at + "spawned at ".len()..];
+        let end = rest.find([')', '\n']).unwrap_or(rest.len());
+        out.push_str("HERE");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn the_hooks_fire_in_the_documented_order_on_a_scripted_program() {
+    let log = Log::default();
+    let out = trellis::Builder::new()
+        .autojump()
+        .instrument(log.clone())
+        .run(trellis::nursery(async |n| {
+            n.spawn_named("a", trellis::sleep(Duration::from_secs(1)));
+            n.spawn_named("b", async {
+                trellis::sleep(Duration::from_secs(2)).await;
+                Err::<(), _>("boom")
+            });
+            n.spawn(trellis::sleep(Duration::from_secs(10)));
+            Ok(())
+        }));
+    let err = out.unwrap_err();
+    assert_eq!(err.to_string(), "child 2 \"b\" failed: boom");
+    let expected = "\
+before_run
+spawned task 1 (the nursery body) in task 0
+scheduled task 1
+poll task 1
+spawned task 2 (child 1 \"a\") in task 0
+spawned task 3 (child 2 \"b\") in task 0
+spawned task 4 (child 3) in task 0
+polled task 1
+exited task 1: returned
+scheduled task 2
+poll task 2
+polled task 2
+scheduled task 3
+poll task 3
+polled task 3
+scheduled task 4
+poll task 4
+polled task 4
+scheduled task 2
+poll task 2
+polled task 2
+exited task 2: returned
+scheduled task 3
+poll task 3
+polled task 3
+cancelled: child 2 \"b\" failed
+exited task 3: failed
+exited task 4: cancelled
+after_run
+";
+    assert_eq!(log.text(), expected);
+}
+
+#[test]
+fn outcomes_name_panics_in_polls_and_in_destructors() {
+    let log = Log::default();
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        trellis::Builder::new()
+            .autojump()
+            .instrument(log.clone())
+            .run(trellis::nursery(async |n| {
+                n.spawn(async { panic!("in a poll") });
+                n.spawn(async {
+                    let _bomb = common::PanicOnDrop("in a destructor");
+                    trellis::sleep_forever().await;
+                });
+            }))
+    }))
+    .unwrap_err();
+    assert_eq!(common::panic_message(&*payload), "in a poll");
+    let exits: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("exited"))
+        .collect();
+    assert_eq!(
+        exits,
+        [
+            "exited task 1: returned",
+            "exited task 2: panicked: \"in a poll\"",
+            "exited task 3: panicked: \"in a destructor\"",
+        ]
+    );
+    // The root panicked, and `after_run` still came last.
+    assert_eq!(log.lines().last().unwrap(), "after_run");
+}
+
+#[test]
+fn spawned_tasks_know_their_parent_task_across_nested_nurseries() {
+    #[derive(Clone, Default)]
+    struct Parents(Arc<Mutex<Vec<(TaskId, TaskId, TaskName)>>>);
+    impl Instrument for Parents {
+        fn task_spawned(&self, t: &TaskInfo) {
+            self.0.lock().unwrap().push((t.id(), t.parent(), t.name()));
+        }
+    }
+    let parents = Parents::default();
+    let _ = trellis::Builder::new()
+        .instrument(parents.clone())
+        .run(trellis::nursery(async |n| {
+            n.spawn(async {
+                // A nursery opened inside child 1 (task 2), inside a cancel scope.
+                trellis::cancel_scope(async |_| {
+                    trellis::nursery(async |n| {
+                        n.spawn(async {});
+                    })
+                    .await
+                    .unwrap();
+                })
+                .await;
+            });
+        }));
+    let seen = parents.0.lock().unwrap().clone();
+    let id = TaskId::as_u64;
+    let seen: Vec<(u64, u64, TaskName)> = seen.iter().map(|&(a, b, c)| (id(a), id(b), c)).collect();
+    assert_eq!(
+        seen,
+        [
+            (1, 0, TaskName::Body),
+            (2, 0, TaskName::Child(1)),
+            (3, 2, TaskName::Body),
+            (4, 2, TaskName::Child(1)),
+        ]
+    );
+}
+
+#[test]
+fn a_panicking_instrument_is_removed_and_the_program_runs_on() {
+    struct Bad(Arc<Mutex<usize>>);
+    impl Instrument for Bad {
+        fn task_spawned(&self, _: &TaskInfo) {
+            *self.0.lock().unwrap() += 1;
+            panic!("a bug in the instrument");
+        }
+    }
+    let calls = Arc::new(Mutex::new(0));
+    let log = Log::default();
+    let sum = trellis::Builder::new()
+        .instrument(Bad(calls.clone()))
+        .instrument(log.clone())
+        .run(async {
+            let sum = std::cell::Cell::new(0);
+            for i in 0..3 {
+                let sum = &sum;
+                trellis::nursery(async |n| {
+                    n.spawn(async move { sum.set(sum.get() + i) });
+                })
+                .await
+                .unwrap();
+            }
+            sum.get()
+        });
+    assert_eq!(sum, 3);
+    assert_eq!(*calls.lock().unwrap(), 1, "called once, then removed");
+    // The other instrument saw everything: 3 bodies and 3 children.
+    let spawned = log
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("spawned"))
+        .count();
+    assert_eq!(spawned, 6);
+}
+
+#[test]
+fn instruments_added_and_removed_while_running_see_exactly_their_window() {
+    let log = Log::default();
+    let log2 = log.clone();
+    let _ = trellis::run(trellis::nursery(async move |n| {
+        n.spawn_named("before", async {});
+        trellis::yield_now().await;
+        let key = instrument::add(log2);
+        n.spawn_named("during", async {});
+        trellis::yield_now().await;
+        assert!(instrument::remove(key));
+        n.spawn_named("after", async {});
+    }));
+    let spawned: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("spawned") || l.starts_with("exited"))
+        .collect();
+    assert_eq!(
+        spawned,
+        [
+            "spawned task 3 (child 2 \"during\") in task 0",
+            "exited task 3: returned"
+        ]
+    );
+    // Not run-long: no `before_run`/`after_run` for an instrument added midway.
+    assert!(!log.lines().contains(&"after_run".to_owned()));
+}
+
+#[test]
+fn instruments_do_not_outlive_their_run_nor_reach_another_thread() {
+    let log = Log::default();
+    let _ = trellis::Builder::new()
+        .instrument(log.clone())
+        .run(trellis::nursery(async |n| {
+            n.spawn(async {});
+        }));
+    let seen = log.lines().len();
+    // The next runtime on this thread, and one on another thread, have no instrument.
+    let _ = trellis::run(trellis::nursery(async |n| {
+        n.spawn(async {});
+    }));
+    let _ = std::thread::spawn(|| {
+        trellis::run(trellis::nursery(async |n| {
+            n.spawn(async {});
+        }))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(log.lines().len(), seen);
+    // Two runtimes on two threads at once, each with its own instrument.
+    let (a, b) = (Log::default(), Log::default());
+    let threads: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|log| {
+            std::thread::spawn(move || {
+                trellis::Builder::new()
+                    .instrument(log)
+                    .run(trellis::nursery(async |n| {
+                        n.spawn(async {});
+                    }))
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join().unwrap();
+    }
+    assert_eq!(a.lines(), b.lines());
+    assert_eq!(a.lines().first().map(String::as_str), Some("before_run"));
+}
+
+#[test]
+#[should_panic(expected = "trellis::instrument::add was called outside a runtime")]
+fn adding_an_instrument_outside_a_runtime_is_a_clear_panic() {
+    instrument::add(Log::default());
+}
+
+#[test]
+fn io_waits_are_reported_with_their_timeout_and_event_count() {
+    watchdog(HANG_LIMIT, || {
+        let log = Log::default();
+        trellis::Builder::new().instrument(log.clone()).run(async {
+            let listener = trellis::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            trellis::nursery(async |n| {
+                n.spawn(async { listener.accept().await.map(|_| ()) });
+                n.spawn(async move { trellis::net::TcpStream::connect(addr).await.map(|_| ()) });
+                Ok::<_, std::io::Error>(())
+            })
+            .await
+            .unwrap();
+        });
+        let lines = log.lines();
+        let waits: Vec<&String> = lines.iter().filter(|l| l.starts_with("io ")).collect();
+        assert!(
+            !waits.is_empty(),
+            "the accept parks the runtime in the reactor"
+        );
+        for pair in waits.chunks(2) {
+            assert!(pair[0].starts_with("io wait "), "{pair:?}");
+            assert!(pair[1].starts_with("io events "), "{pair:?}");
+        }
+        assert!(
+            waits
+                .iter()
+                .any(|l| l.starts_with("io events ") && *l != "io events 0"),
+            "some wait returned events: {waits:?}"
+        );
+    });
+}
+
+#[test]
+fn the_task_tree_of_a_known_program_matches_its_snapshot() {
+    let tree = std::cell::RefCell::new(None);
+    trellis::Builder::new()
+        .autojump()
+        .run(trellis::cancel_scope(async |scope| {
+            trellis::nursery(async |n| {
+                n.spawn_named("sleeper", trellis::sleep(Duration::from_secs(30)));
+                n.spawn_named("guarded", async {
+                    trellis::move_on_after(Duration::from_secs(5), async {
+                        trellis::shield(trellis::sleep(Duration::from_secs(3))).await;
+                    })
+                    .await;
+                });
+                n.spawn_named("waiter", async {
+                    let never = trellis::Event::new();
+                    never.wait().await;
+                });
+                n.spawn_named("inner", async {
+                    trellis::nursery(async |n| {
+                        n.spawn(trellis::sleep(Duration::from_secs(7)));
+                    })
+                    .await
+                    .unwrap();
+                });
+                n.spawn_named("late", std::future::pending::<()>());
+                trellis::sleep(Duration::from_secs(2)).await;
+                *tree.borrow_mut() = Some(trellis::dump_tree());
+                scope.cancel();
+            })
+            .await
+            .unwrap();
+        }));
+    let tree = tree.take().expect("dumped");
+    let expected = "\
+task tree (the root future):
+  cancel scope
+    nursery
+      task 1: the nursery body (spawned at HERE): running; age 2s, 1 poll
+      task 2: child 1 \"sleeper\": waiting on a timer, due in 28s; age 2s, 1 poll
+      task 3: child 2 \"guarded\": waiting on a timer, due in 1s, in a shield; age 2s, 1 poll
+        cancel scope, deadline in 3s
+          cancel scope, shielded
+      task 4: child 3 \"waiter\": waiting; age 2s, 1 poll
+      task 5: child 4 \"inner\": waiting inside; age 2s, 1 poll
+        nursery
+          task 8: child 1 (spawned at HERE): waiting on a timer, due in 5s; age 2s, 1 poll
+      task 6: child 5 \"late\": waiting; age 2s, 1 poll
+";
+    assert_eq!(without_locations(&tree.to_string()), expected);
+    // The inner nursery's body (task 7) returned: a finished task leaves the tree.
+    assert_eq!(tree.task_count(), 7);
+}
+
+#[test]
+fn the_task_tree_shows_a_cancellation_held_off_by_a_shield() {
+    let tree = std::cell::RefCell::new(None);
+    trellis::Builder::new()
+        .autojump()
+        .run(trellis::cancel_scope(async |scope| {
+            trellis::nursery(async |n| {
+                n.spawn_named("cleanup", async {
+                    trellis::shield(async {
+                        trellis::sleep(Duration::from_secs(1)).await;
+                        *tree.borrow_mut() = Some(trellis::dump_tree());
+                    })
+                    .await;
+                });
+                n.spawn_named("not yet run", async {});
+                scope.cancel();
+                trellis::sleep_forever().await;
+            })
+            .await
+            .unwrap();
+        }));
+    let tree = tree.take().expect("dumped");
+    let expected = "\
+task tree (the root future):
+  cancel scope, cancelled (cancelled explicitly)
+    nursery
+      task 2: child 1 \"cleanup\": running, in a shield, being cancelled; age 1s, 1 poll
+        cancel scope, shielded
+";
+    assert_eq!(tree.to_string(), expected);
+}
+
+#[test]
+fn the_deadlock_panic_prints_the_task_tree() {
+    let message = common::panic_message_of(|| {
+        trellis::Builder::new()
+            .autojump()
+            .run(trellis::nursery(async |n| {
+                n.spawn_named("stuck", async {
+                    trellis::Event::new().wait().await;
+                });
+                trellis::sleep(Duration::from_secs(1)).await;
+            }))
+    });
+    assert!(message.contains("trellis: deadlock"), "{message}");
+    assert!(
+        message.contains("task tree (the root future):\n  nursery\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains("task 2: child 1 \"stuck\": waiting; age 1s, 1 poll"),
+        "{message}"
+    );
+}
+
+#[test]
+fn another_thread_dumps_the_tree_through_the_runtime_handle() {
+    watchdog(HANG_LIMIT, || {
+        trellis::run(trellis::nursery(async |n| {
+            let handle = trellis::RuntimeHandle::current();
+            n.spawn_named("idle", trellis::sleep(Duration::from_secs(3600)));
+            let tree = trellis::to_thread(move || handle.run_sync(trellis::dump_tree))
+                .await
+                .unwrap();
+            let text = tree.to_string();
+            assert!(
+                text.contains("child 1 \"idle\": waiting on a timer, due in "),
+                "{text}"
+            );
+            // Not "running": the dump ran beside the tasks, from another thread.
+            assert!(text.contains("the nursery body (spawned at "), "{text}");
+            assert!(!text.contains(": running"), "{text}");
+            // The sleeper would keep the nursery open for an hour: stop it.
+            Err::<(), _>("done")
+        }))
+        .unwrap_err();
+    });
+}
+
+#[test]
+fn a_task_blocked_on_a_socket_shows_its_descriptor_and_direction() {
+    use std::os::fd::AsRawFd;
+    watchdog(HANG_LIMIT, || {
+        trellis::run(async {
+            let listener = trellis::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let fd = server.into_std();
+            let raw = fd.as_raw_fd();
+            let server = trellis::net::TcpStream::from_std(fd).unwrap();
+            trellis::cancel_scope(async |scope| {
+                trellis::nursery(async |n| {
+                    n.spawn_named("reader", async {
+                        let mut buf = [0; 8];
+                        let _ = server.read(&mut buf).await;
+                    });
+                    trellis::yield_now().await;
+                    let text = trellis::dump_tree().to_string();
+                    assert!(
+                        text.contains(&format!(
+                            "child 1 \"reader\": waiting on fd {raw} for reading"
+                        )),
+                        "{text}"
+                    );
+                    scope.cancel();
+                })
+                .await
+                .unwrap();
+            })
+            .await;
+            drop(client);
+        });
+    });
+}
+
+#[test]
+fn dump_tree_outside_a_runtime_is_a_clear_panic() {
+    let message = common::panic_message_of(trellis::dump_tree);
+    assert!(
+        message.contains("this needs a trellis runtime"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_tree_is_printed_on_the_signal_the_builder_names() {
+    let stderr = common::stderr_of_test("child_prints_its_tree_on_sigusr1");
+    assert!(
+        stderr.contains("task tree (the root future):"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("child 1 \"server\": ready (it yielded)"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+#[ignore = "runs only as the child process of the_tree_is_printed_on_the_signal_the_builder_names"]
+fn child_prints_its_tree_on_sigusr1() {
+    if !common::is_test_child() {
+        return;
+    }
+    trellis::Builder::new()
+        .dump_tree_on_signal(signal_hook::consts::SIGUSR1)
+        .run(trellis::nursery(async |n| {
+            n.spawn_named("server", async {
+                signal_hook::low_level::raise(signal_hook::consts::SIGUSR1).unwrap();
+                // Stays running until the tree was printed: the printer runs beside the
+                // root, woken by the signal's datagram.
+                for _ in 0..1000 {
+                    trellis::yield_now().await;
+                }
+            });
+        }))
+        .unwrap();
+}
+
+#[test]
+#[should_panic(expected = "Builder::dump_tree_on_signal: cannot receive signal 9")]
+fn a_signal_that_cannot_be_received_is_refused_with_its_reason() {
+    let _ = trellis::Builder::new().dump_tree_on_signal(9);
+}
+
+#[test]
+fn names_reach_the_report_of_failures_beside_a_panic() {
+    let stderr = common::stderr_of_test("child_panics_beside_a_named_failure");
+    assert!(
+        stderr.contains(
+            "a nursery resumes the panic of child 2 \"second\"; beside it, child 1 \"first\" \
+             failed with an error of type `&str`"
+        ),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+#[ignore = "runs only as the child process of names_reach_the_report_of_failures_beside_a_panic"]
+fn child_panics_beside_a_named_failure() {
+    if !common::is_test_child() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| {
+        trellis::run(trellis::nursery(async |n| {
+            n.spawn_named("first", async { Err::<(), _>("no") });
+            n.spawn_named("second", async { panic!("boom") });
+            Ok(())
+        }))
+    });
+}
