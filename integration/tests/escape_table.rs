@@ -50,6 +50,7 @@ const USES: &[&str] = &[
     "println!(\"{n:?}\");",
     "let _ = format!(\"{} {n:?}\", describe(&n));",
     "let n = 1; println!(\"{n}\");",
+    "let _ = n.spawn_named(\"worker\", async { let _ = data.len(); });",
 ];
 
 /// A small deterministic generator (xorshift64*), so that a seed replays a table.

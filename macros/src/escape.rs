@@ -6,7 +6,7 @@
 //! at the offending token that says what to write instead:
 //!
 //! - **a child uses the handle**: the handle named inside the `async` block given to
-//!   `spawn` / `start_soon`, or inside the closure given to `spawn_with` / `start`, of the
+//!   `spawn` / `spawn_named` / `start_soon`, or inside the closure given to `spawn_with` / `start`, of the
 //!   same handle (E0373, E0505, E0521 otherwise);
 //! - **the handle stored outside**: assigned to a place whose root variable is declared
 //!   outside the body (`*slot.borrow_mut() = Some(n)`, `stash = Some(n)`), or passed to a
@@ -638,11 +638,21 @@ impl Finder<'_> {
             other => other,
         })
         .map_or_else(|| "n".to_string(), ToString::to_string);
-        let Some(arg) = call.args.first().filter(|_| call.args.len() == 1) else {
+        // The future or closure is the last argument (`spawn_named(name, fut)` has two).
+        let arity = if method == "spawn_named" { 2 } else { 1 };
+        let Some(arg) = call.args.last().filter(|_| call.args.len() == arity) else {
             return false;
         };
         let context = Context::Child { id, receiver };
         match (method.as_str(), peel(arg)) {
+            ("spawn_named", Expr::Async(block)) => {
+                self.visit_opaque(&call.receiver);
+                self.visit_opaque(&call.args[0]);
+                self.within(context, |this| {
+                    this.scoped(|this| this.visit_block(&block.block));
+                });
+                true
+            }
             ("spawn" | "start_soon", Expr::Async(block)) => {
                 self.visit_opaque(&call.receiver);
                 self.within(context, |this| {

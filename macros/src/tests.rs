@@ -50,6 +50,7 @@ fn the_detector_reports_the_common_escapes() {
     let cases = [
         ("n.spawn(async { n.spawn(async {}); });", "child"),
         ("n.spawn(async move { drop(n); });", "child"),
+        ("n.spawn_named(\"worker\", async { drop(&n); });", "child"),
         ("n.start_soon(async { let _ = &n; });", "child"),
         (
             "n.spawn_with(async |m| { n.start_soon(async {}); });",
@@ -107,6 +108,7 @@ fn the_detector_is_silent_where_code_may_compile() {
     let cases = [
         // The handle used by the body, not by a child.
         "n.spawn(async {}); n.start_soon(async {});",
+        "n.spawn_named(describe(&n), async {});",
         // A different `n` inside the child.
         "n.spawn(async { let n = 1; drop(n); });",
         "n.spawn(async { for n in 0..3 { drop(n); } });",
