@@ -109,10 +109,12 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
         block,
     } = func;
     let param = handle_param(handle);
+    // The body's task is named after the function (in errors, instruments, the tree).
+    let name = sig.ident.to_string();
     let call = match output_of(&sig) {
         Output::Unit => quote! {
             #krate::__private::unit_output(
-                #krate::__private::nursery(async |#param| -> () #block).await
+                #krate::__private::nursery_named(#name, async |#param| -> () #block).await
             )
         },
         Output::Result { ty } => {
@@ -123,7 +125,7 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
             };
             quote! {
                 #krate::__private::result_output(
-                    #krate::__private::nursery(async |#param| #ret #block).await,
+                    #krate::__private::nursery_named(#name, async |#param| #ret #block).await,
                     #map_err,
                 )
             }
@@ -134,7 +136,7 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
             let never = never_type(&krate);
             quote! {
                 #krate::__private::never_output(
-                    #krate::__private::nursery(async |#param| -> #never #block).await
+                    #krate::__private::nursery_named(#name, async |#param| -> #never #block).await
                 )
             }
         }
@@ -149,7 +151,7 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
             };
             quote! {
                 #krate::__private::value_output(
-                    #krate::__private::nursery(async |#param| #ret {
+                    #krate::__private::nursery_named(#name, async |#param| #ret {
                         #krate::__private::infallible #turbofish(async #block).await
                     })
                     .await,
