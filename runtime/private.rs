@@ -138,8 +138,8 @@ fn shuffle_seeds() -> std::ops::Range<u64> {
     if let Some(seed) = read("TRELLIS_SHUFFLE_SEED", "one shuffle seed (a u64)") {
         return seed..seed.saturating_add(1);
     }
-    let count = read("TRELLIS_SHUFFLE_SEEDS", "a number of seeds to run")
-        .unwrap_or(DEFAULT_SHUFFLE_SEEDS);
+    let count =
+        read("TRELLIS_SHUFFLE_SEEDS", "a number of seeds to run").unwrap_or(DEFAULT_SHUFFLE_SEEDS);
     assert!(
         count > 0,
         "TRELLIS_SHUFFLE_SEEDS=0 would run the test under no seed at all; give 1 or more"
@@ -166,8 +166,7 @@ pub fn block_on_shuffled<T: TestOutcome, F: Future<Output = T>>(
     let mut last = None;
     for seed in seeds.clone() {
         let run = builder.clone().shuffle_seed(seed);
-        let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run(body())))
-        {
+        let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run(body()))) {
             Ok(out) => out,
             Err(payload) => {
                 report(seed);

@@ -101,7 +101,10 @@ fn different_seeds_give_different_orders_of_the_same_steps() {
         let (log, elapsed) = trace(Builder::new().autojump().shuffle_seed(seed));
         let mut sorted = log.clone();
         sorted.sort_unstable();
-        assert_eq!(sorted, sorted_fifo, "seed {seed}: every step ran exactly once");
+        assert_eq!(
+            sorted, sorted_fifo,
+            "seed {seed}: every step ran exactly once"
+        );
         assert_eq!(elapsed, fifo_time, "seed {seed}: the same virtual time");
         distinct.insert(log);
     }
@@ -122,7 +125,10 @@ fn different_seeds_give_different_orders_of_the_same_steps() {
             log.into_iter().filter(|v| (200..204).contains(v)).collect()
         })
         .collect();
-    assert!(inner_orders.len() > 1, "the inner nursery was never permuted");
+    assert!(
+        inner_orders.len() > 1,
+        "the inner nursery was never permuted"
+    );
 }
 
 #[test]
@@ -182,7 +188,10 @@ async fn fails_on_purpose_unless_fifo() {
         return;
     }
     let (log, _) = trace_inside().await;
-    assert!(assumption_holds(&log), "assumed child 3 is not first; got trace {log:?}");
+    assert!(
+        assumption_holds(&log),
+        "assumed child 3 is not first; got trace {log:?}"
+    );
 }
 
 /// The same failure as an `Err` of a `Result` test.
@@ -212,8 +221,8 @@ fn run_child(name: &str, envs: &[(&str, String)]) -> (String, bool) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    let all = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let all =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (all, out.status.success())
 }
 
@@ -297,6 +306,9 @@ fn a_bad_seed_variable_is_named() {
             &[("TRELLIS_SHUFFLE_SEED", "-1".into())],
         );
         assert!(!passed);
-        assert!(out.contains("TRELLIS_SHUFFLE_SEED must be one shuffle seed"), "{out}");
+        assert!(
+            out.contains("TRELLIS_SHUFFLE_SEED must be one shuffle seed"),
+            "{out}"
+        );
     });
 }

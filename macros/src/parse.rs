@@ -280,7 +280,11 @@ impl EntryOptions {
                          or `crate = path`",
                         path.to_token_stream().to_string().replace(' ', ""),
                         kind.attribute(),
-                        if kind == EntryKind::Test { ", `shuffle`" } else { "" },
+                        if kind == EntryKind::Test {
+                            ", `shuffle`"
+                        } else {
+                            ""
+                        },
                     ),
                 ),
             }

@@ -39,8 +39,9 @@ fn splitmix64(state: &mut u64) -> u64 {
 }
 
 /// Permutes `round` (the indices of the units about to be polled, in FIFO order) with the
-/// current runtime's generator; leaves it alone when the runtime has no seed.
-#[inline]
+/// current runtime's generator; leaves it alone when the runtime has no seed. Out of
+/// line, so that the nursery's poll loop stays as it was without a seed.
+#[inline(never)]
 pub(crate) fn permute(round: &mut [usize]) {
     let Some(mut state) = SHUFFLE.with(Cell::get) else {
         return;
