@@ -4,7 +4,7 @@
 //! A tree is a root nursery of tasks; a task is a list of operations: sleep, yield (then
 //! sleep), fail, panic, cancel an enclosing scope, move an enclosing scope's deadline, run
 //! a cancel scope (with a timeout, shielded or not), open a nested nursery, spawn a sibling
-//! and `start` one. Checked on every run, whatever the schedule:
+//! and `start` one, set one of three events and wait for one (with a timeout). Checked on every run, whatever the schedule:
 //!
 //! - no child outlives its nursery (a live count per nursery is zero when it returns);
 //! - every spawned future is dropped exactly once (a drop counter per task);
@@ -54,6 +54,10 @@ enum Op {
     Panic,
     Cancel(u8),
     MoveDeadline(u8, u8),
+    /// Sets one of the tree's events.
+    Set(u8),
+    /// Waits for one of the tree's events, at most the timeout.
+    Wait(u8, u8),
     Spawn(Vec<Op>),
     StartSleep(Vec<Op>, u8),
     Nursery(Vec<Vec<Op>>),
@@ -67,6 +71,9 @@ enum Op {
 /// Milliseconds of virtual time.
 type Ms = u128;
 
+/// How many events a tree has.
+const EVENTS: u8 = 3;
+
 #[derive(Debug, Clone)]
 enum AOp {
     Sleep(Ms),
@@ -75,6 +82,8 @@ enum AOp {
     Panic(u32),
     Cancel(u8),
     MoveDeadline(u8, Ms),
+    Set(u8),
+    Wait(u8, Ms),
     Spawn(ATask),
     StartSleep(ATask, Ms),
     Nursery(u32, Vec<ATask>),
@@ -124,6 +133,8 @@ fn annotate(root: &[Vec<Op>]) -> Option<(Vec<ATask>, u32)> {
                 Op::Panic => AOp::Panic(self.id()),
                 Op::Cancel(k) => AOp::Cancel(*k),
                 Op::MoveDeadline(k, d) => AOp::MoveDeadline(*k, self.key(*d)),
+                Op::Set(e) => AOp::Set(e % EVENTS),
+                Op::Wait(e, k) => AOp::Wait(e % EVENTS, self.key(*k)),
                 Op::Spawn(t) => AOp::Spawn(self.task(t)),
                 Op::StartSleep(t, k) => {
                     let task = self.task(t);
@@ -171,7 +182,9 @@ fn annotate(root: &[Vec<Op>]) -> Option<(Vec<ATask>, u32)> {
     }
     fn fix(op: &mut AOp, exp: &[u32]) {
         match op {
-            AOp::Sleep(s) | AOp::YieldSleep(s) | AOp::MoveDeadline(_, s) => d(s, exp),
+            AOp::Sleep(s) | AOp::YieldSleep(s) | AOp::MoveDeadline(_, s) | AOp::Wait(_, s) => {
+                d(s, exp)
+            }
             AOp::StartSleep(t, s) => {
                 fix_task(t, exp);
                 d(s, exp);
@@ -184,7 +197,7 @@ fn annotate(root: &[Vec<Op>]) -> Option<(Vec<ATask>, u32)> {
                 }
                 body.iter_mut().for_each(|op| fix(op, exp));
             }
-            AOp::Fail(_) | AOp::Panic(_) | AOp::Cancel(_) => {}
+            AOp::Fail(_) | AOp::Panic(_) | AOp::Cancel(_) | AOp::Set(_) => {}
         }
     }
     let mut tasks = tasks;
@@ -222,6 +235,7 @@ struct World {
     live: RefCell<HashMap<u32, i32>>,
     caught: RefCell<BTreeMap<u32, bool>>,
     violations: RefCell<Vec<String>>,
+    events: [trellis::Event; EVENTS as usize],
 }
 
 /// Held by a spawned future: counts its drop and its nursery's live children.
@@ -315,6 +329,10 @@ async fn run_ops<'c, 'env>(
                 if !scopes.is_empty() {
                     scopes[*k as usize % scopes.len()].set_deadline(trellis::now() + ms(*d));
                 }
+            }
+            AOp::Set(e) => w.events[*e as usize].set(),
+            AOp::Wait(e, d) => {
+                let _ = trellis::move_on_after(ms(*d), w.events[*e as usize].wait()).await;
             }
             AOp::Spawn(task) => spawn_task(w, n, task, home.clone()),
             AOp::StartSleep(task, d) => {
@@ -483,6 +501,8 @@ struct Eval {
     explicit: BTreeMap<u32, CancelAt>,
     deadlines: BTreeMap<u32, Vec<(Ms, Ms)>>,
     failed: BTreeMap<u32, CancelAt>,
+    /// When each event was first set, and by whom.
+    sets: BTreeMap<u8, CancelAt>,
     errors: Vec<u32>,
     panics: Vec<u32>,
     caught: BTreeMap<u32, bool>,
@@ -496,6 +516,8 @@ struct Eval {
 enum Frame2 {
     Scope(u32),
     Nursery(u32),
+    /// Not a frame: when an event is first set.
+    Event(u8),
 }
 
 impl Frame {
@@ -631,6 +653,39 @@ impl Eval {
                     if !scopes.is_empty() {
                         let sid = scopes[*k as usize % scopes.len()];
                         self.deadlines.entry(sid).or_default().push((t, t + d));
+                    }
+                }
+                AOp::Set(e) => {
+                    let me = CancelAt {
+                        at: t,
+                        cause: Cause::Unit(unit),
+                    };
+                    let set = self.sets.entry(*e).or_insert(me);
+                    if set.at > t {
+                        *set = me;
+                    } else if set.at == t && set.cause != me.cause {
+                        set.cause = Cause::Many;
+                    }
+                }
+                AOp::Wait(e, d) => {
+                    // Set already (at this instant, or before): no suspension. Otherwise
+                    // woken by the set, or by the timeout's deadline.
+                    let found = self.table.get(&Frame2::Event(*e)).copied();
+                    if let Some(c) = found.filter(|c| c.at == t && !self.ordered(c.cause, unit)) {
+                        // Set at this instant by another unit: whether this wait suspends
+                        // depends on the order, which matters if a cancellation is here.
+                        let _ = c;
+                        if self.interrupt(frames, unit, t, t, false).is_some() {
+                            self.ambiguous(|| format!("wait by {unit} at {t} as the event is set"));
+                        }
+                    }
+                    let set = found.map(|c| c.at);
+                    if set.is_none_or(|s| s > t) {
+                        let wake = set.map_or(t + d, |s| s.min(t + d));
+                        if let Some((at, i)) = self.interrupt(frames, unit, t, wake, false) {
+                            return Flow::Interrupted(at, i);
+                        }
+                        t = wake;
                     }
                 }
                 AOp::Spawn(task) => spawns.push((task.clone(), t)),
@@ -789,6 +844,9 @@ impl Eval {
         for (&sid, &c) in &self.explicit {
             table.insert(Frame2::Scope(sid), c);
         }
+        for (&e, &c) in &self.sets {
+            table.insert(Frame2::Event(e), c);
+        }
         for (&sid, moves) in &self.deadlines {
             // The deadline in force from each set until the next; it fires if it comes
             // before the next set.
@@ -897,6 +955,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Panic),
         1 => any::<u8>().prop_map(Op::Cancel),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(k, d)| Op::MoveDeadline(k, d)),
+        1 => any::<u8>().prop_map(Op::Set),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(e, k)| Op::Wait(e, k)),
     ];
     leaf.prop_recursive(6, 40, 8, |inner| {
         let task = task_strategy(inner.clone());
