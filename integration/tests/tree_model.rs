@@ -670,17 +670,28 @@ impl Eval {
                     // Set already (at this instant, or before): no suspension. Otherwise
                     // woken by the set, or by the timeout's deadline.
                     let found = self.table.get(&Frame2::Event(*e)).copied();
-                    if let Some(c) = found.filter(|c| c.at == t && !self.ordered(c.cause, unit)) {
-                        // Set at this instant by another unit: whether this wait suspends
-                        // depends on the order, which matters if a cancellation is here.
-                        let _ = c;
-                        if self.interrupt(frames, unit, t, t, false).is_some() {
-                            self.ambiguous(|| format!("wait by {unit} at {t} as the event is set"));
-                        }
+                    if found.is_some_and(|c| c.at == t) {
+                        // Set at this very instant: before or after this wait (by another
+                        // unit, or by this one later on: found by this test) is more than
+                        // the model knows.
+                        self.ambiguous(|| format!("wait by {unit} at {t} as the event is set"));
                     }
                     let set = found.map(|c| c.at);
                     if set.is_none_or(|s| s > t) {
                         let wake = set.map_or(t + d, |s| s.min(t + d));
+                        // Woken by a set at the instant a frame around is cancelled: the
+                        // set belongs to that instant's cascade, and whether it comes before
+                        // the cancellation reaches this wait depends on the order (found
+                        // by this test: the model had taken the set first).
+                        if set == Some(wake)
+                            && frames
+                                .iter()
+                                .any(|&f| self.cancel_of(f).is_some_and(|c| c.at == wake))
+                        {
+                            self.ambiguous(|| {
+                                format!("wait by {unit} woken at {wake} as a frame is cancelled")
+                            });
+                        }
                         if let Some((at, i)) = self.interrupt(frames, unit, t, wake, false) {
                             return Flow::Interrupted(at, i);
                         }
@@ -847,12 +858,13 @@ impl Eval {
         }
         for (&sid, moves) in &self.deadlines {
             // The deadline in force from each set until the next; it fires if it comes
-            // before the next set.
+            // before the next set, or at its instant: a deadline's timer is what starts
+            // everything at its instant, the move included (found by this test).
             let mut moves = moves.clone();
             moves.sort();
             for (i, &(_, deadline)) in moves.iter().enumerate() {
                 let next = moves.get(i + 1).map_or(Ms::MAX, |m| m.0);
-                if deadline < next {
+                if deadline <= next {
                     let e = table.entry(Frame2::Scope(sid)).or_insert(CancelAt {
                         at: deadline,
                         cause: Cause::Timer,
