@@ -102,3 +102,82 @@ where
         crate::instrument::label::TaskLabel::named(name, std::panic::Location::caller()),
     )
 }
+
+/// What `#[trellis::test(shuffle)]` can tell about a test's outcome: whether it failed
+/// without panicking (a test returning `Err`).
+pub trait TestOutcome {
+    /// Whether this outcome fails the test.
+    fn failed(&self) -> bool;
+}
+
+impl TestOutcome for () {
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+impl<T, E> TestOutcome for Result<T, E> {
+    fn failed(&self) -> bool {
+        self.is_err()
+    }
+}
+
+/// How many seeds `#[trellis::test(shuffle)]` runs without `TRELLIS_SHUFFLE_SEEDS`.
+pub const DEFAULT_SHUFFLE_SEEDS: u64 = 8;
+
+/// The seeds to run: `TRELLIS_SHUFFLE_SEED=s` alone, else `0..TRELLIS_SHUFFLE_SEEDS`
+/// (default [`DEFAULT_SHUFFLE_SEEDS`]).
+fn shuffle_seeds() -> std::ops::Range<u64> {
+    fn read(name: &str, what: &str) -> Option<u64> {
+        let value = std::env::var(name).ok()?;
+        match value.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => panic!("{name} must be {what}, e.g. {name}=42; it is {value:?}"),
+        }
+    }
+    if let Some(seed) = read("TRELLIS_SHUFFLE_SEED", "one shuffle seed (a u64)") {
+        return seed..seed.saturating_add(1);
+    }
+    let count =
+        read("TRELLIS_SHUFFLE_SEEDS", "a number of seeds to run").unwrap_or(DEFAULT_SHUFFLE_SEEDS);
+    assert!(
+        count > 0,
+        "TRELLIS_SHUFFLE_SEEDS=0 would run the test under no seed at all; give 1 or more"
+    );
+    0..count
+}
+
+/// `#[trellis::test(shuffle)]`: runs `body` on a fresh runtime from `builder` once per
+/// seed (`Builder::shuffle_seed`) and stops at the first failure (a panic or an `Err`),
+/// saying on stderr which seed reproduces it and how to run only that one.
+pub fn block_on_shuffled<T: TestOutcome, F: Future<Output = T>>(
+    builder: Builder,
+    mut body: impl FnMut() -> F,
+) -> T {
+    let seeds = shuffle_seeds();
+    let count = seeds.end - seeds.start;
+    let report = |seed: u64| {
+        eprintln!(
+            "trellis: the test failed under shuffle seed {seed} ({} of {count} seeds run); \
+             replay it alone with TRELLIS_SHUFFLE_SEED={seed}",
+            seed - seeds.start + 1,
+        );
+    };
+    let mut last = None;
+    for seed in seeds.clone() {
+        let run = builder.clone().shuffle_seed(seed);
+        let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run(body()))) {
+            Ok(out) => out,
+            Err(payload) => {
+                report(seed);
+                std::panic::resume_unwind(payload);
+            }
+        };
+        if out.failed() {
+            report(seed);
+            return out;
+        }
+        last = Some(out);
+    }
+    last.expect("at least one seed runs")
+}

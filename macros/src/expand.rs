@@ -255,6 +255,25 @@ pub(crate) fn entry(func: ItemFn, kind: EntryKind, options: &EntryOptions) -> To
         ReturnType::Type(..) => None,
     };
     let test_attr = (kind == EntryKind::Test).then(|| quote!(#[::core::prelude::v1::test]));
+    if options.shuffle {
+        // The body runs once per seed, so it is made by a closure (a test takes no
+        // arguments: the closure captures nothing and can be called again).
+        let builder = match options.clock {
+            Clock::Real => quote!(new()),
+            Clock::Mock => quote!(new().mock_clock()),
+            Clock::Autojump => quote!(new().autojump()),
+        };
+        return quote! {
+            #test_attr
+            #(#attrs)*
+            #vis #sig {
+                #krate::__private::block_on_shuffled #turbofish(
+                    #krate::__private::Builder::#builder,
+                    || async move #block,
+                )
+            }
+        };
+    }
     quote! {
         #test_attr
         #(#attrs)*

@@ -249,6 +249,10 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `trellis::advance`; `#[trellis::test(autojump)]` on virtual time that jumps to the next
 /// deadline whenever every task is blocked, so a test of a one-day timeout finishes at once.
 /// `crate = path` names the `trellis` crate for re-exports.
+/// `#[trellis::test(shuffle)]` (with a clock or not) runs the test once per seed of
+/// `trellis::Builder::shuffle_seed`, seeds `0..TRELLIS_SHUFFLE_SEEDS` (default 8), stops at
+/// the first failure and prints its seed; `TRELLIS_SHUFFLE_SEED=s` runs only seed `s`
+/// (on a mock clock, the same run again).
 ///
 /// ```
 /// use std::time::Duration;

@@ -47,6 +47,8 @@ pub(crate) struct EntryOptions {
     pub(crate) clock: Clock,
     /// `crate = path`.
     pub(crate) krate: Option<Path>,
+    /// `shuffle` (tests only): run the test under many `Builder::shuffle_seed` seeds.
+    pub(crate) shuffle: bool,
 }
 
 /// Which entry-point attribute is being expanded; only used for messages.
@@ -215,6 +217,7 @@ impl EntryOptions {
         let mut options = EntryOptions {
             clock: Clock::Real,
             krate: None,
+            shuffle: false,
         };
         let mut clock_span: Option<(Span, &'static str)> = None;
         let mut seen_crate = false;
@@ -246,6 +249,17 @@ impl EntryOptions {
                         }
                     }
                 }
+                (Meta::Path(_), "shuffle") if kind == EntryKind::Test => {
+                    if options.shuffle {
+                        errors.push(path.span(), "duplicate option `shuffle`: give it once");
+                    }
+                    options.shuffle = true;
+                }
+                (Meta::Path(_), "shuffle") => errors.push(
+                    path.span(),
+                    "`shuffle` is for `#[trellis::test]` (it runs the test under many seeds); \
+                     a program sets a seed with `trellis::Builder::shuffle_seed`",
+                ),
                 (Meta::NameValue(nv), "crate") => {
                     if seen_crate {
                         errors.push(path.span(), "duplicate option `crate`: give it once");
@@ -262,10 +276,15 @@ impl EntryOptions {
                 _ => errors.push(
                     path.span(),
                     format_args!(
-                        "unknown option `{}` for `{}`; expected `mock_clock`, `autojump` \
+                        "unknown option `{}` for `{}`; expected `mock_clock`, `autojump`{} \
                          or `crate = path`",
                         path.to_token_stream().to_string().replace(' ', ""),
                         kind.attribute(),
+                        if kind == EntryKind::Test {
+                            ", `shuffle`"
+                        } else {
+                            ""
+                        },
                     ),
                 ),
             }

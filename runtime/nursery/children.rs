@@ -179,14 +179,17 @@ impl<'env, E> Shared<'env, E> {
     ) {
         let name = TaskName::Child(task.number);
         let mut outcome = outcome;
+        // Out of the slab before the drop, as the task is: a destructor that spawns a
+        // sibling reuses the slot, and the records must stay a mirror of the children
+        // (found by tests/bad_input.rs). The label still names a panic of the drop.
+        let record = self.node.records.borrow_mut().try_remove(index);
         if let Some(payload) = self.retire(task, fut) {
             if hooks::active() {
                 outcome = TaskOutcome::Panicked(panic_text(&*payload));
             }
-            // Recorded while the child's record (its label) is still there.
-            self.record_failure(name, index, Err(payload));
+            let label = record.as_ref().map(|r| r.label.clone());
+            self.record_failure_labelled(name, label, Err(payload));
         }
-        let record = self.node.records.borrow_mut().try_remove(index);
         if let (true, Some(record)) = (hooks::active(), record) {
             hooks::emit("task_exited", |i| i.task_exited(&record.info(), &outcome));
         }
@@ -199,7 +202,16 @@ impl<'env, E> Shared<'env, E> {
         slot: usize,
         outcome: Result<E, Box<dyn Any + Send>>,
     ) {
-        let label = self.label_of(slot);
+        self.record_failure_labelled(task, self.label_of(slot), outcome);
+    }
+
+    /// Records the failure of `task`, whose label is `label`.
+    fn record_failure_labelled(
+        &self,
+        task: TaskName,
+        label: Option<TaskLabel>,
+        outcome: Result<E, Box<dyn Any + Send>>,
+    ) {
         let described = task.described(label.as_ref()).to_string();
         self.node.cancel(CancelReason::Failure {
             task: described.clone(),

@@ -52,6 +52,7 @@ use crate::instrument::hooks::{self, TaskInfo, TaskOutcome};
 use crate::instrument::label::{TaskLabel, panic_text};
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
+use crate::rt::shuffle;
 use crate::scope::cancel_scope::ScopeNode;
 use crate::scope::unit::{BODY, UnitCell};
 use slab::Slab;
@@ -487,9 +488,10 @@ where
         shared.node.check_remote(cx.waker());
         shared.queue().begin_poll();
 
-        // Rounds of the units ready at the start of each round (FIFO, one lock per round),
-        // until none is ready or the budget is spent. A unit woken during a round waits for
-        // the next one, so a self-waking child gets one poll per round like everyone else.
+        // Rounds of the units ready at the start of each round (FIFO, or permuted with
+        // `Builder::shuffle_seed`; one lock per round), until none is ready or the budget is
+        // spent. A unit woken during a round waits for the next one, so a self-waking child
+        // gets one poll per round like everyone else.
         let mut budget = POLL_BUDGET;
         let mut more = true;
         while more && budget > 0 {
@@ -501,6 +503,10 @@ where
             }
             more = shared.queue().pop_batch(&mut batch, budget);
             budget = budget.saturating_sub(batch.len());
+            if batch.len() > 1 {
+                // `Builder::shuffle_seed`; without a seed this reads one thread-local.
+                shuffle::permute(&mut batch);
+            }
             for &index in &batch {
                 match index {
                     BODY => self.as_mut().poll_body(),

@@ -212,6 +212,8 @@ pub struct Builder {
     thread_limit: Option<usize>,
     instruments: Instruments,
     system_tasks: SystemTasks,
+    /// [`Builder::shuffle_seed`]: `None` runs ready units in FIFO order.
+    shuffle_seed: Option<u64>,
 }
 
 /// What makes the system tasks a [`Builder`]'s settings run beside the root.
@@ -407,6 +409,48 @@ impl Builder {
         self
     }
 
+    /// Permutes each round of ready tasks, in every nursery, with a generator seeded by
+    /// `seed`, instead of running them in the order they became ready (FIFO, the default).
+    ///
+    /// For tests: a program that relies on an order the runtime does not promise (that a
+    /// child spawned first runs first, that a woken task runs before another) fails under
+    /// some seeds. On a mock clock ([`mock_clock`](Builder::mock_clock),
+    /// [`autojump`](Builder::autojump)) a run is then a deterministic simulation: the same
+    /// seed gives the same order, so a failing seed replays its failure exactly (with I/O
+    /// or other threads the order of their events still varies).
+    /// `#[trellis::test(shuffle)]` runs a test under many seeds and prints the one that
+    /// fails. What is permuted is the order within a round; every ready task still runs
+    /// once per round, so nothing starves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    ///
+    /// let order = |seed| {
+    ///     let order = RefCell::new(Vec::new());
+    ///     trellis::Builder::new().autojump().shuffle_seed(seed).run(async {
+    ///         trellis::nursery(async |n| {
+    ///             for i in 0..8 {
+    ///                 let order = &order;
+    ///                 n.spawn(async move { order.borrow_mut().push(i) });
+    ///             }
+    ///         })
+    ///         .await
+    ///         .unwrap();
+    ///     });
+    ///     order.into_inner()
+    /// };
+    /// assert_eq!(order(7), order(7), "a seed replays its order");
+    /// let mut sorted = order(7);
+    /// sorted.sort();
+    /// assert_eq!(sorted, (0..8).collect::<Vec<_>>(), "every child ran once");
+    /// ```
+    pub fn shuffle_seed(mut self, seed: u64) -> Builder {
+        self.shuffle_seed = Some(seed);
+        self
+    }
+
     /// Runs `fut` to completion on a new runtime on this thread and returns its output.
     ///
     /// # Panics
@@ -444,6 +488,7 @@ impl Builder {
         }
         let core = self.build_core();
         let _entered = enter(core.clone());
+        let _shuffle = crate::rt::shuffle::enter(self.shuffle_seed);
         // Dropped before `_entered`: `after_run` still runs inside the runtime.
         let _instruments = hooks::install(&self.instruments.0);
         for make in &self.system_tasks.0 {

@@ -21,6 +21,7 @@ pub(crate) mod interval;
 pub(crate) mod pool;
 // The one module that may use `unsafe`: registration with `polling`.
 pub(crate) mod reactor;
+pub(crate) mod shuffle;
 pub(crate) mod sleep;
 pub(crate) mod state;
 pub(crate) mod timers;
