@@ -445,7 +445,30 @@ mod tests {
         crate::rt::state::with_core(|core| assert!(!core.reactor.has_sources()));
     }
 
+    /// A runtime that does no I/O makes no poller (no system call, and what lets it run
+    /// under Miri); its first registration makes one, which outlives the source.
     #[test]
+    fn the_poller_is_made_by_the_first_registration() {
+        crate::rt::executor::run(async {
+            crate::rt::executor::yield_now().await;
+            crate::rt::state::with_core(|core| assert!(!core.reactor.has_poller()));
+        });
+        if cfg!(miri) {
+            return; // no non-blocking sockets
+        }
+        crate::rt::executor::run(async {
+            let (a, _b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            drop(Registered::new(a).unwrap());
+            crate::rt::state::with_core(|core| {
+                assert!(core.reactor.has_poller());
+                assert!(!core.reactor.has_sources());
+            });
+        });
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn readable_after_peer_writes() {
         crate::rt::executor::run(readable_after_peer_writes_round_trip());
     }
@@ -453,6 +476,7 @@ mod tests {
     /// Every task is blocked and no timer is armed, but an I/O source is registered: on
     /// either mock clock that is not a deadlock, since the source may become ready.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn a_mock_clock_runtime_waiting_on_a_registered_source_is_not_deadlocked() {
         crate::rt::executor::Builder::new()
             .mock_clock()
@@ -463,6 +487,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn parking_a_registration_in_another_runtime_is_an_error_and_dropping_it_deregisters() {
         let (a, _b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
@@ -491,6 +516,7 @@ mod tests {
     /// itself parked: otherwise every such wake notifies the poller (an eventfd write and
     /// an extra wait that returns at once). The probe records `parked` as the wake runs.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn a_wake_from_the_reactor_finds_the_runtime_not_parked() {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -573,6 +599,7 @@ mod tests {
     /// Two tasks parked on the same direction of one source are both woken: neither
     /// replaces the other's waker. Under a watchdog: a lost waker hangs.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn two_readers_of_one_source_are_both_woken() {
         in_each_mode(|oneshot| watchdog(move || two_readers(oneshot)));
     }
@@ -607,6 +634,7 @@ mod tests {
     /// must still be woken once its side frees up later (in oneshot mode the read event
     /// disarmed both directions). Under a watchdog: a stranded writer hangs.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn a_reader_and_a_writer_parked_together_are_each_woken() {
         in_each_mode(|oneshot| watchdog(move || reader_and_writer(oneshot)));
     }
