@@ -23,21 +23,30 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
 fi
 
 # The test files that need no socket, /proc or source file (Miri isolates the program
-# from the file system and the network).
+# from the file system and the network). Not here: net, net_fds, serve, happy_eyeballs,
+# tls, signal (sockets), baseline and thread (they count /proc/self/task; park.rs and
+# from_thread.rs run to_thread under Miri instead), api_notes, architecture, examples
+# and ui (source files, rustc).
 FILES=(nursery cancel timeouts context sync channel wakers combinators errors finally
-       testing time runtime thread from_thread park macros)
+       testing time runtime from_thread park macros)
 
-# Sized for a native run; a substring of the test's name, matched by `--skip`.
+# Skipped here: a substring of the test's name, matched by `--skip`. Sized for a native
+# run (each takes minutes under Miri), or needing what isolation forbids.
 SLOW=(
     a_hundred_thousand_children_are_spawned_and_joined
+    one_wake_polls_one_child_among_a_hundred_thousand
     nothing_is_lost_when_sends_and_receives_are_cancelled_at_every_point
+    a_receive_nobody_will_ever_answer_is_reported_as_a_deadlock
     wakes_from_another_thread_during_the_nursery_poll_are_not_lost
+    timeouts_that_do_not_fire_leave_no_timers_behind
+    many_variables_keep_their_own_values
+    # runs the test binary as a child process (`current_exe`)
+    the_failures_beside_a_resumed_panic_are_written_to_stderr
 )
 
 # file::test that leak on purpose (run with -Zmiri-ignore-leaks, alone).
 LEAKY=(
     cancel::a_forgotten_shield_keeps_at_most_its_own_unit_alive
-    thread::a_leaked_call_stops_holding_autojump_back_once_it_returns
 )
 
 if [ $# -gt 0 ]; then

@@ -60,77 +60,74 @@ fn thread_work() {
     let release_at_the_end = Arc::new(Barrier::new(2));
     let started = Arc::new(AtomicUsize::new(0));
     let queued_ran = Arc::new(AtomicBool::new(false));
-    trellis::Builder::new()
-        .thread_limit(WORKERS)
-        .run(async {
-            let results = nursery(async |n| {
-                for i in 0..CALLS {
-                    n.spawn(async move { io::Result::Ok(trellis::to_thread(move || i).await) });
+    trellis::Builder::new().thread_limit(WORKERS).run(async {
+        let results = nursery(async |n| {
+            for i in 0..CALLS {
+                n.spawn(async move { io::Result::Ok(trellis::to_thread(move || i).await) });
+            }
+            io::Result::Ok(())
+        })
+        .await;
+        assert!(results.is_ok());
+        // Every worker busy, then more calls queued behind them, then the scope is
+        // cancelled: the running calls are abandoned, the queued ones never start.
+        let scope = CancelScope::new();
+        let cancel = scope.clone();
+        let outcome = scope
+            .run(nursery(async |n| {
+                for _ in 0..WORKERS {
+                    let (release, started) = (release.clone(), started.clone());
+                    n.spawn(async move {
+                        trellis::to_thread(move || {
+                            started.fetch_add(1, Ordering::SeqCst);
+                            release.wait();
+                        })
+                        .await;
+                        io::Result::Ok(())
+                    });
                 }
-                io::Result::Ok(())
-            })
-            .await;
-            assert!(results.is_ok());
-            // Every worker busy, then more calls queued behind them, then the scope is
-            // cancelled: the running calls are abandoned, the queued ones never start.
-            let scope = CancelScope::new();
-            let cancel = scope.clone();
-            let outcome = scope
-                .run(nursery(async |n| {
-                    for _ in 0..WORKERS {
-                        let (release, started) = (release.clone(), started.clone());
-                        n.spawn(async move {
-                            trellis::to_thread(move || {
-                                started.fetch_add(1, Ordering::SeqCst);
-                                release.wait();
-                            })
-                            .await;
-                            io::Result::Ok(())
-                        });
-                    }
-                    while started.load(Ordering::SeqCst) < WORKERS {
-                        trellis::yield_now().await;
-                    }
-                    for _ in 0..WORKERS {
-                        let queued_ran = queued_ran.clone();
-                        n.spawn(async move {
-                            trellis::to_thread(move || queued_ran.store(true, Ordering::SeqCst))
-                                .await;
-                            io::Result::Ok(())
-                        });
-                    }
+                while started.load(Ordering::SeqCst) < WORKERS {
                     trellis::yield_now().await;
-                    cancel.cancel();
-                    io::Result::Ok(())
-                }))
-                .await;
-            assert!(outcome.is_none(), "cancelled");
-            // The abandoned calls return, and their workers are free again.
-            release.wait();
-            // from_thread: from a worker, and from a thread the runtime does not know of.
-            let handle = RuntimeHandle::current();
-            let from_worker = trellis::to_thread({
-                let handle = handle.clone();
-                move || handle.run_sync(|| 20).unwrap()
-            })
-            .await;
-            let from_afar = std::thread::spawn(move || handle.run(|| async { 22 }).unwrap());
-            // The runtime keeps running while that thread's call waits for it.
-            let from_afar = trellis::to_thread(move || from_afar.join().unwrap()).await;
-            assert_eq!(from_worker + from_afar, 42);
-            // A call still running when the runtime ends: its worker exits after it.
-            // (Dropped once it runs: a call dropped while queued never starts.)
-            let (at_the_end, running) = (release_at_the_end.clone(), started.clone());
-            let call = common::poll_once(trellis::to_thread(move || {
-                running.fetch_add(1, Ordering::SeqCst);
-                drop(at_the_end.wait());
+                }
+                for _ in 0..WORKERS {
+                    let queued_ran = queued_ran.clone();
+                    n.spawn(async move {
+                        trellis::to_thread(move || queued_ran.store(true, Ordering::SeqCst)).await;
+                        io::Result::Ok(())
+                    });
+                }
+                trellis::yield_now().await;
+                cancel.cancel();
+                io::Result::Ok(())
             }))
             .await;
-            while started.load(Ordering::SeqCst) < WORKERS + 1 {
-                trellis::yield_now().await;
-            }
-            drop(call);
-        });
+        assert!(outcome.is_none(), "cancelled");
+        // The abandoned calls return, and their workers are free again.
+        release.wait();
+        // from_thread: from a worker, and from a thread the runtime does not know of.
+        let handle = RuntimeHandle::current();
+        let from_worker = trellis::to_thread({
+            let handle = handle.clone();
+            move || handle.run_sync(|| 20).unwrap()
+        })
+        .await;
+        let from_afar = std::thread::spawn(move || handle.run(|| async { 22 }).unwrap());
+        // The runtime keeps running while that thread's call waits for it.
+        let from_afar = trellis::to_thread(move || from_afar.join().unwrap()).await;
+        assert_eq!(from_worker + from_afar, 42);
+        // A call still running when the runtime ends: its worker exits after it.
+        // (Dropped once it runs: a call dropped while queued never starts.)
+        let (at_the_end, running) = (release_at_the_end.clone(), started.clone());
+        let call = common::poll_once(trellis::to_thread(move || {
+            running.fetch_add(1, Ordering::SeqCst);
+            at_the_end.wait();
+        }))
+        .await;
+        while started.load(Ordering::SeqCst) < WORKERS + 1 {
+            trellis::yield_now().await;
+        }
+        drop(call);
+    });
     release_at_the_end.wait();
     assert!(
         !queued_ran.load(Ordering::SeqCst),
@@ -204,7 +201,11 @@ async fn sockets(fail_instead_of_cancel: bool) {
             io::Result::Ok(())
         }))
         .await;
-    assert_eq!(transferring.get(), CLIENTS + 1, "every client was connected");
+    assert_eq!(
+        transferring.get(),
+        CLIENTS + 1,
+        "every client was connected"
+    );
     match outcome {
         None => assert!(!fail_instead_of_cancel, "cancelled"),
         Some(Err(group)) => assert!(

@@ -54,7 +54,11 @@ fn waking_thread() -> (Arc<Slot>, std::thread::JoinHandle<usize>) {
             };
             match waker {
                 Some(waker) => {
-                    let spins = if cfg!(miri) { woken % 7 } else { (woken * 7919) % 61 };
+                    let spins = if cfg!(miri) {
+                        woken % 7
+                    } else {
+                        (woken * 7919) % 61
+                    };
                     for _ in 0..spins {
                         std::hint::spin_loop();
                     }

@@ -460,8 +460,8 @@ where
             shared.drop_cancelled_children();
             self.as_mut().drop_body_if_cancelled();
         }
-        let live =
-            self.as_mut().project().body.as_pin_mut().is_some() || !shared.tasks.borrow().is_empty();
+        let live = self.as_mut().project().body.as_pin_mut().is_some()
+            || !shared.tasks.borrow().is_empty();
         if !live {
             return self.finish(&shared);
         }

@@ -384,7 +384,10 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
             event.writable = !state.writer.is_empty();
             event
         };
-        match reactor.registered_poller().modify(self.get_ref().as_fd(), interest) {
+        match reactor
+            .registered_poller()
+            .modify(self.get_ref().as_fd(), interest)
+        {
             Ok(()) => Poll::Pending,
             Err(e) => Poll::Ready(Err(e)),
         }
