@@ -11,7 +11,8 @@
 # build), then under memcheck, about 20-50x slower: the watchdog of the tests is
 # scaled with TRELLIS_HANG_SCALE (integration/tests/common/mod.rs). Logs: $LOG_DIR.
 #
-# Suppressions (scripts/valgrind.supp): none are needed today. Possibly-lost and
+# Suppressions (scripts/valgrind.supp): only ring's AES-GCM assembly, whose output memcheck
+# cannot follow (the TLS tests; the file says which frames and why). Possibly-lost and
 # still-reachable blocks are not errors (`--errors-for-leak-kinds=definite`): the test
 # harness's and std's per-process allocations (thread-locals, the panic hook, the output
 # capture) are still reachable at exit by design. The tests that leak on purpose
