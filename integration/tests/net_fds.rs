@@ -96,13 +96,21 @@ fn a_cancelled_or_failed_nursery_closes_every_socket_its_tasks_opened() {
         "the hard descriptor limit {hard} is too low for this test"
     );
     watchdog(HANG_LIMIT, || {
+        let outside = open_descriptors();
         trellis::run(async {
-            // The runtime's own descriptors (the poller) are open already.
+            // The runtime makes its poller at the first socket: make it now, so that
+            // `before` counts the runtime's own descriptors.
+            drop(TcpListener::bind("127.0.0.1:0").unwrap());
             let before = open_descriptors();
             transfer_until_stopped(false).await;
             assert_eq!(open_descriptors(), before, "after a cancellation");
             transfer_until_stopped(true).await;
             assert_eq!(open_descriptors(), before, "after a failure");
         });
+        assert_eq!(
+            open_descriptors(),
+            outside,
+            "the runtime's end closes its poller"
+        );
     });
 }

@@ -111,19 +111,31 @@ fn a_cancelled_caller_abandons_the_call_and_the_thread_still_finishes() {
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let (done_tx, done_rx) = mpsc::channel();
         let out = trellis::run(async move {
-            move_on_after(
-                Duration::from_millis(10),
-                to_thread(move || {
-                    started_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                    done_tx.send("finished").unwrap();
-                }),
-            )
-            .await
+            let scope = trellis::CancelScope::new();
+            let cancel = scope.clone();
+            scope
+                .run(nursery(async |n| {
+                    n.spawn(async move {
+                        to_thread(move || {
+                            started_tx.send(()).unwrap();
+                            release_rx.recv().unwrap();
+                            done_tx.send("finished").unwrap();
+                        })
+                        .await;
+                        Ok::<(), ()>(())
+                    });
+                    // Cancelled once the call runs (a timeout could fire while the call
+                    // is still queued on a loaded machine, and a queued call never starts).
+                    to_thread(move || started_rx.recv())
+                        .await
+                        .expect("the call started");
+                    cancel.cancel();
+                    Ok(())
+                }))
+                .await
         });
         // The runtime ended while the call was blocked: it did not wait for it.
-        assert_eq!(out, None);
-        started_rx.recv().expect("the call started");
+        assert!(out.is_none());
         assert!(done_rx.try_recv().is_err(), "the call is still blocked");
         release_tx.send(()).unwrap();
         assert_eq!(

@@ -309,8 +309,11 @@ pin_project_lite::pin_project! {
             // Before anything is dropped: the executor may be collecting a deadlock report.
             // Only a nursery with live units can be part of a deadlock (and only one with
             // live units encloses others), so a finished one skips the look-up.
-            let live = this.body.is_some() || !shared.tasks.borrow().is_empty();
-            let _report = live.then(|| shared.report_deadlock(this.body.is_some()));
+            // (`as_pin_mut`, never `&Option<B>`: a shared reference over a suspended,
+            // self-referential body invalidates its inner borrows; Miri reports it.)
+            let body_live = this.body.as_mut().as_pin_mut().is_some();
+            let live = body_live || !shared.tasks.borrow().is_empty();
+            let _report = live.then(|| shared.report_deadlock(body_live));
             shared.finished.set(true);
             retire_body(
                 this.body.as_mut(),
@@ -408,9 +411,9 @@ where
     /// Drops the body if a cancellation reaches it now: it is suspended (not woken since)
     /// and holds no shield. A body that has not run yet is marked queued, so it runs first.
     fn drop_body_if_cancelled(self: Pin<&mut Self>) {
-        let this = self.project();
+        let mut this = self.project();
         let unit = this.body_unit.as_deref();
-        if this.body.is_some()
+        if this.body.as_mut().as_pin_mut().is_some()
             && unit.is_some_and(|u| !u.is_shielded() && !u.queued.load(Ordering::Acquire))
         {
             retire_body(this.body, this.shared, unit, TaskOutcome::Cancelled);
@@ -426,7 +429,7 @@ fn retire_body<B, E>(
     unit: Option<&UnitCell>,
     mut outcome: TaskOutcome,
 ) {
-    if body.is_none() {
+    if body.as_mut().as_pin_mut().is_none() {
         return;
     }
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
@@ -468,19 +471,23 @@ where
     type Output = Result<<B::Output as BodyOutput>::Value, ErrorGroup<E>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.abandoned {
+        // Fields are read through the projection, never through `&Self` (`self.field`): a
+        // shared reference over the suspended, self-referential body invalidates the
+        // borrows it holds of itself (Miri's Stacked Borrows reports it).
+        let this = self.as_mut().project();
+        if *this.abandoned {
             return Poll::Pending;
         }
-        let shared = self.shared.clone();
+        let shared = this.shared.clone();
         let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
-        if !self.started {
-            *self.as_mut().project().started = true;
+        if !*this.started {
+            *this.started = true;
             shared.node.attach();
-            let label = self.as_mut().project().label.take();
-            start_body_record(&shared.node, label.expect("taken once, at the first poll"));
+            let label = this.label.take().expect("taken once, at the first poll");
+            start_body_record(&shared.node, label);
             // The body runs in the first round, without a trip through the queue (and its
             // lock). Marked queued until then, so a cancellation already here lets it run.
-            if let Some(unit) = &self.body_unit {
+            if let Some(unit) = this.body_unit.as_deref() {
                 unit.queued.store(true, Ordering::Release);
             }
             batch.push(BODY);
@@ -521,7 +528,8 @@ where
             shared.drop_cancelled_children();
             self.as_mut().drop_body_if_cancelled();
         }
-        let live = self.body.is_some() || !shared.tasks.borrow().is_empty();
+        let live = self.as_mut().project().body.as_pin_mut().is_some()
+            || !shared.tasks.borrow().is_empty();
         if !live {
             return self.finish(&shared);
         }

@@ -33,7 +33,7 @@ use std::panic::Location;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -456,7 +456,8 @@ impl Builder {
     /// # Panics
     ///
     /// Panics when a trellis runtime already runs on this thread (use `.await` instead),
-    /// when the operating system refuses to create a poller, and when `fut` panics. On a
+    /// and when `fut` panics. (The I/O poller is made at the first socket; a failure to
+    /// make it is that socket's error.) On a
     /// mock clock, panics when the runtime is deadlocked (see [`mock_clock`] and
     /// [`autojump`]) instead of waiting forever.
     ///
@@ -506,10 +507,8 @@ impl Builder {
 
     #[track_caller]
     fn build_core(&self) -> Rc<Core> {
-        let reactor = match Reactor::new() {
-            Ok(reactor) => reactor,
-            Err(e) => panic!("trellis: cannot create the I/O poller: {e}"),
-        };
+        // No poller yet: the reactor makes it at the first registration (`rt/reactor.rs`).
+        let reactor = Reactor::new();
         let clock = match self.clock {
             ClockChoice::Real => Clock::real(),
             ClockChoice::Mock | ClockChoice::Autojump => Clock::Mock {
@@ -517,11 +516,7 @@ impl Builder {
                 autojump: self.clock == ClockChoice::Autojump,
             },
         };
-        let root = Arc::new(RootWake {
-            woken: AtomicBool::new(true),
-            parked: AtomicBool::new(false),
-            poller: reactor.poller().clone(),
-        });
+        let root = Arc::new(RootWake::new(&reactor));
         let pool = Pool::new(self.thread_limit.unwrap_or_else(pool::default_limit));
         Rc::new(Core::new(clock, reactor, root, pool))
     }

@@ -32,7 +32,7 @@
 //! 3. A wake is never lost: a sender raises `pending` (SeqCst) and then reads `parked`;
 //!    the executor announces `parked` and then re-reads `pending` before blocking
 //!    (`rt/executor.rs`), so either it sees the flag or the sender calls
-//!    `Poller::notify`. The executor lowers `pending` before it drains the queue and
+//!    `Poller::notify` (`Thread::unpark` while the runtime has no poller). The executor lowers `pending` before it drains the queue and
 //!    polls the flags, so work that arrives meanwhile raises it again.
 //!
 //! # Autojump
@@ -140,14 +140,11 @@ impl Mailbox {
     }
 }
 
-/// Wakes a parked executor (invariant 3). From the runtime's own thread `parked` is never
-/// set, so no system call is made.
+/// Wakes a parked executor (invariant 3): `Poller::notify`, or `Thread::unpark` while the
+/// runtime has no poller (`RootWake::unpark`). From the runtime's own thread `parked` is
+/// never set, so no system call is made.
 fn unpark(root: &RootWake) {
-    if root.parked.load(Ordering::SeqCst) {
-        // A failed notify leaves the runtime to wake at its next deadline; there is no
-        // caller to report it to (as `RootWake`).
-        let _ = root.poller.notify();
-    }
+    root.unpark();
 }
 
 /// The waker of one system task.

@@ -33,11 +33,17 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// The default bound on worker threads: the number of CPUs, at least 8, so that a few
 /// calls that block for long do not starve the others on a small machine.
+///
+/// Read once per process: `available_parallelism` reads the cgroup's files (21 system
+/// calls on Linux), which were most of the cost of starting a runtime.
 pub(crate) fn default_limit() -> usize {
-    std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(8)
-        .max(8)
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(8)
+            .max(8)
+    })
 }
 
 struct State {
@@ -142,8 +148,13 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.available.notify_all();
+        let mut state = self.shared.lock();
+        state.closed = true;
+        // Only idle workers wait on the condition variable (a busy one sees `closed` when
+        // its call returns); std's `notify_all` makes a system call even with no waiter.
+        if state.idle > 0 {
+            self.shared.available.notify_all();
+        }
     }
 }
 

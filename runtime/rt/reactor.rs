@@ -2,8 +2,14 @@
 //!
 //! # State
 //!
-//! - One [`polling::Poller`] per runtime, shared (through an `Arc`) with the root waker so
-//!   that a wake from another thread can interrupt a blocked `wait` with `notify`.
+//! - At most one [`polling::Poller`] per runtime, made when the first source is
+//!   registered (a runtime that does no I/O never makes one: no epoll, eventfd or timerfd,
+//!   which is also what lets the runtime run under Miri). It sits in a [`SharedPoller`]
+//!   shared with the root waker, so that a wake from another thread can interrupt a
+//!   blocked `wait` with `notify`. Until it exists, waiting parks the thread
+//!   (`std::thread::park_timeout`) and a wake from another thread unparks it
+//!   (`rt/state.rs`'s `RootWake`). Only the runtime's thread makes the poller, and never
+//!   while parked, so the way the thread waits cannot change under a waker's feet.
 //! - `sources`: a slab of registered I/O sources. Each slot holds the wakers waiting for
 //!   readability and writability. The slab key is the `polling` key.
 //! - Invariant: a source is `delete`d from the poller before its file descriptor closes.
@@ -37,6 +43,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -84,11 +91,18 @@ struct SourceState {
     writer: Parked,
 }
 
+/// A runtime's poller, once it has one: made by the reactor at the first registration,
+/// read by the root waker (on any thread) to `notify` it.
+pub(crate) type SharedPoller = Arc<OnceLock<Poller>>;
+
 /// The runtime's connection to the operating system's readiness notifications.
 #[derive(Debug)]
 pub(crate) struct Reactor {
-    poller: std::sync::Arc<Poller>,
-    /// Edge-triggered registrations (where the poller has them), else oneshot.
+    /// Empty until the first source is registered.
+    poller: SharedPoller,
+    /// Edge-triggered registrations (where the poller has them), else oneshot. Settled
+    /// when the poller is made (before that, only `TRELLIS_REACTOR_ONESHOT` or a test's
+    /// `use_oneshot` may have lowered it).
     edge: std::cell::Cell<bool>,
     events: RefCell<Events>,
     /// The wakers one `wait` collects, kept to reuse the allocation.
@@ -98,21 +112,49 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new() -> io::Result<Reactor> {
-        let poller = Poller::new()?;
-        let edge = poller.supports_edge() && !force_oneshot();
-        Ok(Reactor {
-            poller: std::sync::Arc::new(poller),
-            edge: std::cell::Cell::new(edge),
+    /// A reactor without a poller yet: no system call (but one environment read).
+    pub(crate) fn new() -> Reactor {
+        Reactor {
+            poller: Arc::new(OnceLock::new()),
+            edge: std::cell::Cell::new(!force_oneshot()),
             events: RefCell::new(Events::new()),
             woken: RefCell::new(Vec::new()),
             sources: RefCell::new(Slab::default()),
-        })
+        }
     }
 
-    /// The poller, for wakers that must interrupt a blocked wait from another thread.
-    pub(crate) fn poller(&self) -> &std::sync::Arc<Poller> {
+    /// Where the poller will be, for the root waker, which must interrupt a blocked wait
+    /// from another thread.
+    pub(crate) fn shared_poller(&self) -> &SharedPoller {
         &self.poller
+    }
+
+    /// The poller, made now if this is the first time one is needed (on the runtime's
+    /// thread, which is not parked: it is registering a source).
+    fn poller(&self) -> io::Result<&Poller> {
+        if let Some(poller) = self.poller.get() {
+            return Ok(poller);
+        }
+        let poller = Poller::new().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "trellis: cannot create the I/O poller for the first socket of this \
+                     runtime ({e}); the process may be out of file descriptors"
+                ),
+            )
+        })?;
+        if !poller.supports_edge() {
+            self.edge.set(false);
+        }
+        // Only this thread sets the cell, so it is still empty.
+        Ok(self.poller.get_or_init(|| poller))
+    }
+
+    /// Whether the poller exists (a source was registered at some point).
+    #[cfg(test)]
+    pub(crate) fn has_poller(&self) -> bool {
+        self.poller.get().is_some()
     }
 
     /// Whether any I/O source is registered (when none is, the executor never needs to poll
@@ -132,29 +174,47 @@ impl Reactor {
     /// The first half of [`wait`](Self::wait): blocks in the poller and keeps the events,
     /// waking nobody. The executor's park announces it is parked only around this half, so
     /// that the wakes of `wake_ready` (on the runtime's own thread) never notify it.
+    ///
+    /// Without a poller there are no sources and so no events: the thread parks until the
+    /// timeout or an `unpark` from another thread's wake (`rt/state.rs`). Either may return
+    /// spuriously (a stale unpark token), which the executor's loop allows.
     pub(crate) fn wait_for_events(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let mut events = self.events.borrow_mut();
-        // `wait` appends to the list; stale events from the last round would be replayed.
-        events.clear();
         let instrumented = hooks::active();
         if instrumented {
             hooks::emit("before_io_wait", |i| i.before_io_wait(timeout));
         }
-        let waited = match self.poller.wait(&mut events, timeout) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(e) => Err(e),
-        };
+        let waited = self.wait_in_poller(timeout);
         if instrumented {
-            let n = events.len();
+            let n = self.events.borrow().len();
             hooks::emit("after_io_wait", |i| i.after_io_wait(n));
         }
         waited
     }
 
+    fn wait_in_poller(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let Some(poller) = self.poller.get() else {
+            match timeout {
+                Some(timeout) => std::thread::park_timeout(timeout),
+                None => std::thread::park(),
+            }
+            return Ok(());
+        };
+        let mut events = self.events.borrow_mut();
+        // `wait` appends to the list; stale events from the last round would be replayed.
+        events.clear();
+        match poller.wait(&mut events, timeout) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The second half of [`wait`](Self::wait): wakes the tasks parked on the directions
     /// the kept events report ready.
     pub(crate) fn wake_ready(&self) {
+        if self.poller.get().is_none() {
+            return;
+        }
         let events = self.events.borrow();
         let mut woken = std::mem::take(&mut *self.woken.borrow_mut());
         {
@@ -187,6 +247,13 @@ impl Reactor {
             "switch modes before registering anything"
         );
         self.edge.set(false);
+    }
+
+    /// The poller, for a source already registered (which made it).
+    fn registered_poller(&self) -> &Poller {
+        self.poller
+            .get()
+            .expect("a registered source made the poller, which lives as long as the runtime")
     }
 
     fn insert_source(&self) -> usize {
@@ -233,6 +300,7 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
             ));
         };
         let reactor = &core.reactor;
+        let poller = reactor.poller()?;
         let key = reactor.insert_source();
         let (interest, mode) = if reactor.edge.get() {
             (Event::all(key), PollMode::Edge)
@@ -249,11 +317,7 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
         // below nothing was added. (A hand-written `From<X> for OwnedFd` that duplicates a
         // descriptor `X` merely borrows would defeat the bound; `Registered` is
         // crate-private and is only instantiated with std's owning types.)
-        let added = unsafe {
-            reactor
-                .poller
-                .add_with_mode(io.as_fd().as_raw_fd(), interest, mode)
-        };
+        let added = unsafe { poller.add_with_mode(io.as_fd().as_raw_fd(), interest, mode) };
         if let Err(e) = added {
             reactor.remove_source(key);
             return Err(e);
@@ -338,7 +402,10 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
             event.writable = !state.writer.is_empty();
             event
         };
-        match reactor.poller.modify(self.get_ref().as_fd(), interest) {
+        match reactor
+            .registered_poller()
+            .modify(self.get_ref().as_fd(), interest)
+        {
             Ok(()) => Poll::Pending,
             Err(e) => Poll::Ready(Err(e)),
         }
@@ -348,7 +415,7 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
         if let Some(io) = &self.io {
             // A failure here means the descriptor is already gone from the poller; there is
             // nothing more to undo.
-            let _ = self.core.reactor.poller.delete(io.as_fd());
+            let _ = self.core.reactor.registered_poller().delete(io.as_fd());
             self.core.reactor.remove_source(self.key);
         }
     }
@@ -399,7 +466,30 @@ mod tests {
         crate::rt::state::with_core(|core| assert!(!core.reactor.has_sources()));
     }
 
+    /// A runtime that does no I/O makes no poller (no system call, and what lets it run
+    /// under Miri); its first registration makes one, which outlives the source.
     #[test]
+    fn the_poller_is_made_by_the_first_registration() {
+        crate::rt::executor::run(async {
+            crate::rt::executor::yield_now().await;
+            crate::rt::state::with_core(|core| assert!(!core.reactor.has_poller()));
+        });
+        if cfg!(miri) {
+            return; // no non-blocking sockets
+        }
+        crate::rt::executor::run(async {
+            let (a, _b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            drop(Registered::new(a).unwrap());
+            crate::rt::state::with_core(|core| {
+                assert!(core.reactor.has_poller());
+                assert!(!core.reactor.has_sources());
+            });
+        });
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn readable_after_peer_writes() {
         crate::rt::executor::run(readable_after_peer_writes_round_trip());
     }
@@ -407,6 +497,7 @@ mod tests {
     /// Every task is blocked and no timer is armed, but an I/O source is registered: on
     /// either mock clock that is not a deadlock, since the source may become ready.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn a_mock_clock_runtime_waiting_on_a_registered_source_is_not_deadlocked() {
         crate::rt::executor::Builder::new()
             .mock_clock()
@@ -417,6 +508,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn parking_a_registration_in_another_runtime_is_an_error_and_dropping_it_deregisters() {
         let (a, _b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
@@ -445,6 +537,7 @@ mod tests {
     /// itself parked: otherwise every such wake notifies the poller (an eventfd write and
     /// an extra wait that returns at once). The probe records `parked` as the wake runs.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn a_wake_from_the_reactor_finds_the_runtime_not_parked() {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -527,6 +620,7 @@ mod tests {
     /// Two tasks parked on the same direction of one source are both woken: neither
     /// replaces the other's waker. Under a watchdog: a lost waker hangs.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn two_readers_of_one_source_are_both_woken() {
         in_each_mode(|oneshot| watchdog(move || two_readers(oneshot)));
     }
@@ -561,6 +655,7 @@ mod tests {
     /// must still be woken once its side frees up later (in oneshot mode the read event
     /// disarmed both directions). Under a watchdog: a stranded writer hangs.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make a socket non-blocking (no FIONBIO)")]
     fn a_reader_and_a_writer_parked_together_are_each_woken() {
         in_each_mode(|oneshot| watchdog(move || reader_and_writer(oneshot)));
     }

@@ -7,8 +7,10 @@
 //!   on the same thread finds it set ([`is_entered`]) and panics.
 //! - [`RootWake`]: the root future's waker. `woken` says the root must be polled again;
 //!   `parked` says the executor is (about to be) blocked in the reactor, so a waker on
-//!   another thread must `notify` the poller. Wakes from the runtime's own thread never
-//!   find `parked` set and so never make a system call.
+//!   another thread must interrupt it: `notify` the poller if the runtime has one
+//!   (`rt/reactor.rs` makes it at the first registration), else `unpark` the runtime's
+//!   thread, which then waits in `std::thread::park_timeout`. Wakes from the runtime's
+//!   own thread never find `parked` set and so never make a system call.
 //! - [`RuntimeId`]: every [`Core`] gets a process-unique id. What belongs to one runtime
 //!   (a timer key, an I/O registration, a scope's deadline) carries the id and compares
 //!   it with the current runtime's before touching any state, so that a value moved into
@@ -29,7 +31,7 @@ use crate::rt::clock::Clock;
 use crate::rt::idle::IdleWaiters;
 use crate::rt::inbox::Inbox;
 use crate::rt::pool::Pool;
-use crate::rt::reactor::Reactor;
+use crate::rt::reactor::{Reactor, SharedPoller};
 use crate::rt::timers::TimerQueue;
 
 thread_local! {
@@ -110,7 +112,48 @@ impl Core {
 pub(crate) struct RootWake {
     pub(crate) woken: AtomicBool,
     pub(crate) parked: AtomicBool,
-    pub(crate) poller: Arc<polling::Poller>,
+    /// The runtime's poller once it has one (`rt/reactor.rs`).
+    poller: SharedPoller,
+    /// The runtime's thread, unparked by a wake from another thread while the runtime
+    /// has no poller.
+    thread: std::thread::Thread,
+}
+
+impl RootWake {
+    /// The waker of a root that must be polled first, for a runtime running on this
+    /// thread whose reactor is `reactor`.
+    pub(crate) fn new(reactor: &Reactor) -> RootWake {
+        RootWake {
+            woken: AtomicBool::new(true),
+            parked: AtomicBool::new(false),
+            poller: reactor.shared_poller().clone(),
+            thread: std::thread::current(),
+        }
+    }
+
+    /// Interrupts the executor if it is parked; call after raising the flag that says
+    /// what to do (`woken`, the inbox's `pending`).
+    ///
+    /// Never loses a wake: the executor stores `parked` and then re-reads the flags before
+    /// it blocks, this reads `parked` after the flag was raised (both `SeqCst`), so either
+    /// the executor sees the flag or this sees `parked`. And never calls into the system
+    /// from the runtime's own thread, which is never parked while it runs code that could
+    /// wake (`parked` is cleared before the reactor's wakes run, `rt/executor.rs`'s
+    /// `park`). The way the executor blocks cannot change while it is parked: only its own
+    /// thread makes the poller, while running; so a `parked` seen here pairs with the
+    /// poller seen here (a stale `parked`, from a park that has ended, costs one spurious
+    /// wake-up of a later park, and its flag was seen by the executor's loop).
+    pub(crate) fn unpark(&self) {
+        if !self.parked.load(Ordering::SeqCst) {
+            return;
+        }
+        match self.poller.get() {
+            // A failed notify leaves the runtime to wake at its next deadline; there is
+            // no caller to report it to.
+            Some(poller) => drop(poller.notify()),
+            None => self.thread.unpark(),
+        }
+    }
 }
 
 impl Wake for RootWake {
@@ -120,13 +163,7 @@ impl Wake for RootWake {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) {
-            // Only reachable from another thread: the runtime's own thread is never
-            // parked while it runs code that could wake (`parked` is cleared before the
-            // reactor's wakes run, `rt/executor.rs`'s `park`). A failed notify leaves the
-            // runtime to wake at its next deadline; there is no caller to report it to.
-            let _ = self.poller.notify();
-        }
+        self.unpark();
     }
 }
 

@@ -712,7 +712,7 @@ impl<F: Future> Future for ScopeRun<F> {
         if !*this.started {
             this.start();
         }
-        if this.body.is_none() {
+        if this.body.as_mut().as_pin_mut().is_none() {
             // Dropped by an enclosing cancellation; that scope's owner drops us.
             return Poll::Pending;
         }

@@ -149,6 +149,7 @@ pub fn watchdog<T: Send + 'static>(
     limit: std::time::Duration,
     test: impl FnOnce() -> T + Send + 'static,
 ) -> T {
+    let limit = limit * hang_scale();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
@@ -166,6 +167,19 @@ pub fn watchdog<T: Send + 'static>(
             panic!("watchdog: the test did not finish within {limit:?}; it hangs")
         }
     }
+}
+
+/// How much slower than native the tests run: under Miri (about 100×) or valgrind and
+/// the sanitizers (`TRELLIS_HANG_SCALE`, set by `scripts/*.sh`), the watchdog waits
+/// that much longer before calling a slow test a hang.
+pub fn hang_scale() -> u32 {
+    if cfg!(miri) {
+        return 100;
+    }
+    std::env::var("TRELLIS_HANG_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
 /// The watchdog's default limit: generous for a loaded 2-core CI machine, far below CI's.
