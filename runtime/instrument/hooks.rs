@@ -336,6 +336,17 @@ impl fmt::Display for TaskOutcome {
     }
 }
 
+/// How a task ended, as the nursery notes it on its hot path (no allocation); made a
+/// [`TaskOutcome`] only for an instrument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    Returned,
+    Failed,
+    /// The message is the last panic the nursery recorded.
+    Panicked,
+    Cancelled,
+}
+
 /// Identifies an instrument added with [`add`], to [`remove`] it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct InstrumentKey(u64);
@@ -353,9 +364,13 @@ pub(crate) enum Wait {
     Yielded,
 }
 
+/// The registered instruments, in registration order.
+type Instruments = Rc<[(InstrumentKey, Rc<dyn Instrument>)]>;
+
 thread_local! {
-    static INSTRUMENTS: RefCell<Vec<(InstrumentKey, Rc<dyn Instrument>)>> =
-        const { RefCell::new(Vec::new()) };
+    /// Shared with every `emit` under way, so that an event copies one `Rc`, and a hook
+    /// that adds or removes an instrument replaces the list rather than changing it.
+    static INSTRUMENTS: RefCell<Option<Instruments>> = const { RefCell::new(None) };
     static ACTIVE: Cell<bool> = const { Cell::new(false) };
     /// A runtime's `run` is under way on this thread (between `install` and its guard).
     static RUNNING: Cell<bool> = const { Cell::new(false) };
@@ -421,7 +436,12 @@ pub(crate) fn add_rc(instrument: Rc<dyn Instrument>) -> InstrumentKey {
         next.set(key);
         InstrumentKey(key)
     });
-    INSTRUMENTS.with(|list| list.borrow_mut().push((key, instrument)));
+    INSTRUMENTS.with(|list| {
+        let mut list = list.borrow_mut();
+        let mut new: Vec<_> = list.as_deref().unwrap_or_default().to_vec();
+        new.push((key, instrument));
+        *list = Some(new.into());
+    });
     ACTIVE.with(|active| active.set(true));
     key
 }
@@ -446,25 +466,27 @@ pub(crate) fn add_rc(instrument: Rc<dyn Instrument>) -> InstrumentKey {
 pub fn remove(key: InstrumentKey) -> bool {
     INSTRUMENTS.with(|list| {
         let mut list = list.borrow_mut();
-        let before = list.len();
-        list.retain(|(k, _)| *k != key);
-        ACTIVE.with(|active| active.set(!list.is_empty()));
-        list.len() != before
+        let old = list.as_deref().unwrap_or_default();
+        let new: Vec<_> = old.iter().filter(|(k, _)| *k != key).cloned().collect();
+        let removed = new.len() != old.len();
+        ACTIVE.with(|active| active.set(!new.is_empty()));
+        *list = (!new.is_empty()).then(|| new.into());
+        removed
     })
 }
 
 /// Calls `hook` on every instrument; removes (and reports) one that panics. The list is
-/// copied first, so a hook may add or remove instruments (seen from the next event).
+/// shared, not borrowed, while the hooks run, so a hook may add or remove instruments
+/// (seen from the next event).
 #[cold]
 #[inline(never)]
 pub(crate) fn emit(hook: &'static str, call: impl Fn(&dyn Instrument)) {
-    let list: Vec<(InstrumentKey, Rc<dyn Instrument>)> =
-        match INSTRUMENTS.try_with(|list| list.borrow().clone()) {
-            Ok(list) => list,
-            Err(_) => return, // thread teardown
-        };
-    for (key, instrument) in list {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| call(&*instrument))) {
+    let Ok(Some(list)) = INSTRUMENTS.try_with(|list| list.borrow().clone()) else {
+        return; // none, or thread teardown
+    };
+    for (key, instrument) in list.iter() {
+        let key = *key;
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| call(&**instrument))) {
             remove(key);
             eprintln!(
                 "trellis: an instrument panicked in `{hook}` and was removed (the program \
@@ -498,7 +520,7 @@ impl Drop for Installed {
         if active() {
             emit("after_run", |i| i.after_run());
         }
-        let _ = INSTRUMENTS.try_with(|list| list.borrow_mut().clear());
+        let _ = INSTRUMENTS.try_with(|list| list.borrow_mut().take());
         let _ = ACTIVE.try_with(|active| active.set(false));
         let _ = RUNNING.try_with(|running| running.set(false));
     }

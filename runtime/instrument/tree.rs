@@ -18,7 +18,6 @@ use crate::instrument::reason::CancelReason;
 #[derive(Debug, Clone)]
 pub(crate) struct TaskRecord {
     pub(crate) id: TaskId,
-    pub(crate) parent: TaskId,
     pub(crate) name: TaskName,
     pub(crate) label: TaskLabel,
     /// The scheduler tick's reading when it was spawned.
@@ -29,11 +28,11 @@ pub(crate) struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// What an instrument is told about the task.
-    pub(crate) fn info(&self) -> TaskInfo {
+    /// What an instrument is told about the task, whose nursery runs in task `parent`.
+    pub(crate) fn info(&self, parent: TaskId) -> TaskInfo {
         TaskInfo {
             id: self.id,
-            parent: self.parent,
+            parent,
             name: self.name,
             label: self.label.clone(),
         }

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::context::values as context;
-use crate::instrument::hooks::{self, TaskId, TaskInfo, TaskOutcome};
+use crate::instrument::hooks::{self, Exit, TaskId, TaskInfo, TaskOutcome};
 use crate::instrument::label::{TaskLabel, panic_text};
 use crate::instrument::tree::TaskRecord;
 use crate::nursery::error::{Failure, TaskName};
@@ -175,23 +175,23 @@ impl<'env, E> Shared<'env, E> {
         index: usize,
         task: Task<'env, E>,
         fut: Option<ChildFuture<'env, E>>,
-        outcome: TaskOutcome,
+        exit: Exit,
     ) {
         let name = TaskName::Child(task.number);
-        let mut outcome = outcome;
+        let mut exit = exit;
         // Out of the slab before the drop, as the task is: a destructor that spawns a
         // sibling reuses the slot, and the records must stay a mirror of the children
         // (found by tests/bad_input.rs). The label still names a panic of the drop.
         let record = self.node.records.borrow_mut().try_remove(index);
         if let Some(payload) = self.retire(task, fut) {
-            if hooks::active() {
-                outcome = TaskOutcome::Panicked(panic_text(&*payload));
-            }
+            exit = Exit::Panicked;
             let label = record.as_ref().map(|r| r.label.clone());
             self.record_failure_labelled(name, label, Err(payload));
         }
         if let (true, Some(record)) = (hooks::active(), record) {
-            hooks::emit("task_exited", |i| i.task_exited(&record.info(), &outcome));
+            let info = record.info(self.node.task());
+            let outcome = self.outcome(exit);
+            hooks::emit("task_exited", |i| i.task_exited(&info, &outcome));
         }
     }
 
@@ -222,6 +222,23 @@ impl<'env, E> Shared<'env, E> {
                 .borrow_mut()
                 .push(Failure::new(task, label, error)),
             Err(payload) => self.panics.borrow_mut().push((described, payload)),
+        }
+    }
+
+    /// What an instrument is told of an exit: a panic's message is the last one recorded.
+    #[cold]
+    pub(super) fn outcome(&self, exit: Exit) -> TaskOutcome {
+        match exit {
+            Exit::Returned => TaskOutcome::Returned,
+            Exit::Failed => TaskOutcome::Failed,
+            Exit::Cancelled => TaskOutcome::Cancelled,
+            Exit::Panicked => TaskOutcome::Panicked(
+                self.panics
+                    .borrow()
+                    .last()
+                    .map(|(_, payload)| panic_text(&**payload))
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -327,16 +344,10 @@ impl<'env, E> Shared<'env, E> {
                 task.fut = Some(fut);
                 return;
             }
-            Ok(Poll::Pending) => (None, TaskOutcome::Cancelled),
-            Ok(Poll::Ready(Ok(()))) => (None, TaskOutcome::Returned),
-            Ok(Poll::Ready(Err(error))) => (Some(Ok(error)), TaskOutcome::Failed),
-            Err(payload) => {
-                let text = hooks::active().then(|| panic_text(&*payload));
-                (
-                    Some(Err(payload)),
-                    TaskOutcome::Panicked(text.unwrap_or_default()),
-                )
-            }
+            Ok(Poll::Pending) => (None, Exit::Cancelled),
+            Ok(Poll::Ready(Ok(()))) => (None, Exit::Returned),
+            Ok(Poll::Ready(Err(error))) => (Some(Ok(error)), Exit::Failed),
+            Err(payload) => (Some(Err(payload)), Exit::Panicked),
         };
         let task = tasks.remove(index);
         drop(tasks);
@@ -352,7 +363,7 @@ impl<'env, E> Shared<'env, E> {
     /// The instruments' hooks before a child's poll; the child's info, for the hook after.
     #[cold]
     fn before_poll(&self, index: usize) -> Option<TaskInfo> {
-        before_poll_hooks(self.node.records.borrow().get(index))
+        before_poll_hooks(&self.node, self.node.records.borrow().get(index))
     }
 
     /// Counts a child's poll and keeps what it parked on; the instruments' hook after it.
@@ -380,7 +391,7 @@ impl<'env, E> Shared<'env, E> {
                 .collect()
         };
         for (index, task) in doomed {
-            self.retire_recording(index, task, None, TaskOutcome::Cancelled);
+            self.retire_recording(index, task, None, Exit::Cancelled);
         }
     }
 
@@ -409,17 +420,14 @@ impl<'env, E> Shared<'env, E> {
     /// `insert` drops it at once).
     pub(super) fn drop_all_children(&self) {
         debug_assert!(self.finished.get());
-        loop {
+        while !self.tasks.borrow().is_empty() {
             let all: Vec<(usize, Task<'env, E>)> = {
                 let mut tasks = self.tasks.borrow_mut();
                 let keys: Vec<usize> = tasks.iter().map(|(k, _)| k).collect();
                 keys.into_iter().map(|k| (k, tasks.remove(k))).collect()
             };
-            if all.is_empty() {
-                return;
-            }
             for (index, task) in all {
-                self.retire_recording(index, task, None, TaskOutcome::Cancelled);
+                self.retire_recording(index, task, None, Exit::Cancelled);
             }
         }
     }
@@ -440,7 +448,6 @@ impl<'env, E> Shared<'env, E> {
 pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> TaskRecord {
     let record = TaskRecord {
         id: TaskId::next(),
-        parent: node.task(),
         name,
         label,
         spawned: crate::rt::clock::recent(),
@@ -448,7 +455,8 @@ pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> 
         wait: hooks::Wait::Other,
     };
     if hooks::active() {
-        hooks::emit("task_spawned", |i| i.task_spawned(&record.info()));
+        let info = record.info(node.task());
+        hooks::emit("task_spawned", |i| i.task_spawned(&info));
     }
     record
 }
@@ -456,8 +464,8 @@ pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> 
 /// The instruments' hooks before a task's poll (only called while some are registered);
 /// the task's info, for the hook after.
 #[cold]
-pub(super) fn before_poll_hooks(record: Option<&TaskRecord>) -> Option<TaskInfo> {
-    let info = record?.info();
+pub(super) fn before_poll_hooks(node: &ScopeNode, record: Option<&TaskRecord>) -> Option<TaskInfo> {
+    let info = record?.info(node.task());
     hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
     hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
     Some(info)
@@ -488,7 +496,9 @@ pub(super) fn drop_catching<T>(value: T) -> Option<Box<dyn Any + Send>> {
 pub(super) type Polled<T> = Result<Poll<T>, Box<dyn Any + Send>>;
 
 /// Polls one unit at `node`, with the unit as the current position, catching a panic;
-/// also returns what the unit parked on (for the task tree). The unit's cell is moved into
+/// also returns what the unit parked on (for the task tree: the nursery forgets what was
+/// recorded before its own poll, and each unit's poll takes its record, so the next unit
+/// starts clean). The unit's cell is moved into
 /// the position and handed back, so a poll changes no reference count.
 #[inline]
 pub(super) fn poll_unit<F: Future + ?Sized>(
@@ -497,8 +507,6 @@ pub(super) fn poll_unit<F: Future + ?Sized>(
     waker: &Waker,
     fut: Pin<&mut F>,
 ) -> (Polled<F::Output>, Arc<UnitCell>, hooks::Wait) {
-    // Forget what code polled before this unit parked on (the root future, a scope body).
-    let _ = hooks::take_wait();
     let position = enter(Position {
         node: node.clone(),
         unit: Some(unit),

@@ -48,8 +48,8 @@ use std::task::{Context, Poll, Waker};
 use super::children::{Shared, before_poll_hooks, new_record, note_poll, poll_unit};
 use super::handle::Nursery;
 use super::pool::Parts;
-use crate::instrument::hooks::{self, TaskInfo, TaskOutcome};
-use crate::instrument::label::{TaskLabel, panic_text};
+use crate::instrument::hooks::{self, Exit, TaskInfo};
+use crate::instrument::label::TaskLabel;
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
 use crate::rt::shuffle;
@@ -319,7 +319,7 @@ pin_project_lite::pin_project! {
                 this.body.as_mut(),
                 shared,
                 this.body_unit.as_deref(),
-                TaskOutcome::Cancelled,
+                Exit::Cancelled,
             );
             shared.drop_all_children();
             shared.node.detach();
@@ -386,21 +386,15 @@ where
             Ok(Poll::Pending) if !shared.is_cancelled() || unit.is_shielded() => {
                 return;
             }
-            Ok(Poll::Pending) => (None, TaskOutcome::Cancelled),
+            Ok(Poll::Pending) => (None, Exit::Cancelled),
             Ok(Poll::Ready(out)) => match out.into_result() {
                 Ok(v) => {
                     *this.value = Some(v);
-                    (None, TaskOutcome::Returned)
+                    (None, Exit::Returned)
                 }
-                Err(e) => (Some(Ok(e)), TaskOutcome::Failed),
+                Err(e) => (Some(Ok(e)), Exit::Failed),
             },
-            Err(payload) => {
-                let text = hooks::active().then(|| panic_text(&*payload));
-                (
-                    Some(Err(payload)),
-                    TaskOutcome::Panicked(text.unwrap_or_default()),
-                )
-            }
+            Err(payload) => (Some(Err(payload)), Exit::Panicked),
         };
         if let Some(outcome) = failure {
             shared.record_failure(TaskName::Body, BODY, outcome);
@@ -416,7 +410,7 @@ where
         if this.body.as_mut().as_pin_mut().is_some()
             && unit.is_some_and(|u| !u.is_shielded() && !u.queued.load(Ordering::Acquire))
         {
-            retire_body(this.body, this.shared, unit, TaskOutcome::Cancelled);
+            retire_body(this.body, this.shared, unit, Exit::Cancelled);
         }
     }
 }
@@ -427,15 +421,13 @@ fn retire_body<B, E>(
     mut body: Pin<&mut Option<B>>,
     shared: &Shared<'_, E>,
     unit: Option<&UnitCell>,
-    mut outcome: TaskOutcome,
+    mut exit: Exit,
 ) {
     if body.as_mut().as_pin_mut().is_none() {
         return;
     }
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
-        if hooks::active() {
-            outcome = TaskOutcome::Panicked(panic_text(&*payload));
-        }
+        exit = Exit::Panicked;
         shared.record_failure(TaskName::Body, BODY, Err(payload));
     }
     if let Some(unit) = unit {
@@ -443,7 +435,9 @@ fn retire_body<B, E>(
     }
     let record = shared.node.body_record.borrow_mut().take();
     if let (true, Some(record)) = (hooks::active(), record) {
-        hooks::emit("task_exited", |i| i.task_exited(&record.info(), &outcome));
+        let info = record.info(shared.node.task());
+        let outcome = shared.outcome(exit);
+        hooks::emit("task_exited", |i| i.task_exited(&info, &outcome));
     }
 }
 
@@ -457,7 +451,7 @@ fn start_body_record(node: &ScopeNode, label: TaskLabel) {
 
 #[cold]
 fn before_body_poll(node: &ScopeNode) -> Option<TaskInfo> {
-    before_poll_hooks(node.body_record.borrow().as_ref())
+    before_poll_hooks(node, node.body_record.borrow().as_ref())
 }
 
 fn after_body_poll(node: &ScopeNode, wait: hooks::Wait, info: Option<TaskInfo>) {
@@ -480,6 +474,9 @@ where
         }
         let shared = this.shared.clone();
         let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
+        // What the code polling this nursery parked on is not its units' (each unit's poll
+        // takes what it parked on, so the next one starts clean).
+        let _ = hooks::take_wait();
         if !*this.started {
             *this.started = true;
             shared.node.attach();

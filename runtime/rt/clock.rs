@@ -23,6 +23,17 @@ use std::time::{Duration, Instant};
 
 use crate::rt::state::{try_with_core, with_core};
 
+thread_local! {
+    /// The running runtime's latest reading of this tick (a real clock's `last`, a mock
+    /// clock's `now`), beside the runtime's state so that [`recent`], asked at every spawn
+    /// for the task tree, is one thread-local load. `None`: no reading yet this tick.
+    static TICK_READING: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+fn mirror(reading: Option<Instant>) {
+    let _ = TICK_READING.try_with(|tick| tick.set(reading));
+}
+
 /// The source of "now" for one runtime.
 #[derive(Debug)]
 pub(crate) enum Clock {
@@ -54,6 +65,7 @@ impl Clock {
             Clock::Real { last } => {
                 let now = Instant::now();
                 last.set(Some(now));
+                mirror(Some(now));
                 now
             }
             Clock::Mock { now, .. } => now.get(),
@@ -74,9 +86,18 @@ impl Clock {
 
     /// A new scheduler tick begins: the next question about the time reads the clock.
     pub(crate) fn new_tick(&self) {
-        if let Clock::Real { last } = self {
-            last.set(None);
+        match self {
+            Clock::Real { last } => {
+                last.set(None);
+                mirror(None);
+            }
+            Clock::Mock { now, .. } => mirror(Some(now.get())),
         }
+    }
+
+    /// The runtime has ended: its readings are no one's.
+    pub(crate) fn forget_readings(&self) {
+        mirror(None);
     }
 
     pub(crate) fn is_mock(&self) -> bool {
@@ -88,6 +109,7 @@ impl Clock {
         if let Clock::Mock { now, .. } = self {
             if to > now.get() {
                 now.set(to);
+                mirror(Some(to));
             }
         }
     }
@@ -190,7 +212,10 @@ fn latest_instant(from: Instant) -> Instant {
 /// for records that need an approximate "when" (a task's spawn time); outside a runtime
 /// (a nursery inside another executor), a fresh reading.
 pub(crate) fn recent() -> Instant {
-    try_with_core(|core| core.clock.recent()).unwrap_or_else(Instant::now)
+    match TICK_READING.try_with(Cell::get) {
+        Ok(Some(reading)) => reading,
+        _ => try_with_core(|core| core.clock.recent()).unwrap_or_else(Instant::now),
+    }
 }
 
 #[cfg(test)]

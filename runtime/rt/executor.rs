@@ -522,12 +522,15 @@ impl Builder {
     }
 }
 
-/// Closes the runtime's inbox when `run` ends (`rt/inbox.rs`, invariant 2).
+/// Closes the runtime's inbox when `run` ends (`rt/inbox.rs`, invariant 2), and forgets
+/// its clock's readings (a nursery run later on this thread outside any runtime reads
+/// its own).
 struct CloseInbox<'a>(&'a Core);
 
 impl Drop for CloseInbox<'_> {
     fn drop(&mut self) {
         self.0.inbox.close();
+        self.0.clock.forget_readings();
     }
 }
 

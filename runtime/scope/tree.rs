@@ -254,8 +254,6 @@ pub(crate) struct ScopeNode {
     has_remote: Cell<bool>,
     /// The node is a nursery's (the rest are cancel scopes'), for the task tree.
     pub(crate) is_nursery: Cell<bool>,
-    /// The task this node runs in (set at `attach`): the parent of a nursery's tasks.
-    task: Cell<TaskId>,
     /// A nursery's tasks, for the task tree and the instruments: its body's record, and
     /// its children's under the keys of the nursery's own slab of children.
     pub(crate) body_record: RefCell<Option<TaskRecord>>,
@@ -310,7 +308,6 @@ impl ScopeNode {
             remote: RefCell::new(None),
             has_remote: Cell::new(false),
             is_nursery: Cell::new(false),
-            task: Cell::new(TaskId::ROOT),
             body_record: RefCell::new(None),
             records: RefCell::new(Slab::new()),
         })
@@ -354,7 +351,6 @@ impl ScopeNode {
         self.listeners.borrow_mut().clear();
         self.drop_remote();
         self.is_nursery.set(false);
-        self.task.set(TaskId::ROOT);
         self.body_record.borrow_mut().take();
         self.records.borrow_mut().clear();
     }
@@ -376,7 +372,6 @@ impl ScopeNode {
                     .borrow_mut()
                     .insert(Rc::downgrade(self));
                 self.child_key.set(Some(key));
-                self.task.set(parent.task());
                 *self.parent.borrow_mut() = Some(parent);
             }
             None => {
@@ -780,9 +775,13 @@ impl ScopeNode {
         self.shield.get()
     }
 
-    /// The task this node runs in.
+    /// The task this node runs in: the parent of a nursery's tasks. Found by walking up
+    /// (asked only by instruments and the task tree, so nothing is kept for it).
     pub(crate) fn task(&self) -> TaskId {
-        self.task.get()
+        match self.parent.borrow().as_ref() {
+            Some(parent) => parent.task(),
+            None => TaskId::ROOT,
+        }
     }
 
     /// The running nodes directly below this one, each with the nursery unit it runs in
