@@ -431,6 +431,15 @@ fn trellis_noop_allocations_are_reported() {
             "{}: trellis+noop {noop} allocations per op < trellis {plain}",
             w.name()
         );
+        // The column really registers its instrument: while every hook call copies the
+        // instrument list (`hooks::emit`), each spawn allocates more than without one.
+        if w == Workload::SpawnAll {
+            assert!(
+                noop > plain,
+                "spawn_all: trellis+noop allocates no more than trellis ({noop}): \
+                 is the no-op instrument registered?"
+            );
+        }
         // Deterministic too: the same program, the same events.
         assert_eq!(
             allocs_per_op(w, Runtime::TrellisNoop, n),
