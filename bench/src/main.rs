@@ -6,7 +6,8 @@
 //! (counting allocator, syscall tracepoint, RSS; its times are thrown away). The runtimes
 //! of a workload are interleaved (trellis, tokio, smol, futures, flume, trellis, tokio, …)
 //! for several rounds, and the medians are printed as a Markdown table with the ratios of
-//! trellis to each peer: times from the timing pass, counts from the counting pass.
+//! trellis to each peer (and of `trellis+noop`, trellis with a no-op instrument, to
+//! trellis): times from the timing pass, counts from the counting pass.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,8 +34,9 @@ options:
   --pass P            timing, counting or both (default both)
   --scale F           multiply every workload's size by F (default 1)
   --cpu N             pin the child processes to CPU N (default: the last allowed CPU)
-  --runtimes LIST     comma-separated subset of trellis,tokio,smol,futures,flume
-                      (flume runs the channel_* workloads only)
+  --runtimes LIST     comma-separated subset of trellis,trellis+noop,tokio,smol,futures,
+                      flume (flume runs the channel_* workloads only; trellis+noop is
+                      trellis with a no-op instrument registered)
   --timing-exe WHICH  `timing` (default: the trellis-bench-timing binary) or `counting`
                       (time under the counting allocator, to measure what it costs)
   --tsv FILE          also write every sample (workload, runtime, metric, round, value)
@@ -343,13 +345,14 @@ impl Results {
         }
     }
 
-    /// trellis ÷ `peer` for `metric`: the median of the per-round ratios (the two ran
-    /// back to back in each round, so load that drifts between rounds cancels out), or the
-    /// ratio of the medians when the rounds do not pair up.
-    fn ratio(&self, w: Workload, peer: Runtime, metric: &str) -> Option<f64> {
+    /// `num` ÷ `den` for `metric` (trellis ÷ a peer, or trellis+noop ÷ trellis): the
+    /// median of the per-round ratios (the two ran back to back in each round, so load
+    /// that drifts between rounds cancels out), or the ratio of the medians when the rounds
+    /// do not pair up.
+    fn ratio(&self, w: Workload, num: Runtime, den: Runtime, metric: &str) -> Option<f64> {
         let key = |r: Runtime| (w, r, metric.to_string());
-        let t = self.samples.get(&key(Runtime::Trellis))?;
-        let p = self.samples.get(&key(peer))?;
+        let t = self.samples.get(&key(num))?;
+        let p = self.samples.get(&key(den))?;
         // A ratio of counts that round to zero (0.000 allocations per op) says nothing.
         if median(&mut p.clone()) < 0.0005 {
             return None;
@@ -358,10 +361,7 @@ impl Results {
             let mut per_round: Vec<f64> = t.iter().zip(p).map(|(a, b)| a / b).collect();
             return Some(median(&mut per_round));
         }
-        let (t, p) = (
-            self.median(w, Runtime::Trellis, metric)?,
-            self.median(w, peer, metric)?,
-        );
+        let (t, p) = (self.median(w, num, metric)?, self.median(w, den, metric)?);
         (p > 0.0 && t >= 0.0).then(|| t / p)
     }
 
@@ -435,21 +435,32 @@ impl Results {
             .collect()
     }
 
-    fn print(&self, runtimes: &[Runtime]) {
-        let runtimes = &self.shown(runtimes)[..];
-        let peers: Vec<Runtime> = runtimes
+    /// The ratio columns: trellis ÷ each peer, and trellis+noop ÷ trellis (what a no-op
+    /// instrument costs) when both trellis columns ran.
+    fn ratio_columns(&self, runtimes: &[Runtime]) -> Vec<(Runtime, Runtime)> {
+        let mut cols: Vec<(Runtime, Runtime)> = runtimes
             .iter()
             .copied()
-            .filter(|&r| r != Runtime::Trellis)
+            .filter(|&r| r != Runtime::Trellis && r != Runtime::TrellisNoop)
+            .map(|r| (Runtime::Trellis, r))
             .collect();
+        if runtimes.contains(&Runtime::Trellis) && runtimes.contains(&Runtime::TrellisNoop) {
+            cols.insert(0, (Runtime::TrellisNoop, Runtime::Trellis));
+        }
+        cols
+    }
+
+    fn print(&self, runtimes: &[Runtime]) {
+        let runtimes = &self.shown(runtimes)[..];
+        let ratios = self.ratio_columns(runtimes);
         let mut header = String::from("| workload | metric |");
         let mut rule = String::from("|---|---|");
         for r in runtimes {
             header += &format!(" {} |", r.name());
             rule += "---:|";
         }
-        for r in &peers {
-            header += &format!(" trellis/{} |", r.name());
+        for (num, den) in &ratios {
+            header += &format!(" {}/{} |", num.name(), den.name());
             rule += "---:|";
         }
         println!("{header}\n{rule}");
@@ -466,8 +477,8 @@ impl Results {
                 };
                 line += &format!(" {cell} |");
             }
-            for &r in &peers {
-                line += &format!(" {} |", ratio(self.ratio(*w, r, metric)));
+            for &(num, den) in &ratios {
+                line += &format!(" {} |", ratio(self.ratio(*w, num, den, metric)));
             }
             println!("{line}");
         }
@@ -512,8 +523,8 @@ fn side_by_side(a: &Results, b: &Results, runtimes: &[Runtime]) {
         }
         line += &format!(
             " {} → {} |",
-            ratio(a.ratio(w, Runtime::Tokio, metric)),
-            ratio(b.ratio(w, Runtime::Tokio, metric))
+            ratio(a.ratio(w, Runtime::Trellis, Runtime::Tokio, metric)),
+            ratio(b.ratio(w, Runtime::Trellis, Runtime::Tokio, metric))
         );
         println!("{line}");
     }

@@ -7,6 +7,12 @@
 //!
 //! The per-request workloads run their loop inside a nursery child (as a trellis server
 //! runs a connection's code) or, in their `_root` twins, in the root future.
+//!
+//! Two columns run this module (issue 15): `trellis`, every runtime built with
+//! `Builder::new()` (what `trellis::run` does), and `trellis+noop`, every runtime built
+//! with `Builder::new().instrument(Noop)`, where [`Noop`] overrides no hook: what an
+//! instrument that does nothing costs. Every runtime of a workload is built by
+//! `block_on`, which reads the column.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -15,17 +21,48 @@ use std::hint::black_box;
 use std::pin::{Pin, pin};
 use std::time::Duration;
 
+use trellis::instrument::Instrument;
 use trellis::{nursery, yield_now};
 
 use crate::measure::{Delta, Probe, Report, rss_bytes};
 use crate::util::{self, DropCount, Idle, Lateness, WakeState};
 use crate::workload::{self as wl, Placement, Workload};
 
+/// Which trellis column runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// `trellis`: no instrument registered.
+    Plain,
+    /// `trellis+noop`: one [`Noop`] instrument registered on every runtime.
+    Noop,
+}
+
+/// An instrument that overrides no hook: every event reaches it and does nothing.
+#[derive(Debug)]
+pub struct Noop;
+
+impl Instrument for Noop {}
+
+thread_local! {
+    /// The column of the workload running on this thread (set by [`run`]).
+    static COLUMN: Cell<Column> = const { Cell::new(Column::Plain) };
+}
+
+/// Runs `fut` on a new trellis runtime built for the current column: `Builder::new()`
+/// (exactly `trellis::run`) or `Builder::new().instrument(Noop)`.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let builder = trellis::Builder::new();
+    match COLUMN.with(Cell::get) {
+        Column::Plain => builder.run(fut),
+        Column::Noop => builder.instrument(Noop).run(fut),
+    }
+}
+
 /// Runs `body` where `p` says: inside a child (with a handle) of a nursery in the root
 /// future, or as the root future itself.
 fn placed<T>(p: Placement, body: impl Future<Output = T>) -> T {
     match p {
-        Placement::Task => trellis::run(async {
+        Placement::Task => block_on(async {
             nursery(async move |nu| {
                 let child = nu.spawn(async { Ok::<_, Infallible>(body.await) });
                 Ok::<_, Infallible>(child.await.expect("child"))
@@ -33,7 +70,7 @@ fn placed<T>(p: Placement, body: impl Future<Output = T>) -> T {
             .await
             .expect("nursery")
         }),
-        Placement::Root => trellis::run(body),
+        Placement::Root => block_on(body),
     }
 }
 
@@ -45,11 +82,19 @@ fn placement(w: Workload) -> Placement {
 /// The context variable of the `contextvar_*` workloads.
 static VAR: trellis::ContextVar<u64> = trellis::ContextVar::new("bench");
 
-/// Runs `w` at size `n` (see [`crate::workload::run`]); `None` while the API it needs is
-/// not there.
-pub fn run(w: Workload, n: usize) -> Option<Report> {
-    Some(match w.base() {
-        Workload::SpawnAll => trellis::run(async {
+/// Runs `w` at size `n` in `column` (see [`crate::workload::run`]); `None` while the API
+/// it needs is not there.
+pub fn run(w: Workload, n: usize, column: Column) -> Option<Report> {
+    let before = COLUMN.with(|c| c.replace(column));
+    let report = run_column(w, n);
+    COLUMN.with(|c| c.set(before));
+    Some(report)
+}
+
+/// Runs `w` at size `n` in the current column.
+fn run_column(w: Workload, n: usize) -> Report {
+    match w.base() {
+        Workload::SpawnAll => block_on(async {
             let p = Probe::start();
             nursery(async |nu| {
                 for _ in 0..n {
@@ -60,7 +105,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             .expect("nursery");
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::SpawnAllHandles => trellis::run(async {
+        Workload::SpawnAllHandles => block_on(async {
             let p = Probe::start();
             nursery(async |nu| {
                 let handles: Vec<_> = (0..n).map(|_| nu.spawn(async {})).collect();
@@ -101,7 +146,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::YieldMany => trellis::run(async {
+        Workload::YieldMany => block_on(async {
             let p = Probe::start();
             nursery(async |nu| {
                 for _ in 0..n {
@@ -116,14 +161,14 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             .expect("nursery");
             wl::standard(w, &p.stop(), n * wl::YIELDS_PER_CHILD)
         }),
-        Workload::YieldAlone => trellis::run(async {
+        Workload::YieldAlone => block_on(async {
             let p = Probe::start();
             for _ in 0..n {
                 yield_now().await;
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::YieldTask => trellis::run(async {
+        Workload::YieldTask => block_on(async {
             nursery(async |nu| {
                 let child = nu.spawn(async {
                     let p = Probe::start();
@@ -144,7 +189,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
                 wl::WAKE_FEW
             };
             let st = WakeState::new(parked);
-            trellis::run(async {
+            block_on(async {
                 let st = &st;
                 nursery(async |nu| {
                     for i in 0..parked {
@@ -159,7 +204,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
         Workload::DeepTree | Workload::DeepTree8 => {
             let depth = wl::deep_tree_depth(w);
             let st = WakeState::new(wl::deep_tree_leaves(depth));
-            trellis::run(async {
+            block_on(async {
                 let st = &st;
                 nursery(async |nu| {
                     nu.start_soon(level(st, depth, 1, 0));
@@ -199,7 +244,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
         Workload::TimersFire | Workload::TimersSparse => {
             let offsets = wl::timer_offsets(w, n);
             let lat = Lateness::new(n);
-            trellis::run(async {
+            block_on(async {
                 let p = Probe::start();
                 let base = lat.start;
                 let lat = &lat;
@@ -226,7 +271,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             let started = Cell::new(0usize);
             let dropped = Cell::new(0usize);
             let probe = Cell::new(None);
-            trellis::run(async {
+            block_on(async {
                 let (started, dropped, probe) = (&started, &dropped, &probe);
                 // A nursery is cancelled through a scope around it.
                 let cancelled = trellis::cancel_scope(async |scope| {
@@ -270,7 +315,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
         Workload::IdleMemory1 => idle::<1>(n),
         Workload::IdleMemory64 => idle::<64>(n),
         Workload::IdleMemory256 => idle::<256>(n),
-        Workload::ContextvarGet => trellis::run(async {
+        Workload::ContextvarGet => block_on(async {
             let token = VAR.set(7);
             let p = Probe::start();
             for _ in 0..n {
@@ -280,7 +325,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             VAR.reset(token).expect("reset");
             wl::standard(w, &d, n)
         }),
-        Workload::ContextvarSetReset => trellis::run(async {
+        Workload::ContextvarSetReset => block_on(async {
             let p = Probe::start();
             for i in 0..n {
                 let token = VAR.set(black_box(i as u64));
@@ -288,7 +333,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             }
             wl::standard(w, &p.stop(), n)
         }),
-        Workload::ContextvarSpawn => trellis::run(async {
+        Workload::ContextvarSpawn => block_on(async {
             let token = VAR.set(7);
             let p = Probe::start();
             nursery(async |nu| {
@@ -304,7 +349,7 @@ pub fn run(w: Workload, n: usize) -> Option<Report> {
             VAR.reset(token).expect("reset");
             wl::standard(w, &d, n)
         }),
-    })
+    }
 }
 
 /// One level of the `deep_tree` spine: a child running its own nursery with `FANOUT - 1`
@@ -336,7 +381,7 @@ fn level(
 }
 
 fn idle<const S: usize>(n: usize) -> Report {
-    trellis::run(async {
+    block_on(async {
         let mut report = None;
         let out = &mut report;
         trellis::cancel_scope(async |scope| {
@@ -377,7 +422,7 @@ async fn timed_wakes(st: &WakeState, w: Workload, n: usize) -> Report {
 /// and the consumer children of one nursery; the consumer reads until end-of-stream.
 fn channel(w: Workload, n: usize) -> Report {
     let (producers, capacity) = wl::channel_shape(w).expect("a channel workload");
-    trellis::run(async {
+    block_on(async {
         let p = Probe::start();
         nursery(async |nu| {
             let (tx, rx) = trellis::channel::<u64>(capacity);
@@ -424,7 +469,7 @@ fn lock_uncontended(w: Workload, n: usize) -> Report {
 /// yields once while holding it (the harness's runtime-neutral yield, a self-wake), so
 /// the others queue and every release hands the lock to a waiter.
 fn lock_contended(w: Workload, n: usize) -> Report {
-    trellis::run(async {
+    block_on(async {
         let lock = trellis::Lock::new(0u64);
         let lock = &lock;
         let p = Probe::start();

@@ -143,6 +143,9 @@ pub enum Placement {
 pub enum Runtime {
     /// trellis.
     Trellis,
+    /// trellis with a no-op instrument (issue 15): exactly the trellis workloads, every
+    /// runtime built with `Builder::new().instrument(Noop)`, `Noop` overriding no hook.
+    TrellisNoop,
     /// tokio's current-thread runtime with a `LocalSet`.
     Tokio,
     /// `async_executor::LocalExecutor` under `async_io::block_on`.
@@ -158,6 +161,7 @@ impl Runtime {
     /// Every runtime, in table order.
     pub const ALL: &'static [Runtime] = &[
         Runtime::Trellis,
+        Runtime::TrellisNoop,
         Runtime::Tokio,
         Runtime::Smol,
         Runtime::Futures,
@@ -168,6 +172,7 @@ impl Runtime {
     pub fn name(self) -> &'static str {
         match self {
             Runtime::Trellis => "trellis",
+            Runtime::TrellisNoop => "trellis+noop",
             Runtime::Tokio => "tokio",
             Runtime::Smol => "smol",
             Runtime::Futures => "futures",
@@ -187,7 +192,10 @@ impl Runtime {
 pub fn run(workload: Workload, runtime: Runtime, n: usize, pass: Pass) -> Option<Report> {
     let before = crate::measure::set_pass(pass);
     let report = match runtime {
-        Runtime::Trellis => crate::rt_trellis::run(workload, n),
+        Runtime::Trellis => crate::rt_trellis::run(workload, n, crate::rt_trellis::Column::Plain),
+        Runtime::TrellisNoop => {
+            crate::rt_trellis::run(workload, n, crate::rt_trellis::Column::Noop)
+        }
         Runtime::Tokio => crate::rt_tokio::run(workload, n),
         Runtime::Smol => crate::rt_smol::run(workload, n),
         Runtime::Futures => crate::rt_futures::run(workload, n),

@@ -45,7 +45,7 @@ fn applies(w: Workload, r: Runtime) -> Option<bool> {
             Workload::LockUncontended | Workload::LockContended | Workload::ToThread
         );
     match r {
-        Runtime::Trellis | Runtime::Tokio => Some(true),
+        Runtime::Trellis | Runtime::TrellisNoop | Runtime::Tokio => Some(true),
         Runtime::Smol => Some(!contextvar && w.base() != Workload::NurseryEmpty),
         Runtime::Futures => Some(!contextvar && !timers && !sync && w != Workload::SpawnAllHandles),
         Runtime::Flume => Some(channel),
@@ -395,6 +395,70 @@ fn a_lone_yield_makes_no_syscall() {
         let syscalls = metric(&report, "syscalls/");
         assert_eq!(syscalls, 0.0, "trellis {}: syscalls per op", w.name());
     }
+}
+
+/// `trellis+noop` (issue 15: trellis with a no-op instrument) runs the trellis workloads,
+/// and what it allocates is reported beside plain trellis: an instrument costs
+/// allocations (each event copies the instrument list), never fewer than none. Plain
+/// trellis's exact counts are checked by the tests above; the noop column's are only
+/// printed (`cargo test -p trellis-bench -- --nocapture trellis_noop`).
+#[test]
+fn trellis_noop_allocations_are_reported() {
+    let n = 1_000;
+    for w in [
+        Workload::SpawnAll,
+        Workload::SpawnOne,
+        Workload::SpawnOneSoon,
+        Workload::NurseryEmpty,
+        Workload::YieldMany,
+        Workload::YieldAlone,
+        Workload::YieldTask,
+        Workload::WakeOne,
+        Workload::DeepTree8,
+        Workload::TimerArmCancel,
+        Workload::CancelMany,
+        Workload::IdleMemory1,
+    ] {
+        let _ = allocs_per_op(w, Runtime::TrellisNoop, n); // warm-up
+        let plain = allocs_per_op(w, Runtime::Trellis, n);
+        let noop = allocs_per_op(w, Runtime::TrellisNoop, n);
+        println!(
+            "{}: trellis {plain} allocations per op, trellis+noop {noop}",
+            w.name()
+        );
+        assert!(
+            noop >= plain,
+            "{}: trellis+noop {noop} allocations per op < trellis {plain}",
+            w.name()
+        );
+        // The column really registers its instrument: while every hook call copies the
+        // instrument list (`hooks::emit`), each spawn allocates more than without one.
+        if w == Workload::SpawnAll {
+            assert!(
+                noop > plain,
+                "spawn_all: trellis+noop allocates no more than trellis ({noop}): \
+                 is the no-op instrument registered?"
+            );
+        }
+        // Deterministic too: the same program, the same events.
+        assert_eq!(
+            allocs_per_op(w, Runtime::TrellisNoop, n),
+            noop,
+            "{}: trellis+noop's allocation count is not deterministic",
+            w.name()
+        );
+    }
+}
+
+#[test]
+fn runtime_names_round_trip() {
+    for &r in Runtime::ALL {
+        assert_eq!(Runtime::from_name(r.name()), Some(r));
+    }
+    assert_eq!(
+        Runtime::from_name("trellis+noop"),
+        Some(Runtime::TrellisNoop)
+    );
 }
 
 #[test]
