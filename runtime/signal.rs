@@ -667,7 +667,8 @@ pub async fn ctrl_c() -> io::Result<()> {
 impl crate::Builder {
     /// Prints the task tree ([`dump_tree`](crate::dump_tree)) to stderr each time the
     /// process receives `signal` while the runtime runs: `kill -USR1 <pid>` shows what a
-    /// live server is doing. Off by default.
+    /// live server is doing. Off by default; it turns on
+    /// [`task_tree`](crate::Builder::task_tree).
     ///
     /// A receiver for the signal (as [`open_signal_receiver`]) runs beside the root, outside
     /// every nursery, and ends with it. It is an I/O source, so on a mock clock a runtime
@@ -700,7 +701,7 @@ impl crate::Builder {
         }
         // The receiver is opened as the runtime starts, before the root's first poll, so a
         // signal that comes at once is not left to its default action (for SIGUSR1: exit).
-        self.with_system_task(Arc::new(move || {
+        self.task_tree().with_system_task(Arc::new(move || {
             Box::pin(print_tree_on(signal, open_signal_receiver([signal])))
         }))
     }

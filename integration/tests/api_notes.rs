@@ -37,6 +37,7 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::Builder::thread_limit;
     let _ = trellis::Builder::instrument::<trellis::instrument::Tracing>;
     let _ = trellis::Builder::dump_tree_on_signal;
+    let _ = trellis::Builder::task_tree;
     let _ = trellis::Builder::shuffle_seed;
     let _ = trellis::Builder::run::<Ready<()>>;
 

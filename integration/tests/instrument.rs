@@ -256,15 +256,19 @@ fn a_panicking_instrument_is_removed_and_the_program_runs_on() {
 fn instruments_added_and_removed_while_running_see_exactly_their_window() {
     let log = Log::default();
     let log2 = log.clone();
-    let _ = trellis::run(trellis::nursery(async move |n| {
-        n.spawn_named("before", async {});
-        trellis::yield_now().await;
-        let key = instrument::add(log2);
-        n.spawn_named("during", async {});
-        trellis::yield_now().await;
-        assert!(instrument::remove(key));
-        n.spawn_named("after", async {});
-    }));
+    // The task tree is kept (as on a mock clock, or with an instrument on the Builder):
+    // every task spawned while the instrument is registered is seen.
+    let _ = trellis::Builder::new()
+        .task_tree()
+        .run(trellis::nursery(async move |n| {
+            n.spawn_named("before", async {});
+            trellis::yield_now().await;
+            let key = instrument::add(log2);
+            n.spawn_named("during", async {});
+            trellis::yield_now().await;
+            assert!(instrument::remove(key));
+            n.spawn_named("after", async {});
+        }));
     let spawned: Vec<String> = log
         .lines()
         .into_iter()
@@ -279,6 +283,57 @@ fn instruments_added_and_removed_while_running_see_exactly_their_window() {
     );
     // Not run-long: no `before_run`/`after_run` for an instrument added midway.
     assert!(!log.lines().contains(&"after_run".to_owned()));
+}
+
+#[test]
+fn without_the_task_tree_an_added_instrument_sees_the_nurseries_opened_after_it() {
+    let log = Log::default();
+    let log2 = log.clone();
+    let _ = trellis::run(trellis::nursery(async move |n| {
+        let key = instrument::add(log2);
+        n.spawn_named("in the older nursery", async {}); // opened before: no records
+        trellis::nursery(async |n| {
+            n.spawn_named("in a newer one", async {});
+        })
+        .await
+        .unwrap();
+        instrument::remove(key);
+    }));
+    let spawned: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("spawned"))
+        .collect();
+    assert_eq!(
+        spawned,
+        [
+            "spawned task 1 (the nursery body) in task 0",
+            "spawned task 2 (child 1 \"in a newer one\") in task 0"
+        ]
+    );
+}
+
+#[test]
+fn without_the_task_tree_the_dump_shows_nurseries_and_scopes_and_says_how_to_get_tasks() {
+    let text = std::cell::RefCell::new(String::new());
+    let _ = trellis::run(trellis::nursery(async |n| {
+        n.spawn_named("idle", async {
+            trellis::move_on_after(Duration::from_secs(60), trellis::sleep_forever()).await;
+        });
+        trellis::yield_now().await;
+        *text.borrow_mut() = trellis::dump_tree().to_string();
+        Err::<(), _>("stop")
+    }));
+    let text = text.into_inner();
+    // The real clock moves: the deadline is a few microseconds under a minute away.
+    assert!(
+        text.starts_with(
+            "task tree (the root future):\n  nursery (its tasks are not recorded: build the \
+             runtime with `Builder::task_tree()`)\n    cancel scope, deadline in 59."
+        ),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 3, "{text}");
 }
 
 #[test]
@@ -475,24 +530,26 @@ fn the_deadlock_panic_prints_the_task_tree() {
 #[test]
 fn another_thread_dumps_the_tree_through_the_runtime_handle() {
     watchdog(HANG_LIMIT, || {
-        trellis::run(trellis::nursery(async |n| {
-            let handle = trellis::RuntimeHandle::current();
-            n.spawn_named("idle", trellis::sleep(Duration::from_secs(3600)));
-            let tree = trellis::to_thread(move || handle.run_sync(trellis::dump_tree))
-                .await
-                .unwrap();
-            let text = tree.to_string();
-            assert!(
-                text.contains("child 1 \"idle\": waiting on a timer, due in "),
-                "{text}"
-            );
-            // Not "running": the dump ran beside the tasks, from another thread.
-            assert!(text.contains("the nursery body (spawned at "), "{text}");
-            assert!(!text.contains(": running"), "{text}");
-            // The sleeper would keep the nursery open for an hour: stop it.
-            Err::<(), _>("done")
-        }))
-        .unwrap_err();
+        trellis::Builder::new()
+            .task_tree()
+            .run(trellis::nursery(async |n| {
+                let handle = trellis::RuntimeHandle::current();
+                n.spawn_named("idle", trellis::sleep(Duration::from_secs(3600)));
+                let tree = trellis::to_thread(move || handle.run_sync(trellis::dump_tree))
+                    .await
+                    .unwrap();
+                let text = tree.to_string();
+                assert!(
+                    text.contains("child 1 \"idle\": waiting on a timer, due in "),
+                    "{text}"
+                );
+                // Not "running": the dump ran beside the tasks, from another thread.
+                assert!(text.contains("the nursery body (spawned at "), "{text}");
+                assert!(!text.contains(": running"), "{text}");
+                // The sleeper would keep the nursery open for an hour: stop it.
+                Err::<(), _>("done")
+            }))
+            .unwrap_err();
     });
 }
 
@@ -500,7 +557,7 @@ fn another_thread_dumps_the_tree_through_the_runtime_handle() {
 fn a_task_blocked_on_a_socket_shows_its_descriptor_and_direction() {
     use std::os::fd::AsRawFd;
     watchdog(HANG_LIMIT, || {
-        trellis::run(async {
+        trellis::Builder::new().task_tree().run(async {
             let listener = trellis::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let client = std::net::TcpStream::connect(addr).unwrap();

@@ -372,11 +372,20 @@ thread_local! {
     /// that adds or removes an instrument replaces the list rather than changing it.
     static INSTRUMENTS: RefCell<Option<Instruments>> = const { RefCell::new(None) };
     static ACTIVE: Cell<bool> = const { Cell::new(false) };
+    /// Nurseries opened now keep a record per task (for the instruments and the task
+    /// tree): set while an instrument is registered or the runtime keeps its task tree.
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
     /// A runtime's `run` is under way on this thread (between `install` and its guard).
     static RUNNING: Cell<bool> = const { Cell::new(false) };
     static NEXT_KEY: Cell<u64> = const { Cell::new(0) };
     static NEXT_TASK: Cell<u64> = const { Cell::new(0) };
     static LAST_WAIT: Cell<Wait> = const { Cell::new(Wait::Other) };
+}
+
+/// Whether nurseries opened now keep task records (see `RECORDING`).
+#[inline]
+pub(crate) fn recording() -> bool {
+    RECORDING.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Whether any instrument is registered on this thread. Hook sites test this first.
@@ -388,7 +397,10 @@ pub(crate) fn active() -> bool {
 /// Adds an instrument to the running runtime; it sees the events from now on.
 ///
 /// It stays registered until [`remove`]d or until the runtime's `run` returns, as the
-/// instruments given to the [`Builder`](crate::Builder) do.
+/// instruments given to the [`Builder`](crate::Builder) do. It sees the tasks of the
+/// nurseries opened from now on (and every task, when the runtime keeps its task tree:
+/// a mock clock, [`Builder::task_tree`](crate::Builder::task_tree), or an instrument given
+/// to the `Builder`); a nursery opened earlier without records is not seen.
 ///
 /// # Panics
 ///
@@ -443,6 +455,7 @@ pub(crate) fn add_rc(instrument: Rc<dyn Instrument>) -> InstrumentKey {
         *list = Some(new.into());
     });
     ACTIVE.with(|active| active.set(true));
+    RECORDING.with(|recording| recording.set(true));
     key
 }
 
@@ -497,12 +510,17 @@ pub(crate) fn emit(hook: &'static str, call: impl Fn(&dyn Instrument)) {
     }
 }
 
-/// Installs a runtime's instruments on this thread for the length of its `run`; the
+/// Installs a runtime's instruments on this thread for the length of its `run`, and
+/// whether its nurseries keep task records (`record`: the task tree was asked for); the
 /// guard empties the list again (also on unwind) after calling `after_run`.
-pub(crate) fn install(instruments: &[Arc<dyn Instrument + Send + Sync>]) -> Installed {
+pub(crate) fn install(
+    instruments: &[Arc<dyn Instrument + Send + Sync>],
+    record: bool,
+) -> Installed {
     for instrument in instruments {
         add_rc(Rc::new(instrument.clone()));
     }
+    RECORDING.with(|recording| recording.set(record || !instruments.is_empty()));
     NEXT_TASK.with(|next| next.set(0));
     RUNNING.with(|running| running.set(true));
     if active() {
@@ -523,13 +541,17 @@ impl Drop for Installed {
         let _ = INSTRUMENTS.try_with(|list| list.borrow_mut().take());
         let _ = ACTIVE.try_with(|active| active.set(false));
         let _ = RUNNING.try_with(|running| running.set(false));
+        let _ = RECORDING.try_with(|recording| recording.set(false));
     }
 }
 
-/// Records what the task being polled parks on (the last record of a poll wins).
+/// Records what the task being polled parks on (the last record of a poll wins), when
+/// nurseries keep records.
 #[inline]
 pub(crate) fn record_wait(wait: Wait) {
-    let _ = LAST_WAIT.try_with(|last| last.set(wait));
+    if recording() {
+        let _ = LAST_WAIT.try_with(|last| last.set(wait));
+    }
 }
 
 /// What the task just polled parked on, forgetting it for the next poll.

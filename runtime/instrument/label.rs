@@ -36,14 +36,6 @@ impl fmt::Display for TaskName {
 }
 
 impl TaskName {
-    /// The child's number (`None` for the body).
-    pub(crate) fn number(self) -> Option<u64> {
-        match self {
-            TaskName::Body => None,
-            TaskName::Child(n) => Some(n),
-        }
-    }
-
     /// `child 2`, or `child 2 "fetch user"` when the task was given a name: how errors and
     /// cancel reasons name a task (without the spawn site, so that messages do not change
     /// when code moves).
@@ -94,8 +86,9 @@ impl TaskName {
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TaskLabel {
-    /// `None`: named by its location only. A `&'static str` name costs no allocation.
-    name: Option<Cow<'static, str>>,
+    /// `None`: named by its location only. Boxed, so that the label is two words in every
+    /// task (a name costs one small allocation, unnamed tasks nothing).
+    name: Option<Box<Cow<'static, str>>>,
     location: &'static Location<'static>,
 }
 
@@ -114,7 +107,7 @@ impl TaskLabel {
         location: &'static Location<'static>,
     ) -> TaskLabel {
         TaskLabel {
-            name: Some(name.into()),
+            name: Some(Box::new(name.into())),
             location,
         }
     }
@@ -145,7 +138,7 @@ impl TaskLabel {
     /// assert_eq!(*seen.lock().unwrap(), [None, None, Some("worker".to_owned())]);
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.name.as_deref().map(|name| &**name)
     }
 
     /// Where the task was spawned (for a nursery's body: where the nursery was opened).

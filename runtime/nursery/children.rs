@@ -29,13 +29,13 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::context::values as context;
-use crate::instrument::hooks::{self, Exit, TaskId, TaskInfo, TaskOutcome};
+use crate::instrument::hooks::{self, Exit, TaskId, TaskOutcome};
 use crate::instrument::label::{TaskLabel, panic_text};
 use crate::instrument::tree::TaskRecord;
 use crate::nursery::error::{Failure, TaskName};
 use crate::nursery::join::JoinFailed;
 use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
-use crate::scope::unit::{BODY, ReadyQueue, UnitCell, WakerKey};
+use crate::scope::unit::{ReadyQueue, UnitCell, WakerKey};
 use slab::Slab;
 
 /// A type-erased child future; it reports its value through its join slot.
@@ -55,11 +55,19 @@ pub(super) struct Task<'env, E> {
     /// The child's own context: a copy of its spawner's at spawn time (`None`: empty so
     /// far). Moved into the thread's current context while the child is polled.
     pub(super) context: Option<context::Context>,
+    /// Its name and spawn site, for errors, cancel reasons and reports.
+    pub(super) label: TaskLabel,
 }
 
 /// What the nursery future and every handle of the nursery share.
 pub(super) struct Shared<'env, E> {
     pub(super) node: Rc<ScopeNode>,
+    /// The nursery keeps a record per task in its node, for the instruments and the task
+    /// tree (decided when it opens: see `hooks::recording`); the records then mirror the
+    /// slab of children, key for key.
+    pub(super) recording: bool,
+    /// The body's name and where the nursery was opened.
+    pub(super) body_label: TaskLabel,
     /// `None` only once the nursery future is dropped and took it back for reuse.
     pub(super) queue: Option<Arc<ReadyQueue>>,
     /// The parent waker last registered with the queue (see `ReadyQueue::park`).
@@ -110,10 +118,14 @@ impl<'env, E> Shared<'env, E> {
             number,
             join,
             context: context::inherit(),
+            label,
         });
-        let record = new_record(&self.node, TaskName::Child(number), label);
-        let key = self.node.records.borrow_mut().insert(record);
-        debug_assert_eq!(key, index, "the records mirror the slab of children");
+        if self.recording {
+            let label = self.tasks.borrow()[index].label.clone();
+            let record = new_record(&self.node, TaskName::Child(number), label);
+            let key = self.node.records.borrow_mut().insert(record);
+            debug_assert_eq!(key, index, "the records mirror the slab of children");
+        }
         // Spawn order is run order: the new child joins the back of the ready queue. It
         // is there exactly once until its first poll, so it needs no `queued` flag yet.
         self.queue().push(index);
@@ -178,15 +190,18 @@ impl<'env, E> Shared<'env, E> {
         exit: Exit,
     ) {
         let name = TaskName::Child(task.number);
+        let label = task.label.clone();
         let mut exit = exit;
         // Out of the slab before the drop, as the task is: a destructor that spawns a
         // sibling reuses the slot, and the records must stay a mirror of the children
-        // (found by tests/bad_input.rs). The label still names a panic of the drop.
-        let record = self.node.records.borrow_mut().try_remove(index);
+        // (found by tests/bad_input.rs).
+        let record = self
+            .recording
+            .then(|| self.node.records.borrow_mut().try_remove(index))
+            .flatten();
         if let Some(payload) = self.retire(task, fut) {
             exit = Exit::Panicked;
-            let label = record.as_ref().map(|r| r.label.clone());
-            self.record_failure_labelled(name, label, Err(payload));
+            self.record_failure(name, &label, Err(payload));
         }
         if let (true, Some(record)) = (hooks::active(), record) {
             let info = record.info(self.node.task());
@@ -195,24 +210,14 @@ impl<'env, E> Shared<'env, E> {
         }
     }
 
-    /// Records the failure of `task`, in slot `slot` of the nursery (`BODY` for the body).
+    /// Records the failure of `task`, whose label is `label`.
     pub(super) fn record_failure(
         &self,
         task: TaskName,
-        slot: usize,
+        label: &TaskLabel,
         outcome: Result<E, Box<dyn Any + Send>>,
     ) {
-        self.record_failure_labelled(task, self.label_of(slot), outcome);
-    }
-
-    /// Records the failure of `task`, whose label is `label`.
-    fn record_failure_labelled(
-        &self,
-        task: TaskName,
-        label: Option<TaskLabel>,
-        outcome: Result<E, Box<dyn Any + Send>>,
-    ) {
-        let described = task.described(label.as_ref()).to_string();
+        let described = task.described(Some(label)).to_string();
         self.node.cancel(CancelReason::Failure {
             task: described.clone(),
         });
@@ -220,7 +225,7 @@ impl<'env, E> Shared<'env, E> {
             Ok(error) => self
                 .failures
                 .borrow_mut()
-                .push(Failure::new(task, label, error)),
+                .push(Failure::new(task, label.clone(), error)),
             Err(payload) => self.panics.borrow_mut().push((described, payload)),
         }
     }
@@ -240,14 +245,6 @@ impl<'env, E> Shared<'env, E> {
                     .unwrap_or_default(),
             ),
         }
-    }
-
-    /// The label of the task in `slot`, while its record is kept.
-    fn label_of(&self, slot: usize) -> Option<TaskLabel> {
-        if slot == BODY {
-            return Some(self.node.body_record.borrow().as_ref()?.label.clone());
-        }
-        Some(self.node.records.borrow().get(slot)?.label.clone())
     }
 
     /// The first panic, to resume; every other failure beside it is written to stderr
@@ -270,7 +267,7 @@ impl<'env, E> Shared<'env, E> {
             .map(|f| {
                 format!(
                     "{} failed with an error of type `{}`",
-                    f.task().described(f.label()),
+                    f.task().described(Some(f.label())),
                     std::any::type_name::<E>()
                 )
             })
@@ -324,11 +321,16 @@ impl<'env, E> Shared<'env, E> {
             let unit = task.unit.take().expect("given at the first poll");
             (fut, waker, unit, task.context.take())
         };
-        let instrumented = hooks::active().then(|| self.before_poll(index));
+        if self.recording && hooks::active() {
+            self.before_poll(index);
+        }
         let entered = context::enter_child(ctx);
-        let (polled, unit, wait) = poll_unit(&self.node, unit, &waker, fut.as_mut());
+        let (polled, unit, wait) =
+            poll_unit(&self.node, unit, &waker, fut.as_mut(), self.recording);
         let ctx = entered.leave();
-        self.after_poll(index, wait, instrumented.flatten());
+        if self.recording {
+            self.after_poll(index, wait);
+        }
         let mut tasks = self.tasks.borrow_mut();
         let task = tasks
             .get_mut(index)
@@ -355,20 +357,24 @@ impl<'env, E> Shared<'env, E> {
             if let Some(join) = &task.join {
                 join.failed();
             }
-            self.record_failure(TaskName::Child(task.number), index, outcome);
+            self.record_failure(TaskName::Child(task.number), &task.label, outcome);
         }
         self.retire_recording(index, task, Some(fut), exit);
     }
 
     /// The instruments' hooks before a child's poll; the child's info, for the hook after.
     #[cold]
-    fn before_poll(&self, index: usize) -> Option<TaskInfo> {
-        before_poll_hooks(&self.node, self.node.records.borrow().get(index))
+    fn before_poll(&self, index: usize) {
+        before_poll_hooks(&self.node, self.node.records.borrow().get(index));
     }
 
     /// Counts a child's poll and keeps what it parked on; the instruments' hook after it.
-    fn after_poll(&self, index: usize, wait: hooks::Wait, info: Option<TaskInfo>) {
-        note_poll(self.node.records.borrow_mut().get_mut(index), wait, info);
+    fn after_poll(&self, index: usize, wait: hooks::Wait) {
+        note_poll(
+            &self.node,
+            self.node.records.borrow_mut().get_mut(index),
+            wait,
+        );
     }
 
     /// Drops every child that is neither about to be polled nor shielded (cancellation
@@ -404,12 +410,8 @@ impl<'env, E> Shared<'env, E> {
             if body_alive {
                 report.item(format_args!("its body"));
             }
-            for (_, record) in self.node.records.borrow().iter() {
-                report.item(format_args!(
-                    "child #{}, {}",
-                    record.name.number().unwrap_or_default(),
-                    record.label
-                ));
+            for (_, task) in self.tasks.borrow().iter() {
+                report.item(format_args!("child #{}, {}", task.number, task.label));
             }
         })
     }
@@ -461,30 +463,34 @@ pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> 
     record
 }
 
-/// The instruments' hooks before a task's poll (only called while some are registered);
-/// the task's info, for the hook after.
+/// The instruments' hooks before a task's poll (only called while some are registered).
 #[cold]
-pub(super) fn before_poll_hooks(node: &ScopeNode, record: Option<&TaskRecord>) -> Option<TaskInfo> {
-    let info = record?.info(node.task());
-    hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
-    hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
-    Some(info)
+pub(super) fn before_poll_hooks(node: &ScopeNode, record: Option<&TaskRecord>) {
+    if let Some(record) = record {
+        let info = record.info(node.task());
+        hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
+        hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
+    }
 }
 
 /// Counts a task's poll in its record and keeps what it parked on; then the instruments'
-/// hook after the poll, if `before_poll_hooks` ran.
-pub(super) fn note_poll(
-    record: Option<&mut TaskRecord>,
-    wait: hooks::Wait,
-    info: Option<TaskInfo>,
-) {
-    if let Some(record) = record {
-        record.polls = record.polls.saturating_add(1);
-        record.wait = wait;
+/// hook after the poll. (The task's info is made again rather than kept across the poll,
+/// so an uninstrumented poll carries nothing.)
+pub(super) fn note_poll(node: &ScopeNode, record: Option<&mut TaskRecord>, wait: hooks::Wait) {
+    let Some(record) = record else {
+        return;
+    };
+    record.polls = record.polls.saturating_add(1);
+    record.wait = wait;
+    if hooks::active() {
+        after_poll_hook(node, record);
     }
-    if let Some(info) = info {
-        hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
-    }
+}
+
+#[cold]
+fn after_poll_hook(node: &ScopeNode, record: &TaskRecord) {
+    let info = record.info(node.task());
+    hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
 }
 
 /// Drops `value`, catching a panic from its destructor.
@@ -498,14 +504,16 @@ pub(super) type Polled<T> = Result<Poll<T>, Box<dyn Any + Send>>;
 /// Polls one unit at `node`, with the unit as the current position, catching a panic;
 /// also returns what the unit parked on (for the task tree: the nursery forgets what was
 /// recorded before its own poll, and each unit's poll takes its record, so the next unit
-/// starts clean). The unit's cell is moved into
-/// the position and handed back, so a poll changes no reference count.
+/// starts clean; a nursery that keeps no records, `recording` false, asks nothing). The
+/// unit's cell is moved into the position and handed back, so a poll changes no reference
+/// count.
 #[inline]
 pub(super) fn poll_unit<F: Future + ?Sized>(
     node: &Rc<ScopeNode>,
     unit: Arc<UnitCell>,
     waker: &Waker,
     fut: Pin<&mut F>,
+    recording: bool,
 ) -> (Polled<F::Output>, Arc<UnitCell>, hooks::Wait) {
     let position = enter(Position {
         node: node.clone(),
@@ -516,5 +524,10 @@ pub(super) fn poll_unit<F: Future + ?Sized>(
     let unit = position
         .leave()
         .expect("the position entered here holds the unit");
-    (polled, unit, hooks::take_wait())
+    let wait = if recording {
+        hooks::take_wait()
+    } else {
+        hooks::Wait::Other
+    };
+    (polled, unit, wait)
 }

@@ -45,12 +45,12 @@ pub use crate::instrument::label::TaskName;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure<E> {
     task: TaskName,
-    label: Option<TaskLabel>,
+    label: TaskLabel,
     error: E,
 }
 
 impl<E> Failure<E> {
-    pub(crate) fn new(task: TaskName, label: Option<TaskLabel>, error: E) -> Failure<E> {
+    pub(crate) fn new(task: TaskName, label: TaskLabel, error: E) -> Failure<E> {
         Failure { task, label, error }
     }
 
@@ -65,11 +65,11 @@ impl<E> Failure<E> {
     /// }))
     /// .unwrap_err();
     /// let failure = &group.failures()[0];
-    /// assert_eq!(failure.label().unwrap().name(), Some("fetch user"));
+    /// assert_eq!(failure.label().name(), Some("fetch user"));
     /// assert_eq!(failure.to_string(), "child 1 \"fetch user\" failed: 404");
     /// ```
-    pub fn label(&self) -> Option<&TaskLabel> {
-        self.label.as_ref()
+    pub fn label(&self) -> &TaskLabel {
+        &self.label
     }
 
     /// The task that failed.
@@ -131,7 +131,7 @@ impl<E> Failure<E> {
 impl<E: fmt::Display> fmt::Display for Failure<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `{:#}` reaches the error: an `anyhow::Error` then shows its whole chain.
-        let task = self.task.described(self.label.as_ref());
+        let task = self.task.described(Some(&self.label));
         if f.alternate() {
             write!(f, "{task} failed: {:#}", self.error)
         } else {

@@ -48,7 +48,7 @@ use std::task::{Context, Poll, Waker};
 use super::children::{Shared, before_poll_hooks, new_record, note_poll, poll_unit};
 use super::handle::Nursery;
 use super::pool::Parts;
-use crate::instrument::hooks::{self, Exit, TaskInfo};
+use crate::instrument::hooks::{self, Exit};
 use crate::instrument::label::TaskLabel;
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
@@ -256,6 +256,8 @@ where
     let parts = Parts::take();
     let shared = Rc::new(Shared {
         node: ScopeNode::new(None, false),
+        recording: hooks::recording(),
+        body_label: label,
         queue: Some(parts.queue),
         registered_parent: Cell::default(),
         tasks: RefCell::new(Slab::default()),
@@ -277,7 +279,6 @@ where
         body_unit: Some(parts.body_unit),
         body_waker: parts.body_waker,
         value: None,
-        label: Some(label),
         started: false,
         abandoned: false,
     }
@@ -293,8 +294,6 @@ pin_project_lite::pin_project! {
         body_unit: Option<Arc<UnitCell>>,
         body_waker: Waker,
         value: Option<<B::Output as BodyOutput>::Value>,
-        // The body's name, until its record is made at the first poll.
-        label: Option<TaskLabel>,
         started: bool,
         // An enclosing scope cancelled the nursery and everything in it is gone: it never
         // completes, and waits for that scope's owner to drop it.
@@ -376,11 +375,14 @@ where
         };
         let unit = this.body_unit.take().expect("a live body has its cell");
         unit.queued.store(false, Ordering::Release);
-        let info = hooks::active()
-            .then(|| before_body_poll(&shared.node))
-            .flatten();
-        let (polled, unit, wait) = poll_unit(&shared.node, unit, this.body_waker, body);
-        after_body_poll(&shared.node, wait, info);
+        if shared.recording && hooks::active() {
+            before_body_poll(&shared.node);
+        }
+        let (polled, unit, wait) =
+            poll_unit(&shared.node, unit, this.body_waker, body, shared.recording);
+        if shared.recording {
+            after_body_poll(&shared.node, wait);
+        }
         let unit = &**this.body_unit.insert(unit);
         let (failure, exit) = match polled {
             Ok(Poll::Pending) if !shared.is_cancelled() || unit.is_shielded() => {
@@ -397,7 +399,7 @@ where
             Err(payload) => (Some(Err(payload)), Exit::Panicked),
         };
         if let Some(outcome) = failure {
-            shared.record_failure(TaskName::Body, BODY, outcome);
+            shared.record_failure(TaskName::Body, &shared.body_label, outcome);
         }
         retire_body(this.body, shared, Some(unit), exit);
     }
@@ -428,12 +430,15 @@ fn retire_body<B, E>(
     }
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
         exit = Exit::Panicked;
-        shared.record_failure(TaskName::Body, BODY, Err(payload));
+        shared.record_failure(TaskName::Body, &shared.body_label, Err(payload));
     }
     if let Some(unit) = unit {
         shared.node.retire_unit(unit);
     }
-    let record = shared.node.body_record.borrow_mut().take();
+    let record = shared
+        .recording
+        .then(|| shared.node.body_record.borrow_mut().take())
+        .flatten();
     if let (true, Some(record)) = (hooks::active(), record) {
         let info = record.info(shared.node.task());
         let outcome = shared.outcome(exit);
@@ -444,18 +449,18 @@ fn retire_body<B, E>(
 /// Makes the body's record when the nursery first runs (its parent is known only once
 /// the node is attached).
 fn start_body_record(node: &ScopeNode, label: TaskLabel) {
-    node.is_nursery.set(true);
+    node.keeps_records.set(true);
     let record = new_record(node, TaskName::Body, label);
     *node.body_record.borrow_mut() = Some(record);
 }
 
 #[cold]
-fn before_body_poll(node: &ScopeNode) -> Option<TaskInfo> {
-    before_poll_hooks(node, node.body_record.borrow().as_ref())
+fn before_body_poll(node: &ScopeNode) {
+    before_poll_hooks(node, node.body_record.borrow().as_ref());
 }
 
-fn after_body_poll(node: &ScopeNode, wait: hooks::Wait, info: Option<TaskInfo>) {
-    note_poll(node.body_record.borrow_mut().as_mut(), wait, info);
+fn after_body_poll(node: &ScopeNode, wait: hooks::Wait) {
+    note_poll(node, node.body_record.borrow_mut().as_mut(), wait);
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>
@@ -476,12 +481,16 @@ where
         let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
         // What the code polling this nursery parked on is not its units' (each unit's poll
         // takes what it parked on, so the next one starts clean).
-        let _ = hooks::take_wait();
+        if shared.recording {
+            let _ = hooks::take_wait();
+        }
         if !*this.started {
             *this.started = true;
             shared.node.attach();
-            let label = this.label.take().expect("taken once, at the first poll");
-            start_body_record(&shared.node, label);
+            shared.node.is_nursery.set(true);
+            if shared.recording {
+                start_body_record(&shared.node, shared.body_label.clone());
+            }
             // The body runs in the first round, without a trip through the queue (and its
             // lock). Marked queued until then, so a cancellation already here lets it run.
             if let Some(unit) = this.body_unit.as_deref() {

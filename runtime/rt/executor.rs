@@ -212,6 +212,8 @@ pub struct Builder {
     thread_limit: Option<usize>,
     instruments: Instruments,
     system_tasks: SystemTasks,
+    /// Keep a record per task for `dump_tree` (see `Builder::task_tree`).
+    task_tree: bool,
     /// [`Builder::shuffle_seed`]: `None` runs ready units in FIFO order.
     shuffle_seed: Option<u64>,
 }
@@ -402,6 +404,26 @@ impl Builder {
         self
     }
 
+    /// Keeps a record of every task (its name, spawn time, polls, what it waits on), so
+    /// that [`dump_tree`](crate::dump_tree) lists the tasks of every nursery; without it,
+    /// the tree shows the nurseries and scopes only, and spawning and polling record
+    /// nothing (what a task costs stays the floor). On by default on the mock clocks (so a
+    /// deadlock report lists the tasks) and whenever an instrument is given here;
+    /// [`dump_tree_on_signal`](Builder::dump_tree_on_signal) turns it on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::Builder::new().task_tree().run(trellis::nursery(async |n| {
+    ///     n.spawn_named("worker", trellis::yield_now());
+    ///     assert!(trellis::dump_tree().to_string().contains("child 1 \"worker\": ready"));
+    /// }));
+    /// ```
+    pub fn task_tree(mut self) -> Builder {
+        self.task_tree = true;
+        self
+    }
+
     /// Adds a system task that every runtime of this builder runs beside its root, outside
     /// every nursery, until the root completes (for settings of the layers above).
     pub(crate) fn with_system_task(mut self, make: MakeSystemTask) -> Builder {
@@ -491,7 +513,10 @@ impl Builder {
         let _entered = enter(core.clone());
         let _shuffle = crate::rt::shuffle::enter(self.shuffle_seed);
         // Dropped before `_entered`: `after_run` still runs inside the runtime.
-        let _instruments = hooks::install(&self.instruments.0);
+        let _instruments = hooks::install(
+            &self.instruments.0,
+            self.task_tree || self.clock != ClockChoice::Real,
+        );
         for make in &self.system_tasks.0 {
             core.inbox.start(make());
         }

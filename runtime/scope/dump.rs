@@ -21,7 +21,10 @@ use crate::scope::unit::BODY;
 /// descriptor, in a shield, being cancelled), its age and how many times it was polled.
 ///
 /// It reads what the runtime records and polls nothing, so it is cheap enough to call
-/// from a task at any time; from another thread, run it on the runtime with
+/// from a task at any time. The tasks are listed when the runtime keeps their records:
+/// on the mock clocks, with [`Builder::task_tree`](crate::Builder::task_tree) or an
+/// instrument; otherwise the tree shows the nurseries and scopes. From another thread,
+/// run it on the runtime with
 /// [`RuntimeHandle::run_sync`](crate::RuntimeHandle::run_sync). The deadlock panic of the
 /// mock clocks prints the same tree.
 ///
@@ -76,10 +79,12 @@ fn running_units() -> Vec<(*const ScopeNode, usize)> {
 
 fn write_node(w: &mut TreeWriter, node: &Rc<ScopeNode>, running: &[(*const ScopeNode, usize)]) {
     let reason = node.cancel_called().then(|| node.reason()).flatten();
-    let heading = if node.is_nursery.get() {
-        "nursery"
-    } else {
-        "cancel scope"
+    let heading = match (node.is_nursery.get(), node.keeps_records.get()) {
+        (true, true) => "nursery",
+        (true, false) => {
+            "nursery (its tasks are not recorded: build the runtime with `Builder::task_tree()`)"
+        }
+        (false, _) => "cancel scope",
     };
     let mut inside: HashMap<Option<usize>, Vec<Rc<ScopeNode>>> = HashMap::new();
     for (child, unit) in node.running_children() {
@@ -91,8 +96,9 @@ fn write_node(w: &mut TreeWriter, node: &Rc<ScopeNode>, running: &[(*const Scope
         node.shield(),
         reason.as_ref(),
         |w| {
-            if !node.is_nursery.get() {
-                for child in inside.remove(&None).unwrap_or_default() {
+            if !node.keeps_records.get() {
+                // A scope's body, or a nursery whose tasks are not known: what runs inside.
+                for child in inside.into_values().flatten() {
                     write_node(w, &child, running);
                 }
                 return;

@@ -254,6 +254,8 @@ pub(crate) struct ScopeNode {
     has_remote: Cell<bool>,
     /// The node is a nursery's (the rest are cancel scopes'), for the task tree.
     pub(crate) is_nursery: Cell<bool>,
+    /// The nursery keeps a record per task here (`body_record`, `records`).
+    pub(crate) keeps_records: Cell<bool>,
     /// A nursery's tasks, for the task tree and the instruments: its body's record, and
     /// its children's under the keys of the nursery's own slab of children.
     pub(crate) body_record: RefCell<Option<TaskRecord>>,
@@ -308,6 +310,7 @@ impl ScopeNode {
             remote: RefCell::new(None),
             has_remote: Cell::new(false),
             is_nursery: Cell::new(false),
+            keeps_records: Cell::new(false),
             body_record: RefCell::new(None),
             records: RefCell::new(Slab::new()),
         })
@@ -351,6 +354,7 @@ impl ScopeNode {
         self.listeners.borrow_mut().clear();
         self.drop_remote();
         self.is_nursery.set(false);
+        self.keeps_records.set(false);
         self.body_record.borrow_mut().take();
         self.records.borrow_mut().clear();
     }
