@@ -360,14 +360,23 @@ fn trellis_channels_and_locks_do_not_allocate_per_op() {
             2 * n
         );
     }
-    // Per call, exactly: the difference between 1 000 and 500 calls.
-    let (one, two) = (
-        total_allocs(Workload::ToThread, Runtime::Trellis, 500),
-        total_allocs(Workload::ToThread, Runtime::Trellis, 1000),
-    );
+    // Per call, exactly: the difference between 1 000 and 500 calls. A run that happens
+    // to start one more worker thread (≈ 7 allocations, not per call: the pool grows
+    // when a call finds no idle worker, which depends on the threads' timing) is taken
+    // again; the smallest of three differences is the per-call cost.
+    let per_500 = (0..3)
+        .map(|_| {
+            let one = total_allocs(Workload::ToThread, Runtime::Trellis, 500);
+            let two = total_allocs(Workload::ToThread, Runtime::Trellis, 1000);
+            (two - one, one, two)
+        })
+        .min()
+        .expect("three runs");
     assert!(
-        two - one <= 2 * 500,
-        "to_thread: {one} allocations at 500 calls, {two} at 1000"
+        per_500.0 <= 2 * 500,
+        "to_thread: {} allocations at 500 calls, {} at 1000",
+        per_500.1,
+        per_500.2
     );
 }
 
@@ -426,20 +435,14 @@ fn trellis_noop_allocations_are_reported() {
             "{}: trellis {plain} allocations per op, trellis+noop {noop}",
             w.name()
         );
+        // A hook call allocates nothing (`hooks::emit` shares the instrument list), so
+        // an instrument adds no allocation per operation; only the task records' slab,
+        // kept with an instrument, grows by doubling (a few allocations per run).
         assert!(
-            noop >= plain,
-            "{}: trellis+noop {noop} allocations per op < trellis {plain}",
+            noop >= plain && noop - plain < 0.05,
+            "{}: trellis+noop allocates {noop} per op, trellis {plain}",
             w.name()
         );
-        // The column really registers its instrument: while every hook call copies the
-        // instrument list (`hooks::emit`), each spawn allocates more than without one.
-        if w == Workload::SpawnAll {
-            assert!(
-                noop > plain,
-                "spawn_all: trellis+noop allocates no more than trellis ({noop}): \
-                 is the no-op instrument registered?"
-            );
-        }
         // Deterministic too: the same program, the same events.
         assert_eq!(
             allocs_per_op(w, Runtime::TrellisNoop, n),

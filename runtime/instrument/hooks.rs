@@ -422,7 +422,8 @@ pub(crate) fn active() -> bool {
 /// }
 ///
 /// let spawns = Arc::new(Spawns::default());
-/// trellis::run(trellis::nursery(async |n| {
+/// // `task_tree`: the nursery below keeps records, though it opens before the instrument.
+/// trellis::Builder::new().task_tree().run(trellis::nursery(async |n| {
 ///     n.spawn(async {}); // before: not seen
 ///     let key = instrument::add(spawns.clone());
 ///     n.spawn(async {});
