@@ -159,18 +159,7 @@ async fn sockets(fail_instead_of_cancel: bool) {
     let outcome = scope
         .run(nursery(async |n| {
             let (listener, transferred) = (&listener, &transferred);
-            n.spawn(async move {
-                nursery(async |connections| {
-                    loop {
-                        match listener.accept().await {
-                            Ok((stream, _)) => connections.spawn(echo(stream)),
-                            Err(e) => return Err::<(), _>(e),
-                        };
-                    }
-                })
-                .await
-                .map_err(|group| io::Error::other(group.to_string()))
-            });
+            n.spawn(common::serve_echo(listener));
             let (a, b) = UnixStream::pair()?;
             n.spawn(echo(b));
             n.spawn(async move {

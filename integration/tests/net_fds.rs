@@ -7,7 +7,7 @@ mod common;
 use std::cell::Cell;
 use std::io;
 
-use common::{HANG_LIMIT, echo, watchdog};
+use common::{HANG_LIMIT, watchdog};
 use trellis::net::{TcpListener, TcpStream};
 use trellis::{CancelScope, nursery};
 
@@ -31,18 +31,7 @@ async fn transfer_until_stopped(fail_instead_of_cancel: bool) {
     let outcome = scope
         .run(nursery(async |n| {
             let (listener, transferring, cancel) = (&listener, &transferring, &cancel);
-            n.spawn(async move {
-                nursery(async |connections| {
-                    loop {
-                        match listener.accept().await {
-                            Ok((stream, _)) => connections.spawn(echo(stream)),
-                            Err(e) => return Err::<(), _>(e),
-                        };
-                    }
-                })
-                .await
-                .map_err(|group| io::Error::other(group.to_string()))
-            });
+            n.spawn(common::serve_echo(listener));
             for _ in 0..CONNECTIONS {
                 n.spawn(async move {
                     let stream = TcpStream::connect(addr).await?;

@@ -259,6 +259,22 @@ where
     }
 }
 
+/// Accepts connections on `listener` until accepting fails, echoing each in a child of
+/// one nursery (so every connection ends with it); the error of the failed `accept`, or
+/// of a connection, as an `io::Error`.
+pub async fn serve_echo(listener: &trellis::net::TcpListener) -> std::io::Result<()> {
+    trellis::nursery(async |connections| {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => connections.spawn(echo(stream)),
+                Err(e) => return Err::<(), _>(e),
+            };
+        }
+    })
+    .await
+    .map_err(|group| std::io::Error::other(group.to_string()))
+}
+
 /// The bytes connection `id` sends: distinct per connection and per position, so a byte
 /// delivered to the wrong connection or out of order is caught.
 pub fn pattern(id: usize, len: usize) -> Vec<u8> {
