@@ -11,7 +11,9 @@
 //!   failure is reported, never the program's).
 //! - `LAST_WAIT` (thread-local): what the task being polled last parked on (a timer, a
 //!   socket), recorded by `sleep` and the reactor, taken by the task's owner after the poll
-//!   for the task tree's "waiting on" column. Always recorded: a store per park.
+//!   for the task tree's "waiting on" column: a store per park while `RECORDING`.
+//! - `RECORDING`: nurseries opened now keep task records (an instrument is registered,
+//!   or the runtime keeps its task tree); each nursery reads it once, when it opens.
 
 #![forbid(unsafe_code)]
 

@@ -88,8 +88,8 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
 
     /// [`spawn`](Nursery::spawn) with a name for the task: errors, cancel reasons,
     /// instruments and [`dump_tree`](crate::dump_tree) show it (a child spawned with
-    /// `spawn` is known by its number and spawn site). A `&'static str` name costs nothing;
-    /// a `String` is kept as it is.
+    /// `spawn` is known by its number and spawn site). The name costs one small allocation
+    /// (a `String` is kept as it is); an unnamed child, none.
     ///
     /// # Examples
     ///
