@@ -146,13 +146,14 @@ impl<'env, E> Shared<'env, E> {
     /// Drops a finished or cancelled child (inside its own context, catching a panic from
     /// its destructors), retires its unit, then keeps its cell for reuse when nothing else
     /// references it (a stale waker clone would wake the cell's next owner). Returns the
-    /// payload of a panic raised while dropping.
+    /// payload of a panic raised while dropping, and the child's label (moved out, to name
+    /// that panic).
     #[must_use = "a panic while dropping is the child's failure"]
     fn retire(
         &self,
         task: Task<'env, E>,
         fut: Option<ChildFuture<'env, E>>,
-    ) -> Option<Box<dyn Any + Send>> {
+    ) -> (Option<Box<dyn Any + Send>>, TaskLabel) {
         const MAX_SPARE: usize = 1024;
         let Task {
             fut: slot_fut,
@@ -160,6 +161,7 @@ impl<'env, E> Shared<'env, E> {
             waker,
             join,
             context,
+            label,
             ..
         } = task;
         // Drop the child inside its own context: its destructors see its own variables.
@@ -177,7 +179,7 @@ impl<'env, E> Shared<'env, E> {
         }
         // A second panic from the same child (its context after its future) was printed by
         // the panic hook; the child's failure is the first.
-        in_drop.or(in_context_drop)
+        (in_drop.or(in_context_drop), label)
     }
 
     /// Retires the child at `index` and records a panic from its destructors as its
@@ -190,7 +192,6 @@ impl<'env, E> Shared<'env, E> {
         exit: Exit,
     ) {
         let name = TaskName::Child(task.number);
-        let label = task.label.clone();
         let mut exit = exit;
         // Out of the slab before the drop, as the task is: a destructor that spawns a
         // sibling reuses the slot, and the records must stay a mirror of the children
@@ -199,7 +200,7 @@ impl<'env, E> Shared<'env, E> {
             .recording
             .then(|| self.node.records.borrow_mut().try_remove(index))
             .flatten();
-        if let Some(payload) = self.retire(task, fut) {
+        if let (Some(payload), label) = self.retire(task, fut) {
             exit = Exit::Panicked;
             self.record_failure(name, &label, Err(payload));
         }
