@@ -61,6 +61,12 @@ fn every_method_the_notes_name_exists() {
         u8,
         (),
     >;
+    let _ = trellis::Nursery::<()>::start_named::<
+        &str,
+        for<'c> fn(trellis::Nursery<'c, '_, ()>, trellis::TaskStatus<u8>) -> Ready<()>,
+        u8,
+        (),
+    >;
     let _ = trellis::TaskStatus::<u8>::started;
     let _ = trellis::JoinHandle::<u8>::is_finished;
     let _ = trellis::JoinHandle::<u8>::cancel;
@@ -78,9 +84,11 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::Failure::<()>::error;
     let _ = trellis::Failure::<()>::into_error;
     let _ = trellis::JoinError::task;
+    let _ = trellis::JoinError::name;
     let _ = trellis::JoinError::is_failed;
     let _ = trellis::JoinError::is_cancelled;
     let _ = trellis::StartError::<()>::task;
+    let _ = trellis::StartError::<()>::name;
     let _ = trellis::StartError::<()>::error;
     let _ = trellis::StartError::<()>::into_error;
     let _ = trellis::StartError::<()>::is_not_ready;

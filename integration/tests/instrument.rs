@@ -665,3 +665,120 @@ fn child_panics_beside_a_named_failure() {
         }))
     });
 }
+
+/// What a shielded awaiter of each handle saw, as messages.
+fn join_errors_of(
+    run: impl AsyncFnOnce(&trellis::Nursery<'_, '_, &'static str>) -> Vec<String>,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let out = &mut seen;
+    // The nursery's own error or panic is not what these tests look at.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        trellis::Builder::new()
+            .autojump()
+            .run(trellis::nursery(async |n| {
+                *out = run(&n).await;
+                Ok(())
+            }))
+    }));
+    seen
+}
+
+#[test]
+fn join_errors_name_the_child_that_failed_or_was_cancelled() {
+    let seen = watchdog(HANG_LIMIT, || {
+        join_errors_of(async |n| {
+            let failed = n.spawn_named("fetch user", async { Err::<(), _>("not found") });
+            let panicked = n.spawn_named(String::from("parse"), async {
+                if true {
+                    panic!("bad byte")
+                }
+            });
+            let unnamed = n.spawn(trellis::sleep_forever());
+            let dropped = n.spawn_named("sleeper", trellis::sleep_forever());
+            let mut seen = Vec::new();
+            for handle in [failed, panicked] {
+                let err = trellis::shield(handle).await.unwrap_err();
+                seen.push(format!("{:?} {err}", err.name()));
+            }
+            // The failures cancel the nursery: the sleepers are dropped unfinished.
+            for handle in [unnamed, dropped] {
+                let err = trellis::shield(handle).await.unwrap_err();
+                seen.push(format!("{:?} {err}", err.name()));
+            }
+            seen
+        })
+    });
+    assert_eq!(
+        seen,
+        [
+            "Some(\"fetch user\") child 1 \"fetch user\" failed; its nursery reports the error \
+             (or resumes the panic)",
+            "Some(\"parse\") child 2 \"parse\" failed; its nursery reports the error (or resumes \
+             the panic)",
+            "None child 3 was cancelled before it finished",
+            "Some(\"sleeper\") child 4 \"sleeper\" was cancelled before it finished",
+        ]
+    );
+}
+
+#[test]
+fn a_named_child_that_succeeded_keeps_no_name_for_a_second_await() {
+    let seen = watchdog(HANG_LIMIT, || {
+        join_errors_of(async |n| {
+            let mut ok = n.spawn_named("quick", async { Ok(7) });
+            assert_eq!((&mut ok).await.unwrap(), 7);
+            let again = ok.await.unwrap_err();
+            assert!(!again.is_failed() && !again.is_cancelled());
+            vec![format!("{:?} {again}", again.name())]
+        })
+    });
+    assert_eq!(
+        seen,
+        ["None the value of child 1 was already taken by an earlier await of its handle"]
+    );
+}
+
+#[test]
+fn start_errors_name_the_child_given_to_start_named() {
+    let seen = watchdog(HANG_LIMIT, || {
+        join_errors_of(async |n| {
+            let mut seen = Vec::new();
+            let failed: Result<u8, _> = n
+                .start_named("listener", async |_n, _status| Err::<(), _>("port in use"))
+                .await;
+            let not_ready: Result<u8, _> = n
+                .start_named(String::from("idle"), async |_n, _status| {})
+                .await;
+            let unnamed: Result<u8, _> = n.start(async |_n, _status| {}).await;
+            for err in [failed, not_ready, unnamed].map(Result::unwrap_err) {
+                seen.push(format!("{:?} {err}", err.name()));
+            }
+            // A sibling's failure cancels the nursery while the child is not ready yet;
+            // the shielded `start` sees it dropped.
+            n.spawn(async {
+                trellis::sleep(Duration::from_secs(1)).await;
+                Err::<(), _>("sibling failed")
+            });
+            let cancelled: Result<u8, _> = trellis::shield(
+                n.start_named("slow", async |_n, _status| trellis::sleep_forever().await),
+            )
+            .await;
+            let err = cancelled.unwrap_err();
+            assert!(err.is_cancelled());
+            seen.push(format!("{:?} {err}", err.name()));
+            seen
+        })
+    });
+    assert_eq!(
+        seen,
+        [
+            "Some(\"listener\") child 1 \"listener\" failed before it was ready: port in use",
+            "Some(\"idle\") child 2 \"idle\" finished without calling `started`; a child given \
+             to `start` must call `status.started(value)` once it is ready",
+            "None child 3 finished without calling `started`; a child given to `start` must \
+             call `status.started(value)` once it is ready",
+            "Some(\"slow\") child 5 \"slow\" was cancelled before it was ready",
+        ]
+    );
+}

@@ -39,7 +39,7 @@ impl TaskName {
     /// `child 2`, or `child 2 "fetch user"` when the task was given a name: how errors and
     /// cancel reasons name a task (without the spawn site, so that messages do not change
     /// when code moves).
-    pub(crate) fn described(self, label: Option<&TaskLabel>) -> impl fmt::Display {
+    pub(crate) fn described(self, name: Option<&str>) -> impl fmt::Display + '_ {
         struct Described<'a>(TaskName, Option<&'a str>);
         impl fmt::Display for Described<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -49,7 +49,7 @@ impl TaskName {
                 }
             }
         }
-        Described(self, label.and_then(TaskLabel::name))
+        Described(self, name)
     }
 }
 

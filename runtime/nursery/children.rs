@@ -164,6 +164,9 @@ impl<'env, E> Shared<'env, E> {
             label,
             ..
         } = task;
+        if let (Some(join), Some(name)) = (&join, label.name()) {
+            join.name_if_unsuccessful(name);
+        }
         // Drop the child inside its own context: its destructors see its own variables.
         let entered = context::enter_child(context);
         let in_drop = drop_catching((fut, slot_fut, join));
@@ -218,7 +221,7 @@ impl<'env, E> Shared<'env, E> {
         label: &TaskLabel,
         outcome: Result<E, Box<dyn Any + Send>>,
     ) {
-        let described = task.described(Some(label)).to_string();
+        let described = task.described(label.name()).to_string();
         self.node.cancel(CancelReason::Failure {
             task: described.clone(),
         });
@@ -268,7 +271,7 @@ impl<'env, E> Shared<'env, E> {
             .map(|f| {
                 format!(
                     "{} failed with an error of type `{}`",
-                    f.task().described(Some(f.label())),
+                    f.task().described(f.label().name()),
                     std::any::type_name::<E>()
                 )
             })

@@ -131,7 +131,7 @@ impl<E> Failure<E> {
 impl<E: fmt::Display> fmt::Display for Failure<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `{:#}` reaches the error: an `anyhow::Error` then shows its whole chain.
-        let task = self.task.described(Some(&self.label));
+        let task = self.task.described(self.label.name());
         if f.alternate() {
             write!(f, "{task} failed: {:#}", self.error)
         } else {
@@ -454,6 +454,8 @@ impl<E: fmt::Debug + fmt::Display> Error for ErrorGroup<E> {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinError {
     task: TaskName,
+    /// The child's name, if it was given one (`None` for a value already taken).
+    name: Option<Box<str>>,
     kind: JoinErrorKind,
 }
 
@@ -465,16 +467,18 @@ enum JoinErrorKind {
 }
 
 impl JoinError {
-    pub(crate) fn failed(task: TaskName) -> JoinError {
+    pub(crate) fn failed(task: TaskName, name: Option<Box<str>>) -> JoinError {
         JoinError {
             task,
+            name,
             kind: JoinErrorKind::Failed,
         }
     }
 
-    pub(crate) fn cancelled(task: TaskName) -> JoinError {
+    pub(crate) fn cancelled(task: TaskName, name: Option<Box<str>>) -> JoinError {
         JoinError {
             task,
+            name,
             kind: JoinErrorKind::Cancelled,
         }
     }
@@ -482,6 +486,7 @@ impl JoinError {
     pub(crate) fn taken(task: TaskName) -> JoinError {
         JoinError {
             task,
+            name: None,
             kind: JoinErrorKind::Taken,
         }
     }
@@ -505,6 +510,29 @@ impl JoinError {
     /// ```
     pub fn task(&self) -> TaskName {
         self.task
+    }
+
+    /// The name the child was given with [`Nursery::spawn_named`](crate::Nursery::spawn_named),
+    /// if any; the message names it too. (`None` as well for a value already taken: that
+    /// child succeeded, and its name was not kept.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = trellis::Builder::new().autojump().run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let fetch = n.spawn_named("fetch user", trellis::sleep_forever());
+    ///         fetch.cancel();
+    ///         Ok::<_, ()>(fetch.await.unwrap_err())
+    ///     })
+    ///     .await
+    ///     .unwrap()
+    /// });
+    /// assert_eq!(err.name(), Some("fetch user"));
+    /// assert_eq!(err.to_string(), "child 1 \"fetch user\" was cancelled before it finished");
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The child failed (returned an error or panicked); the nursery reports the error.
@@ -551,19 +579,18 @@ impl JoinError {
 
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let task = self.task.described(self.name.as_deref());
         match self.kind {
             JoinErrorKind::Failed => write!(
                 f,
-                "{} failed; its nursery reports the error (or resumes the panic)",
-                self.task
+                "{task} failed; its nursery reports the error (or resumes the panic)"
             ),
             JoinErrorKind::Cancelled => {
-                write!(f, "{} was cancelled before it finished", self.task)
+                write!(f, "{task} was cancelled before it finished")
             }
             JoinErrorKind::Taken => write!(
                 f,
-                "the value of {} was already taken by an earlier await of its handle",
-                self.task
+                "the value of {task} was already taken by an earlier await of its handle"
             ),
         }
     }
@@ -598,6 +625,8 @@ impl Error for JoinError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartError<E> {
     task: TaskName,
+    /// The name given with [`Nursery::start_named`](crate::Nursery::start_named), if any.
+    name: Option<Box<str>>,
     kind: StartErrorKind<E>,
 }
 
@@ -609,23 +638,26 @@ enum StartErrorKind<E> {
 }
 
 impl<E> StartError<E> {
-    pub(crate) fn failed(task: TaskName, error: E) -> StartError<E> {
+    pub(crate) fn failed(task: TaskName, name: Option<Box<str>>, error: E) -> StartError<E> {
         StartError {
             task,
+            name,
             kind: StartErrorKind::Failed(error),
         }
     }
 
-    pub(crate) fn not_ready(task: TaskName) -> StartError<E> {
+    pub(crate) fn not_ready(task: TaskName, name: Option<Box<str>>) -> StartError<E> {
         StartError {
             task,
+            name,
             kind: StartErrorKind::NotReady,
         }
     }
 
-    pub(crate) fn cancelled(task: TaskName) -> StartError<E> {
+    pub(crate) fn cancelled(task: TaskName, name: Option<Box<str>>) -> StartError<E> {
         StartError {
             task,
+            name,
             kind: StartErrorKind::Cancelled,
         }
     }
@@ -650,6 +682,33 @@ impl<E> StartError<E> {
     /// ```
     pub fn task(&self) -> TaskName {
         self.task
+    }
+
+    /// The name the child was given with [`Nursery::start_named`](crate::Nursery::start_named),
+    /// if any; the message names it too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let started: Result<u16, _> = n
+    ///             .start_named("listener", async |_n, _status| Err::<(), _>("port in use"))
+    ///             .await;
+    ///         let err = started.unwrap_err();
+    ///         assert_eq!(err.name(), Some("listener"));
+    ///         assert_eq!(
+    ///             err.to_string(),
+    ///             "child 1 \"listener\" failed before it was ready: port in use"
+    ///         );
+    ///         Ok::<_, &str>(())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The error the child returned before it was ready, if that is what happened.
@@ -761,22 +820,22 @@ impl<E> StartError<E> {
 
 impl<E: fmt::Display> fmt::Display for StartError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let task = self.task.described(self.name.as_deref());
         match &self.kind {
             // `{:#}` reaches the error, as for a `Failure`.
             StartErrorKind::Failed(e) if f.alternate() => {
-                write!(f, "{} failed before it was ready: {e:#}", self.task)
+                write!(f, "{task} failed before it was ready: {e:#}")
             }
             StartErrorKind::Failed(e) => {
-                write!(f, "{} failed before it was ready: {e}", self.task)
+                write!(f, "{task} failed before it was ready: {e}")
             }
             StartErrorKind::NotReady => write!(
                 f,
-                "{} finished without calling `started`; a child given to `start` must call \
-                 `status.started(value)` once it is ready",
-                self.task
+                "{task} finished without calling `started`; a child given to `start` must call \
+                 `status.started(value)` once it is ready"
             ),
             StartErrorKind::Cancelled => {
-                write!(f, "{} was cancelled before it was ready", self.task)
+                write!(f, "{task} was cancelled before it was ready")
             }
         }
     }

@@ -233,17 +233,63 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
         V: 'env,
     {
         // Not an `async fn`, so that `#[track_caller]` sees the caller.
-        crate::nursery::start::start(self, f, Location::caller())
+        crate::nursery::start::start(self, f, TaskLabel::at(Location::caller()))
     }
 
-    /// Spawns a type-erased child, spawned at `location`, and reports its number (used
-    /// by `start`).
-    pub(crate) fn spawn_erased(
+    /// [`start`](Nursery::start) with a name for the child, as
+    /// [`spawn_named`](Nursery::spawn_named) gives one: errors, cancel reasons, a
+    /// [`StartError`], instruments and the task tree show it.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Nursery::start): [`StartError`] (which names the child) when the child
+    /// fails or finishes before calling `started`.
+    ///
+    /// # Cancellation
+    ///
+    /// As [`start`](Nursery::start): dropping the future before the child is ready cancels
+    /// the child.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// trellis::run(async {
+    ///     trellis::nursery(async |n| {
+    ///         let port = n
+    ///             .start_named("listener", async |_n, status| {
+    ///                 status.started(8080_u16);
+    ///                 Ok(())
+    ///             })
+    ///             .await
+    ///             .map_err(|e| e.to_string())?;
+    ///         assert_eq!(port, 8080);
+    ///         Ok::<_, String>(())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn start_named<N, F, V, O>(
         &self,
-        fut: ChildFuture<'env, E>,
-        location: &'static Location<'static>,
-    ) -> u64 {
-        self.shared.insert(fut, None, TaskLabel::at(location))
+        name: N,
+        f: F,
+    ) -> impl Future<Output = Result<V, StartError<E>>>
+    where
+        N: Into<Cow<'static, str>>,
+        F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, TaskStatus<V>) -> O + 'env,
+        O: TaskOutput<E>,
+        O::Value: 'env,
+        V: 'env,
+    {
+        let label = TaskLabel::named(name, Location::caller());
+        crate::nursery::start::start(self, f, label)
+    }
+
+    /// Spawns a type-erased child labelled `label`, and reports its number (used by
+    /// `start`).
+    pub(crate) fn spawn_erased(&self, fut: ChildFuture<'env, E>, label: TaskLabel) -> u64 {
+        self.shared.insert(fut, None, label)
     }
 
     pub(crate) fn fresh_handle(&self) -> Nursery<'env, 'env, E> {

@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -33,6 +33,9 @@ pub(crate) trait JoinFailed {
     /// now on [`JoinHandle::cancel`] reaches it there. A cancel asked for before this
     /// takes effect now (the child still runs to its first suspension).
     fn started(&self, node: &Rc<ScopeNode>, unit: &Arc<UnitCell>);
+    /// The child, named `name`, is being retired: if it did not deliver a value (it failed,
+    /// or is about to be dropped unfinished), its handle's [`JoinError`] names it.
+    fn name_if_unsuccessful(&self, name: &str);
 }
 
 /// The state a child shares with its [`JoinHandle`].
@@ -43,6 +46,9 @@ pub(crate) struct JoinSlot<T> {
     running_at: RefCell<Option<(Rc<ScopeNode>, Arc<UnitCell>)>>,
     /// `cancel` was called before the child's first poll.
     cancel_asked: Cell<bool>,
+    /// The child's name, kept only once it failed or is dropped unfinished (so a
+    /// successful named child costs no copy of its name).
+    name: OnceCell<Box<str>>,
 }
 
 enum JoinState<T> {
@@ -60,6 +66,7 @@ impl<T> JoinSlot<T> {
             waker: RefCell::new(None),
             running_at: RefCell::new(None),
             cancel_asked: Cell::new(false),
+            name: OnceCell::new(),
         })
     }
 
@@ -83,6 +90,12 @@ impl<T> JoinFailed for JoinSlot<T> {
             node.cancel_child_at_first_poll(unit);
         }
         *self.running_at.borrow_mut() = Some((node.clone(), unit.clone()));
+    }
+
+    fn name_if_unsuccessful(&self, name: &str) {
+        if matches!(*self.state.borrow(), JoinState::Running | JoinState::Failed) {
+            let _ = self.name.set(name.into());
+        }
     }
 }
 
@@ -281,6 +294,7 @@ impl<T> JoinHandle<'_, T> {
     /// The handle's poll; [`Future::poll`] adds the `done` bookkeeping.
     fn poll_slot(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
         let task = TaskName::Child(self.number);
+        let name = || self.slot.name.get().cloned();
         let mut state = self.slot.state.borrow_mut();
         match &*state {
             JoinState::Running => {
@@ -294,8 +308,8 @@ impl<T> JoinHandle<'_, T> {
             JoinState::Failed | JoinState::Cancelled if current_is_cancelled() => {
                 return Poll::Pending;
             }
-            JoinState::Failed => return Poll::Ready(Err(JoinError::failed(task))),
-            JoinState::Cancelled => return Poll::Ready(Err(JoinError::cancelled(task))),
+            JoinState::Failed => return Poll::Ready(Err(JoinError::failed(task, name()))),
+            JoinState::Cancelled => return Poll::Ready(Err(JoinError::cancelled(task, name()))),
             JoinState::Taken => return Poll::Ready(Err(JoinError::taken(task))),
             JoinState::Done(_) => {}
         }

@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use crate::instrument::label::TaskLabel;
 use crate::nursery::error::{StartError, TaskName};
 use crate::nursery::handle::Nursery;
 use crate::nursery::output::TaskOutput;
@@ -251,7 +252,7 @@ impl<V, E> Drop for WaitStarted<V, E> {
 pub(crate) async fn start<'s, 'env, F, V, O, E>(
     nursery: &Nursery<'s, 'env, E>,
     f: F,
-    location: &'static std::panic::Location<'static>,
+    label: TaskLabel,
 ) -> Result<V, StartError<E>>
 where
     F: for<'c> AsyncFnOnce(Nursery<'c, 'env, E>, TaskStatus<V>) -> O + 'env,
@@ -279,12 +280,14 @@ where
         signal: signal.clone(),
         early: early.clone(),
     };
-    let task = TaskName::Child(nursery.spawn_erased(Box::pin(child), location));
+    // Kept for the error (a `start` is once per service, not per request).
+    let name = label.name().map(Box::from);
+    let task = TaskName::Child(nursery.spawn_erased(Box::pin(child), label));
     match (WaitStarted { signal, early }).await {
         Ok(v) => Ok(v),
-        Err(Early::Failed(e)) => Err(StartError::failed(task, e)),
+        Err(Early::Failed(e)) => Err(StartError::failed(task, name, e)),
         Err(Early::Panicked(payload)) => resume_unwind(payload),
-        Err(Early::NotReady) => Err(StartError::not_ready(task)),
-        Err(Early::Cancelled) => Err(StartError::cancelled(task)),
+        Err(Early::NotReady) => Err(StartError::not_ready(task, name)),
+        Err(Early::Cancelled) => Err(StartError::cancelled(task, name)),
     }
 }
