@@ -33,13 +33,13 @@ use crate::instrument::hooks::{self, Exit, TaskId, TaskOutcome};
 use crate::instrument::label::{TaskLabel, panic_text};
 use crate::instrument::tree::TaskRecord;
 use crate::nursery::error::{Failure, TaskName};
-use crate::nursery::join::JoinFailed;
+use crate::nursery::join::ChildTask;
 use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
 use crate::scope::unit::{ReadyQueue, UnitCell, WakerKey};
 use slab::Slab;
 
 /// A type-erased child future; it reports its value through its join slot.
-pub(super) type ChildFuture<'env, E> = Pin<Box<dyn Future<Output = Result<(), E>> + 'env>>;
+pub(super) type ChildFuture<'env, E> = Pin<Box<dyn ChildTask<E> + 'env>>;
 
 pub(super) struct Task<'env, E> {
     /// `None` while the task is being polled.
@@ -50,8 +50,6 @@ pub(super) struct Task<'env, E> {
     /// The waker made from `unit` (a no-op one before the first poll).
     pub(super) waker: Waker,
     pub(super) number: u64,
-    /// Tells the child's `JoinHandle` that it failed (`None`: spawned without a handle).
-    pub(super) join: Option<Rc<dyn JoinFailed + 'env>>,
     /// The child's own context: a copy of its spawner's at spawn time (`None`: empty so
     /// far). Moved into the thread's current context while the child is polled.
     pub(super) context: Option<context::Context>,
@@ -97,12 +95,7 @@ impl<'env, E> Shared<'env, E> {
             .expect("the queue is taken back only when the nursery future is dropped")
     }
 
-    pub(super) fn insert(
-        &self,
-        fut: ChildFuture<'env, E>,
-        join: Option<Rc<dyn JoinFailed + 'env>>,
-        label: TaskLabel,
-    ) -> u64 {
+    pub(super) fn insert(&self, fut: ChildFuture<'env, E>, label: TaskLabel) -> u64 {
         let number = self.spawned.get() + 1;
         self.spawned.set(number);
         // Into a nursery that is finished or being dropped (only a destructor of one of its
@@ -116,7 +109,6 @@ impl<'env, E> Shared<'env, E> {
             unit: None,
             waker: Waker::noop().clone(),
             number,
-            join,
             context: context::inherit(),
             label,
         });
@@ -159,17 +151,19 @@ impl<'env, E> Shared<'env, E> {
             fut: slot_fut,
             unit,
             waker,
-            join,
             context,
             label,
             ..
         } = task;
-        if let (Some(join), Some(name)) = (&join, label.name()) {
-            join.name_if_unsuccessful(name);
+        if let Some(name) = label.name() {
+            let slot = fut.iter().chain(&slot_fut).find_map(|f| f.join_slot());
+            if let Some(join) = slot {
+                join.name_if_unsuccessful(name);
+            }
         }
         // Drop the child inside its own context: its destructors see its own variables.
         let entered = context::enter_child(context);
-        let in_drop = drop_catching((fut, slot_fut, join));
+        let in_drop = drop_catching((fut, slot_fut));
         // Separately: a panic from a context value's destructor while the future's panic
         // unwinds would abort. Most children have no context of their own.
         let in_context_drop = entered.leave().and_then(drop_catching);
@@ -313,7 +307,7 @@ impl<'env, E> Shared<'env, E> {
             // A child that never ran has no waker cell yet: its first poll gives it one.
             if task.unit.is_none() {
                 let (unit, waker) = self.unit_for(index);
-                if let Some(join) = &task.join {
+                if let Some(join) = fut.join_slot() {
                     join.started(&self.node, &unit);
                 }
                 task.unit = Some(unit);
@@ -358,7 +352,7 @@ impl<'env, E> Shared<'env, E> {
         let task = tasks.remove(index);
         drop(tasks);
         if let Some(outcome) = failure {
-            if let Some(join) = &task.join {
+            if let Some(join) = fut.join_slot() {
                 join.failed();
             }
             self.record_failure(TaskName::Child(task.number), &task.label, outcome);

@@ -124,9 +124,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     {
         let slot = JoinSlot::new();
         let child = Child::new(fut, JoinSender(slot.clone()));
-        let number = self
-            .shared
-            .insert(Box::pin(child), Some(slot.clone()), label);
+        let number = self.shared.insert(Box::pin(child), label);
         JoinHandle::new(slot, number)
     }
 
@@ -157,7 +155,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     {
         let child: Child<F, (), E> = Child::new(fut, ());
         self.shared
-            .insert(Box::pin(child), None, TaskLabel::at(Location::caller()));
+            .insert(Box::pin(child), TaskLabel::at(Location::caller()));
     }
 
     /// Starts a child that receives its own handle to this nursery, so that it can spawn
@@ -289,7 +287,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// Spawns a type-erased child labelled `label`, and reports its number (used by
     /// `start`).
     pub(crate) fn spawn_erased(&self, fut: ChildFuture<'env, E>, label: TaskLabel) -> u64 {
-        self.shared.insert(fut, None, label)
+        self.shared.insert(fut, label)
     }
 
     pub(crate) fn fresh_handle(&self) -> Nursery<'env, 'env, E> {

@@ -123,18 +123,35 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// A child future as its nursery holds it (type-erased): polled to its end, and asked for
+/// its join slot. The slot lives in the child's own allocation, so a task needs no second
+/// pointer to it.
+pub(crate) trait ChildTask<E>: Future<Output = Result<(), E>> {
+    /// The slot of the child's [`JoinHandle`], until the child delivers its value (`None`
+    /// for a child spawned without one).
+    fn join_slot(&self) -> Option<&dyn JoinFailed>;
+}
+
 /// Where a child's value goes when it finishes.
 pub(crate) trait Deliver<T> {
     fn deliver(self, value: T);
+    /// The join slot the value goes to, if any.
+    fn slot(&self) -> Option<&dyn JoinFailed>;
 }
 
 impl<T> Deliver<T> for () {
     fn deliver(self, _value: T) {}
+    fn slot(&self) -> Option<&dyn JoinFailed> {
+        None
+    }
 }
 
 impl<T> Deliver<T> for JoinSender<T> {
     fn deliver(self, value: T) {
         self.0.set(JoinState::Done(value));
+    }
+    fn slot(&self) -> Option<&dyn JoinFailed> {
+        Some(&*self.0)
     }
 }
 
@@ -167,6 +184,17 @@ where
             join.deliver(value);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl<F, J, E> ChildTask<E> for Child<F, J, E>
+where
+    F: Future,
+    F::Output: TaskOutput<E>,
+    J: Deliver<<F::Output as TaskOutput<E>>::Value>,
+{
+    fn join_slot(&self) -> Option<&dyn JoinFailed> {
+        self.join.as_ref().and_then(Deliver::slot)
     }
 }
 

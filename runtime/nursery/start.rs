@@ -24,6 +24,7 @@ use std::task::{Context, Poll, Waker};
 use crate::instrument::label::TaskLabel;
 use crate::nursery::error::{StartError, TaskName};
 use crate::nursery::handle::Nursery;
+use crate::nursery::join::{ChildTask, JoinFailed};
 use crate::nursery::output::TaskOutput;
 use crate::scope::cancel_scope::current_is_cancelled;
 
@@ -171,6 +172,17 @@ pin_project_lite::pin_project! {
             // Dropped before being ready: the nursery cancelled it.
             settle_early(&this.signal, &this.early, Early::Cancelled);
         }
+    }
+}
+
+/// No join slot: `start` hands the value over through its signal.
+impl<F, V, E> ChildTask<E> for StartedChild<F, V, E>
+where
+    F: Future,
+    F::Output: TaskOutput<E>,
+{
+    fn join_slot(&self) -> Option<&dyn JoinFailed> {
+        None
     }
 }
 
