@@ -224,6 +224,13 @@ fn every_method_the_notes_name_exists() {
     let _ = trellis::instrument::TaskId::as_u64;
     let _ = trellis::instrument::TaskInfo::id;
     let _ = trellis::instrument::TaskInfo::parent;
+    let _ = trellis::instrument::TaskInfo::nursery;
+    let _ = trellis::instrument::ScopeInfo::id;
+    let _ = trellis::instrument::ScopeInfo::parent;
+    let _ = trellis::instrument::ScopeInfo::task;
+    let _ = trellis::instrument::ScopeInfo::is_nursery;
+    let _ = trellis::instrument::ScopeInfo::deadline;
+    let _ = trellis::instrument::ScopeInfo::is_shielded;
     let _ = trellis::instrument::TaskInfo::name;
     let _ = trellis::instrument::TaskInfo::label;
     let _ = trellis::instrument::TaskOutcome::Panicked;

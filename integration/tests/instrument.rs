@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{HANG_LIMIT, watchdog};
-use trellis::instrument::{self, Instrument, TaskId, TaskInfo, TaskOutcome};
+use trellis::instrument::{self, Instrument, ScopeInfo, TaskId, TaskInfo, TaskOutcome};
 use trellis::{CancelReason, TaskName};
 
 /// Writes every hook it sees as a line.
@@ -70,7 +70,7 @@ impl Instrument for Log {
     fn after_io_wait(&self, events: usize) {
         self.push(format!("io events {events}"));
     }
-    fn scope_cancelled(&self, reason: &CancelReason) {
+    fn scope_cancelled(&self, _scope: &ScopeInfo, reason: &CancelReason) {
         self.push(format!("cancelled: {reason}"));
     }
 }
@@ -780,5 +780,130 @@ fn start_errors_name_the_child_given_to_start_named() {
              call `status.started(value)` once it is ready",
             "Some(\"slow\") child 5 \"slow\" was cancelled before it was ready",
         ]
+    );
+}
+
+/// Writes the scope hooks (and spawns, to place them), naming scopes by order of entry
+/// (an id is forgotten when its scope exits: a later scope may reuse it).
+#[derive(Clone, Default)]
+struct Scopes {
+    log: Log,
+    ids: Arc<Mutex<Vec<u64>>>,
+    start: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+impl Scopes {
+    fn name(&self, id: Option<u64>) -> String {
+        let mut ids = self.ids.lock().unwrap();
+        let Some(id) = id else {
+            return String::from("-");
+        };
+        let i = ids
+            .iter()
+            .position(|&known| known == id)
+            .unwrap_or_else(|| {
+                ids.push(id);
+                ids.len() - 1
+            });
+        format!("s{}", i + 1)
+    }
+
+    fn forget(&self, id: u64) {
+        for known in self.ids.lock().unwrap().iter_mut() {
+            if *known == id {
+                *known = u64::MAX;
+            }
+        }
+    }
+
+    fn describe(&self, s: &ScopeInfo) -> String {
+        let start = self
+            .start
+            .lock()
+            .unwrap()
+            .expect("set when the body starts");
+        let deadline = s
+            .deadline()
+            .map(|d| format!(" deadline +{:?}", d - start))
+            .unwrap_or_default();
+        format!(
+            "{} in {} (parent {}){}{}{}",
+            self.name(Some(s.id())),
+            s.task(),
+            self.name(s.parent()),
+            if s.is_nursery() { " nursery" } else { "" },
+            if s.is_shielded() { " shield" } else { "" },
+            deadline,
+        )
+    }
+}
+
+impl Instrument for Scopes {
+    fn task_spawned(&self, t: &TaskInfo) {
+        let nursery = self.name(Some(t.nursery()));
+        self.log
+            .push(format!("spawned {} ({}) in {nursery}", t.id(), t.name()));
+    }
+    fn scope_entered(&self, s: &ScopeInfo) {
+        let line = format!("entered {}", self.describe(s));
+        self.log.push(line);
+    }
+    fn scope_exited(&self, s: &ScopeInfo) {
+        let line = format!("exited {}", self.describe(s));
+        self.forget(s.id());
+        self.log.push(line);
+    }
+    fn scope_cancelled(&self, s: &ScopeInfo, reason: &CancelReason) {
+        let line = format!("cancelled {}: {reason}", self.describe(s));
+        self.log.push(line);
+    }
+}
+
+#[test]
+fn scope_hooks_report_each_scope_with_its_parent_task_and_deadline() {
+    let scopes = Scopes::default();
+    let (log, start) = (scopes.log.clone(), scopes.start.clone());
+    let outcome = watchdog(HANG_LIMIT, move || {
+        // The clock is virtual and does not move before the first sleep: deadlines are
+        // exact offsets from the reading taken here.
+        trellis::Builder::new()
+            .autojump()
+            .instrument(scopes)
+            .run(async {
+                *start.lock().unwrap() = Some(trellis::now());
+                trellis::nursery(async |n| {
+                    n.spawn_named("worker", async {
+                        // A timeout that fires, around a shield.
+                        trellis::move_on_after(Duration::from_secs(2), async {
+                            trellis::shield(trellis::sleep(Duration::from_secs(1))).await;
+                            trellis::sleep_forever().await;
+                        })
+                        .await;
+                    });
+                    // A scope cancelled before it is entered starts cancelled.
+                    let early = trellis::CancelScope::new();
+                    early.cancel();
+                    early.run(trellis::sleep_forever()).await;
+                })
+                .await
+            })
+    });
+    assert!(outcome.is_ok(), "no task failed");
+    assert_eq!(
+        log.text(),
+        "\
+entered s1 in task 0 (parent -) nursery
+spawned task 1 (the nursery body) in s1
+spawned task 2 (child 1) in s1
+cancelled s2 in task 0 (parent -): cancelled explicitly
+entered s2 in task 1 (parent -)
+exited s2 in task 1 (parent -)
+entered s3 in task 2 (parent -) deadline +2s
+entered s4 in task 2 (parent s3) shield
+exited s4 in task 2 (parent s3) shield
+cancelled s3 in task 2 (parent -) deadline +2s: its deadline passed
+exited s3 in task 2 (parent -) deadline +2s
+exited s1 in task 0 (parent -) nursery
+"
     );
 }

@@ -27,6 +27,8 @@ struct Seen {
     metadata: HashMap<u64, &'static Metadata<'static>>,
     /// Events: (message, fields, the span they belong to).
     events: Vec<(String, FieldMap, Option<u64>)>,
+    /// Spans closed (their last handle dropped).
+    closed: Vec<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -85,6 +87,10 @@ impl Subscriber for Collect {
             Some(id) => Current::new(Id::from_u64(*id), seen.metadata[id]),
             None => Current::none(),
         }
+    }
+    fn try_close(&self, span: Id) -> bool {
+        self.seen.lock().unwrap().closed.push(span.into_u64());
+        true
     }
     fn enter(&self, span: &Id) {
         self.seen.lock().unwrap().stack.push(span.into_u64());
@@ -158,10 +164,20 @@ fn task_spans_nest_and_cancellations_carry_their_reason() {
     assert_eq!(fields["kind"], "task");
     assert!(fields["loc.file"].ends_with("tracing.rs"), "{fields:?}");
     assert!(fields.contains_key("task.id") && fields.contains_key("loc.line"));
-    // The query's span is a child of the handler's, whose is a child of the request's
-    // (the span current when the runtime started).
-    assert_eq!(*parent, Some(handler));
-    assert_eq!(seen.spans[&handler].2, Some(request));
+    // The query's span is a child of its nursery's, a child of the handler's, a child of
+    // the outer nursery's, a child of the request's (the span current when the runtime
+    // started).
+    let inner = parent.expect("the query's nursery");
+    let (name, fields, above) = &seen.spans[&inner];
+    assert_eq!(
+        (name.as_str(), fields["kind"].as_str()),
+        ("scope", "nursery")
+    );
+    assert_eq!(fields["deadline"], "false");
+    assert_eq!(*above, Some(handler));
+    let outer = seen.spans[&handler].2.expect("the handler's nursery");
+    assert_eq!(seen.spans[&outer].1["kind"], "nursery");
+    assert_eq!(seen.spans[&outer].2, Some(request));
     // What a task logs belongs to its span, at every poll (before and after its sleep).
     let span_of = |message: &str| {
         seen.events
@@ -180,7 +196,23 @@ fn task_spans_nest_and_cancellations_carry_their_reason() {
         .find(|(m, _, _)| m == "scope cancelled")
         .expect("a cancellation event");
     assert_eq!(cancel.1["reason"], "its deadline passed");
+    // It is in the timeout's own span: a cancel scope with a deadline, in the outer
+    // nursery's body (a task of that nursery).
+    let timeout = cancel.2.expect("in the timeout's span");
+    let (name, fields, above) = &seen.spans[&timeout];
+    assert_eq!(name, "scope");
+    assert_eq!(fields["kind"], "cancel scope");
+    assert_eq!(fields["deadline"], "true");
+    let body = above.expect("in a task");
+    assert_eq!(seen.spans[&body].1["task.name"], "the nursery body");
+    assert_eq!(seen.spans[&body].2, Some(outer));
     assert!(seen.stack.is_empty(), "{:?}", seen.stack);
+    // Every scope's span was closed when its scope ended.
+    for (id, (name, _, _)) in &seen.spans {
+        if name == "scope" {
+            assert!(seen.closed.contains(id), "scope span {id} left open");
+        }
+    }
 }
 
 #[test]

@@ -109,9 +109,19 @@ pub trait Instrument {
     fn after_io_wait(&self, events: usize) {
         let _ = events;
     }
-    /// A cancel scope or a nursery's scope was cancelled, for the first time.
-    fn scope_cancelled(&self, reason: &CancelReason) {
-        let _ = reason;
+    /// A cancel scope or a nursery's scope started running (at its first poll), inside
+    /// the task `scope.task()`.
+    fn scope_entered(&self, scope: &ScopeInfo) {
+        let _ = scope;
+    }
+    /// The scope finished or was dropped; its id may be given to a later scope.
+    fn scope_exited(&self, scope: &ScopeInfo) {
+        let _ = scope;
+    }
+    /// `scope` was cancelled, for the first time (a scope may be cancelled before it is
+    /// entered: it then starts cancelled).
+    fn scope_cancelled(&self, scope: &ScopeInfo, reason: &CancelReason) {
+        let _ = (scope, reason);
     }
 }
 
@@ -143,8 +153,14 @@ impl<I: Instrument + ?Sized> Instrument for Arc<I> {
     fn after_io_wait(&self, events: usize) {
         (**self).after_io_wait(events);
     }
-    fn scope_cancelled(&self, reason: &CancelReason) {
-        (**self).scope_cancelled(reason);
+    fn scope_entered(&self, scope: &ScopeInfo) {
+        (**self).scope_entered(scope);
+    }
+    fn scope_exited(&self, scope: &ScopeInfo) {
+        (**self).scope_exited(scope);
+    }
+    fn scope_cancelled(&self, scope: &ScopeInfo, reason: &CancelReason) {
+        (**self).scope_cancelled(scope, reason);
     }
 }
 
@@ -224,6 +240,7 @@ impl fmt::Display for TaskId {
 pub struct TaskInfo {
     pub(crate) id: TaskId,
     pub(crate) parent: TaskId,
+    pub(crate) nursery: u64,
     pub(crate) name: crate::instrument::label::TaskName,
     pub(crate) label: TaskLabel,
 }
@@ -268,6 +285,30 @@ impl TaskInfo {
         self.parent
     }
 
+    /// The [id](ScopeInfo::id) of the task's nursery (its scope was
+    /// [entered](Instrument::scope_entered) before the task was spawned).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use trellis::instrument::{Instrument, ScopeInfo, TaskInfo};
+    /// # use std::sync::Mutex;
+    /// #[derive(Default)]
+    /// struct I(Mutex<Vec<u64>>);
+    /// impl Instrument for I {
+    ///     fn scope_entered(&self, s: &ScopeInfo) {
+    ///         self.0.lock().unwrap().push(s.id());
+    ///     }
+    ///     fn task_spawned(&self, t: &TaskInfo) {
+    ///         assert!(self.0.lock().unwrap().contains(&t.nursery()));
+    ///     }
+    /// }
+    /// # trellis::Builder::new().instrument(I::default()).run(trellis::nursery(async |n| { n.spawn(async {}); }));
+    /// ```
+    pub fn nursery(&self) -> u64 {
+        self.nursery
+    }
+
     /// Which task of its nursery it is: the body, or child *n*.
     ///
     /// # Examples
@@ -302,6 +343,178 @@ impl TaskInfo {
     /// ```
     pub fn label(&self) -> &TaskLabel {
         &self.label
+    }
+}
+
+/// What an instrument is told about a cancel scope or a nursery's scope.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use trellis::instrument::{Instrument, ScopeInfo};
+///
+/// struct Scopes(Arc<Mutex<Vec<String>>>);
+/// impl Instrument for Scopes {
+///     fn scope_entered(&self, s: &ScopeInfo) {
+///         let kind = if s.is_nursery() { "nursery" } else { "scope" };
+///         let nested = s.parent().is_some();
+///         let timed = s.deadline().is_some();
+///         self.0.lock().unwrap().push(format!("{kind} nested={nested} deadline={timed}"));
+///     }
+/// }
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// trellis::Builder::new()
+///     .autojump()
+///     .instrument(Scopes(seen.clone()))
+///     .run(trellis::nursery(async |_n| {
+///         // In the nursery's body (a task): a timeout, and a shield inside it.
+///         let in_shield = trellis::shield(trellis::sleep(Duration::from_secs(2)));
+///         trellis::move_on_after(Duration::from_secs(1), in_shield).await;
+///     }));
+/// assert_eq!(
+///     *seen.lock().unwrap(),
+///     [
+///         "nursery nested=false deadline=false",
+///         "scope nested=false deadline=true",
+///         "scope nested=true deadline=false",
+///     ]
+/// );
+/// ```
+#[derive(Debug, Clone)]
+pub struct ScopeInfo {
+    pub(crate) id: u64,
+    pub(crate) parent: Option<u64>,
+    pub(crate) task: TaskId,
+    pub(crate) nursery: bool,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) shield: bool,
+}
+
+impl ScopeInfo {
+    /// The scope's id: unique among the scopes alive on this thread (a later scope may
+    /// reuse it once this one has [exited](Instrument::scope_exited)).
+    ///
+    /// # Examples
+    ///
+    /// See [`ScopeInfo`]; a task's [`nursery`](TaskInfo::nursery) is such an id.
+    ///
+    /// ```
+    /// # use trellis::instrument::{Instrument, ScopeInfo};
+    /// # struct I;
+    /// impl Instrument for I {
+    ///     fn scope_exited(&self, s: &ScopeInfo) {
+    ///         println!("scope {} exited", s.id());
+    ///     }
+    /// }
+    /// # trellis::Builder::new().instrument(I).run(trellis::nursery(async |_| {}));
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The id of the enclosing scope in the same task, or `None` for the outermost scope of
+    /// its task (which then runs directly in [`task`](ScopeInfo::task); the task is a
+    /// child of its own nursery's scope, [`TaskInfo::nursery`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use trellis::instrument::{Instrument, ScopeInfo};
+    /// # struct I;
+    /// impl Instrument for I {
+    ///     fn scope_entered(&self, s: &ScopeInfo) {
+    ///         // The nursery and the outer scope are the outermost of their tasks (the
+    ///         // root, the body); the shield is inside the outer scope.
+    ///         assert_eq!(s.parent().is_some(), s.is_shielded());
+    ///     }
+    /// }
+    /// # trellis::Builder::new().instrument(I).run(trellis::nursery(async |_| {
+    /// #     trellis::cancel_scope(async |_| trellis::shield(async {}).await).await;
+    /// # }));
+    /// ```
+    pub fn parent(&self) -> Option<u64> {
+        self.parent
+    }
+
+    /// The task the scope runs in ([`TaskId::ROOT`] in the root future, and for a scope
+    /// cancelled before it was entered, which runs nowhere yet).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use trellis::instrument::{Instrument, ScopeInfo, TaskId};
+    /// # struct I;
+    /// impl Instrument for I {
+    ///     fn scope_entered(&self, s: &ScopeInfo) {
+    ///         assert_eq!(s.task(), TaskId::ROOT);
+    ///     }
+    /// }
+    /// # trellis::Builder::new().instrument(I).run(trellis::nursery(async |_| {}));
+    /// ```
+    pub fn task(&self) -> TaskId {
+        self.task
+    }
+
+    /// Whether this is a nursery's scope (rather than a [`cancel_scope`](crate::cancel_scope)
+    /// or a timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use trellis::instrument::{Instrument, ScopeInfo};
+    /// # struct I;
+    /// impl Instrument for I {
+    ///     fn scope_entered(&self, s: &ScopeInfo) {
+    ///         assert!(s.is_nursery());
+    ///     }
+    /// }
+    /// # trellis::Builder::new().instrument(I).run(trellis::nursery(async |_| {}));
+    /// ```
+    pub fn is_nursery(&self) -> bool {
+        self.nursery
+    }
+
+    /// The scope's deadline when the hook fired, if it has one.
+    ///
+    /// # Examples
+    ///
+    /// See [`ScopeInfo`].
+    ///
+    /// ```
+    /// # use trellis::instrument::{Instrument, ScopeInfo};
+    /// # struct I;
+    /// impl Instrument for I {
+    ///     fn scope_entered(&self, s: &ScopeInfo) {
+    ///         assert_eq!(s.deadline(), None);
+    ///     }
+    /// }
+    /// # trellis::Builder::new().instrument(I).run(trellis::nursery(async |_| {}));
+    /// ```
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether the scope shields what runs in it when the hook fired.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use trellis::instrument::{Instrument, ScopeInfo};
+    /// # struct I;
+    /// impl Instrument for I {
+    ///     fn scope_entered(&self, s: &ScopeInfo) {
+    ///         assert_eq!(s.is_shielded(), !s.is_nursery());
+    ///     }
+    /// }
+    /// # trellis::Builder::new().instrument(I).run(trellis::nursery(async |_| {
+    /// #     trellis::shield(async {}).await;
+    /// # }));
+    /// ```
+    pub fn is_shielded(&self) -> bool {
+        self.shield
     }
 }
 

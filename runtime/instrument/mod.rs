@@ -19,7 +19,7 @@ pub(crate) mod reason;
 pub(crate) mod tracing;
 pub(crate) mod tree;
 
-pub use hooks::{Instrument, InstrumentKey, TaskId, TaskInfo, TaskOutcome, add, remove};
+pub use hooks::{Instrument, InstrumentKey, ScopeInfo, TaskId, TaskInfo, TaskOutcome, add, remove};
 pub use label::TaskLabel;
 #[cfg(feature = "tracing")]
 pub use tracing::Tracing;

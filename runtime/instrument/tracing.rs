@@ -8,29 +8,42 @@
 //!   the children of one nursery are siblings, as they are in the nursery), or of `root`,
 //!   the span current when the runtime started, for the tasks of a nursery in the root
 //!   future.
+//! - `scopes`: the span of every live scope (nurseries' and cancel scopes), by scope id:
+//!   opened at `scope_entered`, closed at `scope_exited`, a child of the enclosing scope's
+//!   span, else of its task's span, else `root`. A task's span is a child of its nursery's
+//!   span, so the tree of spans is the tree of nurseries, scopes and tasks.
 
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::instrument::hooks::{Instrument, TaskId, TaskInfo, TaskOutcome};
+use crate::instrument::hooks::{Instrument, ScopeInfo, TaskId, TaskInfo, TaskOutcome};
 use crate::instrument::label::TaskName;
 use crate::instrument::reason::CancelReason;
 
-/// Reports a runtime to [`tracing`](https://docs.rs/tracing): a span per task, an event per
-/// cancellation and per task that did not return. Needs the `tracing` feature.
+/// Reports a runtime to [`tracing`](https://docs.rs/tracing): a span per task and per
+/// scope, an event per cancellation and per task that did not return. Needs the `tracing`
+/// feature.
 ///
-/// Spans follow tokio's conventions for `runtime.spawn` spans, so that tools written for
-/// them recognise trellis's tasks: target `trellis::task`, name `runtime.spawn`, level
+/// Task spans follow tokio's conventions for `runtime.spawn` spans, so that tools written
+/// for them recognise trellis's tasks: target `trellis::task`, name `runtime.spawn`, level
 /// `TRACE`, fields `kind = "task"`, `task.name` (the task's name, or `child 3`, `the
 /// nursery body`), `task.id`, `loc.file`, `loc.line`, `loc.col`. A task's span is entered
 /// during each of its polls, so what the task logs nests under it, and under the spans of
 /// the tasks it runs in: the logs of one request nest under the request's task.
 ///
+/// Scope spans (target `trellis::scope`, name `scope`, level `TRACE`, fields `kind =
+/// "nursery"` or `"cancel scope"`, `scope.id`, `shield`, `deadline` (whether it has one)):
+/// one per nursery and cancel scope (timeouts included), open while the scope runs. A
+/// task's span is a child of its nursery's span, and a scope's span of the enclosing
+/// scope's (or of its task's): the spans form the tree of nurseries, scopes and tasks.
+/// Scope spans are not entered (a task's poll enters its task's span only), so logs nest
+/// under tasks, not under the scopes inside them.
+///
 /// Events (target `trellis::cancel`, level `DEBUG`): `scope cancelled` with the `reason`
-/// (`its deadline passed` for a timeout), and `task exited` with the `outcome`, for tasks
-/// that failed, panicked or were cancelled.
+/// (`its deadline passed` for a timeout), in the cancelled scope's span, and `task exited`
+/// with the `outcome`, for tasks that failed, panicked or were cancelled.
 ///
 /// # Examples
 ///
@@ -46,6 +59,7 @@ use crate::instrument::reason::CancelReason;
 #[derive(Debug)]
 pub struct Tracing {
     spans: Mutex<HashMap<TaskId, tracing::Span>>,
+    scopes: Mutex<HashMap<u64, tracing::Span>>,
     /// The parent of the tasks of nurseries opened in the root future: the span current
     /// when the runtime started (or when the instrument was made, if added later).
     root: Mutex<tracing::Span>,
@@ -55,6 +69,7 @@ impl Default for Tracing {
     fn default() -> Tracing {
         Tracing {
             spans: Mutex::default(),
+            scopes: Mutex::default(),
             root: Mutex::new(tracing::Span::current()),
         }
     }
@@ -74,6 +89,20 @@ impl Tracing {
         Tracing::default()
     }
 
+    /// The span of scope `scope` if it is known, else of task `task`, else the root's.
+    fn parent_span(&self, scope: Option<u64>, task: TaskId) -> Option<tracing::Id> {
+        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(span) = scope.and_then(|id| scopes.get(&id)) {
+            return span.id();
+        }
+        drop(scopes);
+        let spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        match spans.get(&task) {
+            Some(span) => span.id(),
+            None => self.root.lock().unwrap_or_else(|e| e.into_inner()).id(),
+        }
+    }
+
     fn with_span(&self, task: TaskId, f: impl FnOnce(&tracing::Span)) {
         let spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(span) = spans.get(&task) {
@@ -88,11 +117,7 @@ impl Instrument for Tracing {
     }
 
     fn task_spawned(&self, task: &TaskInfo) {
-        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let parent = match spans.get(&task.parent()) {
-            Some(span) => span.id(),
-            None => self.root.lock().unwrap_or_else(|e| e.into_inner()).id(),
-        };
+        let parent = self.parent_span(Some(task.nursery()), task.parent());
         let location = task.label().location();
         let name = match (task.label().name(), task.name()) {
             (Some(name), _) => name.to_owned(),
@@ -110,6 +135,7 @@ impl Instrument for Tracing {
             loc.line = location.line(),
             loc.col = location.column(),
         );
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         spans.insert(task.id(), span);
     }
 
@@ -143,7 +169,51 @@ impl Instrument for Tracing {
         }
     }
 
-    fn scope_cancelled(&self, reason: &CancelReason) {
-        tracing::debug!(target: "trellis::cancel", reason = %reason, "scope cancelled");
+    fn scope_entered(&self, scope: &ScopeInfo) {
+        let parent = self.parent_span(scope.parent(), scope.task());
+        let kind = if scope.is_nursery() {
+            "nursery"
+        } else {
+            "cancel scope"
+        };
+        let span = tracing::trace_span!(
+            target: "trellis::scope",
+            parent: parent,
+            "scope",
+            kind = kind,
+            scope.id = scope.id(),
+            shield = scope.is_shielded(),
+            deadline = scope.deadline().is_some(),
+        );
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        scopes.insert(scope.id(), span);
+    }
+
+    fn scope_exited(&self, scope: &ScopeInfo) {
+        let span = self
+            .scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&scope.id());
+        drop(span);
+    }
+
+    fn scope_cancelled(&self, scope: &ScopeInfo, reason: &CancelReason) {
+        let span = self
+            .scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&scope.id())
+            .and_then(tracing::Span::id);
+        match span {
+            Some(span) => tracing::debug!(
+                target: "trellis::cancel",
+                parent: span,
+                { reason = %reason },
+                "scope cancelled"
+            ),
+            // Cancelled before it was entered: in the canceller's span.
+            None => tracing::debug!(target: "trellis::cancel", reason = %reason, "scope cancelled"),
+        }
     }
 }

@@ -28,11 +28,13 @@ pub(crate) struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// What an instrument is told about the task, whose nursery runs in task `parent`.
-    pub(crate) fn info(&self, parent: TaskId) -> TaskInfo {
+    /// What an instrument is told about the task, whose nursery (the scope `nursery`)
+    /// runs in task `parent`.
+    pub(crate) fn info(&self, parent: TaskId, nursery: u64) -> TaskInfo {
         TaskInfo {
             id: self.id,
             parent,
+            nursery,
             name: self.name,
             label: self.label.clone(),
         }

@@ -202,7 +202,7 @@ impl<'env, E> Shared<'env, E> {
             self.record_failure(name, &label, Err(payload));
         }
         if let (true, Some(record)) = (hooks::active(), record) {
-            let info = record.info(self.node.task());
+            let info = record.info(self.node.task(), self.node.scope_id());
             let outcome = self.outcome(exit);
             hooks::emit("task_exited", |i| i.task_exited(&info, &outcome));
         }
@@ -455,7 +455,7 @@ pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> 
         wait: hooks::Wait::Other,
     };
     if hooks::active() {
-        let info = record.info(node.task());
+        let info = record.info(node.task(), node.scope_id());
         hooks::emit("task_spawned", |i| i.task_spawned(&info));
     }
     record
@@ -465,7 +465,7 @@ pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> 
 #[cold]
 pub(super) fn before_poll_hooks(node: &ScopeNode, record: Option<&TaskRecord>) {
     if let Some(record) = record {
-        let info = record.info(node.task());
+        let info = record.info(node.task(), node.scope_id());
         hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
         hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
     }
@@ -487,7 +487,7 @@ pub(super) fn note_poll(node: &ScopeNode, record: Option<&mut TaskRecord>, wait:
 
 #[cold]
 fn after_poll_hook(node: &ScopeNode, record: &TaskRecord) {
-    let info = record.info(node.task());
+    let info = record.info(node.task(), node.scope_id());
     hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
 }
 

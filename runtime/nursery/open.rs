@@ -440,7 +440,7 @@ fn retire_body<B, E>(
         .then(|| shared.node.body_record.borrow_mut().take())
         .flatten();
     if let (true, Some(record)) = (hooks::active(), record) {
-        let info = record.info(shared.node.task());
+        let info = record.info(shared.node.task(), shared.node.scope_id());
         let outcome = shared.outcome(exit);
         hooks::emit("task_exited", |i| i.task_exited(&info, &outcome));
     }
@@ -486,8 +486,9 @@ where
         }
         if !*this.started {
             *this.started = true;
-            shared.node.attach();
+            // A nursery before it is attached, so that `scope_entered` says so.
             shared.node.is_nursery.set(true);
+            shared.node.attach();
             if shared.recording {
                 start_body_record(&shared.node, shared.body_label.clone());
             }

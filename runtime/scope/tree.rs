@@ -389,12 +389,20 @@ impl ScopeNode {
             self.update_count();
         }
         self.arm_deadline();
+        if hooks::active() {
+            let info = self.scope_info();
+            hooks::emit("scope_entered", |i| i.scope_entered(&info));
+        }
     }
 
     /// Detaches the node when its owner finishes or is dropped.
     pub(crate) fn detach(&self) {
         if self.stage.replace(Stage::Exited) != Stage::Running {
             return;
+        }
+        if hooks::active() {
+            let info = self.scope_info();
+            hooks::emit("scope_exited", |i| i.scope_exited(&info));
         }
         self.disarm_deadline();
         // Exited: whatever is left below (a forgotten shield) no longer counts above.
@@ -563,7 +571,8 @@ impl ScopeNode {
         self.cancel_called.set(true);
         bump_cancel_epoch();
         if hooks::active() {
-            hooks::emit("scope_cancelled", |i| i.scope_cancelled(&reason));
+            let info = self.scope_info();
+            hooks::emit("scope_cancelled", |i| i.scope_cancelled(&info, &reason));
         }
         *self.reason.borrow_mut() = Some(reason);
         if self.stage.get() != Stage::Running {
@@ -777,6 +786,32 @@ impl ScopeNode {
 
     pub(crate) fn shield(&self) -> bool {
         self.shield.get()
+    }
+
+    /// The node's id for instruments: its address, unique among live nodes (a pooled node
+    /// is reused only after it exited).
+    pub(crate) fn scope_id(&self) -> u64 {
+        std::ptr::from_ref(self) as usize as u64
+    }
+
+    /// What an instrument is told about this node.
+    #[cold]
+    pub(crate) fn scope_info(&self) -> hooks::ScopeInfo {
+        hooks::ScopeInfo {
+            id: self.scope_id(),
+            // Within the same task only: a position in a nursery's unit is in a task of
+            // that nursery, which is then this scope's parent.
+            parent: self
+                .parent
+                .borrow()
+                .as_ref()
+                .filter(|p| p.unit.is_none())
+                .map(|p| p.node.scope_id()),
+            task: self.task(),
+            nursery: self.is_nursery.get(),
+            deadline: self.deadline.get(),
+            shield: self.shield.get(),
+        }
     }
 
     /// The task this node runs in: the parent of a nursery's tasks. Found by walking up
