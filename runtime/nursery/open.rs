@@ -419,6 +419,7 @@ where
 
 /// Drops the nursery body (a panic from its destructors is the body's failure), retires
 /// its unit and its record.
+#[inline]
 fn retire_body<B, E>(
     mut body: Pin<&mut Option<B>>,
     shared: &Shared<'_, E>,
@@ -435,10 +436,15 @@ fn retire_body<B, E>(
     if let Some(unit) = unit {
         shared.node.retire_unit(unit);
     }
-    let record = shared
-        .recording
-        .then(|| shared.node.body_record.borrow_mut().take())
-        .flatten();
+    if shared.recording {
+        retire_body_record(shared, exit);
+    }
+}
+
+/// The body's record goes, and the instruments hear how the body ended.
+#[cold]
+fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit) {
+    let record = shared.node.body_record.borrow_mut().take();
     if let (true, Some(record)) = (hooks::active(), record) {
         let info = record.info(shared.node.task(), shared.node.scope_id());
         let outcome = shared.outcome(exit);
