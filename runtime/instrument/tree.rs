@@ -12,6 +12,15 @@ use crate::instrument::hooks::{TaskId, TaskInfo, Wait};
 use crate::instrument::label::{TaskLabel, TaskName};
 use crate::instrument::reason::CancelReason;
 
+/// The records a nursery keeps while the runtime records tasks: its body's, and its
+/// children's under the keys of the nursery's own slab of children (a mirror of it). Boxed
+/// and made only when recording, so a node that records nothing carries one pointer.
+#[derive(Debug, Default)]
+pub(crate) struct TaskRecords {
+    pub(crate) body: Option<TaskRecord>,
+    pub(crate) children: slab::Slab<TaskRecord>,
+}
+
 /// What a nursery keeps about one of its tasks (its body or a child) for the tree and the
 /// instruments: kept next to the scope tree's node, so a walk reads it without touching
 /// the task's future.

@@ -115,8 +115,8 @@ impl<'env, E> Shared<'env, E> {
         if self.recording {
             let label = self.tasks.borrow()[index].label.clone();
             let record = new_record(&self.node, TaskName::Child(number), label);
-            let key = self.node.records.borrow_mut().insert(record);
-            debug_assert_eq!(key, index, "the records mirror the slab of children");
+            let key = self.node.records.borrow_mut().as_mut().map(|r| r.children.insert(record));
+            debug_assert_eq!(key, Some(index), "the records mirror the slab of children");
         }
         // Spawn order is run order: the new child joins the back of the ready queue. It
         // is there exactly once until its first poll, so it needs no `queued` flag yet.
@@ -195,7 +195,7 @@ impl<'env, E> Shared<'env, E> {
         // (found by tests/bad_input.rs).
         let record = self
             .recording
-            .then(|| self.node.records.borrow_mut().try_remove(index))
+            .then(|| self.node.records.borrow_mut().as_mut()?.children.try_remove(index))
             .flatten();
         if let (Some(payload), label) = self.retire(task, fut) {
             exit = Exit::Panicked;
@@ -363,16 +363,15 @@ impl<'env, E> Shared<'env, E> {
     /// The instruments' hooks before a child's poll; the child's info, for the hook after.
     #[cold]
     fn before_poll(&self, index: usize) {
-        before_poll_hooks(&self.node, self.node.records.borrow().get(index));
+        let records = self.node.records.borrow();
+        before_poll_hooks(&self.node, records.as_ref().and_then(|r| r.children.get(index)));
     }
 
     /// Counts a child's poll and keeps what it parked on; the instruments' hook after it.
     fn after_poll(&self, index: usize, wait: hooks::Wait) {
-        note_poll(
-            &self.node,
-            self.node.records.borrow_mut().get_mut(index),
-            wait,
-        );
+        let mut records = self.node.records.borrow_mut();
+        let record = records.as_mut().and_then(|r| r.children.get_mut(index));
+        note_poll(&self.node, record, wait);
     }
 
     /// Drops every child that is neither about to be polled nor shielded (cancellation

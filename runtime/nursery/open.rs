@@ -50,6 +50,7 @@ use super::handle::Nursery;
 use super::pool::Parts;
 use crate::instrument::hooks::{self, Exit};
 use crate::instrument::label::TaskLabel;
+use crate::instrument::tree::TaskRecords;
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
 use crate::rt::shuffle;
@@ -444,7 +445,12 @@ fn retire_body<B, E>(
 /// The body's record goes, and the instruments hear how the body ended.
 #[cold]
 fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit) {
-    let record = shared.node.body_record.borrow_mut().take();
+    let record = shared
+        .node
+        .records
+        .borrow_mut()
+        .as_mut()
+        .and_then(|r| r.body.take());
     if let (true, Some(record)) = (hooks::active(), record) {
         let info = record.info(shared.node.task(), shared.node.scope_id());
         let outcome = shared.outcome(exit);
@@ -455,18 +461,22 @@ fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit) {
 /// Makes the body's record when the nursery first runs (its parent is known only once
 /// the node is attached).
 fn start_body_record(node: &ScopeNode, label: TaskLabel) {
-    node.keeps_records.set(true);
     let record = new_record(node, TaskName::Body, label);
-    *node.body_record.borrow_mut() = Some(record);
+    *node.records.borrow_mut() = Some(Box::new(TaskRecords {
+        body: Some(record),
+        children: Slab::new(),
+    }));
 }
 
 #[cold]
 fn before_body_poll(node: &ScopeNode) {
-    before_poll_hooks(node, node.body_record.borrow().as_ref());
+    let records = node.records.borrow();
+    before_poll_hooks(node, records.as_ref().and_then(|r| r.body.as_ref()));
 }
 
 fn after_body_poll(node: &ScopeNode, wait: hooks::Wait) {
-    note_poll(node, node.body_record.borrow_mut().as_mut(), wait);
+    let mut records = node.records.borrow_mut();
+    note_poll(node, records.as_mut().and_then(|r| r.body.as_mut()), wait);
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>

@@ -79,7 +79,7 @@ fn running_units() -> Vec<(*const ScopeNode, usize)> {
 
 fn write_node(w: &mut TreeWriter, node: &Rc<ScopeNode>, running: &[(*const ScopeNode, usize)]) {
     let reason = node.cancel_called().then(|| node.reason()).flatten();
-    let heading = match (node.is_nursery.get(), node.keeps_records.get()) {
+    let heading = match (node.is_nursery.get(), node.keeps_records()) {
         (true, true) => "nursery",
         (true, false) => {
             "nursery (its tasks are not recorded: build the runtime with `Builder::task_tree()`)"
@@ -96,7 +96,7 @@ fn write_node(w: &mut TreeWriter, node: &Rc<ScopeNode>, running: &[(*const Scope
         node.shield(),
         reason.as_ref(),
         |w| {
-            if !node.keeps_records.get() {
+            if !node.keeps_records() {
                 // A scope's body, or a nursery whose tasks are not known: what runs inside.
                 for child in inside.into_values().flatten() {
                     write_node(w, &child, running);
@@ -104,13 +104,14 @@ fn write_node(w: &mut TreeWriter, node: &Rc<ScopeNode>, running: &[(*const Scope
                 return;
             }
             let cancelled = node.is_cancelled();
-            let body = node.body_record.borrow().clone();
-            let records: Vec<(usize, TaskRecord)> = node
-                .records
-                .borrow()
-                .iter()
-                .map(|(key, record)| (key, record.clone()))
-                .collect();
+            let (body, records): (_, Vec<(usize, TaskRecord)>) =
+                match node.records.borrow().as_deref() {
+                    Some(r) => (
+                        r.body.clone(),
+                        r.children.iter().map(|(k, r)| (k, r.clone())).collect(),
+                    ),
+                    None => (None, Vec::new()),
+                };
             for (index, record) in body.map(|b| (BODY, b)).into_iter().chain(records) {
                 let scopes = inside.remove(&Some(index)).unwrap_or_default();
                 let state = TaskState {

@@ -42,7 +42,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::instrument::hooks::{self, TaskId};
-use crate::instrument::tree::TaskRecord;
+use crate::instrument::tree::TaskRecords;
 use crate::rt::state::{RuntimeId, try_with_core, with_core};
 use crate::rt::timers::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
@@ -159,12 +159,12 @@ impl Position {
             return self.node.task();
         };
         let index = unit.index.load(std::sync::atomic::Ordering::Relaxed);
-        let record = if index == crate::scope::unit::BODY {
-            self.node.body_record.borrow().as_ref().map(|r| r.id)
-        } else {
-            self.node.records.borrow().get(index).map(|r| r.id)
-        };
-        record.unwrap_or(self.node.task())
+        let records = self.node.records.borrow();
+        let record = records.as_ref().and_then(|r| match index {
+            crate::scope::unit::BODY => r.body.as_ref(),
+            child => r.children.get(child),
+        });
+        record.map(|r| r.id).unwrap_or(self.node.task())
     }
 }
 
@@ -254,12 +254,9 @@ pub(crate) struct ScopeNode {
     has_remote: Cell<bool>,
     /// The node is a nursery's (the rest are cancel scopes'), for the task tree.
     pub(crate) is_nursery: Cell<bool>,
-    /// The nursery keeps a record per task here (`body_record`, `records`).
-    pub(crate) keeps_records: Cell<bool>,
-    /// A nursery's tasks, for the task tree and the instruments: its body's record, and
-    /// its children's under the keys of the nursery's own slab of children.
-    pub(crate) body_record: RefCell<Option<TaskRecord>>,
-    pub(crate) records: RefCell<Slab<TaskRecord>>,
+    /// A nursery's tasks, for the task tree and the instruments; `None` unless the runtime
+    /// records tasks (so the node's reset is one test when it does not).
+    pub(crate) records: RefCell<Option<Box<TaskRecords>>>,
 }
 
 impl Expire for ScopeNode {
@@ -310,9 +307,7 @@ impl ScopeNode {
             remote: RefCell::new(None),
             has_remote: Cell::new(false),
             is_nursery: Cell::new(false),
-            keeps_records: Cell::new(false),
-            body_record: RefCell::new(None),
-            records: RefCell::new(Slab::new()),
+            records: RefCell::new(None),
         })
     }
 
@@ -329,6 +324,17 @@ impl ScopeNode {
                 pool.push(node.clone());
             }
         });
+    }
+
+    /// Whether the node is a nursery that keeps a record of each of its tasks.
+    pub(crate) fn keeps_records(&self) -> bool {
+        self.records.borrow().is_some()
+    }
+
+    /// Out of line: only a node that recorded its tasks has records to drop.
+    #[cold]
+    fn drop_records(&self) {
+        self.records.borrow_mut().take();
     }
 
     /// Brings a recycled node back to the state `new` gives. Exited nodes have no parent
@@ -354,9 +360,9 @@ impl ScopeNode {
         self.listeners.borrow_mut().clear();
         self.drop_remote();
         self.is_nursery.set(false);
-        self.keeps_records.set(false);
-        self.body_record.borrow_mut().take();
-        self.records.borrow_mut().clear();
+        if self.keeps_records() {
+            self.drop_records();
+        }
     }
 
     /// Attaches the node below the current position and arms its deadline. Called by the
