@@ -336,6 +336,45 @@ fn without_the_task_tree_the_dump_shows_nurseries_and_scopes_and_says_how_to_get
     assert_eq!(text.lines().count(), 3, "{text}");
 }
 
+/// Two nurseries side by side in the root future, the second dumping the tree: with the
+/// task tree kept, both are listed; without it, only the tree the caller runs in (the
+/// runtime lists top-level trees only while it records, so that a request whose loop runs
+/// in the root future pays nothing for it).
+fn dump_beside_a_sibling_nursery(builder: trellis::Builder) -> String {
+    let text = std::cell::RefCell::new(String::new());
+    let done = trellis::Event::new();
+    builder.run(async {
+        let sibling = trellis::nursery(async |n| {
+            n.spawn_named("sibling", done.wait());
+        });
+        let dumper = trellis::nursery(async |n| {
+            n.spawn_named("dumper", async {
+                trellis::yield_now().await;
+                *text.borrow_mut() = trellis::dump_tree().to_string();
+                done.set();
+            });
+        });
+        let (a, b) = futures::join!(sibling, dumper);
+        a.unwrap();
+        b.unwrap();
+    });
+    text.into_inner()
+}
+
+#[test]
+fn a_dump_lists_every_top_level_tree_with_the_task_tree_and_the_callers_without() {
+    let kept = dump_beside_a_sibling_nursery(trellis::Builder::new().task_tree());
+    assert_eq!(kept.matches("  nursery\n").count(), 2, "{kept}");
+    assert!(kept.contains("child 1 \"sibling\": waiting;"), "{kept}");
+    assert!(kept.contains("child 1 \"dumper\": running"), "{kept}");
+    let unkept = dump_beside_a_sibling_nursery(trellis::Builder::new());
+    assert_eq!(
+        unkept,
+        "task tree (the root future):\n  nursery (its tasks are not recorded: build the \
+         runtime with `Builder::task_tree()`)\n"
+    );
+}
+
 #[test]
 fn instruments_do_not_outlive_their_run_nor_reach_another_thread() {
     let log = Log::default();

@@ -115,7 +115,12 @@ impl<'env, E> Shared<'env, E> {
         if self.recording {
             let label = self.tasks.borrow()[index].label.clone();
             let record = new_record(&self.node, TaskName::Child(number), label);
-            let key = self.node.records.borrow_mut().as_mut().map(|r| r.children.insert(record));
+            let key = self
+                .node
+                .records
+                .borrow_mut()
+                .as_mut()
+                .map(|r| r.children.insert(record));
             debug_assert_eq!(key, Some(index), "the records mirror the slab of children");
         }
         // Spawn order is run order: the new child joins the back of the ready queue. It
@@ -195,7 +200,14 @@ impl<'env, E> Shared<'env, E> {
         // (found by tests/bad_input.rs).
         let record = self
             .recording
-            .then(|| self.node.records.borrow_mut().as_mut()?.children.try_remove(index))
+            .then(|| {
+                self.node
+                    .records
+                    .borrow_mut()
+                    .as_mut()?
+                    .children
+                    .try_remove(index)
+            })
             .flatten();
         if let (Some(payload), label) = self.retire(task, fut) {
             exit = Exit::Panicked;
@@ -364,7 +376,10 @@ impl<'env, E> Shared<'env, E> {
     #[cold]
     fn before_poll(&self, index: usize) {
         let records = self.node.records.borrow();
-        before_poll_hooks(&self.node, records.as_ref().and_then(|r| r.children.get(index)));
+        before_poll_hooks(
+            &self.node,
+            records.as_ref().and_then(|r| r.children.get(index)),
+        );
     }
 
     /// Counts a child's poll and keeps what it parked on; the instruments' hook after it.

@@ -1,6 +1,7 @@
 //! [`dump_tree`]: a walk over the live scope tree, writing the task tree.
 //!
-//! The walk starts at the nodes opened outside every other (`top_nodes`) and goes down
+//! The walk starts at the nodes opened outside every other (`top_nodes`: listed while the
+//! runtime records its tasks, and the one the caller is inside) and goes down
 //! the scope tree's child links; a nursery's tasks come from the records it keeps in its
 //! node, the scopes inside each task from the nodes whose parent position is that task's
 //! unit. It reads what is recorded and polls nothing.
@@ -23,7 +24,9 @@ use crate::scope::unit::BODY;
 /// It reads what the runtime records and polls nothing, so it is cheap enough to call
 /// from a task at any time. The tasks are listed when the runtime keeps their records:
 /// on the mock clocks, with [`Builder::task_tree`](crate::Builder::task_tree) or an
-/// instrument; otherwise the tree shows the nurseries and scopes. From another thread,
+/// instrument. Otherwise the tree shows the nurseries and scopes, and only those of the
+/// tree the caller runs in (the runtime does not list the trees opened outside every
+/// other unless it keeps records: it would cost every request). From another thread,
 /// run it on the runtime with
 /// [`RuntimeHandle::run_sync`](crate::RuntimeHandle::run_sync). The deadlock panic of the
 /// mock clocks prints the same tree.

@@ -81,7 +81,9 @@ thread_local! {
         }
     };
     /// The running nodes that have no parent position (opened in the root future, or in
-    /// a system task): where a walk of the tree (`scope/dump.rs`) starts.
+    /// a system task) while the runtime records its tasks: where a walk of the tree
+    /// (`scope/dump.rs`) starts. (Not kept otherwise: two slab operations per request
+    /// whose loop runs in the root future.)
     static TOP_NODES: RefCell<Slab<Weak<ScopeNode>>> = const { RefCell::new(Slab::new()) };
     /// Exited nodes offered for reuse (see [`ScopeNode::recycle`]).
     static SPARE_NODES: RefCell<Vec<Rc<ScopeNode>>> = const { RefCell::new(Vec::new()) };
@@ -139,16 +141,28 @@ impl Drop for PositionGuard {
     }
 }
 
-/// The running nodes opened outside every other (in the root future or a system task).
+/// The running nodes opened outside every other (in the root future or a system task):
+/// those listed while the runtime records its tasks, and the one enclosing the code being
+/// polled (so that a dump without records still shows the tree it is called from).
 pub(crate) fn top_nodes() -> Vec<Rc<ScopeNode>> {
-    TOP_NODES
+    let mut nodes: Vec<Rc<ScopeNode>> = TOP_NODES
         .try_with(|top| {
             top.borrow()
                 .iter()
                 .filter_map(|(_, n)| n.upgrade())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let mut outermost = current_position().map(|pos| pos.node);
+    while let Some(parent) = outermost.as_ref().and_then(|n| n.parent_position()) {
+        outermost = Some(parent.node);
+    }
+    if let Some(node) = outermost {
+        if !nodes.iter().any(|n| Rc::ptr_eq(n, &node)) {
+            nodes.push(node);
+        }
+    }
+    nodes
 }
 
 impl Position {
@@ -386,9 +400,11 @@ impl ScopeNode {
             }
             None => {
                 self.runtime.set(try_with_core(|core| core.id));
-                crate::rt::deadlock::register_tree_dump(crate::scope::dump::tree_text);
-                let key = TOP_NODES.try_with(|top| top.borrow_mut().insert(Rc::downgrade(self)));
-                self.child_key.set(key.ok());
+                // Only where the runtime keeps its task tree: a dump without records finds
+                // the tree it is called from through its own position (`scope/dump.rs`).
+                if hooks::recording() {
+                    self.register_top();
+                }
             }
         }
         if self.shield.get() {
@@ -399,6 +415,15 @@ impl ScopeNode {
             let info = self.scope_info();
             hooks::emit("scope_entered", |i| i.scope_entered(&info));
         }
+    }
+
+    /// Lists a node opened outside every other among the top nodes, where a dump of the
+    /// whole tree (and the deadlock report, which it registers) starts.
+    #[cold]
+    fn register_top(self: &Rc<Self>) {
+        crate::rt::deadlock::register_tree_dump(crate::scope::dump::tree_text);
+        let key = TOP_NODES.try_with(|top| top.borrow_mut().insert(Rc::downgrade(self)));
+        self.child_key.set(key.ok());
     }
 
     /// Detaches the node when its owner finishes or is dropped.
