@@ -50,7 +50,6 @@ use super::handle::Nursery;
 use super::pool::Parts;
 use crate::instrument::hooks::{self, Exit};
 use crate::instrument::label::TaskLabel;
-use crate::instrument::tree::TaskRecords;
 use crate::nursery::error::{ErrorGroup, TaskName};
 use crate::nursery::output::BodyOutput;
 use crate::rt::shuffle;
@@ -461,11 +460,7 @@ fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit) {
 /// Makes the body's record when the nursery first runs (its parent is known only once
 /// the node is attached).
 fn start_body_record(node: &ScopeNode, label: TaskLabel) {
-    let record = new_record(node, TaskName::Body, label);
-    *node.records.borrow_mut() = Some(Box::new(TaskRecords {
-        body: Some(record),
-        children: Slab::new(),
-    }));
+    node.start_records(new_record(node, TaskName::Body, label));
 }
 
 #[cold]

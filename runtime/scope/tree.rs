@@ -28,8 +28,9 @@
 //!   by shields, it also wakes every descendant's owner, so each drops its unshielded units.
 //! - `CURRENT` (thread-local) is the position of the code being polled right now. Owners
 //!   set it around every poll of a unit and restore it afterwards, also on unwind.
-//! - The cancel epoch (thread-local, beside `CURRENT`) moves whenever any node's effective cancellation may
-//!   have changed; a node's `cancel_cache` is valid only while the epoch is unchanged.
+//! - The cancel epoch (thread-local `CANCEL_EPOCH`) moves whenever any node's effective
+//!   cancellation may have changed; a node's `cancel_cache` is valid only while the epoch
+//!   is unchanged.
 //! - `SPARE_NODES` (thread-local) holds exited nodes for reuse; a node is taken from it
 //!   only when nothing else references it.
 
@@ -42,7 +43,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::instrument::hooks::{self, TaskId};
-use crate::instrument::tree::TaskRecords;
+use crate::instrument::tree::{TaskRecord, TaskRecords};
 use crate::rt::state::{RuntimeId, try_with_core, with_core};
 use crate::rt::timers::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
@@ -59,14 +60,10 @@ pub(crate) struct Position {
     pub(crate) unit: Option<Arc<UnitCell>>,
 }
 
-/// The thread's position and cancel epoch, in one thread-local so that the questions asked
-/// on every poll ("is the code being polled cancelled?") take one look-up.
+/// The thread's position, and the cached answer for it (one thread-local, so that
+/// entering and leaving a position is one look-up).
 struct TreeLocal {
     current: RefCell<Option<Position>>,
-    /// Bumped whenever any node's effective cancellation may have changed (a cancel, a
-    /// child cancelled on its own, a shield toggled), so owners can cache `cancel_source`
-    /// between changes.
-    epoch: Cell<u64>,
     /// `(epoch, answer)` of [`current_is_cancelled`] for the current position; forgotten
     /// whenever the position changes.
     current_cancelled: Cell<Option<(u64, bool)>>,
@@ -74,12 +71,14 @@ struct TreeLocal {
 
 thread_local! {
     static CURRENT: TreeLocal = const {
-        TreeLocal {
-            current: RefCell::new(None),
-            epoch: Cell::new(0),
-            current_cancelled: Cell::new(None),
-        }
+        TreeLocal { current: RefCell::new(None), current_cancelled: Cell::new(None) }
     };
+    /// Bumped whenever any node's effective cancellation may have changed (a cancel, a
+    /// child cancelled on its own, a shield toggled), so owners can cache their answer
+    /// between changes. Apart from `CURRENT`, whose `Rc`s give it a destructor (so every
+    /// access checks its state): this one needs none and is read directly, by every
+    /// owner's question on every poll.
+    static CANCEL_EPOCH: Cell<u64> = const { Cell::new(0) };
     /// The running nodes that have no parent position (opened in the root future, or in
     /// a system task) while the runtime records its tasks: where a walk of the tree
     /// (`scope/dump.rs`) starts. (Not kept otherwise: two slab operations per request
@@ -90,13 +89,13 @@ thread_local! {
 }
 
 fn bump_cancel_epoch() {
-    CURRENT.with(|t| t.epoch.set(t.epoch.get() + 1));
+    CANCEL_EPOCH.with(|epoch| epoch.set(epoch.get() + 1));
 }
 
 /// The current cancel epoch: while it is unchanged, no node's effective cancellation has
 /// changed.
 fn cancel_epoch() -> u64 {
-    CURRENT.with(|t| t.epoch.get())
+    CANCEL_EPOCH.with(Cell::get)
 }
 
 /// Restores the previous position when dropped (also while unwinding from a panic).
@@ -191,8 +190,8 @@ pub(crate) fn current_position() -> Option<Position> {
 pub(crate) fn current_is_cancelled() -> bool {
     // Asked at every suspension of a channel or lock operation: cached until the position
     // or the epoch changes.
+    let epoch = cancel_epoch();
     CURRENT.with(|t| {
-        let epoch = t.epoch.get();
         if let Some((at, answer)) = t.current_cancelled.get() {
             if at == epoch {
                 return answer;
@@ -268,8 +267,12 @@ pub(crate) struct ScopeNode {
     has_remote: Cell<bool>,
     /// The node is a nursery's (the rest are cancel scopes'), for the task tree.
     pub(crate) is_nursery: Cell<bool>,
-    /// A nursery's tasks, for the task tree and the instruments; `None` unless the runtime
-    /// records tasks (so the node's reset is one test when it does not).
+    /// The node is a nursery that keeps a record of each of its tasks, in `records`.
+    keeps_records: Cell<bool>,
+    /// A nursery's tasks, for the task tree and the instruments: made the first time the
+    /// node is a recording nursery and kept, emptied, when it is recycled (so that an
+    /// instrument costs no allocation per nursery); `None` while the runtime never
+    /// recorded, so the node's reset is one test.
     pub(crate) records: RefCell<Option<Box<TaskRecords>>>,
 }
 
@@ -321,6 +324,7 @@ impl ScopeNode {
             remote: RefCell::new(None),
             has_remote: Cell::new(false),
             is_nursery: Cell::new(false),
+            keeps_records: Cell::new(false),
             records: RefCell::new(None),
         })
     }
@@ -342,13 +346,23 @@ impl ScopeNode {
 
     /// Whether the node is a nursery that keeps a record of each of its tasks.
     pub(crate) fn keeps_records(&self) -> bool {
-        self.records.borrow().is_some()
+        self.keeps_records.get()
     }
 
-    /// Out of line: only a node that recorded its tasks has records to drop.
+    /// Makes the node keep task records, starting with `body`'s (its nursery's body).
+    pub(crate) fn start_records(&self, body: TaskRecord) {
+        self.keeps_records.set(true);
+        let mut records = self.records.borrow_mut();
+        records.get_or_insert_with(Box::default).body = Some(body);
+    }
+
+    /// Out of line: only a node that recorded its tasks has records to empty.
     #[cold]
-    fn drop_records(&self) {
-        self.records.borrow_mut().take();
+    fn clear_records(&self) {
+        if let Some(records) = self.records.borrow_mut().as_mut() {
+            records.body = None;
+            records.children.clear();
+        }
     }
 
     /// Brings a recycled node back to the state `new` gives. Exited nodes have no parent
@@ -374,8 +388,8 @@ impl ScopeNode {
         self.listeners.borrow_mut().clear();
         self.drop_remote();
         self.is_nursery.set(false);
-        if self.keeps_records() {
-            self.drop_records();
+        if self.keeps_records.replace(false) {
+            self.clear_records();
         }
     }
 
@@ -494,7 +508,10 @@ impl ScopeNode {
 
     /// Lets go of the remote handles' state: a later remote cancel has nothing to wake.
     fn drop_remote(&self) {
-        self.has_remote.set(false);
+        // `has_remote` is set exactly while `remote` is: most nodes never had handles.
+        if !self.has_remote.replace(false) {
+            return;
+        }
         if let Some(remote) = self.remote.borrow_mut().take() {
             remote.forget_owner();
         }
@@ -526,7 +543,14 @@ impl ScopeNode {
                 return cancelled;
             }
         }
-        let cancelled = self.cancel_source().is_some();
+        // `cancel_source().is_some()`, one level at a time: the parent's answer is usually
+        // cached for this epoch already (its owner asked while polling us), so a fresh
+        // node costs one step rather than a walk to the root.
+        let cancelled = self.cancel_called.get()
+            || (!self.shield.get()
+                && self.parent.borrow().as_ref().is_some_and(|p| {
+                    p.unit.as_ref().is_some_and(|u| u.is_cancelled()) || p.node.is_cancelled()
+                }));
         self.cancel_cache.set(Some((epoch, cancelled)));
         cancelled
     }
