@@ -551,6 +551,8 @@ impl ScopeNode {
                 && self.parent.borrow().as_ref().is_some_and(|p| {
                     p.unit.as_ref().is_some_and(|u| u.is_cancelled()) || p.node.is_cancelled()
                 }));
+        // Every debug run of the tests checks the one-level answer against the walk.
+        debug_assert_eq!(cancelled, self.cancel_source().is_some());
         self.cancel_cache.set(Some((epoch, cancelled)));
         cancelled
     }
