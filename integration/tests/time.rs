@@ -58,6 +58,41 @@ fn autojump_fires_timers_in_deadline_order_at_exactly_their_deadlines() {
     );
 }
 
+/// Deadlines within each other's slack (on the real clock one wake-up would fire them
+/// all): on the mock clock each still fires exactly at its own deadline.
+#[test]
+fn autojump_fires_clustered_deadlines_each_exactly_on_time() {
+    let fired = RefCell::new(Vec::new());
+    run_virtual(async {
+        let start = now();
+        nursery(async |n| {
+            for us in [0u64, 100, 200, 250, 900] {
+                let fired = &fired;
+                n.spawn(async move {
+                    let after = Duration::from_secs(10) + Duration::from_micros(us);
+                    sleep_until(start + after).await;
+                    fired
+                        .borrow_mut()
+                        .push((us, now() - start - Duration::from_secs(10)));
+                });
+            }
+        })
+        .await
+        .unwrap();
+    });
+    let us = Duration::from_micros;
+    assert_eq!(
+        *fired.borrow(),
+        [
+            (0, us(0)),
+            (100, us(100)),
+            (200, us(200)),
+            (250, us(250)),
+            (900, us(900))
+        ]
+    );
+}
+
 #[test]
 fn a_mock_clock_without_autojump_moves_only_by_advance() {
     let woke_at = trellis::Builder::new().mock_clock().run(async {
@@ -335,6 +370,29 @@ fn real_clock_sleeps_never_return_early() {
             sleep(Duration::from_millis(ms)).await;
             assert!(now() >= before + Duration::from_millis(ms));
         }
+    });
+}
+
+/// Real deadlines a few microseconds apart share a wake-up (each within the others'
+/// slack), and none of them is woken before its own deadline. A few ms of real time.
+#[test]
+fn clustered_real_clock_deadlines_never_fire_early() {
+    trellis::run(async {
+        let base = Instant::now() + Duration::from_millis(3);
+        nursery(async |n| {
+            for i in 0..8u64 {
+                n.spawn(async move {
+                    let deadline = base + Duration::from_micros(i);
+                    sleep_until(deadline).await;
+                    assert!(
+                        Instant::now() >= deadline,
+                        "a clustered sleep returned before its deadline"
+                    );
+                });
+            }
+        })
+        .await
+        .unwrap();
     });
 }
 

@@ -208,6 +208,12 @@ fn latest_instant(from: Instant) -> Instant {
     from + from_nanos(ok)
 }
 
+/// The running runtime's latest reading of the current tick, if it has one (no clock
+/// read): when a timer is armed, the instant its slack counts from.
+pub(crate) fn tick_reading() -> Option<Instant> {
+    TICK_READING.try_with(Cell::get).ok().flatten()
+}
+
 /// The latest reading of the current scheduler tick (a fresh one if the tick has none),
 /// for records that need an approximate "when" (a task's spawn time); outside a runtime
 /// (a nursery inside another executor), a fresh reading.

@@ -126,7 +126,6 @@ impl Core {
     /// Blocks until something may be runnable: an I/O event, a cross-thread wake, or the
     /// nearest deadline (which a mock clock with autojump reaches at once).
     fn park(&self) {
-        let nearest = self.timers.borrow_mut().nearest();
         let timeout = match &self.clock {
             Clock::Mock { autojump: true, .. } => {
                 // Thread work in flight: wait for its result (which wakes the root) instead
@@ -137,6 +136,7 @@ impl Core {
                 if !in_flight && self.runnable() {
                     return;
                 }
+                let nearest = self.timers.borrow_mut().nearest();
                 if let Some(deadline) = nearest.filter(|_| !in_flight) {
                     // Give I/O and other threads their chance before time moves, so that
                     // virtual time never runs ahead of work that is already done.
@@ -149,7 +149,11 @@ impl Core {
                 None
             }
             Clock::Mock { .. } => None,
-            Clock::Real { .. } => nearest.map(|d| d.saturating_duration_since(Instant::now())),
+            // Until the latest deadline that every earlier one can wait for within its
+            // slack (`rt/timers.rs`): one wake-up for a cluster of timers, none early.
+            Clock::Real { .. } => self
+                .real_clock_wake()
+                .map(|d| d.saturating_duration_since(Instant::now())),
         };
         self.root.parked.store(true, Ordering::SeqCst);
         // Re-check after announcing the park: a wake that raced with us is not lost,
@@ -172,6 +176,13 @@ impl Core {
         if !runnable {
             self.reactor.wake_ready();
         }
+    }
+
+    /// Until when a park on the real clock blocks: the timer queue's wake time, the
+    /// latest deadline every earlier timer can wait for within its slack (`rt/timers.rs`);
+    /// `None` when no timer is armed.
+    fn real_clock_wake(&self) -> Option<Instant> {
+        self.timers.borrow_mut().wake_time()
     }
 
     /// Looks at the reactor without blocking, when I/O sources are registered; whether
@@ -696,4 +707,40 @@ impl FusedFuture for YieldNow {
 #[cold]
 fn reactor_failed(e: std::io::Error) -> ! {
     panic!("trellis: the reactor failed to wait for events: {e}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::sleep::sleep_until;
+    use crate::rt::state::with_core;
+
+    /// On the real clock a park waits for the latest deadline within every earlier
+    /// timer's slack (one wake-up for the cluster), not for the nearest one; no real time
+    /// passes: the sleeps are polled once and dropped.
+    #[test]
+    fn a_real_clock_park_waits_for_a_cluster_of_deadlines_at_once() {
+        run(async {
+            let start = crate::rt::clock::now();
+            let ms = Duration::from_millis;
+            // Armed in this tick: 300 ms ahead, so ≈ 293 µs of slack each.
+            let mut first = pin!(sleep_until(start + ms(300)));
+            let mut within = pin!(sleep_until(start + ms(300) + Duration::from_micros(100)));
+            let mut beyond = pin!(sleep_until(start + ms(302)));
+            std::future::poll_fn(|cx| {
+                assert!(first.as_mut().poll(cx).is_pending());
+                assert!(within.as_mut().poll(cx).is_pending());
+                assert!(beyond.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            with_core(|core| {
+                assert_eq!(core.timers.borrow_mut().nearest(), Some(start + ms(300)));
+                assert_eq!(
+                    core.real_clock_wake(),
+                    Some(start + ms(300) + Duration::from_micros(100))
+                );
+            });
+        });
+    }
 }

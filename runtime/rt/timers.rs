@@ -17,6 +17,16 @@
 //!   it; the wake is spurious and harmless).
 //! - A timer's action is a waker or an [`Expire`] target: the engine knows nothing of
 //!   what holds a deadline.
+//! - Slack (real clock only): a timer armed for `d` may fire up to `d / 1024` (≈ 0.1 %,
+//!   the slack Linux gives `select` and `poll` timeouts; at most 1 ms) after its
+//!   deadline, never before it. A park ends at [`TimerQueue::wake_time`], the latest
+//!   deadline every earlier timer can wait for within its slack, so a cluster of
+//!   deadlines costs one wake-up instead of one each (each wake-up of a parked thread
+//!   costs ≈ 10–20 µs of CPU on the VM of BENCHMARKS.md, far more than the work it
+//!   does: "`timers_sparse`" there). A timer no other follows within its slack wakes the
+//!   runtime at its own deadline, and a short one has almost no slack (a 10 ms sleep
+//!   ≈ 10 µs, below the kernel's own 50 µs timer slack), so short sleeps keep their
+//!   precision. The mock clocks ignore slack: there a deadline fires exactly on time.
 
 #![forbid(unsafe_code)]
 
@@ -24,7 +34,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::rc::Weak;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -67,7 +77,36 @@ pub(crate) trait Expire: std::fmt::Debug {
 #[derive(Debug)]
 struct Armed {
     seq: u64,
+    /// The tick reading it was armed at, which its [`slack`] counts from (computed only
+    /// when a park looks at the timer: computed at every arm, it cost `timer_arm_cancel`
+    /// 83 instructions, ≈ 40 of them the `Instant` subtraction); used on the real clock
+    /// only.
+    armed_at: Option<Instant>,
     action: TimerAction,
+}
+
+/// A timer armed for `d` may fire up to `d >> SLACK_SHIFT` (≈ 0.1 %) after its deadline
+/// on the real clock, and never more than [`MAX_SLACK`].
+pub(crate) const SLACK_SHIFT: u32 = 10;
+
+/// The most a timer's slack can be: tokio's timer granularity, so coalescing never makes
+/// a timer later than tokio's wheel would.
+pub(crate) const MAX_SLACK: Duration = Duration::from_millis(1);
+
+/// How many heap entries [`TimerQueue::wake_time`] looks at before it gives up
+/// coalescing (and wakes for the nearest deadline alone): bounds a park's work when
+/// thousands of deadlines crowd the window.
+const WAKE_TIME_BUDGET: usize = 128;
+
+/// The slack of a timer armed at `armed_at` for `deadline` (see [`SLACK_SHIFT`]), in ns;
+/// 0 when the arming time is unknown or not before the deadline.
+pub(crate) fn slack(armed_at: Option<Instant>, deadline: Instant) -> u32 {
+    let Some(armed_at) = armed_at else {
+        return 0;
+    };
+    let armed_for = deadline.saturating_duration_since(armed_at).as_nanos();
+    // At most `MAX_SLACK` (1 ms), so it fits.
+    (armed_for >> SLACK_SHIFT).min(MAX_SLACK.as_nanos()) as u32
 }
 
 /// The runtime's timers, nearest deadline first.
@@ -84,6 +123,9 @@ pub(crate) struct TimerQueue {
     armed: Slab<Armed>,
     stale: usize,
     next_seq: u64,
+    /// The entries [`wake_time`](TimerQueue::wake_time) takes off the heap and puts back,
+    /// kept to reuse the allocation.
+    scratch: Vec<Reverse<(Instant, u64, usize)>>,
 }
 
 impl TimerQueue {
@@ -95,13 +137,30 @@ impl TimerQueue {
             armed: Slab::default(),
             stale: 0,
             next_seq: 0,
+            scratch: Vec::new(),
         }
     }
 
+    /// Arms a timer for `deadline`. Its slack ([`slack`]) counts from the current tick's
+    /// clock reading (every caller has just read it to see that the deadline is not due;
+    /// without one the slack is 0).
     pub(crate) fn arm(&mut self, deadline: Instant, action: TimerAction) -> TimerKey {
+        self.arm_at(deadline, crate::rt::clock::tick_reading(), action)
+    }
+
+    fn arm_at(
+        &mut self,
+        deadline: Instant,
+        armed_at: Option<Instant>,
+        action: TimerAction,
+    ) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let slot = self.armed.insert(Armed { seq, action });
+        let slot = self.armed.insert(Armed {
+            seq,
+            armed_at,
+            action,
+        });
         self.heap.push(Reverse((deadline, seq, slot)));
         TimerKey {
             runtime: self.runtime,
@@ -147,6 +206,7 @@ impl TimerQueue {
         if let Some(Armed {
             seq: armed_seq,
             action: TimerAction::Wake(old),
+            ..
         }) = self.armed.get_mut(slot)
         {
             if *armed_seq == seq && !old.will_wake(waker) {
@@ -169,6 +229,50 @@ impl TimerQueue {
     pub(crate) fn nearest(&mut self) -> Option<Instant> {
         self.skip_stale();
         self.heap.peek().map(|Reverse((deadline, ..))| *deadline)
+    }
+
+    /// When a park on the real clock should end: the latest deadline that every earlier
+    /// timer can wait for within its slack, so that one wake-up fires them all; `None`
+    /// when no timer is armed.
+    ///
+    /// Walks the timers in deadline order, keeping `limit`, the earliest
+    /// `deadline + slack` so far, and stops at the first deadline after it: the answer is
+    /// the last deadline taken, at or before `limit` (so no timer fires early, and none
+    /// later than its slack after its deadline). A timer that no other follows within its
+    /// slack wakes the runtime at its own deadline, as precisely as the operating system
+    /// wakes. The walk pops the entries it looks at and pushes the live ones back
+    /// (`O(k log n)` for `k` timers in the window); it stops after [`WAKE_TIME_BUDGET`]
+    /// entries, which is still safe (the entries not looked at are not due before the
+    /// answer).
+    pub(crate) fn wake_time(&mut self) -> Option<Instant> {
+        let mut taken = std::mem::take(&mut self.scratch);
+        let mut limit: Option<Instant> = None;
+        let mut latest = None;
+        let mut looked = 0;
+        while looked < WAKE_TIME_BUDGET {
+            let Some(&Reverse(entry)) = self.heap.peek() else {
+                break;
+            };
+            let (deadline, seq, slot) = entry;
+            if limit.is_some_and(|limit| deadline > limit) {
+                break;
+            }
+            self.heap.pop();
+            looked += 1;
+            let Some(armed) = self.armed.get(slot).filter(|a| a.seq == seq) else {
+                self.stale = self.stale.saturating_sub(1);
+                continue;
+            };
+            let end = deadline
+                .checked_add(Duration::from_nanos(slack(armed.armed_at, deadline).into()))
+                .unwrap_or(deadline);
+            limit = Some(limit.map_or(end, |limit| limit.min(end)));
+            latest = Some(deadline);
+            taken.push(Reverse(entry));
+        }
+        self.heap.extend(taken.drain(..));
+        self.scratch = taken;
+        latest
     }
 
     /// Removes and returns the earliest timer whose deadline is at or before `now`.
@@ -198,7 +302,6 @@ impl TimerQueue {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::time::Duration;
 
     #[test]
     fn timers_pop_in_deadline_then_arming_order() {
@@ -281,6 +384,193 @@ mod tests {
         );
         a.disarm(key_a);
         assert_eq!(a.len(), 0, "the own key still disarms");
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    /// Arms a timer for `deadline` with `slack` (at most 1 ms): armed 1024 × `slack`
+    /// before its deadline.
+    fn arm(q: &mut TimerQueue, deadline: Instant, slack: Duration) -> TimerKey {
+        let armed_at = deadline - slack * (1 << SLACK_SHIFT);
+        q.arm_at(
+            deadline,
+            Some(armed_at),
+            TimerAction::Wake(Waker::noop().clone()),
+        )
+    }
+
+    /// A base instant with room before it for `arm`'s arming times.
+    fn base() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    /// Slack is ≈ 0.1 % of how long the timer was armed for, at most 1 ms, and none when
+    /// the arming time is unknown.
+    #[test]
+    fn slack_is_a_thousandth_of_the_armed_duration_at_most_a_millisecond() {
+        let t = Instant::now();
+        assert_eq!(slack(Some(t), t + ms(1024)), 1_000_000);
+        assert_eq!(slack(Some(t), t + ms(300)), 292_968);
+        assert_eq!(slack(Some(t), t + ms(10)), 9_765);
+        assert_eq!(slack(Some(t), t + Duration::from_secs(3600)), 1_000_000);
+        assert_eq!(slack(Some(t), t + Duration::from_nanos(1023)), 0);
+        assert_eq!(slack(Some(t + ms(5)), t), 0, "armed after its deadline");
+        assert_eq!(slack(None, t + ms(300)), 0);
+    }
+
+    /// A timer that nothing follows within its slack is waited for until its own
+    /// deadline: slack never makes a lone timer late.
+    #[test]
+    fn a_lone_timer_is_waited_for_until_its_own_deadline() {
+        let t = base();
+        let mut q = TimerQueue::new(RuntimeId::next());
+        assert_eq!(q.wake_time(), None);
+        arm(&mut q, t + ms(10), us(500));
+        arm(&mut q, t + ms(11), us(500));
+        assert_eq!(q.wake_time(), Some(t + ms(10)));
+    }
+
+    /// Timers within the slack of every earlier one share one wake-up, at the latest of
+    /// them; the earliest `deadline + slack` bounds it, whichever timer it belongs to.
+    #[test]
+    fn timers_within_each_others_slack_share_one_wake_up() {
+        let t = base();
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + us(10_000), us(300));
+        arm(&mut q, t + us(10_100), us(300));
+        arm(&mut q, t + us(10_250), us(300));
+        arm(&mut q, t + us(10_301), us(300)); // past the first one's slack
+        assert_eq!(q.wake_time(), Some(t + us(10_250)));
+
+        // A later timer with a smaller slack lowers the bound for those after it.
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + us(10_000), us(300));
+        arm(&mut q, t + us(10_100), us(50));
+        arm(&mut q, t + us(10_140), us(300));
+        arm(&mut q, t + us(10_200), us(300)); // within the first's slack, not the second's
+        assert_eq!(q.wake_time(), Some(t + us(10_140)));
+
+        // A timer without slack (armed at its deadline, or with no clock reading) is
+        // waited for exactly, though an equal deadline joins it.
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + us(10_000), us(300));
+        arm(&mut q, t + us(10_050), Duration::ZERO);
+        arm(&mut q, t + us(10_050), us(300));
+        arm(&mut q, t + us(10_051), us(300));
+        assert_eq!(q.wake_time(), Some(t + us(10_050)));
+    }
+
+    /// Looking for the wake time changes nothing: disarmed timers are not waited for, and
+    /// the live ones still pop in deadline, then arming, order.
+    #[test]
+    fn the_wake_time_skips_disarmed_timers_and_keeps_the_order() {
+        let t = base();
+        let mut q = TimerQueue::new(RuntimeId::next());
+        let gone = arm(&mut q, t + us(10_000), us(300));
+        let a = arm(&mut q, t + us(10_100), us(300));
+        let gone_too = arm(&mut q, t + us(10_200), us(300));
+        let b = arm(&mut q, t + us(10_100), us(300));
+        let c = arm(&mut q, t + us(10_500), us(300));
+        q.disarm(gone);
+        q.disarm(gone_too);
+        assert_eq!(q.wake_time(), Some(t + us(10_100)));
+        assert_eq!(
+            q.wake_time(),
+            Some(t + us(10_100)),
+            "asking again, same answer"
+        );
+        assert_eq!(q.len(), 3);
+        let mut order = Vec::new();
+        let keys = [a, b, c];
+        while let Some(Reverse((_, seq, _))) = q.heap.peek().copied() {
+            if q.pop_due(t + ms(20)).is_none() {
+                break;
+            }
+            order.push(keys.iter().position(|k| k.seq == seq).unwrap());
+        }
+        assert_eq!(order, [0, 1, 2]);
+    }
+
+    /// Random queues: the wake time is a live deadline, at or after the nearest, within
+    /// the slack of every timer due by then (none fires early, none later than its slack)
+    /// and as late as that allows (the next deadline would break some timer's slack), up
+    /// to the budget of entries looked at.
+    #[test]
+    fn the_wake_time_is_the_latest_that_keeps_every_slack() {
+        let t = base();
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..500 {
+            let mut q = TimerQueue::new(RuntimeId::next());
+            let mut live = Vec::new();
+            let count = 1 + next(if round % 10 == 0 { 400 } else { 20 });
+            for _ in 0..count {
+                let deadline = t + us(next(3_000));
+                let slack = us(next(400));
+                let key = arm(&mut q, deadline, slack);
+                if next(4) == 0 {
+                    q.disarm(key);
+                } else {
+                    live.push((deadline, slack));
+                }
+            }
+            let woken = q.wake_time();
+            let Some(woken) = woken else {
+                assert!(live.is_empty());
+                continue;
+            };
+            live.sort();
+            let nearest = live[0].0;
+            assert!(
+                woken >= nearest,
+                "round {round}: before the nearest deadline"
+            );
+            assert!(live.iter().any(|&(d, _)| d == woken), "not a live deadline");
+            for &(d, slack) in live.iter().filter(|&&(d, _)| d <= woken) {
+                assert!(
+                    woken <= d + slack,
+                    "round {round}: a timer later than its slack"
+                );
+            }
+            let due = live.iter().filter(|&&(d, _)| d <= woken).count();
+            if due < WAKE_TIME_BUDGET {
+                if let Some(&(later, _)) = live.iter().find(|&&(d, _)| d > woken) {
+                    assert!(
+                        live.iter()
+                            .filter(|&&(d, _)| d <= later)
+                            .any(|&(d, slack)| later > d + slack),
+                        "round {round}: could have waited for {later:?}"
+                    );
+                }
+            }
+            assert_eq!(q.len(), live.len(), "wake_time lost or added a timer");
+        }
+    }
+
+    /// Thousands of deadlines inside one slack: the search stops after its budget, at a
+    /// deadline that still keeps every earlier timer's slack.
+    #[test]
+    fn a_crowded_window_costs_at_most_the_budget() {
+        let t = base();
+        let mut q = TimerQueue::new(RuntimeId::next());
+        for i in 0..10_000 {
+            arm(&mut q, t + Duration::from_nanos(i), ms(1));
+        }
+        let woken = q.wake_time().unwrap();
+        assert_eq!(woken, t + Duration::from_nanos(WAKE_TIME_BUDGET as u64 - 1));
+        assert_eq!(q.len(), 10_000);
+        assert_eq!(q.heap.len(), 10_000);
     }
 
     #[derive(Default)]
