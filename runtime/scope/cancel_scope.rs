@@ -493,7 +493,8 @@ impl CancelScope {
     /// A deadline that passes while the scope runs cancels it as [`cancel`](Self::cancel)
     /// would, with [`CancelReason::Deadline`]. On a scope that is already cancelled or has
     /// finished, the new deadline is only recorded. A deadline never fires early; on the
-    /// mock clock it fires exactly at its instant.
+    /// mock clock it fires exactly at its instant, on the real clock perhaps a little
+    /// after it (as a [`sleep`](crate::sleep) ends: see its "Precision").
     ///
     /// # Panics
     ///
