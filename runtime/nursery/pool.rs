@@ -35,15 +35,20 @@ thread_local! {
 impl Parts {
     /// Parts for a new nursery: recycled ones that nothing else references, or new ones.
     pub(crate) fn take() -> Parts {
-        let recycled = SPARE_PARTS.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            while let Some(parts) = pool.pop() {
-                if parts.is_exclusive() {
-                    return Some(parts);
+        // `try_with` (inlined) rather than `with` (called out of line for its panic path);
+        // during thread teardown the pool is gone and the parts are new.
+        let recycled = SPARE_PARTS
+            .try_with(|pool| {
+                let mut pool = pool.borrow_mut();
+                while let Some(parts) = pool.pop() {
+                    if parts.is_exclusive() {
+                        return Some(parts);
+                    }
                 }
-            }
-            None
-        });
+                None
+            })
+            .ok()
+            .flatten();
         match recycled {
             Some(parts) => parts.reset(),
             None => {

@@ -43,7 +43,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 /// line, so that the nursery's poll loop stays as it was without a seed.
 #[inline(never)]
 pub(crate) fn permute(round: &mut [usize]) {
-    let Some(mut state) = SHUFFLE.with(Cell::get) else {
+    let Some(mut state) = SHUFFLE.try_with(Cell::get).ok().flatten() else {
         return;
     };
     // Fisher-Yates, from the back. `% (i + 1)` has a bias of at most 2^-54 for a round
@@ -52,7 +52,7 @@ pub(crate) fn permute(round: &mut [usize]) {
         let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
         round.swap(i, j);
     }
-    SHUFFLE.with(|s| s.set(Some(state)));
+    let _ = SHUFFLE.try_with(|s| s.set(Some(state)));
 }
 
 /// Installs the generator for `seed` (`None`: FIFO) until the guard is dropped.

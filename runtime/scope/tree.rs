@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::Waker;
@@ -63,7 +64,11 @@ pub(crate) struct Position {
 /// The thread's position, and the cached answer for it (one thread-local, so that
 /// entering and leaving a position is one look-up).
 struct TreeLocal {
-    current: RefCell<Option<Position>>,
+    /// `ManuallyDrop`, so that the thread-local has no destructor, and its accesses (two
+    /// per poll of every unit) need no state check. Nothing is lost: the position is
+    /// `None` whenever no poll is under way, in particular when the thread ends (every
+    /// poll restores the position it replaced, also on unwind).
+    current: RefCell<ManuallyDrop<Option<Position>>>,
     /// `(epoch, answer)` of [`current_is_cancelled`] for the current position; forgotten
     /// whenever the position changes.
     current_cancelled: Cell<Option<(u64, bool)>>,
@@ -71,13 +76,14 @@ struct TreeLocal {
 
 thread_local! {
     static CURRENT: TreeLocal = const {
-        TreeLocal { current: RefCell::new(None), current_cancelled: Cell::new(None) }
+        TreeLocal {
+            current: RefCell::new(ManuallyDrop::new(None)),
+            current_cancelled: Cell::new(None),
+        }
     };
     /// Bumped whenever any node's effective cancellation may have changed (a cancel, a
     /// child cancelled on its own, a shield toggled), so owners can cache their answer
-    /// between changes. Apart from `CURRENT`, whose `Rc`s give it a destructor (so every
-    /// access checks its state): this one needs none and is read directly, by every
-    /// owner's question on every poll.
+    /// between changes.
     static CANCEL_EPOCH: Cell<u64> = const { Cell::new(0) };
     /// The running nodes that have no parent position (opened in the root future, or in
     /// a system task) while the runtime records its tasks: where a walk of the tree
@@ -89,13 +95,19 @@ thread_local! {
 }
 
 fn bump_cancel_epoch() {
-    CANCEL_EPOCH.with(|epoch| epoch.set(epoch.get() + 1));
+    let _ = CANCEL_EPOCH.try_with(|epoch| epoch.set(epoch.get() + 1));
 }
 
 /// The current cancel epoch: while it is unchanged, no node's effective cancellation has
 /// changed.
 fn cancel_epoch() -> u64 {
-    CANCEL_EPOCH.with(Cell::get)
+    CANCEL_EPOCH.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Makes `pos` the position in `t` and returns the one it replaces.
+fn replace_current(t: &TreeLocal, pos: Option<Position>) -> Option<Position> {
+    let old = std::mem::replace(&mut *t.current.borrow_mut(), ManuallyDrop::new(pos));
+    ManuallyDrop::into_inner(old)
 }
 
 /// Restores the previous position when dropped (also while unwinding from a panic).
@@ -106,10 +118,14 @@ pub(crate) struct PositionGuard {
 
 /// Makes `pos` the current position until the guard is dropped.
 pub(crate) fn enter(pos: Position) -> PositionGuard {
-    let previous = CURRENT.with(|t| {
-        t.current_cancelled.set(None);
-        t.current.replace(Some(pos))
-    });
+    // `try_with` (which cannot fail here: the thread-local has no destructor) is small
+    // enough to be inlined; `with`, with its panic path, is called out of line.
+    let previous = CURRENT
+        .try_with(|t| {
+            t.current_cancelled.set(None);
+            replace_current(t, Some(pos))
+        })
+        .unwrap_or_default();
     PositionGuard { previous }
 }
 
@@ -120,10 +136,12 @@ impl PositionGuard {
     /// this guard's.
     pub(crate) fn leave(mut self) -> Option<Arc<UnitCell>> {
         let previous = self.previous.take();
-        let left = CURRENT.with(|t| {
-            t.current_cancelled.set(None);
-            t.current.replace(previous)
-        });
+        let left = CURRENT
+            .try_with(|t| {
+                t.current_cancelled.set(None);
+                replace_current(t, previous)
+            })
+            .unwrap_or_default();
         std::mem::forget(self); // restored already; `previous` is taken, nothing leaks
         left.and_then(|pos| pos.unit)
     }
@@ -135,7 +153,7 @@ impl Drop for PositionGuard {
         // Ignore the access error during thread teardown: nothing runs afterwards.
         let _ = CURRENT.try_with(|t| {
             t.current_cancelled.set(None);
-            t.current.replace(previous)
+            replace_current(t, previous)
         });
     }
 }
@@ -182,7 +200,9 @@ impl Position {
 }
 
 pub(crate) fn current_position() -> Option<Position> {
-    CURRENT.with(|t| t.current.borrow().clone())
+    CURRENT
+        .try_with(|t| Option::clone(&t.current.borrow()))
+        .unwrap_or_default()
 }
 
 /// Whether the code being polled is itself being cancelled (it will be dropped at its next
@@ -191,20 +211,22 @@ pub(crate) fn current_is_cancelled() -> bool {
     // Asked at every suspension of a channel or lock operation: cached until the position
     // or the epoch changes.
     let epoch = cancel_epoch();
-    CURRENT.with(|t| {
-        if let Some((at, answer)) = t.current_cancelled.get() {
-            if at == epoch {
-                return answer;
+    CURRENT
+        .try_with(|t| {
+            if let Some((at, answer)) = t.current_cancelled.get() {
+                if at == epoch {
+                    return answer;
+                }
             }
-        }
-        let answer = t.current.borrow().as_ref().is_some_and(|pos| {
-            pos.unit.as_ref().is_some_and(|u| u.is_cancelled()) || pos.node.is_cancelled()
-        });
-        // `is_cancelled` may not move the epoch (it only reads), so the answer is valid
-        // for the epoch read before it.
-        t.current_cancelled.set(Some((epoch, answer)));
-        answer
-    })
+            let answer = t.current.borrow().as_ref().is_some_and(|pos| {
+                pos.unit.as_ref().is_some_and(|u| u.is_cancelled()) || pos.node.is_cancelled()
+            });
+            // `is_cancelled` may not move the epoch (it only reads), so the answer is valid
+            // for the epoch read before it.
+            t.current_cancelled.set(Some((epoch, answer)));
+            answer
+        })
+        .unwrap_or(false)
 }
 
 /// Where a cancellation comes from: a scope (a `CancelScope` or a nursery), or a nursery
