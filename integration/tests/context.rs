@@ -1024,3 +1024,53 @@ fn measure_costs() {
         );
     }
 }
+
+/// A value whose every copy holds one reference to the test's `Arc`: once they are all
+/// dropped, the count is back to 1.
+#[derive(Clone)]
+struct Held(std::sync::Arc<()>);
+
+static HELD: ContextVar<Held> = ContextVar::new("held");
+
+/// What a thread's context keeps (the thread's own values, the cache of the last read, the
+/// spare allocation a reset leaves) is dropped when the thread ends, in each way it can be
+/// kept: set outside a runtime and read, set and reset inside one, and set by the root
+/// task (which runs in a copy, so that stays inside).
+#[test]
+fn a_threads_context_values_are_dropped_when_the_thread_ends() {
+    let shapes: [fn(&std::sync::Arc<()>); 3] = [
+        |arc| {
+            HELD.set(Held(arc.clone()));
+            assert!(HELD.get().is_some()); // cached
+        },
+        |arc| {
+            trellis::run(trellis::nursery(async |n| {
+                let arc = arc.clone();
+                n.spawn(async move {
+                    let token = HELD.set(Held(arc));
+                    assert!(HELD.get().is_some());
+                    HELD.reset(token).unwrap(); // leaves a spare
+                });
+            }))
+            .unwrap();
+            HELD.set(Held(arc.clone()));
+        },
+        |arc| {
+            trellis::run(async {
+                HELD.set(Held(arc.clone()));
+            });
+            assert!(HELD.get().is_none(), "the root's sets stay in its copy");
+            HELD.set(Held(arc.clone()));
+        },
+    ];
+    for shape in shapes {
+        let arc = std::sync::Arc::new(());
+        let inside = arc.clone();
+        std::thread::spawn(move || shape(&inside)).join().unwrap();
+        assert_eq!(
+            std::sync::Arc::strong_count(&arc),
+            1,
+            "a copy outlived its thread"
+        );
+    }
+}

@@ -17,7 +17,10 @@
 //! - `CURRENT`, one per thread, is the context that reads and writes go to. `None` until
 //!   first needed, meaning the thread's own context is still empty. Beside it, a cache of
 //!   the last variable read ([`Current`]): a repeated read in the same context is one
-//!   thread-local access and a compare (invariant 7).
+//!   thread-local access and a compare (invariant 7). `CURRENT` has no destructor (its
+//!   accesses, two per poll of every child, then need no state check); what it holds
+//!   is dropped at the thread's end by `DROP_CURRENT_AT_EXIT`, registered the first time
+//!   it keeps anything.
 //! - Every nursery child owns a context made by [`inherit`] at spawn time (`None` while
 //!   there is nothing to inherit: spawning then allocates nothing). The nursery moves it
 //!   into `CURRENT` with [`enter_child`] around each poll of the child and moves it back
@@ -71,6 +74,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -85,14 +89,33 @@ pub use context_var::{ContextVar, ResetError, Token};
 thread_local! {
     /// The context that reads and writes go to, and the last value read; see the module
     /// docs.
-    static CURRENT: RefCell<Current> = const {
-        RefCell::new(Current {
-            ctx: None,
-            cached_id: 0,
-            cached: None,
-            spare: None,
-        })
+    static CURRENT: RefCell<ManuallyDrop<Current>> = const {
+        RefCell::new(ManuallyDrop::new(Current::EMPTY))
     };
+    /// Drops what `CURRENT` holds when the thread ends. `CURRENT` itself has no
+    /// destructor, so that its accesses (two per poll of every child) need no state
+    /// check; this one is touched, and its destructor registered, only the first time
+    /// `CURRENT` keeps something (`Current::keep`).
+    static DROP_CURRENT_AT_EXIT: DropCurrentAtExit = const { DropCurrentAtExit };
+}
+
+/// The destructor of `CURRENT` (see `DROP_CURRENT_AT_EXIT`).
+struct DropCurrentAtExit;
+
+impl Drop for DropCurrentAtExit {
+    fn drop(&mut self) {
+        // Taken out first, dropped outside the borrow: a value's `Drop` is user code
+        // (invariant 3), which may still read context variables now.
+        let left = CURRENT.try_with(|current| {
+            std::mem::replace(
+                &mut *current.borrow_mut(),
+                ManuallyDrop::new(Current::EMPTY),
+            )
+        });
+        if let Ok(left) = left {
+            drop(ManuallyDrop::into_inner(left));
+        }
+    }
 }
 
 /// What `CURRENT` holds: the current context and a one-entry cache of the last variable
@@ -108,9 +131,30 @@ struct Current {
     /// An allocation for a value, emptied (`None` inside) by a reset, for the next set of
     /// a variable of its type (invariant 8).
     spare: Option<Rc<dyn Any>>,
+    /// `DROP_CURRENT_AT_EXIT` is registered on this thread.
+    drops_at_exit: bool,
 }
 
 impl Current {
+    const EMPTY: Current = Current {
+        ctx: None,
+        cached_id: 0,
+        cached: None,
+        spare: None,
+        drops_at_exit: false,
+    };
+
+    /// Called whenever `CURRENT` may come to hold something past the poll under way (the
+    /// thread's own context, a cached value, a spare): makes sure it is dropped when the
+    /// thread ends. One test after the first time.
+    #[inline]
+    fn keep(&mut self) {
+        if !self.drops_at_exit {
+            // Fails only while the thread is being torn down; what is kept then leaks.
+            self.drops_at_exit = DROP_CURRENT_AT_EXIT.try_with(|_| ()).is_ok();
+        }
+    }
+
     /// Empties the cache, before `ctx` changes or its values do (invariant 7).
     #[inline]
     fn forget(&mut self) {
@@ -149,6 +193,9 @@ impl Current {
         self.cached_id = id;
         // The value replaced is still in `ctx`'s map (invariant 7): no user code runs here.
         self.cached = found.clone();
+        if found.is_some() {
+            self.keep();
+        }
         found
     }
 }
@@ -373,6 +420,7 @@ fn recycle<T: 'static>(mut value: Rc<dyn Any>) {
             && current.spare.is_none()
         {
             current.spare = Some(value);
+            current.keep();
         }
     });
 }
@@ -898,7 +946,8 @@ impl<F: Future> Future for Run<F> {
 fn write_current<R>(f: impl FnOnce(&Context, &mut Option<Rc<dyn Any>>) -> R) -> R {
     CURRENT.with_borrow_mut(|current| {
         current.forget();
-        let Current { ctx, spare, .. } = current;
+        current.keep();
+        let Current { ctx, spare, .. } = &mut **current;
         f(ctx.get_or_insert_with(Context::new), spare)
     })
 }
@@ -951,7 +1000,10 @@ pub(crate) fn snapshot() -> Option<Context> {
 /// Makes a child's context current by moving it in (no reference counting); the guard's
 /// [`leave`](ChildEntered::leave) moves it back out, with whatever the child set.
 pub(crate) fn enter_child(ctx: Option<Context>) -> ChildEntered {
-    let prev = CURRENT.with_borrow_mut(|current| current.replace(ctx));
+    // `try_with` (it cannot fail: `CURRENT` has no destructor) is inlined; `with` is not.
+    let prev = CURRENT
+        .try_with(|current| current.borrow_mut().replace(ctx))
+        .unwrap_or_default();
     ChildEntered { prev: Some(prev) }
 }
 
@@ -968,7 +1020,9 @@ impl ChildEntered {
     /// Puts the previous context back and returns the child's.
     pub(crate) fn leave(mut self) -> Option<Context> {
         let prev = self.prev.take().expect("left once");
-        CURRENT.with_borrow_mut(|current| current.replace(prev))
+        CURRENT
+            .try_with(|current| current.borrow_mut().replace(prev))
+            .unwrap_or_default()
     }
 }
 
