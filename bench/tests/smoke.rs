@@ -363,15 +363,16 @@ fn trellis_channels_and_locks_do_not_allocate_per_op() {
     // Per call, exactly: the difference between 1 000 and 500 calls. A run that happens
     // to start one more worker thread (≈ 7 allocations, not per call: the pool grows
     // when a call finds no idle worker, which depends on the threads' timing) is taken
-    // again; the smallest of three differences is the per-call cost.
-    let per_500 = (0..3)
+    // again; the smallest of five differences is the per-call cost (three were seen all
+    // starting one more worker with the machine loaded by a parallel build).
+    let per_500 = (0..5)
         .map(|_| {
             let one = total_allocs(Workload::ToThread, Runtime::Trellis, 500);
             let two = total_allocs(Workload::ToThread, Runtime::Trellis, 1000);
             (two - one, one, two)
         })
         .min()
-        .expect("three runs");
+        .expect("five runs");
     assert!(
         per_500.0 <= 2 * 500,
         "to_thread: {} allocations at 500 calls, {} at 1000",

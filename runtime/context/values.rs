@@ -1020,6 +1020,7 @@ impl ChildEntered {
     /// Puts the previous context back and returns the child's.
     pub(crate) fn leave(mut self) -> Option<Context> {
         let prev = self.prev.take().expect("left once");
+        std::mem::forget(self); // `prev` is taken: its destructor would do nothing
         CURRENT
             .try_with(|current| current.borrow_mut().replace(prev))
             .unwrap_or_default()

@@ -6,7 +6,7 @@
 //! - [`ReadyQueue`] holds the indices of the units (children, and [`BODY`]) whose wakers
 //!   fired, and the waker of whoever polls the nursery (its *parent*), in two halves:
 //!   - the **local list**, for wakes on the thread that owns the queue (almost all of
-//!     them): a plain `VecDeque` in that thread's `LOCAL_LISTS`, under a `RefCell`, so
+//!     them): a plain `Vec` in that thread's `LOCAL_LISTS`, under a `RefCell`, so
 //!     such a wake takes no lock and no locked instruction;
 //!   - the **remote list**, behind a `Mutex`, for wakes from other threads (wakers are
 //!     `Send + Sync`); `remote_len` and `has_remote_parent` mirror it (written under the
@@ -47,6 +47,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Wake, Waker};
@@ -64,14 +65,40 @@ static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 struct ThreadLists {
     /// This thread's serial, 0 until first asked.
     serial: Cell<u64>,
-    /// The local lists of the queues this thread owns.
-    lists: RefCell<Slab<LocalList>>,
+    /// The local lists of the queues this thread owns. `ManuallyDrop`, so that the
+    /// thread-local has no destructor and its accesses (at every wake and every round of
+    /// a nursery) need no state check; `DROP_LISTS_AT_EXIT`, registered when the first
+    /// list is made, drops the lists (their parent wakers) when the thread ends.
+    lists: RefCell<ManuallyDrop<Slab<LocalList>>>,
+}
+
+/// The destructor of `LOCAL_LISTS` (see `ThreadLists::lists`).
+struct DropListsAtExit;
+
+impl Drop for DropListsAtExit {
+    fn drop(&mut self) {
+        // Taken out first and dropped outside the borrow (the invariants: dropping a waker
+        // may run arbitrary code). A queue dropped after this finds no list to remove.
+        let lists = LOCAL_LISTS.try_with(|local| {
+            std::mem::replace(
+                &mut *local.lists.borrow_mut(),
+                ManuallyDrop::new(Slab::new()),
+            )
+        });
+        if let Ok(lists) = lists {
+            drop(ManuallyDrop::into_inner(lists));
+        }
+    }
 }
 
 thread_local! {
     static LOCAL_LISTS: ThreadLists = const {
-        ThreadLists { serial: Cell::new(0), lists: RefCell::new(Slab::new()) }
+        ThreadLists {
+            serial: Cell::new(0),
+            lists: RefCell::new(ManuallyDrop::new(Slab::new())),
+        }
     };
+    static DROP_LISTS_AT_EXIT: DropListsAtExit = const { DropListsAtExit };
 }
 
 impl ThreadLists {
@@ -165,6 +192,9 @@ impl ReadyQueue {
     /// A queue owned by the current thread.
     pub(crate) fn new() -> ReadyQueue {
         let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+        // Registers the lists' destructor on this thread (once; a no-op afterwards). During
+        // the thread's teardown it may be gone: a list made then is not dropped.
+        let _ = DROP_LISTS_AT_EXIT.try_with(|_| ());
         let key = LOCAL_LISTS.with(|local| {
             local.lists.borrow_mut().insert(LocalList {
                 queue: serial,
