@@ -1028,7 +1028,9 @@ fn measure_costs() {
 /// A value whose every copy holds one reference to the test's `Arc`: once they are all
 /// dropped, the count is back to 1.
 #[derive(Clone)]
-struct Held(std::sync::Arc<()>);
+struct Held {
+    _counted: std::sync::Arc<()>,
+}
 
 static HELD: ContextVar<Held> = ContextVar::new("held");
 
@@ -1040,27 +1042,35 @@ static HELD: ContextVar<Held> = ContextVar::new("held");
 fn a_threads_context_values_are_dropped_when_the_thread_ends() {
     let shapes: [fn(&std::sync::Arc<()>); 3] = [
         |arc| {
-            HELD.set(Held(arc.clone()));
+            HELD.set(Held {
+                _counted: arc.clone(),
+            });
             assert!(HELD.get().is_some()); // cached
         },
         |arc| {
             trellis::run(trellis::nursery(async |n| {
                 let arc = arc.clone();
                 n.spawn(async move {
-                    let token = HELD.set(Held(arc));
+                    let token = HELD.set(Held { _counted: arc });
                     assert!(HELD.get().is_some());
                     HELD.reset(token).unwrap(); // leaves a spare
                 });
             }))
             .unwrap();
-            HELD.set(Held(arc.clone()));
+            HELD.set(Held {
+                _counted: arc.clone(),
+            });
         },
         |arc| {
             trellis::run(async {
-                HELD.set(Held(arc.clone()));
+                HELD.set(Held {
+                    _counted: arc.clone(),
+                });
             });
             assert!(HELD.get().is_none(), "the root's sets stay in its copy");
-            HELD.set(Held(arc.clone()));
+            HELD.set(Held {
+                _counted: arc.clone(),
+            });
         },
     ];
     for shape in shapes {
