@@ -214,7 +214,8 @@ impl Future for Sleep {
                 // Never: nothing will wake it; only a drop (a cancellation) ends it.
                 return Poll::Pending;
             };
-            if core.clock.recent() >= deadline {
+            let now = core.clock.recent();
+            if now >= deadline {
                 if this.suspended {
                     if let Some(key) = this.timer.take() {
                         core.timers.borrow_mut().disarm(key);
@@ -234,7 +235,9 @@ impl Future for Sleep {
             match this.timer {
                 Some(key) => timers.update_waker(key, cx.waker()),
                 None => {
-                    let key = timers.arm(deadline, TimerAction::Wake(cx.waker().clone()));
+                    // The slack counts from this tick's reading, just taken or reused.
+                    let key =
+                        timers.arm_at(deadline, Some(now), TimerAction::Wake(cx.waker().clone()));
                     this.timer = Some(key);
                 }
             }

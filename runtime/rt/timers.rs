@@ -77,6 +77,10 @@ pub(crate) trait Expire: std::fmt::Debug {
 #[derive(Debug)]
 struct Armed {
     seq: u64,
+    deadline: Instant,
+    /// Where the timer waits: [`IN_HEAP`], or its index in [`TimerQueue::pending`] (armed
+    /// since the queue was last looked at, not in the heap yet).
+    place: usize,
     /// The tick reading it was armed at, which its [`slack`] counts from (computed only
     /// when a park looks at the timer: computed at every arm, it cost `timer_arm_cancel`
     /// 83 instructions, ≈ 40 of them the `Instant` subtraction); used on the real clock
@@ -84,6 +88,9 @@ struct Armed {
     armed_at: Option<Instant>,
     action: TimerAction,
 }
+
+/// [`Armed::place`] of a timer in the heap.
+const IN_HEAP: usize = usize::MAX;
 
 /// A timer armed for `d` may fire up to `d >> SLACK_SHIFT` (≈ 0.1 %) after its deadline
 /// on the real clock, and never more than [`MAX_SLACK`].
@@ -121,6 +128,12 @@ pub(crate) struct TimerQueue {
     runtime: RuntimeId,
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     armed: Slab<Armed>,
+    /// The slots of the timers armed since the queue last looked at its deadlines, in
+    /// no particular order (a disarm swaps the last one into the gap): they reach the
+    /// heap only when someone asks for a deadline ([`flush`](TimerQueue::flush)), so a
+    /// timer armed and disarmed in between (a timeout that does not fire, the common
+    /// case) never touches the heap.
+    pending: Vec<usize>,
     stale: usize,
     next_seq: u64,
     /// The entries [`wake_time`](TimerQueue::wake_time) takes off the heap and puts back,
@@ -135,6 +148,7 @@ impl TimerQueue {
             runtime,
             heap: BinaryHeap::new(),
             armed: Slab::default(),
+            pending: Vec::new(),
             stale: 0,
             next_seq: 0,
             scratch: Vec::new(),
@@ -148,7 +162,11 @@ impl TimerQueue {
         self.arm_at(deadline, crate::rt::clock::tick_reading(), action)
     }
 
-    fn arm_at(
+    /// Arms a timer for `deadline` whose slack counts from `armed_at` (the caller's clock
+    /// reading of this tick, no later than the true time; `None`: no slack). The timer
+    /// joins the pending list, not the heap (see [`pending`](TimerQueue::pending)).
+    #[inline]
+    pub(crate) fn arm_at(
         &mut self,
         deadline: Instant,
         armed_at: Option<Instant>,
@@ -158,14 +176,32 @@ impl TimerQueue {
         self.next_seq += 1;
         let slot = self.armed.insert(Armed {
             seq,
+            deadline,
+            place: self.pending.len(),
             armed_at,
             action,
         });
-        self.heap.push(Reverse((deadline, seq, slot)));
+        self.pending.push(slot);
         TimerKey {
             runtime: self.runtime,
             slot,
             seq,
+        }
+    }
+
+    /// Moves the pending timers into the heap: before every look at the deadlines.
+    #[inline]
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.flush_pending();
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        for slot in self.pending.drain(..) {
+            let armed = &mut self.armed[slot];
+            armed.place = IN_HEAP;
+            self.heap.push(Reverse((armed.deadline, armed.seq, slot)));
         }
     }
 
@@ -183,17 +219,32 @@ impl TimerQueue {
             return;
         }
         let TimerKey { slot, seq, .. } = key;
-        if self.armed.get_mut(slot).is_some_and(|a| a.seq == seq) {
-            self.armed.try_remove(slot);
+        let place = match self.armed.get(slot) {
+            Some(a) if a.seq == seq => a.place,
+            _ => return,
+        };
+        // Dropped here, after the queue is consistent again: a waker's drop runs code.
+        let _armed = self.armed.remove(slot);
+        if place == IN_HEAP {
             self.stale += 1;
             if self.stale > 64 && self.stale > self.armed.len() {
-                let armed = &mut self.armed;
-                self.heap.retain(|Reverse((_, seq, slot))| {
-                    armed.get_mut(*slot).is_some_and(|a| a.seq == *seq)
-                });
-                self.stale = 0;
+                self.compact();
+            }
+        } else {
+            // Still pending: out of the list, the last one moved into its place.
+            self.pending.swap_remove(place);
+            if let Some(&moved) = self.pending.get(place) {
+                self.armed[moved].place = place;
             }
         }
+    }
+
+    #[cold]
+    fn compact(&mut self) {
+        let armed = &mut self.armed;
+        self.heap
+            .retain(|Reverse((_, seq, slot))| armed.get_mut(*slot).is_some_and(|a| a.seq == *seq));
+        self.stale = 0;
     }
 
     /// Replaces the waker of an armed timer, if it would wake a different task. A key from
@@ -227,6 +278,7 @@ impl TimerQueue {
     }
 
     pub(crate) fn nearest(&mut self) -> Option<Instant> {
+        self.flush();
         self.skip_stale();
         self.heap.peek().map(|Reverse((deadline, ..))| *deadline)
     }
@@ -245,6 +297,7 @@ impl TimerQueue {
     /// entries, which is still safe (the entries not looked at are not due before the
     /// answer).
     pub(crate) fn wake_time(&mut self) -> Option<Instant> {
+        self.flush();
         let mut taken = std::mem::take(&mut self.scratch);
         let mut limit: Option<Instant> = None;
         let mut latest = None;
@@ -280,6 +333,7 @@ impl TimerQueue {
     /// Stale entries are skipped only once they are due: one not yet due ends the search
     /// at the cost of a peek (compaction bounds how many pile up).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
+        self.flush();
         loop {
             let Reverse((deadline, seq, slot)) = *self.heap.peek()?;
             if deadline > now {
