@@ -25,7 +25,7 @@ use futures_core::FusedFuture;
 
 use crate::instrument::hooks;
 use crate::rt::clock::now;
-use crate::rt::state::with_core;
+use crate::rt::state::{try_with_core_inlined, with_core_inlined};
 use crate::rt::timers::{TimerAction, TimerKey};
 
 /// Waits until `duration` has passed.
@@ -204,7 +204,7 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        with_core(|core| {
+        with_core_inlined(|core| {
             if let Some(key) = this.timer {
                 if key.runtime() != core.id {
                     polled_in_another_runtime();
@@ -286,7 +286,7 @@ impl Drop for Sleep {
             // out, or is dropped during thread teardown): then there is no queue to clean.
             // On another thread's runtime, or a later runtime on this thread, `disarm`
             // ignores the foreign key; the entry stays in its own queue until it fires.
-            crate::rt::state::try_with_core(|core| core.timers.borrow_mut().disarm(key));
+            try_with_core_inlined(|core| core.timers.borrow_mut().disarm(key));
         }
     }
 }
