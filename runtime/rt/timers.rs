@@ -398,6 +398,8 @@ mod tests {
                 base + Duration::from_secs(i),
                 TimerAction::Wake(Waker::noop().clone()),
             );
+            // A look moves it into the heap, so its disarm leaves a stale entry there.
+            q.nearest();
             q.disarm(key);
         }
         assert_eq!(q.len(), 1);
@@ -625,6 +627,147 @@ mod tests {
         assert_eq!(woken, t + Duration::from_nanos(WAKE_TIME_BUDGET as u64 - 1));
         assert_eq!(q.len(), 10_000);
         assert_eq!(q.heap.len(), 10_000);
+    }
+
+    /// A waker that logs its id when woken, to see the firing order.
+    struct Logged(usize, Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl std::task::Wake for Logged {
+        fn wake(self: Arc<Self>) {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+
+    fn logged(id: usize, log: &Arc<std::sync::Mutex<Vec<usize>>>) -> TimerAction {
+        TimerAction::Wake(Waker::from(Arc::new(Logged(id, log.clone()))))
+    }
+
+    /// Fires everything due by `at`, in the queue's order.
+    fn fire(q: &mut TimerQueue, at: Instant) {
+        while let Some(action) = q.pop_due(at) {
+            match action {
+                TimerAction::Wake(w) => w.wake(),
+                TimerAction::Expire(_) => unreachable!(),
+            }
+        }
+    }
+
+    /// Checks the pending list and the slab agree: every pending slot is live and knows
+    /// its index; every other live timer is in the heap.
+    fn assert_consistent(q: &TimerQueue) {
+        for (i, &slot) in q.pending.iter().enumerate() {
+            assert_eq!(q.armed[slot].place, i, "pending slot {slot} lost its index");
+        }
+        let in_heap = q.armed.iter().filter(|(_, a)| a.place == IN_HEAP).count();
+        assert_eq!(in_heap + q.pending.len(), q.armed.len());
+    }
+
+    /// The common case of a timeout that does not fire: armed and disarmed before the
+    /// queue's deadlines are looked at, it never touches the heap (no push, no stale
+    /// entry left to skip or compact).
+    #[test]
+    fn a_timer_armed_and_disarmed_between_looks_never_reaches_the_heap() {
+        let base = Instant::now();
+        let mut q = TimerQueue::new(RuntimeId::next());
+        for i in 0..1_000 {
+            let key = q.arm(
+                base + Duration::from_secs(60 + i),
+                TimerAction::Wake(Waker::noop().clone()),
+            );
+            assert_eq!(q.pending.len(), 1);
+            q.disarm(key);
+        }
+        assert_eq!(q.heap.len(), 0, "a pending timer was pushed to the heap");
+        assert_eq!((q.stale, q.pending.len(), q.len()), (0, 0, 0));
+        assert_eq!(q.nearest(), None);
+    }
+
+    /// Every look at the deadlines (the nearest, the wake time, the due timers) sees a
+    /// timer armed since the last look.
+    #[test]
+    fn every_look_at_the_deadlines_sees_the_pending_timers() {
+        let t = base();
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + ms(5), Duration::ZERO);
+        assert_eq!(q.nearest(), Some(t + ms(5)));
+
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + ms(5), Duration::ZERO);
+        assert_eq!(q.wake_time(), Some(t + ms(5)));
+
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + ms(5), Duration::ZERO);
+        assert!(q.pop_due(t + ms(5)).is_some());
+        assert_eq!(q.len(), 0);
+    }
+
+    /// Pending timers join the heap's order: deadline first, then arming order, also
+    /// against timers of the same instant armed before the last look.
+    #[test]
+    fn pending_timers_fire_in_deadline_then_arming_order_beside_heap_timers() {
+        let t = Instant::now();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut q = TimerQueue::new(RuntimeId::next());
+        q.arm(t + ms(10), logged(0, &log));
+        q.arm(t + ms(20), logged(1, &log));
+        assert_eq!(q.nearest(), Some(t + ms(10)), "0 and 1 are in the heap now");
+        assert!(q.pending.is_empty());
+        q.arm(t + ms(10), logged(2, &log)); // same instant as 0, armed after it
+        let gone = q.arm(t + ms(5), logged(3, &log));
+        q.arm(t + ms(5), logged(4, &log));
+        q.arm(t + ms(20), logged(5, &log));
+        q.disarm(gone);
+        assert_consistent(&q);
+        fire(&mut q, t + ms(20));
+        assert_eq!(*log.lock().unwrap(), [4, 0, 2, 1, 5]);
+    }
+
+    /// Arms, disarms (pending or in the heap, in any order) and looks, at random,
+    /// against a model: the pending list stays consistent with the slab, and the timers
+    /// fire in `(deadline, arming)` order, the disarmed ones never.
+    #[test]
+    fn random_arms_disarms_and_looks_match_a_model() {
+        let t = Instant::now();
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..200 {
+            let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut q = TimerQueue::new(RuntimeId::next());
+            // (deadline in ms, id, key) of the live timers, in arming order.
+            let mut live: Vec<(u64, usize, TimerKey)> = Vec::new();
+            let mut id = 0;
+            for _ in 0..next(300) {
+                match next(10) {
+                    0..=4 => {
+                        let at = next(50);
+                        let key = q.arm(t + ms(at), logged(id, &log));
+                        live.push((at, id, key));
+                        id += 1;
+                    }
+                    5..=7 if !live.is_empty() => {
+                        let (_, _, key) = live.remove(next(live.len() as u64) as usize);
+                        q.disarm(key);
+                        q.disarm(key); // twice: harmless
+                    }
+                    8 => {
+                        let nearest = live.iter().map(|&(at, ..)| t + ms(at)).min();
+                        assert_eq!(q.nearest(), nearest, "round {round}");
+                    }
+                    _ => assert_eq!(q.len(), live.len(), "round {round}"),
+                }
+                assert_consistent(&q);
+            }
+            live.sort_by_key(|&(at, id, _)| (at, id));
+            fire(&mut q, t + ms(50));
+            let expected: Vec<usize> = live.iter().map(|&(_, id, _)| id).collect();
+            assert_eq!(*log.lock().unwrap(), expected, "round {round}");
+            assert_eq!(q.len(), 0);
+        }
     }
 
     #[derive(Default)]
