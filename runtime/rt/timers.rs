@@ -3,8 +3,16 @@
 //! # State
 //!
 //! - The [`TimerQueue`] lives in user space, ordered by `(deadline, sequence)`. Arming is
-//!   `O(log n)`, cancelling `O(1)` (amortised); the reactor only ever learns the nearest
-//!   deadline, so a timer that is dropped before it fires costs no system call.
+//!   `O(1)`: a timer joins a pending list and moves into the heap (`O(log n)`) only when
+//!   the executor next looks at the deadlines (to fire the due ones, or to find how long
+//!   to park), so a timer armed and disarmed in between, as most timeouts are, never
+//!   touches the heap. Cancelling is `O(1)` (amortised); the reactor only ever learns the
+//!   nearest deadline, so a timer that is dropped before it fires costs no system call.
+//! - Invariant: every live timer is either in the heap or in the pending list, never
+//!   both; a pending one knows its index in the list (`Armed::place`), so disarming it is
+//!   a swap-remove. Every look at the deadlines ([`TimerQueue::nearest`],
+//!   [`TimerQueue::wake_time`], [`TimerQueue::pop_due`]) first moves the pending ones
+//!   into the heap, so the order is `(deadline, sequence)` whichever way a timer came.
 //! - Every queue belongs to one runtime and knows its [`RuntimeId`]; every [`TimerKey`]
 //!   carries the id of the queue that issued it. `disarm` and `update_waker` ignore a key
 //!   from another runtime (a plain integer compare), so a timer owner moved to another
@@ -118,8 +126,10 @@ pub(crate) fn slack(armed_at: Option<Instant>, deadline: Instant) -> u32 {
 
 /// The runtime's timers, nearest deadline first.
 ///
-/// A binary heap of `(deadline, sequence, slot)` over a slab of armed timers. Disarming
-/// removes the slab entry in O(1) and leaves the heap entry behind as stale: it is skipped
+/// A binary heap of `(deadline, sequence, slot)` over a slab of armed timers, and the
+/// slots armed since the last look at the deadlines, which are not in the heap yet.
+/// Disarming a pending timer removes it from both the slab and the list. Disarming one in
+/// the heap removes the slab entry in O(1) and leaves the heap entry behind as stale: it is skipped
 /// when it reaches the top, and the heap is compacted when stale entries outnumber live
 /// ones, so memory stays proportional to the armed timers. Ties fire in arming order.
 #[derive(Debug)]
