@@ -4,15 +4,18 @@
 //!
 //! - The [`TimerQueue`] lives in user space, ordered by `(deadline, sequence)`. Arming is
 //!   `O(1)`: a timer joins a pending list and moves into the heap (`O(log n)`) only when
-//!   the executor next looks at the deadlines (to fire the due ones, or to find how long
-//!   to park), so a timer armed and disarmed in between, as most timeouts are, never
+//!   the executor needs the nearest deadline (to park, or to jump a mock clock) or the
+//!   timer may be due, so a timer disarmed before then, as most timeouts are, never
 //!   touches the heap. Cancelling is `O(1)` (amortised); the reactor only ever learns the
 //!   nearest deadline, so a timer that is dropped before it fires costs no system call.
 //! - Invariant: every live timer is either in the heap or in the pending list, never
 //!   both; a pending one knows its index in the list (`Armed::place`), so disarming it is
-//!   a swap-remove. Every look at the deadlines ([`TimerQueue::nearest`],
-//!   [`TimerQueue::wake_time`], [`TimerQueue::pop_due`]) first moves the pending ones
-//!   into the heap, so the order is `(deadline, sequence)` whichever way a timer came.
+//!   a swap-remove. The looks at the nearest deadlines ([`TimerQueue::nearest`],
+//!   [`TimerQueue::wake_time`]) first move the pending ones into the heap, and so does
+//!   [`TimerQueue::pop_due`] when one of them may be due (their earliest deadline is
+//!   kept as a lower bound), so the order is `(deadline, sequence)` whichever way a
+//!   timer came, and a timer whose task finishes before the runtime parks never reaches
+//!   the heap, however many ticks it lived.
 //! - Every queue belongs to one runtime and knows its [`RuntimeId`]; every [`TimerKey`]
 //!   carries the id of the queue that issued it. `disarm` and `update_waker` ignore a key
 //!   from another runtime (a plain integer compare), so a timer owner moved to another
@@ -144,6 +147,11 @@ pub(crate) struct TimerQueue {
     /// timer armed and disarmed in between (a timeout that does not fire, the common
     /// case) never touches the heap.
     pending: Vec<usize>,
+    /// No pending timer is due before this (a lower bound: a disarm does not raise it;
+    /// meaningless while nothing is pending). Popping the due timers moves the pending
+    /// ones into the heap only when this is due, so a timer the runtime never parks for
+    /// (its task finishes first, in a later tick) never reaches the heap either.
+    pending_min: Instant,
     stale: usize,
     next_seq: u64,
     /// The entries [`wake_time`](TimerQueue::wake_time) takes off the heap and puts back,
@@ -159,6 +167,7 @@ impl TimerQueue {
             heap: BinaryHeap::new(),
             armed: Slab::default(),
             pending: Vec::new(),
+            pending_min: Instant::now(),
             stale: 0,
             next_seq: 0,
             scratch: Vec::new(),
@@ -191,6 +200,9 @@ impl TimerQueue {
             armed_at,
             action,
         });
+        if self.pending.is_empty() || deadline < self.pending_min {
+            self.pending_min = deadline;
+        }
         self.pending.push(slot);
         TimerKey {
             runtime: self.runtime,
@@ -340,10 +352,17 @@ impl TimerQueue {
 
     /// Removes and returns the earliest timer whose deadline is at or before `now`.
     ///
+    /// Pending timers join the heap first if one of them may be due (see
+    /// [`pending_min`](TimerQueue::pending_min)); then the heap's order is the order of
+    /// them all.
+    ///
     /// Stale entries are skipped only once they are due: one not yet due ends the search
     /// at the cost of a peek (compaction bounds how many pile up).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
-        self.flush();
+        // Only when a pending timer may be due: the others stay out of the heap.
+        if !self.pending.is_empty() && self.pending_min <= now {
+            self.flush_pending();
+        }
         loop {
             let Reverse((deadline, seq, slot)) = *self.heap.peek()?;
             if deadline > now {
@@ -670,6 +689,9 @@ mod tests {
         }
         let in_heap = q.armed.iter().filter(|(_, a)| a.place == IN_HEAP).count();
         assert_eq!(in_heap + q.pending.len(), q.armed.len());
+        if let Some(min) = q.pending.iter().map(|&slot| q.armed[slot].deadline).min() {
+            assert!(q.pending_min <= min, "pending_min above a pending deadline");
+        }
     }
 
     /// The common case of a timeout that does not fire: armed and disarmed before the
@@ -693,7 +715,8 @@ mod tests {
     }
 
     /// Every look at the deadlines (the nearest, the wake time, the due timers) sees a
-    /// timer armed since the last look.
+    /// timer armed since the last look; popping the due timers leaves the pending ones
+    /// that are not due out of the heap.
     #[test]
     fn every_look_at_the_deadlines_sees_the_pending_timers() {
         let t = base();
@@ -707,8 +730,26 @@ mod tests {
 
         let mut q = TimerQueue::new(RuntimeId::next());
         arm(&mut q, t + ms(5), Duration::ZERO);
+        arm(&mut q, t + ms(9), Duration::ZERO);
+        assert!(q.pop_due(t + ms(4)).is_none());
+        assert_eq!(
+            (q.heap.len(), q.pending.len()),
+            (0, 2),
+            "not due: still pending"
+        );
         assert!(q.pop_due(t + ms(5)).is_some());
+        assert!(q.pop_due(t + ms(5)).is_none());
+        assert_eq!(q.len(), 1);
+        assert!(q.pop_due(t + ms(9)).is_some());
         assert_eq!(q.len(), 0);
+
+        // A disarm does not raise the bound: the pending one left is still seen when due.
+        let mut q = TimerQueue::new(RuntimeId::next());
+        let early = arm(&mut q, t + ms(5), Duration::ZERO);
+        arm(&mut q, t + ms(9), Duration::ZERO);
+        q.disarm(early);
+        assert!(q.pop_due(t + ms(8)).is_none());
+        assert!(q.pop_due(t + ms(9)).is_some());
     }
 
     /// Pending timers join the heap's order: deadline first, then arming order, also
@@ -767,6 +808,19 @@ mod tests {
                     8 => {
                         let nearest = live.iter().map(|&(at, ..)| t + ms(at)).min();
                         assert_eq!(q.nearest(), nearest, "round {round}");
+                    }
+                    9 if next(2) == 0 => {
+                        // Fire what is due by a random instant, in the model's order.
+                        let by = next(50);
+                        let mut due: Vec<_> =
+                            live.iter().filter(|&&(at, ..)| at <= by).copied().collect();
+                        due.sort_by_key(|&(at, id, _)| (at, id));
+                        live.retain(|&(at, ..)| at > by);
+                        log.lock().unwrap().clear();
+                        fire(&mut q, t + ms(by));
+                        let expected: Vec<usize> = due.iter().map(|&(_, id, _)| id).collect();
+                        assert_eq!(*log.lock().unwrap(), expected, "round {round}");
+                        log.lock().unwrap().clear();
                     }
                     _ => assert_eq!(q.len(), live.len(), "round {round}"),
                 }
