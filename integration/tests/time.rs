@@ -93,6 +93,59 @@ fn autojump_fires_clustered_deadlines_each_exactly_on_time() {
     );
 }
 
+/// Timers armed in one scheduler tick wait in the queue's pending list until the
+/// executor looks at its deadlines (`rt/timers.rs`): kept across the park, they still fire
+/// exactly on time and, for one instant, in arming order, also after timers of that
+/// instant armed in an earlier tick; the thousands armed and dropped in the same ticks
+/// (timeouts that did not fire) change nothing.
+#[test]
+fn timers_armed_in_one_tick_fire_on_time_in_arming_order_beside_older_ones() {
+    let fired = common::watchdog(common::HANG_LIMIT, || {
+        let fired = RefCell::new(Vec::new());
+        run_virtual(async {
+            let start = now();
+            let at = |ms: u64| start + Duration::from_millis(ms);
+            let arm_and_drop = |n: u32| {
+                for _ in 0..n {
+                    let mut s = std::pin::pin!(sleep(Duration::from_secs(60)));
+                    let waker = std::task::Waker::noop();
+                    let polled = s.as_mut().poll(&mut std::task::Context::from_waker(waker));
+                    assert!(polled.is_pending());
+                }
+            };
+            nursery(async |n| {
+                for (name, deadline, yields) in
+                    [("a", 10, 0), ("b", 10, 1), ("c", 5, 1), ("d", 10, 2)]
+                {
+                    let fired = &fired;
+                    n.spawn(async move {
+                        for _ in 0..yields {
+                            arm_and_drop(500);
+                            trellis::yield_now().await;
+                        }
+                        arm_and_drop(500);
+                        sleep_until(at(deadline)).await;
+                        fired.borrow_mut().push((name, now() - start));
+                    });
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                now(),
+                at(10),
+                "the dropped 60 s timers left nothing to jump to"
+            );
+        });
+        fired.into_inner()
+    });
+    let ms = Duration::from_millis;
+    assert_eq!(
+        fired,
+        [("c", ms(5)), ("a", ms(10)), ("b", ms(10)), ("d", ms(10))]
+    );
+}
+
 #[test]
 fn a_mock_clock_without_autojump_moves_only_by_advance() {
     let woke_at = trellis::Builder::new().mock_clock().run(async {

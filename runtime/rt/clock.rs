@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::rt::state::{try_with_core, with_core};
+use crate::rt::state::{try_with_core, with_core, with_core_inlined};
 
 thread_local! {
     /// The running runtime's latest reading of this tick (a real clock's `last`, a mock
@@ -137,7 +137,7 @@ impl Clock {
 /// ```
 #[track_caller]
 pub fn now() -> Instant {
-    with_core(|core| core.clock.now())
+    with_core_inlined(|core| core.clock.now())
 }
 
 /// Moves a mock clock forward by `by`, firing every timer that falls due.

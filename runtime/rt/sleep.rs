@@ -25,7 +25,7 @@ use futures_core::FusedFuture;
 
 use crate::instrument::hooks;
 use crate::rt::clock::now;
-use crate::rt::state::with_core;
+use crate::rt::state::{try_with_core_inlined, with_core_inlined};
 use crate::rt::timers::{TimerAction, TimerKey};
 
 /// Waits until `duration` has passed.
@@ -204,7 +204,7 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        with_core(|core| {
+        with_core_inlined(|core| {
             if let Some(key) = this.timer {
                 if key.runtime() != core.id {
                     polled_in_another_runtime();
@@ -214,7 +214,8 @@ impl Future for Sleep {
                 // Never: nothing will wake it; only a drop (a cancellation) ends it.
                 return Poll::Pending;
             };
-            if core.clock.recent() >= deadline {
+            let now = core.clock.recent();
+            if now >= deadline {
                 if this.suspended {
                     if let Some(key) = this.timer.take() {
                         core.timers.borrow_mut().disarm(key);
@@ -234,7 +235,9 @@ impl Future for Sleep {
             match this.timer {
                 Some(key) => timers.update_waker(key, cx.waker()),
                 None => {
-                    let key = timers.arm(deadline, TimerAction::Wake(cx.waker().clone()));
+                    // The slack counts from this tick's reading, just taken or reused.
+                    let key =
+                        timers.arm_at(deadline, Some(now), TimerAction::Wake(cx.waker().clone()));
                     this.timer = Some(key);
                 }
             }
@@ -283,7 +286,7 @@ impl Drop for Sleep {
             // out, or is dropped during thread teardown): then there is no queue to clean.
             // On another thread's runtime, or a later runtime on this thread, `disarm`
             // ignores the foreign key; the entry stays in its own queue until it fires.
-            crate::rt::state::try_with_core(|core| core.timers.borrow_mut().disarm(key));
+            try_with_core_inlined(|core| core.timers.borrow_mut().disarm(key));
         }
     }
 }

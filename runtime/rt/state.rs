@@ -198,6 +198,27 @@ pub(crate) fn try_with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
         .flatten()
 }
 
+/// [`with_core`], inlined into its caller: for the few hot paths that run once per
+/// timer or clock read (`sleep`, `Sleep`'s poll and drop, `now`), where the call costs
+/// ≈ 10 % of `timer_arm_cancel`. Inlined everywhere, it made `spawn_one` slower
+/// (BENCHMARKS.md, issue 12's lever 8).
+#[inline(always)]
+#[track_caller]
+pub(crate) fn with_core_inlined<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
+    match try_with_core_inlined(f) {
+        Some(out) => out,
+        None => no_runtime(),
+    }
+}
+
+/// [`try_with_core`], inlined into its caller (see [`with_core_inlined`]).
+#[inline(always)]
+pub(crate) fn try_with_core_inlined<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
+    CORE.try_with(|slot| slot.borrow().as_ref().map(f))
+        .ok()
+        .flatten()
+}
+
 /// Clears `CORE` when `run` ends, also by unwinding.
 pub(crate) struct EnterGuard;
 

@@ -3,8 +3,19 @@
 //! # State
 //!
 //! - The [`TimerQueue`] lives in user space, ordered by `(deadline, sequence)`. Arming is
-//!   `O(log n)`, cancelling `O(1)` (amortised); the reactor only ever learns the nearest
-//!   deadline, so a timer that is dropped before it fires costs no system call.
+//!   `O(1)`: a timer joins a pending list and moves into the heap (`O(log n)`) only when
+//!   the executor needs the nearest deadline (to park, or to jump a mock clock) or the
+//!   timer may be due, so a timer disarmed before then, as most timeouts are, never
+//!   touches the heap. Cancelling is `O(1)` (amortised); the reactor only ever learns the
+//!   nearest deadline, so a timer that is dropped before it fires costs no system call.
+//! - Invariant: every live timer is either in the heap or in the pending list, never
+//!   both; a pending one knows its index in the list (`Armed::place`), so disarming it is
+//!   a swap-remove. The looks at the nearest deadlines ([`TimerQueue::nearest`],
+//!   [`TimerQueue::wake_time`]) first move the pending ones into the heap, and so does
+//!   [`TimerQueue::pop_due`] when one of them may be due (their earliest deadline is
+//!   kept as a lower bound), so the order is `(deadline, sequence)` whichever way a
+//!   timer came, and a timer whose task finishes before the runtime parks never reaches
+//!   the heap, however many ticks it lived.
 //! - Every queue belongs to one runtime and knows its [`RuntimeId`]; every [`TimerKey`]
 //!   carries the id of the queue that issued it. `disarm` and `update_waker` ignore a key
 //!   from another runtime (a plain integer compare), so a timer owner moved to another
@@ -77,6 +88,10 @@ pub(crate) trait Expire: std::fmt::Debug {
 #[derive(Debug)]
 struct Armed {
     seq: u64,
+    deadline: Instant,
+    /// Where the timer waits: [`IN_HEAP`], or its index in [`TimerQueue::pending`] (armed
+    /// since the queue was last looked at, not in the heap yet).
+    place: usize,
     /// The tick reading it was armed at, which its [`slack`] counts from (computed only
     /// when a park looks at the timer: computed at every arm, it cost `timer_arm_cancel`
     /// 83 instructions, ≈ 40 of them the `Instant` subtraction); used on the real clock
@@ -84,6 +99,9 @@ struct Armed {
     armed_at: Option<Instant>,
     action: TimerAction,
 }
+
+/// [`Armed::place`] of a timer in the heap.
+const IN_HEAP: usize = usize::MAX;
 
 /// A timer armed for `d` may fire up to `d >> SLACK_SHIFT` (≈ 0.1 %) after its deadline
 /// on the real clock, and never more than [`MAX_SLACK`].
@@ -111,8 +129,10 @@ pub(crate) fn slack(armed_at: Option<Instant>, deadline: Instant) -> u32 {
 
 /// The runtime's timers, nearest deadline first.
 ///
-/// A binary heap of `(deadline, sequence, slot)` over a slab of armed timers. Disarming
-/// removes the slab entry in O(1) and leaves the heap entry behind as stale: it is skipped
+/// A binary heap of `(deadline, sequence, slot)` over a slab of armed timers, and the
+/// slots armed since the last look at the deadlines, which are not in the heap yet.
+/// Disarming a pending timer removes it from both the slab and the list. Disarming one in
+/// the heap removes the slab entry in O(1) and leaves the heap entry behind as stale: it is skipped
 /// when it reaches the top, and the heap is compacted when stale entries outnumber live
 /// ones, so memory stays proportional to the armed timers. Ties fire in arming order.
 #[derive(Debug)]
@@ -121,6 +141,17 @@ pub(crate) struct TimerQueue {
     runtime: RuntimeId,
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     armed: Slab<Armed>,
+    /// The slots of the timers armed since the queue last looked at its deadlines, in
+    /// no particular order (a disarm swaps the last one into the gap): they reach the
+    /// heap only when someone asks for a deadline ([`flush`](TimerQueue::flush)), so a
+    /// timer armed and disarmed in between (a timeout that does not fire, the common
+    /// case) never touches the heap.
+    pending: Vec<usize>,
+    /// No pending timer is due before this (a lower bound: a disarm does not raise it;
+    /// meaningless while nothing is pending). Popping the due timers moves the pending
+    /// ones into the heap only when this is due, so a timer the runtime never parks for
+    /// (its task finishes first, in a later tick) never reaches the heap either.
+    pending_min: Instant,
     stale: usize,
     next_seq: u64,
     /// The entries [`wake_time`](TimerQueue::wake_time) takes off the heap and puts back,
@@ -135,6 +166,8 @@ impl TimerQueue {
             runtime,
             heap: BinaryHeap::new(),
             armed: Slab::default(),
+            pending: Vec::new(),
+            pending_min: Instant::now(),
             stale: 0,
             next_seq: 0,
             scratch: Vec::new(),
@@ -148,7 +181,11 @@ impl TimerQueue {
         self.arm_at(deadline, crate::rt::clock::tick_reading(), action)
     }
 
-    fn arm_at(
+    /// Arms a timer for `deadline` whose slack counts from `armed_at` (the caller's clock
+    /// reading of this tick, no later than the true time; `None`: no slack). The timer
+    /// joins the pending list, not the heap (see [`pending`](TimerQueue::pending)).
+    #[inline]
+    pub(crate) fn arm_at(
         &mut self,
         deadline: Instant,
         armed_at: Option<Instant>,
@@ -158,14 +195,35 @@ impl TimerQueue {
         self.next_seq += 1;
         let slot = self.armed.insert(Armed {
             seq,
+            deadline,
+            place: self.pending.len(),
             armed_at,
             action,
         });
-        self.heap.push(Reverse((deadline, seq, slot)));
+        if self.pending.is_empty() || deadline < self.pending_min {
+            self.pending_min = deadline;
+        }
+        self.pending.push(slot);
         TimerKey {
             runtime: self.runtime,
             slot,
             seq,
+        }
+    }
+
+    /// Moves the pending timers into the heap: before every look at the deadlines.
+    #[inline]
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.flush_pending();
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        for slot in self.pending.drain(..) {
+            let armed = &mut self.armed[slot];
+            armed.place = IN_HEAP;
+            self.heap.push(Reverse((armed.deadline, armed.seq, slot)));
         }
     }
 
@@ -183,17 +241,32 @@ impl TimerQueue {
             return;
         }
         let TimerKey { slot, seq, .. } = key;
-        if self.armed.get_mut(slot).is_some_and(|a| a.seq == seq) {
-            self.armed.try_remove(slot);
+        let place = match self.armed.get(slot) {
+            Some(a) if a.seq == seq => a.place,
+            _ => return,
+        };
+        // Dropped here, after the queue is consistent again: a waker's drop runs code.
+        let _armed = self.armed.remove(slot);
+        if place == IN_HEAP {
             self.stale += 1;
             if self.stale > 64 && self.stale > self.armed.len() {
-                let armed = &mut self.armed;
-                self.heap.retain(|Reverse((_, seq, slot))| {
-                    armed.get_mut(*slot).is_some_and(|a| a.seq == *seq)
-                });
-                self.stale = 0;
+                self.compact();
+            }
+        } else {
+            // Still pending: out of the list, the last one moved into its place.
+            self.pending.swap_remove(place);
+            if let Some(&moved) = self.pending.get(place) {
+                self.armed[moved].place = place;
             }
         }
+    }
+
+    #[cold]
+    fn compact(&mut self) {
+        let armed = &mut self.armed;
+        self.heap
+            .retain(|Reverse((_, seq, slot))| armed.get_mut(*slot).is_some_and(|a| a.seq == *seq));
+        self.stale = 0;
     }
 
     /// Replaces the waker of an armed timer, if it would wake a different task. A key from
@@ -227,6 +300,7 @@ impl TimerQueue {
     }
 
     pub(crate) fn nearest(&mut self) -> Option<Instant> {
+        self.flush();
         self.skip_stale();
         self.heap.peek().map(|Reverse((deadline, ..))| *deadline)
     }
@@ -245,6 +319,7 @@ impl TimerQueue {
     /// entries, which is still safe (the entries not looked at are not due before the
     /// answer).
     pub(crate) fn wake_time(&mut self) -> Option<Instant> {
+        self.flush();
         let mut taken = std::mem::take(&mut self.scratch);
         let mut limit: Option<Instant> = None;
         let mut latest = None;
@@ -277,9 +352,17 @@ impl TimerQueue {
 
     /// Removes and returns the earliest timer whose deadline is at or before `now`.
     ///
+    /// Pending timers join the heap first if one of them may be due (see
+    /// [`pending_min`](TimerQueue::pending_min)); then the heap's order is the order of
+    /// them all.
+    ///
     /// Stale entries are skipped only once they are due: one not yet due ends the search
     /// at the cost of a peek (compaction bounds how many pile up).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
+        // Only when a pending timer may be due: the others stay out of the heap.
+        if !self.pending.is_empty() && self.pending_min <= now {
+            self.flush_pending();
+        }
         loop {
             let Reverse((deadline, seq, slot)) = *self.heap.peek()?;
             if deadline > now {
@@ -344,6 +427,8 @@ mod tests {
                 base + Duration::from_secs(i),
                 TimerAction::Wake(Waker::noop().clone()),
             );
+            // A look moves it into the heap, so its disarm leaves a stale entry there.
+            q.nearest();
             q.disarm(key);
         }
         assert_eq!(q.len(), 1);
@@ -571,6 +656,182 @@ mod tests {
         assert_eq!(woken, t + Duration::from_nanos(WAKE_TIME_BUDGET as u64 - 1));
         assert_eq!(q.len(), 10_000);
         assert_eq!(q.heap.len(), 10_000);
+    }
+
+    /// A waker that logs its id when woken, to see the firing order.
+    struct Logged(usize, Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl std::task::Wake for Logged {
+        fn wake(self: Arc<Self>) {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+
+    fn logged(id: usize, log: &Arc<std::sync::Mutex<Vec<usize>>>) -> TimerAction {
+        TimerAction::Wake(Waker::from(Arc::new(Logged(id, log.clone()))))
+    }
+
+    /// Fires everything due by `at`, in the queue's order.
+    fn fire(q: &mut TimerQueue, at: Instant) {
+        while let Some(action) = q.pop_due(at) {
+            match action {
+                TimerAction::Wake(w) => w.wake(),
+                TimerAction::Expire(_) => unreachable!(),
+            }
+        }
+    }
+
+    /// Checks the pending list and the slab agree: every pending slot is live and knows
+    /// its index; every other live timer is in the heap.
+    fn assert_consistent(q: &TimerQueue) {
+        for (i, &slot) in q.pending.iter().enumerate() {
+            assert_eq!(q.armed[slot].place, i, "pending slot {slot} lost its index");
+        }
+        let in_heap = q.armed.iter().filter(|(_, a)| a.place == IN_HEAP).count();
+        assert_eq!(in_heap + q.pending.len(), q.armed.len());
+        if let Some(min) = q.pending.iter().map(|&slot| q.armed[slot].deadline).min() {
+            assert!(q.pending_min <= min, "pending_min above a pending deadline");
+        }
+    }
+
+    /// The common case of a timeout that does not fire: armed and disarmed before the
+    /// queue's deadlines are looked at, it never touches the heap (no push, no stale
+    /// entry left to skip or compact).
+    #[test]
+    fn a_timer_armed_and_disarmed_between_looks_never_reaches_the_heap() {
+        let base = Instant::now();
+        let mut q = TimerQueue::new(RuntimeId::next());
+        for i in 0..1_000 {
+            let key = q.arm(
+                base + Duration::from_secs(60 + i),
+                TimerAction::Wake(Waker::noop().clone()),
+            );
+            assert_eq!(q.pending.len(), 1);
+            q.disarm(key);
+        }
+        assert_eq!(q.heap.len(), 0, "a pending timer was pushed to the heap");
+        assert_eq!((q.stale, q.pending.len(), q.len()), (0, 0, 0));
+        assert_eq!(q.nearest(), None);
+    }
+
+    /// Every look at the deadlines (the nearest, the wake time, the due timers) sees a
+    /// timer armed since the last look; popping the due timers leaves the pending ones
+    /// that are not due out of the heap.
+    #[test]
+    fn every_look_at_the_deadlines_sees_the_pending_timers() {
+        let t = base();
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + ms(5), Duration::ZERO);
+        assert_eq!(q.nearest(), Some(t + ms(5)));
+
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + ms(5), Duration::ZERO);
+        assert_eq!(q.wake_time(), Some(t + ms(5)));
+
+        let mut q = TimerQueue::new(RuntimeId::next());
+        arm(&mut q, t + ms(5), Duration::ZERO);
+        arm(&mut q, t + ms(9), Duration::ZERO);
+        assert!(q.pop_due(t + ms(4)).is_none());
+        assert_eq!(
+            (q.heap.len(), q.pending.len()),
+            (0, 2),
+            "not due: still pending"
+        );
+        assert!(q.pop_due(t + ms(5)).is_some());
+        assert!(q.pop_due(t + ms(5)).is_none());
+        assert_eq!(q.len(), 1);
+        assert!(q.pop_due(t + ms(9)).is_some());
+        assert_eq!(q.len(), 0);
+
+        // A disarm does not raise the bound: the pending one left is still seen when due.
+        let mut q = TimerQueue::new(RuntimeId::next());
+        let early = arm(&mut q, t + ms(5), Duration::ZERO);
+        arm(&mut q, t + ms(9), Duration::ZERO);
+        q.disarm(early);
+        assert!(q.pop_due(t + ms(8)).is_none());
+        assert!(q.pop_due(t + ms(9)).is_some());
+    }
+
+    /// Pending timers join the heap's order: deadline first, then arming order, also
+    /// against timers of the same instant armed before the last look.
+    #[test]
+    fn pending_timers_fire_in_deadline_then_arming_order_beside_heap_timers() {
+        let t = Instant::now();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut q = TimerQueue::new(RuntimeId::next());
+        q.arm(t + ms(10), logged(0, &log));
+        q.arm(t + ms(20), logged(1, &log));
+        assert_eq!(q.nearest(), Some(t + ms(10)), "0 and 1 are in the heap now");
+        assert!(q.pending.is_empty());
+        q.arm(t + ms(10), logged(2, &log)); // same instant as 0, armed after it
+        let gone = q.arm(t + ms(5), logged(3, &log));
+        q.arm(t + ms(5), logged(4, &log));
+        q.arm(t + ms(20), logged(5, &log));
+        q.disarm(gone);
+        assert_consistent(&q);
+        fire(&mut q, t + ms(20));
+        assert_eq!(*log.lock().unwrap(), [4, 0, 2, 1, 5]);
+    }
+
+    /// Arms, disarms (pending or in the heap, in any order) and looks, at random,
+    /// against a model: the pending list stays consistent with the slab, and the timers
+    /// fire in `(deadline, arming)` order, the disarmed ones never.
+    #[test]
+    fn random_arms_disarms_and_looks_match_a_model() {
+        let t = Instant::now();
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..200 {
+            let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut q = TimerQueue::new(RuntimeId::next());
+            // (deadline in ms, id, key) of the live timers, in arming order.
+            let mut live: Vec<(u64, usize, TimerKey)> = Vec::new();
+            let mut id = 0;
+            for _ in 0..next(300) {
+                match next(10) {
+                    0..=4 => {
+                        let at = next(50);
+                        let key = q.arm(t + ms(at), logged(id, &log));
+                        live.push((at, id, key));
+                        id += 1;
+                    }
+                    5..=7 if !live.is_empty() => {
+                        let (_, _, key) = live.remove(next(live.len() as u64) as usize);
+                        q.disarm(key);
+                        q.disarm(key); // twice: harmless
+                    }
+                    8 => {
+                        let nearest = live.iter().map(|&(at, ..)| t + ms(at)).min();
+                        assert_eq!(q.nearest(), nearest, "round {round}");
+                    }
+                    9 if next(2) == 0 => {
+                        // Fire what is due by a random instant, in the model's order.
+                        let by = next(50);
+                        let mut due: Vec<_> =
+                            live.iter().filter(|&&(at, ..)| at <= by).copied().collect();
+                        due.sort_by_key(|&(at, id, _)| (at, id));
+                        live.retain(|&(at, ..)| at > by);
+                        log.lock().unwrap().clear();
+                        fire(&mut q, t + ms(by));
+                        let expected: Vec<usize> = due.iter().map(|&(_, id, _)| id).collect();
+                        assert_eq!(*log.lock().unwrap(), expected, "round {round}");
+                        log.lock().unwrap().clear();
+                    }
+                    _ => assert_eq!(q.len(), live.len(), "round {round}"),
+                }
+                assert_consistent(&q);
+            }
+            live.sort_by_key(|&(at, id, _)| (at, id));
+            fire(&mut q, t + ms(50));
+            let expected: Vec<usize> = live.iter().map(|&(_, id, _)| id).collect();
+            assert_eq!(*log.lock().unwrap(), expected, "round {round}");
+            assert_eq!(q.len(), 0);
+        }
     }
 
     #[derive(Default)]
