@@ -703,11 +703,15 @@ impl ScopeNode {
             if self.cancel_called.get() {
                 return;
             }
-            if core.clock.recent() >= deadline {
+            let reading = core.clock.recent();
+            if reading >= deadline {
                 self.cancel(CancelReason::Deadline);
             } else {
-                let key = core.timers.borrow_mut().arm(
+                // Armed with the reading just compared against (the timer's slack counts
+                // from it), not a second look-up.
+                let key = core.timers.borrow_mut().arm_at(
                     deadline,
+                    Some(reading),
                     TimerAction::Expire(Rc::downgrade(self) as Weak<dyn Expire>),
                 );
                 self.timer.set(Some(key));
