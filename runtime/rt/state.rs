@@ -201,7 +201,7 @@ pub(crate) fn try_with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
 /// [`with_core`], inlined into its caller: for the few hot paths that run once per
 /// timer or clock read (`sleep`, `Sleep`'s poll and drop, `now`), where the call costs
 /// ≈ 10 % of `timer_arm_cancel`. Inlined everywhere, it made `spawn_one` slower
-/// (BENCHMARKS.md, issue 12's lever 8).
+/// (BENCHMARKS.md, issue 12's lever 12).
 #[inline(always)]
 #[track_caller]
 pub(crate) fn with_core_inlined<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
@@ -211,7 +211,9 @@ pub(crate) fn with_core_inlined<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
     }
 }
 
-/// [`try_with_core`], inlined into its caller (see [`with_core_inlined`]).
+/// [`try_with_core`], inlined into its caller (see [`with_core_inlined`]). The same body
+/// as `try_with_core`, written twice: `try_with_core` calling this one changed how the
+/// compiler inlines it elsewhere (+10 to +20 Ir on the nursery paths, measured).
 #[inline(always)]
 pub(crate) fn try_with_core_inlined<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
     CORE.try_with(|slot| slot.borrow().as_ref().map(f))
