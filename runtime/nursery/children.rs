@@ -549,7 +549,12 @@ pub(super) fn poll_unit<F: Future + ?Sized>(
         .leave()
         .expect("the position entered here holds the unit");
     let wait = if recording {
-        hooks::take_wait()
+        match hooks::take_wait() {
+            // Woken during its own poll (a `yield_now`, or a wake of itself): ready again.
+            // Told here, from the unit's flag, so that a yield itself records nothing.
+            hooks::Wait::Other if unit.queued.load(Ordering::Acquire) => hooks::Wait::Yielded,
+            wait => wait,
+        }
     } else {
         hooks::Wait::Other
     };

@@ -677,7 +677,8 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
-        hooks::record_wait(hooks::Wait::Yielded);
+        // The task tree tells a yield from the unit being woken during its own poll
+        // (`nursery/children.rs`, `poll_unit`): nothing to record here.
         cx.waker().wake_by_ref();
         Poll::Pending
     }
