@@ -387,18 +387,12 @@ impl<'env, E> Shared<'env, E> {
     /// The instruments' hooks before a child's poll; the child's info, for the hook after.
     #[cold]
     fn before_poll(&self, index: usize) {
-        let records = self.node.records.borrow();
-        before_poll_hooks(
-            &self.node,
-            records.as_ref().and_then(|r| r.children.get(index)),
-        );
+        before_poll_hooks(&self.node, self.node.record(index).as_deref());
     }
 
     /// Counts a child's poll and keeps what it parked on; the instruments' hook after it.
     fn after_poll(&self, index: usize, wait: hooks::Wait) {
-        let mut records = self.node.records.borrow_mut();
-        let record = records.as_mut().and_then(|r| r.children.get_mut(index));
-        note_poll(&self.node, record, wait);
+        note_poll(&self.node, self.node.record_mut(index).as_deref_mut(), wait);
     }
 
     /// Drops every child that is neither about to be polled nor shielded (cancellation

@@ -465,13 +465,11 @@ fn start_body_record(node: &ScopeNode, label: TaskLabel) {
 
 #[cold]
 fn before_body_poll(node: &ScopeNode) {
-    let records = node.records.borrow();
-    before_poll_hooks(node, records.as_ref().and_then(|r| r.body.as_ref()));
+    before_poll_hooks(node, node.record(BODY).as_deref());
 }
 
 fn after_body_poll(node: &ScopeNode, wait: hooks::Wait) {
-    let mut records = node.records.borrow_mut();
-    note_poll(node, records.as_mut().and_then(|r| r.body.as_mut()), wait);
+    note_poll(node, node.record_mut(BODY).as_deref_mut(), wait);
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>

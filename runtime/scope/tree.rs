@@ -36,7 +36,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::mem::ManuallyDrop;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ use crate::rt::state::{RuntimeId, try_with_core, with_core};
 use crate::rt::timers::{Expire, TimerAction, TimerKey};
 use crate::scope::cancel_scope::CancelReason;
 use crate::scope::remote::RemoteState;
-use crate::scope::unit::UnitCell;
+use crate::scope::unit::{BODY, UnitCell};
 use slab::Slab;
 
 /// Where code runs: a node and, inside a nursery, the unit within it.
@@ -104,8 +104,10 @@ fn cancel_epoch() -> u64 {
     CANCEL_EPOCH.try_with(Cell::get).unwrap_or(0)
 }
 
-/// Makes `pos` the position in `t` and returns the one it replaces.
+/// Makes `pos` the position in `t` and returns the one it replaces; the cached answer
+/// for the old position is forgotten.
 fn replace_current(t: &TreeLocal, pos: Option<Position>) -> Option<Position> {
+    t.current_cancelled.set(None);
     let old = std::mem::replace(&mut *t.current.borrow_mut(), ManuallyDrop::new(pos));
     ManuallyDrop::into_inner(old)
 }
@@ -121,10 +123,7 @@ pub(crate) fn enter(pos: Position) -> PositionGuard {
     // `try_with` (which cannot fail here: the thread-local has no destructor) is small
     // enough to be inlined; `with`, with its panic path, is called out of line.
     let previous = CURRENT
-        .try_with(|t| {
-            t.current_cancelled.set(None);
-            replace_current(t, Some(pos))
-        })
+        .try_with(|t| replace_current(t, Some(pos)))
         .unwrap_or_default();
     PositionGuard { previous }
 }
@@ -137,10 +136,7 @@ impl PositionGuard {
     pub(crate) fn leave(mut self) -> Option<Arc<UnitCell>> {
         let previous = self.previous.take();
         let left = CURRENT
-            .try_with(|t| {
-                t.current_cancelled.set(None);
-                replace_current(t, previous)
-            })
+            .try_with(|t| replace_current(t, previous))
             .unwrap_or_default();
         std::mem::forget(self); // restored already; `previous` is taken, nothing leaks
         left.and_then(|pos| pos.unit)
@@ -150,11 +146,7 @@ impl PositionGuard {
 impl Drop for PositionGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        // Ignore the access error during thread teardown: nothing runs afterwards.
-        let _ = CURRENT.try_with(|t| {
-            t.current_cancelled.set(None);
-            replace_current(t, previous)
-        });
+        let _ = CURRENT.try_with(|t| replace_current(t, previous));
     }
 }
 
@@ -190,12 +182,8 @@ impl Position {
             return self.node.task();
         };
         let index = unit.index.load(std::sync::atomic::Ordering::Relaxed);
-        let records = self.node.records.borrow();
-        let record = records.as_ref().and_then(|r| match index {
-            crate::scope::unit::BODY => r.body.as_ref(),
-            child => r.children.get(child),
-        });
-        record.map(|r| r.id).unwrap_or(self.node.task())
+        let id = self.node.record(index).map(|r| r.id);
+        id.unwrap_or_else(|| self.node.task())
     }
 }
 
@@ -369,6 +357,30 @@ impl ScopeNode {
     /// Whether the node is a nursery that keeps a record of each of its tasks.
     pub(crate) fn keeps_records(&self) -> bool {
         self.keeps_records.get()
+    }
+
+    /// The record of the nursery's task at `index` (`BODY` or a child's key), if kept.
+    pub(crate) fn record(&self, index: usize) -> Option<Ref<'_, TaskRecord>> {
+        Ref::filter_map(self.records.borrow(), |r| {
+            let r = r.as_deref()?;
+            match index {
+                BODY => r.body.as_ref(),
+                child => r.children.get(child),
+            }
+        })
+        .ok()
+    }
+
+    /// [`record`](Self::record), to update.
+    pub(crate) fn record_mut(&self, index: usize) -> Option<RefMut<'_, TaskRecord>> {
+        RefMut::filter_map(self.records.borrow_mut(), |r| {
+            let r = r.as_deref_mut()?;
+            match index {
+                BODY => r.body.as_mut(),
+                child => r.children.get_mut(child),
+            }
+        })
+        .ok()
     }
 
     /// Makes the node keep task records, starting with `body`'s (its nursery's body).
