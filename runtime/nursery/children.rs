@@ -34,6 +34,7 @@ use crate::instrument::label::{TaskLabel, panic_text};
 use crate::instrument::tree::TaskRecord;
 use crate::nursery::error::{Failure, TaskName};
 use crate::nursery::join::ChildTask;
+use crate::nursery::pool::Parts;
 use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
 use crate::scope::unit::{ReadyQueue, UnitCell, WakerKey};
 use slab::Slab;
@@ -66,8 +67,10 @@ pub(super) struct Shared<'env, E> {
     pub(super) recording: bool,
     /// The body's name and where the nursery was opened.
     pub(super) body_label: TaskLabel,
-    /// `None` only once the nursery future is dropped and took it back for reuse.
-    pub(super) queue: Option<Arc<ReadyQueue>>,
+    /// The node (again: `node` is its clone, read without the indirection), the queue,
+    /// the body's waker, spare cells and the batch, from the pool; `None` only once the
+    /// nursery future is dropped and gave them back for reuse.
+    pub(super) parts: Option<Box<Parts>>,
     /// The parent waker last registered with the queue (see `ReadyQueue::park`).
     pub(super) registered_parent: Cell<WakerKey>,
     pub(super) tasks: RefCell<Slab<Task<'env, E>>>,
@@ -76,11 +79,6 @@ pub(super) struct Shared<'env, E> {
     /// the nursery, the others are reported on stderr beside it.
     pub(super) panics: RefCell<Vec<(String, Box<dyn Any + Send>)>>,
     pub(super) spawned: Cell<u64>,
-    /// Cells of finished children that nobody else references, reused for new children
-    /// so that a spawn costs no waker allocation in the steady state.
-    pub(super) spare_units: RefCell<Vec<(Arc<UnitCell>, Waker)>>,
-    /// The indices being polled in the current round (kept to reuse its allocation).
-    pub(super) batch: RefCell<Vec<usize>>,
     /// Whether the nursery has finished or is being dropped; a spawn after that (from a
     /// destructor of a child being dropped with it) drops the new child at once.
     pub(super) finished: Cell<bool>,
@@ -89,10 +87,14 @@ pub(super) struct Shared<'env, E> {
 }
 
 impl<'env, E> Shared<'env, E> {
+    pub(super) fn parts(&self) -> &Parts {
+        self.parts
+            .as_deref()
+            .expect("the parts are given back only when the nursery future is dropped")
+    }
+
     pub(super) fn queue(&self) -> &Arc<ReadyQueue> {
-        self.queue
-            .as_ref()
-            .expect("the queue is taken back only when the nursery future is dropped")
+        &self.parts().queue
     }
 
     pub(super) fn insert(&self, fut: ChildFuture<'env, E>, label: TaskLabel) -> u64 {
@@ -131,7 +133,7 @@ impl<'env, E> Shared<'env, E> {
 
     /// A unit cell for slot `index`: a spare one when there is one.
     pub(super) fn unit_for(&self, index: usize) -> (Arc<UnitCell>, Waker) {
-        if let Some((unit, waker)) = self.spare_units.borrow_mut().pop() {
+        if let Some((unit, waker)) = self.parts().spare_units.borrow_mut().pop() {
             unit.recycle(index);
             return (unit, waker);
         }
@@ -174,7 +176,7 @@ impl<'env, E> Shared<'env, E> {
         let in_context_drop = entered.leave().and_then(drop_catching);
         if let Some(unit) = unit {
             self.node.retire_unit(&unit);
-            let mut spare = self.spare_units.borrow_mut();
+            let mut spare = self.parts().spare_units.borrow_mut();
             if Arc::strong_count(&unit) == 2 && spare.len() < MAX_SPARE {
                 spare.push((unit, waker));
             }

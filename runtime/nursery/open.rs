@@ -43,7 +43,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use super::children::{Shared, before_poll_hooks, new_record, note_poll, poll_unit};
 use super::handle::Nursery;
@@ -253,19 +253,18 @@ where
     R: BodyOutput<Error = E>,
     E: 'env,
 {
-    let parts = Parts::take();
+    let mut parts = Parts::take();
+    let body_unit = parts.body_unit.take();
     let shared = Rc::new(Shared {
-        node: ScopeNode::new(None, false),
+        node: parts.node.clone(),
         recording: hooks::recording(),
         body_label: label,
-        queue: Some(parts.queue),
+        parts: Some(parts),
         registered_parent: Cell::default(),
         tasks: RefCell::new(Slab::default()),
         failures: RefCell::new(Vec::new()),
         panics: RefCell::new(Vec::new()),
         spawned: Cell::new(0),
-        spare_units: RefCell::new(parts.spare_units),
-        batch: RefCell::new(parts.batch),
         finished: Cell::new(false),
         _env: PhantomData,
     });
@@ -276,8 +275,7 @@ where
     NurseryFuture {
         shared,
         body: Some(body(handle)),
-        body_unit: Some(parts.body_unit),
-        body_waker: parts.body_waker,
+        body_unit,
         value: None,
         started: false,
         abandoned: false,
@@ -290,9 +288,9 @@ pin_project_lite::pin_project! {
         shared: Rc<Shared<'env, E>>,
         #[pin]
         body: Option<B>,
-        // `None` only while the body is polled, and once dropped (back to the pool).
+        // The body's cell, from the parts (its waker stays there); `None` only while the
+        // body is polled, and once dropped (back to the pool).
         body_unit: Option<Arc<UnitCell>>,
-        body_waker: Waker,
         value: Option<<B::Output as BodyOutput>::Value>,
         started: bool,
         // An enclosing scope cancelled the nursery and everything in it is gone: it never
@@ -322,11 +320,10 @@ pin_project_lite::pin_project! {
             );
             shared.drop_all_children();
             shared.node.detach();
-            ScopeNode::recycle(&shared.node);
             shared.queue().clear();
             let panic = shared.take_panic();
             drop(_report);
-            give_back_parts(this.shared, this.body_unit.take(), this.body_waker);
+            give_back_parts(this.shared, this.body_unit.take());
             // A panic caught before this hard drop, or during it, is not lost: it resumes
             // now that everything is dropped (unless the thread is already unwinding, when
             // a second panic would abort; the hook has printed it).
@@ -339,27 +336,18 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Returns a dropped nursery's parts to the pool, moved rather than cloned (a clone of an
-/// `Arc` or a waker is a locked instruction): the queue only when no leaked handle still
-/// shares the nursery's state.
-fn give_back_parts<E>(
-    shared: &mut Rc<Shared<'_, E>>,
-    body_unit: Option<Arc<UnitCell>>,
-    body_waker: &mut Waker,
-) {
+/// Returns a dropped nursery's parts to the pool, with the body's cell moved back rather
+/// than cloned (a clone of an `Arc` is a locked instruction): only when no leaked handle
+/// still shares the nursery's state.
+fn give_back_parts<E>(shared: &mut Rc<Shared<'_, E>>, body_unit: Option<Arc<UnitCell>>) {
     let (Some(shared), Some(body_unit)) = (Rc::get_mut(shared), body_unit) else {
         return;
     };
-    let Some(queue) = shared.queue.take() else {
+    let Some(mut parts) = shared.parts.take() else {
         return;
     };
-    Parts::put_back(Parts {
-        queue,
-        body_unit,
-        body_waker: std::mem::replace(body_waker, Waker::noop().clone()),
-        spare_units: std::mem::take(shared.spare_units.get_mut()),
-        batch: std::mem::take(shared.batch.get_mut()),
-    });
+    parts.body_unit = Some(body_unit);
+    Parts::put_back(parts);
 }
 
 impl<'env, B: Future, E> NurseryFuture<'env, B, E>
@@ -378,8 +366,13 @@ where
         if shared.recording && hooks::active() {
             before_body_poll(&shared.node);
         }
-        let (polled, unit, wait) =
-            poll_unit(&shared.node, unit, this.body_waker, body, shared.recording);
+        let (polled, unit, wait) = poll_unit(
+            &shared.node,
+            unit,
+            &shared.parts().body_waker,
+            body,
+            shared.recording,
+        );
         if shared.recording {
             after_body_poll(&shared.node, wait);
         }
@@ -487,7 +480,7 @@ where
             return Poll::Pending;
         }
         let shared = this.shared.clone();
-        let mut batch = std::mem::take(&mut *shared.batch.borrow_mut());
+        let mut batch = std::mem::take(&mut *shared.parts().batch.borrow_mut());
         // What the code polling this nursery parked on is not its units' (each unit's poll
         // takes what it parked on, so the next one starts clean).
         if shared.recording {
@@ -539,7 +532,7 @@ where
             more |= !batch.is_empty();
             batch.clear();
         }
-        *shared.batch.borrow_mut() = batch;
+        *shared.parts().batch.borrow_mut() = batch;
         if shared.is_cancelled() {
             shared.drop_cancelled_children();
             self.as_mut().drop_body_if_cancelled();

@@ -399,10 +399,11 @@ impl ScopeNode {
         }
     }
 
-    /// Brings a recycled node back to the state `new` gives. Exited nodes have no parent
-    /// link, timer, owner or listeners left (`detach` cleared them); children detached
-    /// themselves before their parent could exit.
-    fn reset(&self, deadline: Option<Instant>, shield: bool) {
+    /// Brings a recycled node, exited or never attached and referenced by nothing else,
+    /// back to the state `new` gives (the spare nodes here, and a nursery's recycled
+    /// parts). Exited nodes have no parent link, timer, owner or listeners left (`detach`
+    /// cleared them); children detached themselves before their parent could exit.
+    pub(crate) fn reset(&self, deadline: Option<Instant>, shield: bool) {
         self.stage.set(Stage::Idle);
         self.parent.borrow_mut().take();
         self.child_key.set(None);
