@@ -40,7 +40,9 @@ pub(crate) struct Parts {
 thread_local! {
     /// Parts of finished nurseries, put back when their nursery future is dropped
     /// (while that nursery's state still holds a clone of the node) and checked for
-    /// exclusive ownership when taken.
+    /// exclusive ownership when taken. Boxes, not `Parts` (clippy's `vec_box`): a nursery
+    /// keeps the box it took, so taking and giving back move a pointer, not the parts.
+    #[allow(clippy::vec_box)]
     static SPARE_PARTS: RefCell<Vec<Box<Parts>>> = const { RefCell::new(Vec::new()) };
 }
 
