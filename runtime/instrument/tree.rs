@@ -13,12 +13,49 @@ use crate::instrument::label::{TaskLabel, TaskName};
 use crate::instrument::reason::CancelReason;
 
 /// The records a nursery keeps while the runtime records tasks: its body's, and its
-/// children's under the keys of the nursery's own slab of children (a mirror of it). Boxed
-/// and made only when recording, so a node that records nothing carries one pointer.
+/// children's under the keys of the nursery's own children. Boxed and made only when
+/// recording, so a node that records nothing carries one pointer; emptied, not freed,
+/// when the node is reused.
 #[derive(Debug, Default)]
 pub(crate) struct TaskRecords {
     pub(crate) body: Option<TaskRecord>,
-    pub(crate) children: slab::Slab<TaskRecord>,
+    /// At index `key`, the record of the child at `key` (the nursery's keys are dense:
+    /// at most as many as its children at their most).
+    children: Vec<Option<TaskRecord>>,
+}
+
+impl TaskRecords {
+    /// Keeps `record` as the record of the child at `key`.
+    pub(crate) fn insert_child(&mut self, key: usize, record: TaskRecord) {
+        if self.children.len() <= key {
+            self.children.resize_with(key + 1, || None);
+        }
+        self.children[key] = Some(record);
+    }
+
+    pub(crate) fn child(&self, key: usize) -> Option<&TaskRecord> {
+        self.children.get(key)?.as_ref()
+    }
+
+    pub(crate) fn child_mut(&mut self, key: usize) -> Option<&mut TaskRecord> {
+        self.children.get_mut(key)?.as_mut()
+    }
+
+    pub(crate) fn remove_child(&mut self, key: usize) -> Option<TaskRecord> {
+        self.children.get_mut(key)?.take()
+    }
+
+    /// The children's records, in key order.
+    pub(crate) fn children(&self) -> impl Iterator<Item = (usize, &TaskRecord)> {
+        let kept = self.children.iter().enumerate();
+        kept.filter_map(|(key, r)| Some((key, r.as_ref()?)))
+    }
+
+    /// Forgets every record, keeping the storage.
+    pub(crate) fn clear(&mut self) {
+        self.body = None;
+        self.children.clear();
+    }
 }
 
 /// What a nursery keeps about one of its tasks (its body or a child) for the tree and the

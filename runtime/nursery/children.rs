@@ -35,9 +35,9 @@ use crate::instrument::tree::TaskRecord;
 use crate::nursery::error::{Failure, TaskName};
 use crate::nursery::join::ChildTask;
 use crate::nursery::pool::Parts;
+use crate::nursery::slots::Slots;
 use crate::scope::cancel_scope::{CancelReason, Position, ScopeNode, enter};
 use crate::scope::unit::{ReadyQueue, UnitCell, WakerKey};
-use slab::Slab;
 
 /// A type-erased child future; it reports its value through its join slot.
 pub(super) type ChildFuture<'env, E> = Pin<Box<dyn ChildTask<E> + 'env>>;
@@ -73,7 +73,7 @@ pub(super) struct Shared<'env, E> {
     pub(super) parts: Option<Box<Parts>>,
     /// The parent waker last registered with the queue (see `ReadyQueue::park`).
     pub(super) registered_parent: Cell<WakerKey>,
-    pub(super) tasks: RefCell<Slab<Task<'env, E>>>,
+    pub(super) tasks: RefCell<Slots<Task<'env, E>>>,
     pub(super) failures: RefCell<Vec<Failure<E>>>,
     /// Every panic caught in a poll or a destructor, in order: the first is resumed from
     /// the nursery, the others are reported on stderr beside it.
@@ -106,6 +106,7 @@ impl<'env, E> Shared<'env, E> {
         if self.finished.get() {
             return number;
         }
+        let record_label = self.recording.then(|| label.clone());
         let index = self.tasks.borrow_mut().insert(Task {
             fut: Some(fut),
             unit: None,
@@ -114,16 +115,11 @@ impl<'env, E> Shared<'env, E> {
             context: context::inherit(),
             label,
         });
-        if self.recording {
-            let label = self.tasks.borrow()[index].label.clone();
+        if let Some(label) = record_label {
             let record = new_record(&self.node, TaskName::Child(number), label);
-            let key = self
-                .node
-                .records
-                .borrow_mut()
-                .as_mut()
-                .map(|r| r.children.insert(record));
-            debug_assert_eq!(key, Some(index), "the records mirror the slab of children");
+            if let Some(records) = self.node.records.borrow_mut().as_mut() {
+                records.insert_child(index, record);
+            }
         }
         // Spawn order is run order: the new child joins the back of the ready queue. It
         // is there exactly once until its first poll, so it needs no `queued` flag yet.
@@ -197,19 +193,12 @@ impl<'env, E> Shared<'env, E> {
     ) {
         let name = TaskName::Child(task.number);
         let mut exit = exit;
-        // Out of the slab before the drop, as the task is: a destructor that spawns a
-        // sibling reuses the slot, and the records must stay a mirror of the children
-        // (found by tests/bad_input.rs).
+        // Out of the records before the drop, as the task is out of its slot: a destructor
+        // that spawns a sibling reuses the key, and the records must stay keyed as the
+        // children are (found by tests/bad_input.rs).
         let record = self
             .recording
-            .then(|| {
-                self.node
-                    .records
-                    .borrow_mut()
-                    .as_mut()?
-                    .children
-                    .try_remove(index)
-            })
+            .then(|| self.node.records.borrow_mut().as_mut()?.remove_child(index))
             .flatten();
         if let (Some(payload), label) = self.retire(task, fut) {
             exit = Exit::Panicked;
@@ -375,7 +364,7 @@ impl<'env, E> Shared<'env, E> {
             Ok(Poll::Ready(Err(error))) => (Some(Ok(error)), Exit::Failed),
             Err(payload) => (Some(Err(payload)), Exit::Panicked),
         };
-        let task = tasks.remove(index);
+        let task = tasks.try_remove(index).expect("polled just now");
         drop(tasks);
         if let Some(outcome) = failure {
             if let Some(join) = fut.join_slot() {
@@ -446,7 +435,9 @@ impl<'env, E> Shared<'env, E> {
             let all: Vec<(usize, Task<'env, E>)> = {
                 let mut tasks = self.tasks.borrow_mut();
                 let keys: Vec<usize> = tasks.iter().map(|(k, _)| k).collect();
-                keys.into_iter().map(|k| (k, tasks.remove(k))).collect()
+                keys.into_iter()
+                    .filter_map(|k| Some((k, tasks.try_remove(k)?)))
+                    .collect()
             };
             for (index, task) in all {
                 self.retire_recording(index, task, None, Exit::Cancelled);

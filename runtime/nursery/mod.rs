@@ -11,4 +11,5 @@ pub(crate) mod join;
 pub(crate) mod open;
 pub(crate) mod output;
 mod pool;
+mod slots;
 pub(crate) mod start;

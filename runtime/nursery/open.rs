@@ -55,7 +55,6 @@ use crate::nursery::output::BodyOutput;
 use crate::rt::shuffle;
 use crate::scope::cancel_scope::ScopeNode;
 use crate::scope::unit::{BODY, UnitCell};
-use slab::Slab;
 
 /// How many units one poll of a nursery may poll before it yields to its parent, so that
 /// a child that keeps waking itself cannot starve its siblings, the body or the reactor.
@@ -261,7 +260,7 @@ where
         body_label: label,
         parts: Some(parts),
         registered_parent: Cell::default(),
-        tasks: RefCell::new(Slab::default()),
+        tasks: RefCell::default(),
         failures: RefCell::new(Vec::new()),
         panics: RefCell::new(Vec::new()),
         spawned: Cell::new(0),

@@ -111,7 +111,7 @@ fn write_node(w: &mut TreeWriter, node: &Rc<ScopeNode>, running: &[(*const Scope
                 match node.records.borrow().as_deref() {
                     Some(r) => (
                         r.body.clone(),
-                        r.children.iter().map(|(k, r)| (k, r.clone())).collect(),
+                        r.children().map(|(k, r)| (k, r.clone())).collect(),
                     ),
                     None => (None, Vec::new()),
                 };

@@ -365,7 +365,7 @@ impl ScopeNode {
             let r = r.as_deref()?;
             match index {
                 BODY => r.body.as_ref(),
-                child => r.children.get(child),
+                child => r.child(child),
             }
         })
         .ok()
@@ -377,7 +377,7 @@ impl ScopeNode {
             let r = r.as_deref_mut()?;
             match index {
                 BODY => r.body.as_mut(),
-                child => r.children.get_mut(child),
+                child => r.child_mut(child),
             }
         })
         .ok()
@@ -394,8 +394,7 @@ impl ScopeNode {
     #[cold]
     fn clear_records(&self) {
         if let Some(records) = self.records.borrow_mut().as_mut() {
-            records.body = None;
-            records.children.clear();
+            records.clear();
         }
     }
 
