@@ -360,11 +360,13 @@ fn trellis_channels_and_locks_do_not_allocate_per_op() {
             2 * n
         );
     }
-    // Per call, exactly: the difference between 1 000 and 500 calls. A run that happens
-    // to start one more worker thread (≈ 7 allocations, not per call: the pool grows
-    // when a call finds no idle worker, which depends on the threads' timing) is taken
-    // again; the smallest of five differences is the per-call cost (three were seen all
-    // starting one more worker with the machine loaded by a parallel build).
+    // Per call: the difference between 1 000 and 500 calls. A run that happens to start
+    // one more worker thread (≈ 7 allocations, not per call: the pool grows when a call
+    // finds no idle worker, which depends on the threads' timing) is taken again; the
+    // smallest of five differences is the per-call cost. On a loaded 2-core CI machine all
+    // five were seen starting one more worker (1 007), so a few workers' starts are
+    // allowed on top: a third allocation per call would add 500.
+    const WORKER_STARTS: i64 = 4 * 8;
     let per_500 = (0..5)
         .map(|_| {
             let one = total_allocs(Workload::ToThread, Runtime::Trellis, 500);
@@ -374,7 +376,7 @@ fn trellis_channels_and_locks_do_not_allocate_per_op() {
         .min()
         .expect("five runs");
     assert!(
-        per_500.0 <= 2 * 500,
+        per_500.0 <= 2 * 500 + WORKER_STARTS,
         "to_thread: {} allocations at 500 calls, {} at 1000",
         per_500.1,
         per_500.2
