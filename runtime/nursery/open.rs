@@ -506,7 +506,8 @@ where
         // Rounds of the units ready at the start of each round (FIFO, or permuted with
         // `Builder::shuffle_seed`; one lock per round), until none is ready or the budget is
         // spent. A unit woken during a round waits for the next one, so a self-waking child
-        // gets one poll per round like everyone else.
+        // gets one poll per round like everyone else. A round that woke nothing ends the
+        // loop without another (empty) round: the look at the queue is two loads.
         let mut budget = POLL_BUDGET;
         let mut more = true;
         while more && budget > 0 {
@@ -528,7 +529,7 @@ where
                     index => shared.poll_child(index),
                 }
             }
-            more |= !batch.is_empty();
+            more = more || (!batch.is_empty() && shared.queue().has_ready());
             batch.clear();
         }
         *shared.parts().batch.borrow_mut() = batch;

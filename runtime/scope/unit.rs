@@ -350,9 +350,23 @@ impl ReadyQueue {
         self.polling.store(true, Ordering::Relaxed);
     }
 
+    /// Whether any index is queued (two loads: the mirrors of both lists).
+    #[inline]
+    pub(crate) fn has_ready(&self) -> bool {
+        self.local_len.load(Ordering::Relaxed) > 0 || self.remote_len.load(Ordering::Acquire) > 0
+    }
+
     /// Moves up to `max` ready indices into `batch`, local ones first; the remote list is
     /// locked only when it is not empty. Returns whether indices are left.
+    #[inline]
     pub(crate) fn pop_batch(&self, batch: &mut Vec<usize>, max: usize) -> bool {
+        // Inlined for the poll that finds nothing (an empty nursery's first round): the
+        // thread-local look-up and its function's frame are paid only when there is work.
+        self.has_ready() && self.take_ready(batch, max)
+    }
+
+    #[inline(never)]
+    fn take_ready(&self, batch: &mut Vec<usize>, max: usize) -> bool {
         let local_left = self.local_len.load(Ordering::Relaxed) > 0
             && self
                 .with_local(|list| {
@@ -404,7 +418,7 @@ impl ReadyQueue {
             drop(old_remote);
             registered.set(key);
         }
-        self.local_len.load(Ordering::Relaxed) > 0 || self.remote_len.load(Ordering::Acquire) > 0
+        self.has_ready()
     }
 }
 
