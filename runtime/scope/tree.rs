@@ -570,13 +570,20 @@ impl ScopeNode {
 
     /// Whether the node is effectively cancelled (`cancel_source().is_some()`), cached
     /// until the cancel epoch moves: owners ask on every poll, the answer rarely changes.
+    #[inline]
     pub(crate) fn is_cancelled(self: &Rc<Self>) -> bool {
-        let epoch = cancel_epoch();
-        if let Some((seen, cancelled)) = self.cancel_cache.get() {
-            if seen == epoch {
-                return cancelled;
-            }
+        // The cached answer inline (a thread-local load and a compare, at every round and
+        // child poll of every nursery); the step up the tree out of line.
+        match self.cancel_cache.get() {
+            Some((seen, cancelled)) if seen == cancel_epoch() => cancelled,
+            _ => self.is_cancelled_now(),
         }
+    }
+
+    /// [`is_cancelled`](Self::is_cancelled) when the epoch moved since the cached answer.
+    #[inline(never)]
+    fn is_cancelled_now(self: &Rc<Self>) -> bool {
+        let epoch = cancel_epoch();
         // `cancel_source().is_some()`, one level at a time: the parent's answer is usually
         // cached for this epoch already (its owner asked while polling us), so a fresh
         // node costs one step rather than a walk to the root.
