@@ -508,19 +508,25 @@ impl ScopeNode {
     ///
     /// Owners call this at every poll, so it is also where a cancel from another thread
     /// (a [`RemoteCancel`](crate::RemoteCancel)) is applied, on the runtime's thread.
+    #[inline]
     pub(crate) fn set_owner(&self, waker: &Waker) {
-        {
-            let mut owner = self.owner.borrow_mut();
-            match &*owner {
-                Some(w) if w.will_wake(waker) => {}
-                _ => *owner = Some(waker.clone()),
-            }
+        // Inline for the common case, the same waker as last time: two compares.
+        let same = matches!(&*self.owner.borrow(), Some(w) if w.will_wake(waker));
+        if !same {
+            self.replace_owner(waker);
         }
         self.check_remote(waker);
     }
 
+    #[inline(never)]
+    fn replace_owner(&self, waker: &Waker) {
+        let old = self.owner.borrow_mut().replace(waker.clone());
+        drop(old); // outside the borrow: dropping a waker may run arbitrary code
+    }
+
     /// Applies a cancel from another thread, for an owner that registers its waker only
     /// when it suspends ([`set_owner`](Self::set_owner) does this too).
+    #[inline]
     pub(crate) fn check_remote(&self, waker: &Waker) {
         if self.has_remote.get() {
             self.sync_remote(waker);

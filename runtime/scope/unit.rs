@@ -346,6 +346,7 @@ impl ReadyQueue {
     }
 
     /// The nursery starts a poll: local wakes from now on need not wake its parent.
+    #[inline]
     pub(crate) fn begin_poll(&self) {
         self.polling.store(true, Ordering::Relaxed);
     }
@@ -520,6 +521,7 @@ impl UnitCell {
         was
     }
 
+    #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
@@ -536,6 +538,7 @@ impl UnitCell {
             .push_unless_queued(self.index.load(Ordering::Relaxed), Some(&self.queued));
     }
 
+    #[inline]
     pub(crate) fn is_shielded(&self) -> bool {
         self.shields.load(Ordering::Relaxed) > 0
     }
