@@ -477,10 +477,16 @@ impl ScopeNode {
     }
 
     /// Detaches the node when its owner finishes or is dropped.
+    #[inline]
     pub(crate) fn detach(&self) {
-        if self.stage.replace(Stage::Exited) != Stage::Running {
-            return;
+        // Inline for the second call (a finished nursery's drop): one test.
+        if self.stage.replace(Stage::Exited) == Stage::Running {
+            self.leave_tree();
         }
+    }
+
+    #[inline(never)]
+    fn leave_tree(&self) {
         if hooks::active() {
             let info = self.scope_info();
             hooks::emit("scope_exited", |i| i.scope_exited(&info));
@@ -549,11 +555,16 @@ impl ScopeNode {
     }
 
     /// Lets go of the remote handles' state: a later remote cancel has nothing to wake.
+    #[inline]
     fn drop_remote(&self) {
         // `has_remote` is set exactly while `remote` is: most nodes never had handles.
-        if !self.has_remote.replace(false) {
-            return;
+        if self.has_remote.replace(false) {
+            self.forget_remote();
         }
+    }
+
+    #[cold]
+    fn forget_remote(&self) {
         if let Some(remote) = self.remote.borrow_mut().take() {
             remote.forget_owner();
         }
@@ -854,11 +865,9 @@ impl ScopeNode {
 
     /// Retires `unit` of this nursery (its future is gone): whatever shield is still
     /// counted in it (only a forgotten one can be) stops counting here.
+    #[inline]
     pub(crate) fn retire_unit(&self, unit: &UnitCell) {
-        if unit.retire() {
-            return;
-        }
-        if unit.is_shielded() {
+        if !unit.retire() && unit.is_shielded() {
             self.count_below(false);
         }
     }

@@ -316,8 +316,21 @@ impl ReadyQueue {
 
     /// Forgets every queued index and the parent's waker: for a nursery that finished,
     /// and for a queue being reused.
+    #[inline]
     pub(crate) fn clear(&self) {
         self.polling.store(false, Ordering::Relaxed);
+        // Inline for a queue with nothing in it (a nursery that never suspended): four
+        // loads.
+        if self.has_ready()
+            || self.local_parent.load(Ordering::Relaxed)
+            || self.has_remote_parent.load(Ordering::Acquire)
+        {
+            self.empty_lists();
+        }
+    }
+
+    #[inline(never)]
+    fn empty_lists(&self) {
         if self.local_len.load(Ordering::Relaxed) > 0 || self.local_parent.load(Ordering::Relaxed) {
             let local_parent = self
                 .with_local(|list| {
@@ -510,11 +523,13 @@ impl UnitCell {
         count == 1
     }
 
+    #[inline]
     pub(crate) fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Relaxed)
     }
 
     /// Marks the unit retired; returns whether it already was.
+    #[inline]
     pub(crate) fn retire(&self) -> bool {
         let was = self.is_retired();
         self.retired.store(true, Ordering::Relaxed);
