@@ -999,6 +999,7 @@ pub(crate) fn snapshot() -> Option<Context> {
 
 /// Makes a child's context current by moving it in (no reference counting); the guard's
 /// [`leave`](ChildEntered::leave) moves it back out, with whatever the child set.
+#[inline]
 pub(crate) fn enter_child(ctx: Option<Context>) -> ChildEntered {
     // `try_with` (it cannot fail: `CURRENT` has no destructor) is inlined; `with` is not.
     let prev = CURRENT
@@ -1018,6 +1019,7 @@ pub(crate) struct ChildEntered {
 
 impl ChildEntered {
     /// Puts the previous context back and returns the child's.
+    #[inline]
     pub(crate) fn leave(mut self) -> Option<Context> {
         let prev = self.prev.take().expect("left once");
         std::mem::forget(self); // `prev` is taken: its destructor would do nothing

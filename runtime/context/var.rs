@@ -252,6 +252,7 @@ impl<T: 'static> ContextVar<T> {
     ///     assert_eq!((USER.get(), RETRIES.get()), (Some("ada"), Some(5)));
     /// });
     /// ```
+    #[inline]
     pub fn get(&self) -> Option<T>
     where
         T: Clone,
@@ -272,6 +273,7 @@ impl<T: 'static> ContextVar<T> {
     /// PATH.set(vec!["api".into(), "users".into()]);
     /// assert_eq!(PATH.with(|p| p.map_or(0, |p| p.len())), 2);
     /// ```
+    #[inline]
     pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         let id = self.id();
         let found = CURRENT.with_borrow_mut(|current| current.value(id, self.inherit));
