@@ -10,7 +10,13 @@
 //!     such a wake takes no lock and no locked instruction;
 //!   - the **remote list**, behind a `Mutex`, for wakes from other threads (wakers are
 //!     `Send + Sync`); `remote_len` and `has_remote_parent` mirror it (written under the
-//!     lock, read without it), so the nursery sees that it is empty without locking.
+//!     lock, read without it), so the nursery sees that it is empty without locking;
+//!   - before the local list, **one slot** in the queue itself (`local_one`, owner's
+//!     thread only, loads and stores): an index pushed while nothing is queued locally
+//!     and no parent needs waking (a spawn, a wake during the nursery's own poll) goes
+//!     there, so the common push and pop of a per-request nursery skip the thread-local
+//!     look-up. It is filled only while the local list is empty, so it is always the
+//!     oldest local index and FIFO order holds; `local_len` counts it.
 //!
 //!   Each half has its own copy of the parent waker, since a remote waker cannot reach the
 //!   owner's thread-local state. A queue is made on the thread whose nurseries use it (the
@@ -56,6 +62,10 @@ use slab::Slab;
 
 /// The ready-queue index of the nursery body.
 pub(crate) const BODY: usize = usize::MAX;
+
+/// `ReadyQueue::local_one` holds no index (no child key comes near it, and it is not
+/// [`BODY`]).
+const NO_INDEX: usize = usize::MAX - 1;
 
 /// Serials of threads and queues: unique for the life of the process (0 is never given).
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -173,9 +183,16 @@ pub(crate) struct ReadyQueue {
     /// `remote.parent.is_some()`, stored under the lock.
     has_remote_parent: AtomicBool,
     /// Mirrors of the local list, read and written on the owner's thread only (loads and
-    /// stores): its length, and whether it holds the parent. They let a poll that finds
-    /// nothing, and an empty nursery, skip the thread-local look-up.
+    /// stores): its length (counting `local_one`), and whether it holds the parent. They
+    /// let a poll that finds nothing, and an empty nursery, skip the thread-local look-up.
     local_len: AtomicUsize,
+    /// One index queued on the owner's thread without the thread-local list: taken when
+    /// nothing else is queued locally and no parent needs waking (a spawn, or a wake
+    /// during the nursery's own poll: the common case of a per-request nursery), so such
+    /// a push and its pop are a few loads and stores. [`NO_INDEX`] when empty; when full it
+    /// is older than everything in the list (it is only filled while the list is empty).
+    /// (Owner's thread only.)
+    local_one: AtomicUsize,
     local_parent: AtomicBool,
     /// The nursery is inside its own poll: a local wake need not wake the parent.
     /// (Owner's thread only.)
@@ -211,9 +228,15 @@ impl ReadyQueue {
             remote_len: AtomicUsize::new(0),
             has_remote_parent: AtomicBool::new(false),
             local_len: AtomicUsize::new(0),
+            local_one: AtomicUsize::new(NO_INDEX),
             local_parent: AtomicBool::new(false),
             polling: AtomicBool::new(false),
         }
+    }
+
+    /// 1 when `local_one` holds an index, else 0. (Owner's thread only.)
+    fn one_len(&self) -> usize {
+        usize::from(self.local_one.load(Ordering::Relaxed) != NO_INDEX)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RemoteList> {
@@ -250,6 +273,21 @@ impl ReadyQueue {
     /// and sets the flag. On the owner's thread the flag is a load and a store (see the
     /// module docs); elsewhere a swap.
     fn push_unless_queued(&self, index: usize, queued: Option<&AtomicBool>) {
+        if self.local_len.load(Ordering::Relaxed) == 0
+            && (self.polling.load(Ordering::Relaxed) || !self.local_parent.load(Ordering::Relaxed))
+            && self.on_owner_thread()
+        {
+            // Nothing queued locally and nobody to wake: the index goes to the one slot.
+            if queued.is_some_and(|q| q.load(Ordering::Acquire)) {
+                return;
+            }
+            if let Some(queued) = queued {
+                queued.store(true, Ordering::Release);
+            }
+            self.local_one.store(index, Ordering::Relaxed);
+            self.local_len.store(1, Ordering::Relaxed);
+            return;
+        }
         // `Some(Some(parent))`: the list went non-empty with a parent to wake, moved out
         // so that it is woken outside the borrow.
         let pushed = self.with_local(|list| {
@@ -260,7 +298,7 @@ impl ReadyQueue {
                 queued.store(true, Ordering::Release);
             }
             list.ready.push(index);
-            let len = list.len();
+            let len = list.len() + self.one_len();
             self.local_len.store(len, Ordering::Relaxed);
             if len == 1 && !self.polling.load(Ordering::Relaxed) {
                 let parent = list.parent.take();
@@ -331,6 +369,7 @@ impl ReadyQueue {
 
     #[inline(never)]
     fn empty_lists(&self) {
+        self.local_one.store(NO_INDEX, Ordering::Relaxed);
         if self.local_len.load(Ordering::Relaxed) > 0 || self.local_parent.load(Ordering::Relaxed) {
             let local_parent = self
                 .with_local(|list| {
@@ -381,15 +420,26 @@ impl ReadyQueue {
 
     #[inline(never)]
     fn take_ready(&self, batch: &mut Vec<usize>, max: usize) -> bool {
-        let local_left = self.local_len.load(Ordering::Relaxed) > 0
-            && self
-                .with_local(|list| {
-                    list.take_into(batch, max);
-                    let len = list.len();
-                    self.local_len.store(len, Ordering::Relaxed);
-                    len > 0
-                })
-                .unwrap_or(false);
+        // The one slot first: it is older than anything in the list.
+        let one = self.local_one.load(Ordering::Relaxed);
+        if one != NO_INDEX && batch.len() < max {
+            batch.push(one);
+            self.local_one.store(NO_INDEX, Ordering::Relaxed);
+            let len = self.local_len.load(Ordering::Relaxed);
+            self.local_len.store(len - 1, Ordering::Relaxed);
+        }
+        let in_list = self.local_len.load(Ordering::Relaxed) > self.one_len();
+        let local_left = if in_list {
+            self.with_local(|list| {
+                list.take_into(batch, max);
+                let len = list.len() + self.one_len();
+                self.local_len.store(len, Ordering::Relaxed);
+                len > 0
+            })
+            .unwrap_or(false)
+        } else {
+            self.one_len() > 0
+        };
         // A remote push racing with this look is not lost: it wakes the registered
         // parent, or, before there is one, `park` sees it.
         if self.remote_len.load(Ordering::Acquire) == 0 {
