@@ -3,8 +3,12 @@
 //! # State
 //!
 //! - `CORE` (thread-local): the runtime running on this thread, if any. Set for the whole
-//!   of `Builder::run` ([`enter`]) and cleared when it returns or unwinds; a second `run`
-//!   on the same thread finds it set ([`is_entered`]) and panics.
+//!   of `Builder::run` ([`enter`]) and cleared when it returns or unwinds (by the guard
+//!   `enter` returns); a second `run` on the same thread finds it set ([`is_entered`]) and
+//!   panics. Its contents are `ManuallyDrop`, so that the thread-local has no destructor
+//!   and its accesses (every timer, clock read and registration) need no state check:
+//!   nothing is lost, since no thread ends inside `run` without unwinding through the
+//!   guard.
 //! - [`RootWake`]: the root future's waker. `woken` says the root must be polled again;
 //!   `parked` says the executor is (about to be) blocked in the reactor, so a waker on
 //!   another thread must interrupt it: `notify` the poller if the runtime has one
@@ -21,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,7 +40,8 @@ use crate::rt::reactor::{Reactor, SharedPoller};
 use crate::rt::timers::TimerQueue;
 
 thread_local! {
-    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+    static CORE: RefCell<ManuallyDrop<Option<Rc<Core>>>> =
+        const { RefCell::new(ManuallyDrop::new(None)) };
 }
 
 /// Identifies one runtime among all the runtimes of the process, past and present.
@@ -226,7 +232,10 @@ pub(crate) struct EnterGuard;
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
-        CORE.with(|slot| slot.borrow_mut().take());
+        // Taken out, then dropped outside the borrow: the core's drop (its timers' wakers,
+        // the reactor's sources) may run code that looks for a runtime.
+        let core = CORE.with(|slot| slot.borrow_mut().take());
+        drop(core);
     }
 }
 
@@ -238,6 +247,6 @@ pub(crate) fn is_entered() -> bool {
 /// Makes `core` this thread's runtime until the returned guard is dropped (also by
 /// unwinding).
 pub(crate) fn enter(core: Rc<Core>) -> EnterGuard {
-    CORE.with(|slot| *slot.borrow_mut() = Some(core));
+    CORE.with(|slot| **slot.borrow_mut() = Some(core));
     EnterGuard
 }
