@@ -529,7 +529,7 @@ where
                     index => shared.poll_child(index),
                 }
             }
-            more = more || (!batch.is_empty() && shared.queue().has_ready());
+            more = more || shared.queue().has_ready();
             batch.clear();
         }
         *shared.parts().batch.borrow_mut() = batch;

@@ -169,6 +169,20 @@ impl LocalList {
     }
 }
 
+/// Sets a unit's `queued` flag on the owner's thread (a load and a store: see the module
+/// docs); false when it was set already. A spawn has no flag: it is queued exactly once.
+#[inline]
+fn mark_queued(queued: Option<&AtomicBool>) -> bool {
+    match queued {
+        Some(queued) if queued.load(Ordering::Acquire) => false,
+        Some(queued) => {
+            queued.store(true, Ordering::Release);
+            true
+        }
+        None => true,
+    }
+}
+
 /// The ready queue shared by a nursery and the wakers of its units.
 #[derive(Debug)]
 pub(crate) struct ReadyQueue {
@@ -278,24 +292,17 @@ impl ReadyQueue {
             && self.on_owner_thread()
         {
             // Nothing queued locally and nobody to wake: the index goes to the one slot.
-            if queued.is_some_and(|q| q.load(Ordering::Acquire)) {
-                return;
+            if mark_queued(queued) {
+                self.local_one.store(index, Ordering::Relaxed);
+                self.local_len.store(1, Ordering::Relaxed);
             }
-            if let Some(queued) = queued {
-                queued.store(true, Ordering::Release);
-            }
-            self.local_one.store(index, Ordering::Relaxed);
-            self.local_len.store(1, Ordering::Relaxed);
             return;
         }
         // `Some(Some(parent))`: the list went non-empty with a parent to wake, moved out
         // so that it is woken outside the borrow.
         let pushed = self.with_local(|list| {
-            if let Some(queued) = queued {
-                if queued.load(Ordering::Acquire) {
-                    return None;
-                }
-                queued.store(true, Ordering::Release);
+            if !mark_queued(queued) {
+                return None;
             }
             list.ready.push(index);
             let len = list.len() + self.one_len();
