@@ -1779,3 +1779,149 @@ fn scopes_are_built_with_a_deadline_a_timeout_and_a_shield() {
         assert_eq!(now() - begun, secs(4));
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// A nursery is linked into the scope tree only when something needs the link (issue 12's
+// deferred attachment): in its first poll it runs where it is polled from. Each test
+// below reaches the enclosing scopes from inside such a first poll, in one of the ways
+// that must attach it there, and fails if the nursery were attached anywhere else or not
+// at all.
+
+/// The deadline around a nursery is seen from its body, from a child's first poll, and
+/// from two levels of nurseries opened in first polls.
+#[test]
+fn the_deadline_around_a_nursery_reaches_every_level_of_its_first_poll() {
+    let seen = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let outer = now() + secs(5);
+            let seen = RefCell::new(Vec::new());
+            move_on_at(outer, async {
+                nursery(async |n| {
+                    seen.borrow_mut()
+                        .push(current_effective_deadline() == Some(outer));
+                    n.spawn(async {
+                        seen.borrow_mut()
+                            .push(current_effective_deadline() == Some(outer));
+                        nursery(async |inner| {
+                            inner.spawn(async {
+                                let here = current_effective_deadline();
+                                seen.borrow_mut().push(here == Some(outer));
+                            });
+                        })
+                        .await
+                        .unwrap();
+                    });
+                })
+                .await
+                .unwrap();
+            })
+            .await
+            .expect("nothing waited for the deadline");
+            seen.into_inner()
+        })
+    });
+    assert_eq!(seen, [true, true, true]);
+}
+
+/// A cancel of the enclosing scope from a nursery's first poll reaches its children:
+/// those that suspend are dropped, the nursery never completes, and the scope catches
+/// the cancellation.
+#[test]
+fn a_cancel_of_the_enclosing_scope_from_a_first_poll_drops_the_children() {
+    let (caught, dropped, finished) = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let dropped = DropCounter::new();
+            let finished = Cell::new(0);
+            let scope = CancelScope::new();
+            let canceller = scope.clone();
+            let caught = scope
+                .run(async {
+                    nursery(async |n| {
+                        for _ in 0..2 {
+                            let guard = dropped.guard();
+                            n.spawn(async {
+                                let _guard = guard;
+                                sleep(secs(60)).await;
+                                finished.set(finished.get() + 1);
+                            });
+                        }
+                        canceller.cancel();
+                    })
+                    .await
+                    .unwrap();
+                    finished.set(finished.get() + 100); // never: the nursery is abandoned
+                })
+                .await;
+            (caught.is_none(), dropped.dropped(), finished.get())
+        })
+    });
+    assert!(caught, "the scope caught its cancellation");
+    assert_eq!((dropped, finished), (2, 0));
+}
+
+/// A shield opened in a nursery's first poll, inside a scope that is already cancelled,
+/// protects its body (the shield's count goes up through the nursery), and an unshielded
+/// sibling is dropped at its first suspension.
+#[test]
+fn a_shield_in_a_first_poll_protects_inside_a_cancelled_scope() {
+    let (shielded_done, plain_done) = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let (shielded_done, plain_done) = (Cell::new(false), Cell::new(false));
+            let scope = CancelScope::new();
+            scope.cancel();
+            scope
+                .run(async {
+                    nursery(async |n| {
+                        n.spawn(async {
+                            sleep(secs(1)).await;
+                            plain_done.set(true);
+                        });
+                        shield(async {
+                            sleep(secs(2)).await;
+                            shielded_done.set(true);
+                        })
+                        .await;
+                    })
+                    .await
+                    .unwrap();
+                })
+                .await;
+            (shielded_done.get(), plain_done.get())
+        })
+    });
+    assert_eq!((shielded_done, plain_done), (true, false));
+}
+
+/// `cancelled()` inside a shield opened in a child's first poll hears a later cancel of
+/// the scope around the nursery: the wake travels down through the nursery, which was
+/// attached (with the shield's count) when the shield opened.
+#[test]
+fn cancelled_in_a_shield_from_a_first_poll_hears_the_scope_around_the_nursery() {
+    let (caught, order) = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let order = RefCell::new(Vec::new());
+            let scope = CancelScope::new();
+            let canceller = scope.clone();
+            let caught = scope
+                .run(async {
+                    nursery(async |n| {
+                        n.spawn(shield(async {
+                            cancelled().await;
+                            order.borrow_mut().push("heard");
+                        }));
+                        n.spawn(async {
+                            sleep(secs(1)).await;
+                            order.borrow_mut().push("cancel");
+                            canceller.cancel();
+                        });
+                    })
+                    .await
+                    .unwrap();
+                })
+                .await;
+            (caught.is_none(), order.into_inner())
+        })
+    });
+    assert!(caught, "the scope caught its cancellation");
+    assert_eq!(order, ["cancel", "heard"]);
+}

@@ -489,7 +489,15 @@ where
             *this.started = true;
             // A nursery before it is attached, so that `scope_entered` says so.
             shared.node.is_nursery.set(true);
-            shared.node.attach();
+            // Attached when first needed (`Stage::Deferred`): a nursery that finishes in
+            // this poll, as a request's often does, is never linked into the tree. The
+            // instruments hear of its scope when it starts, so with one registered it is
+            // attached now.
+            if hooks::active() {
+                shared.node.attach();
+            } else {
+                shared.node.start_deferred();
+            }
             if shared.recording {
                 start_body_record(&shared.node, shared.body_label.clone());
             }
@@ -542,8 +550,10 @@ where
         if !live {
             return self.finish(&shared);
         }
-        // Registered only now, when the nursery suspends: one that finishes in its first
-        // poll never stores a waker. A unit queued before the registration woke nobody.
+        // Attached and registered only now, when the nursery suspends: one that finishes
+        // in its first poll is never linked and never stores a waker. A unit queued before
+        // the registration woke nobody.
+        shared.node.attach_deferred();
         shared.node.set_owner(cx.waker());
         let queued = shared.queue().park(cx.waker(), &shared.registered_parent);
         if more || queued {

@@ -28,6 +28,18 @@
 //!   by shields, it also wakes every descendant's owner, so each drops its unshielded units.
 //! - `CURRENT` (thread-local) is the position of the code being polled right now. Owners
 //!   set it around every poll of a unit and restore it afterwards, also on unwind.
+//! - A nursery's node is *deferred* in its first poll ([`Stage::Deferred`]): it runs where
+//!   its nursery future is polled from but is linked nowhere (no parent, no entry in the
+//!   parent's children, no reference count taken on the parent's unit), since a nursery
+//!   that finishes in its first poll never needs the link. It is attached the moment
+//!   anything could need it: code in one of its units asks for the position (every scope,
+//!   nursery, deadline or `cancelled()` below it goes through [`current_position`] or
+//!   [`current_is_cancelled`]), or the nursery suspends. While a unit of a deferred node
+//!   is polled, the position around it is kept in `CURRENT`'s `outer` (where the node
+//!   attaches); between its units' polls it is the current one. Invariant: only the
+//!   innermost node can be deferred — a nursery starting its first poll inside a unit of
+//!   a deferred node attaches that node first (the position around it is reachable only
+//!   then) — so every node that a walk up the tree can reach is attached.
 //! - The cancel epoch (thread-local `CANCEL_EPOCH`) moves whenever any node's effective
 //!   cancellation may have changed; a node's `cancel_cache` is valid only while the epoch
 //!   is unchanged.
@@ -61,14 +73,20 @@ pub(crate) struct Position {
     pub(crate) unit: Option<Arc<UnitCell>>,
 }
 
-/// The thread's position, and the cached answer for it (one thread-local, so that
-/// entering and leaving a position is one look-up).
+/// The thread's position, the one around it, and the cached answer for the position
+/// (one thread-local, so that entering and leaving a position is one look-up).
 struct TreeLocal {
     /// `ManuallyDrop`, so that the thread-local has no destructor, and its accesses (two
     /// per poll of every unit) need no state check. Nothing is lost: the position is
     /// `None` whenever no poll is under way, in particular when the thread ends (every
     /// poll restores the position it replaced, also on unwind).
     current: RefCell<ManuallyDrop<Option<Position>>>,
+    /// While `current` is a unit of a deferred node ([`Stage::Deferred`]): the position
+    /// that was current when it was entered, where that node attaches when code inside
+    /// the unit asks for its position. Meaningless otherwise (and not kept up to date).
+    /// A `Cell` (moved in and out, never borrowed): entering and leaving a unit of a
+    /// deferred node swap it without a borrow flag to check.
+    outer: Cell<ManuallyDrop<Option<Position>>>,
     /// `(epoch, answer)` of [`current_is_cancelled`] for the current position; forgotten
     /// whenever the position changes.
     current_cancelled: Cell<Option<(u64, bool)>>,
@@ -78,6 +96,7 @@ thread_local! {
     static CURRENT: TreeLocal = const {
         TreeLocal {
             current: RefCell::new(ManuallyDrop::new(None)),
+            outer: Cell::new(ManuallyDrop::new(None)),
             current_cancelled: Cell::new(None),
         }
     };
@@ -106,28 +125,68 @@ fn cancel_epoch() -> u64 {
     CANCEL_EPOCH.try_with(Cell::get).unwrap_or(0)
 }
 
+/// Makes `pos` the position in `slot` and returns the one it replaces.
+#[inline]
+fn replace(
+    slot: &RefCell<ManuallyDrop<Option<Position>>>,
+    pos: Option<Position>,
+) -> Option<Position> {
+    ManuallyDrop::into_inner(std::mem::replace(
+        &mut *slot.borrow_mut(),
+        ManuallyDrop::new(pos),
+    ))
+}
+
 /// Makes `pos` the position in `t` and returns the one it replaces; the cached answer
-/// for the old position is forgotten.
-fn replace_current(t: &TreeLocal, pos: Option<Position>) -> Option<Position> {
+/// for the old position is forgotten. For a unit of a deferred node, the position replaced
+/// becomes `outer` and the `outer` replaced is returned instead (the node remembers it,
+/// in `entered_deferred`, for [`pop_current`]: it may be attached before the unit is left).
+#[inline]
+fn push_current(t: &TreeLocal, pos: Position) -> Option<Position> {
     t.current_cancelled.set(None);
-    let old = std::mem::replace(&mut *t.current.borrow_mut(), ManuallyDrop::new(pos));
-    ManuallyDrop::into_inner(old)
+    if pos.node.stage.get() == Stage::Deferred {
+        pos.node.entered_deferred.set(true);
+        let replaced = replace(&t.current, Some(pos));
+        return ManuallyDrop::into_inner(t.outer.replace(ManuallyDrop::new(replaced)));
+    }
+    replace(&t.current, Some(pos))
+}
+
+/// Undoes [`push_current`] with what it returned; returns the position left.
+#[inline]
+fn pop_current(t: &TreeLocal, saved: Option<Position>) -> Option<Position> {
+    t.current_cancelled.set(None);
+    let mut current = t.current.borrow_mut();
+    let deferred = current
+        .as_ref()
+        .is_some_and(|left| left.node.entered_deferred.replace(false));
+    let restored = if deferred {
+        ManuallyDrop::into_inner(t.outer.replace(ManuallyDrop::new(saved)))
+    } else {
+        saved
+    };
+    ManuallyDrop::into_inner(std::mem::replace(
+        &mut *current,
+        ManuallyDrop::new(restored),
+    ))
 }
 
 /// Restores the previous position when dropped (also while unwinding from a panic).
 #[derive(Debug)]
 pub(crate) struct PositionGuard {
-    previous: Option<Position>,
+    /// What [`push_current`] returned: the position replaced, or for a unit of a deferred
+    /// node the `outer` one replaced.
+    saved: Option<Position>,
 }
 
 /// Makes `pos` the current position until the guard is dropped.
 pub(crate) fn enter(pos: Position) -> PositionGuard {
     // `try_with` (which cannot fail here: the thread-local has no destructor) is small
     // enough to be inlined; `with`, with its panic path, is called out of line.
-    let previous = CURRENT
-        .try_with(|t| replace_current(t, Some(pos)))
+    let saved = CURRENT
+        .try_with(|t| push_current(t, pos))
         .unwrap_or_default();
-    PositionGuard { previous }
+    PositionGuard { saved }
 }
 
 impl PositionGuard {
@@ -136,19 +195,19 @@ impl PositionGuard {
     /// change. Guards nest like the polls that make them, so the position being left is
     /// this guard's.
     pub(crate) fn leave(mut self) -> Option<Arc<UnitCell>> {
-        let previous = self.previous.take();
+        let saved = self.saved.take();
         let left = CURRENT
-            .try_with(|t| replace_current(t, previous))
+            .try_with(|t| pop_current(t, saved))
             .unwrap_or_default();
-        std::mem::forget(self); // restored already; `previous` is taken, nothing leaks
+        std::mem::forget(self); // restored already; `saved` is taken, nothing leaks
         left.and_then(|pos| pos.unit)
     }
 }
 
 impl Drop for PositionGuard {
     fn drop(&mut self) {
-        let previous = self.previous.take();
-        let _ = CURRENT.try_with(|t| replace_current(t, previous));
+        let saved = self.saved.take();
+        let _ = CURRENT.try_with(|t| pop_current(t, saved));
     }
 }
 
@@ -189,10 +248,41 @@ impl Position {
     }
 }
 
+/// The position of the code being polled (its node attached first, if it was deferred:
+/// whoever asks may link something to it or walk up from it).
 pub(crate) fn current_position() -> Option<Position> {
     CURRENT
-        .try_with(|t| Option::clone(&t.current.borrow()))
+        .try_with(|t| {
+            attach_current_if_deferred(t);
+            Option::clone(&t.current.borrow())
+        })
         .unwrap_or_default()
+}
+
+/// A copy of `t.outer` (taken out and put back: no code runs in between).
+fn outer_position(t: &TreeLocal) -> Option<Position> {
+    let outer = ManuallyDrop::into_inner(t.outer.take());
+    let copy = outer.clone();
+    t.outer.set(ManuallyDrop::new(outer));
+    copy
+}
+
+/// Attaches the current position's node where it runs, `outer`, if its attachment was
+/// deferred: code inside one of its units is asking for the position.
+#[inline]
+fn attach_current_if_deferred(t: &TreeLocal) {
+    let current = t.current.borrow();
+    if let Some(pos) = current
+        .as_ref()
+        .filter(|p| p.node.stage.get() == Stage::Deferred)
+    {
+        attach_where_deferred(t, &pos.node);
+    }
+}
+
+#[cold]
+fn attach_where_deferred(t: &TreeLocal, node: &Rc<ScopeNode>) {
+    node.attach_to(outer_position(t));
 }
 
 /// Whether the code being polled is itself being cancelled (it will be dropped at its next
@@ -208,6 +298,7 @@ pub(crate) fn current_is_cancelled() -> bool {
                     return answer;
                 }
             }
+            attach_current_if_deferred(t);
             let answer = t.current.borrow().as_ref().is_some_and(|pos| {
                 pos.unit.as_ref().is_some_and(|u| u.is_cancelled()) || pos.node.is_cancelled()
             });
@@ -239,6 +330,11 @@ impl CancelSource {
 pub(crate) enum Stage {
     /// Created, not yet running: changes are only recorded.
     Idle,
+    /// A nursery in its first poll, not yet attached: attaching costs a link in the
+    /// parent's position (a locked reference count), which a nursery that finishes in
+    /// its first poll never needs. Its parent is where it is polled from (see
+    /// [`ScopeNode::start_deferred`]).
+    Deferred,
     /// Attached to the tree; its owner polls its units.
     Running,
     /// Finished: further changes do nothing.
@@ -249,6 +345,9 @@ pub(crate) enum Stage {
 #[derive(Debug)]
 pub(crate) struct ScopeNode {
     stage: Cell<Stage>,
+    /// One of this node's units is being polled, entered while the node was deferred: the
+    /// position around it is in the thread's `outer` until the unit is left.
+    entered_deferred: Cell<bool>,
     parent: RefCell<Option<Position>>,
     /// This node's key in its parent's `children`, while attached.
     child_key: Cell<Option<usize>>,
@@ -317,6 +416,7 @@ impl ScopeNode {
         }
         Rc::new(ScopeNode {
             stage: Cell::new(Stage::Idle),
+            entered_deferred: Cell::new(false),
             parent: RefCell::new(None),
             child_key: Cell::new(None),
             children: RefCell::new(Slab::default()),
@@ -433,10 +533,84 @@ impl ScopeNode {
     /// owner at its first poll.
     pub(crate) fn attach(self: &Rc<Self>) {
         debug_assert_eq!(self.stage.get(), Stage::Idle);
+        self.attach_to(current_position());
+    }
+
+    /// Starts a nursery's node without attaching it (see [`Stage::Deferred`]): it is
+    /// attached where it runs as soon as anything needs the link — code inside one of its
+    /// units asks for its position ([`current_position`], [`current_is_cancelled`]: to
+    /// open a scope or a nursery below it, to wait for a cancellation, to read a deadline),
+    /// or the nursery suspends ([`attach_deferred`](Self::attach_deferred)). Until then it
+    /// runs where its owner is being polled: the current position, or, while one of its
+    /// units is polled, the one around it.
+    ///
+    /// So that only the innermost node can be deferred, the node of the current position
+    /// is attached first if it is deferred itself (a nursery opened in the first poll of
+    /// another): the position around it is reachable only now.
+    pub(crate) fn start_deferred(&self) {
+        debug_assert_eq!(self.stage.get(), Stage::Idle);
+        let _ = CURRENT.try_with(attach_current_if_deferred);
+        self.stage.set(Stage::Deferred);
+        self.cancel_cache.set(None);
+    }
+
+    /// Attaches a deferred node below the current position: its owner is about to suspend,
+    /// and from then on cancellations and shields must reach it through the tree.
+    #[inline]
+    pub(crate) fn attach_deferred(self: &Rc<Self>) {
+        if self.stage.get() == Stage::Deferred {
+            self.attach_to(current_position());
+        }
+    }
+
+    /// Calls `f` with the position a deferred node runs in: the current one while its
+    /// owner is polled, the one around it while one of its units is (see
+    /// [`start_deferred`](Self::start_deferred)).
+    fn with_deferred_parent<R>(&self, f: impl FnOnce(Option<&Position>) -> R) -> R {
+        debug_assert_eq!(self.stage.get(), Stage::Deferred);
+        let mut f = Some(f);
+        let answer = CURRENT.try_with(|t| {
+            let current = t.current.borrow();
+            let f = f.take().expect("called once");
+            match current.as_ref() {
+                Some(pos) if std::ptr::eq(Rc::as_ptr(&pos.node), self) => {
+                    f(outer_position(t).as_ref())
+                }
+                pos => f(pos),
+            }
+        });
+        match answer {
+            Ok(answer) => answer,
+            Err(_) => (f.take().expect("not called"))(None),
+        }
+    }
+
+    /// Calls `f` with the position this node runs in: its parent, or where it runs while
+    /// deferred.
+    fn with_parent<R>(&self, f: impl FnOnce(Option<&Position>) -> R) -> R {
+        match self.parent.borrow().as_ref() {
+            None if self.stage.get() == Stage::Deferred => self.with_deferred_parent(f),
+            parent => f(parent),
+        }
+    }
+
+    /// One step up: the parent node, and whether the nursery child between them (if any)
+    /// was cancelled on its own.
+    fn step_up(&self) -> Option<(Rc<ScopeNode>, bool)> {
+        self.with_parent(|p| {
+            p.map(|p| {
+                let child_cancelled = p.unit.as_ref().is_some_and(|u| u.is_cancelled());
+                (p.node.clone(), child_cancelled)
+            })
+        })
+    }
+
+    fn attach_to(self: &Rc<Self>, parent: Option<Position>) {
+        debug_assert!(matches!(self.stage.get(), Stage::Idle | Stage::Deferred));
         self.stage.set(Stage::Running);
         // The path upwards is about to change.
         self.cancel_cache.set(None);
-        match current_position() {
+        match parent {
             Some(parent) => {
                 // Polled by its parent, so it runs in the parent's runtime (no look-up).
                 self.runtime.set(parent.node.runtime.get());
@@ -476,7 +650,9 @@ impl ScopeNode {
         self.child_key.set(key.ok());
     }
 
-    /// Detaches the node when its owner finishes or is dropped.
+    /// Detaches the node when its owner finishes or is dropped. A deferred node was never
+    /// linked anywhere: nothing counts it, waits on it or woke it (each of those attaches
+    /// it first), so it has nothing to undo.
     #[inline]
     pub(crate) fn detach(&self) {
         // Inline for the second call (a finished nursery's drop): one test.
@@ -606,11 +782,13 @@ impl ScopeNode {
         // `cancel_source().is_some()`, one level at a time: the parent's answer is usually
         // cached for this epoch already (its owner asked while polling us), so a fresh
         // node costs one step rather than a walk to the root.
-        let cancelled = self.cancel_called.get()
-            || (!self.shield.get()
-                && self.parent.borrow().as_ref().is_some_and(|p| {
-                    p.unit.as_ref().is_some_and(|u| u.is_cancelled()) || p.node.is_cancelled()
-                }));
+        let parent_cancelled = |p: Option<&Position>| {
+            p.is_some_and(|p| {
+                p.unit.as_ref().is_some_and(|u| u.is_cancelled()) || p.node.is_cancelled()
+            })
+        };
+        let cancelled =
+            self.cancel_called.get() || (!self.shield.get() && self.with_parent(parent_cancelled));
         // Every debug run of the tests checks the one-level answer against the walk.
         debug_assert_eq!(cancelled, self.cancel_source().is_some());
         self.cancel_cache.set(Some((epoch, cancelled)));
@@ -623,11 +801,8 @@ impl ScopeNode {
         let mut next = Some(self.clone());
         std::iter::from_fn(move || {
             let node = next.take()?;
-            let (parent, child_cancelled) = match &*node.parent.borrow() {
-                Some(p) => (
-                    Some(p.node.clone()),
-                    p.unit.as_ref().is_some_and(|u| u.is_cancelled()),
-                ),
+            let (parent, child_cancelled) = match node.step_up() {
+                Some((parent, child_cancelled)) => (Some(parent), child_cancelled),
                 None => (None, false),
             };
             next = parent;
@@ -661,15 +836,12 @@ impl ScopeNode {
             if node.shield.get() {
                 return source;
             }
-            let parent = match &*node.parent.borrow() {
-                None => return source,
-                Some(p) => {
-                    if p.unit.as_ref().is_some_and(|u| u.is_cancelled()) {
-                        source = Some(CancelSource::Child);
-                    }
-                    p.node.clone()
-                }
+            let Some((parent, child_cancelled)) = node.step_up() else {
+                return source;
             };
+            if child_cancelled {
+                source = Some(CancelSource::Child);
+            }
             node = parent;
         }
     }
@@ -936,10 +1108,7 @@ impl ScopeNode {
     /// The task this node runs in: the parent of a nursery's tasks. Found by walking up
     /// (asked only by instruments and the task tree, so nothing is kept for it).
     pub(crate) fn task(&self) -> TaskId {
-        match self.parent.borrow().as_ref() {
-            Some(parent) => parent.task(),
-            None => TaskId::ROOT,
-        }
+        self.with_parent(|parent| parent.map_or(TaskId::ROOT, Position::task))
     }
 
     /// The running nodes directly below this one, each with the nursery unit it runs in
@@ -964,7 +1133,7 @@ impl ScopeNode {
 
     /// The position this node runs in.
     pub(crate) fn parent_position(&self) -> Option<Position> {
-        self.parent.borrow().clone()
+        self.with_parent(|parent| parent.cloned())
     }
 
     /// Registers a task waiting in [`cancelled`](crate::cancelled) at this node, once per
