@@ -81,11 +81,11 @@ struct TreeLocal {
     /// `None` whenever no poll is under way, in particular when the thread ends (every
     /// poll restores the position it replaced, also on unwind).
     current: RefCell<ManuallyDrop<Option<Position>>>,
-    /// While `current` is a unit of a deferred node ([`Stage::Deferred`]): the position
-    /// that was current when it was entered, where that node attaches when code inside
-    /// the unit asks for its position. Meaningless otherwise (and not kept up to date).
-    /// A `Cell` (moved in and out, never borrowed): entering and leaving a unit of a
-    /// deferred node swap it without a borrow flag to check.
+    /// While a unit of a deferred node ([`Stage::Deferred`]) is polled: the position that
+    /// was current when it was entered, where that node attaches when code inside the
+    /// unit asks for its position (moved here and back, never cloned; the value it
+    /// replaced waits in the unit's guard). Read only while `current` is such a unit. A
+    /// `Cell`, moved in and out and never borrowed, so swapping it checks no flag.
     outer: Cell<ManuallyDrop<Option<Position>>>,
     /// `(epoch, answer)` of [`current_is_cancelled`] for the current position; forgotten
     /// whenever the position changes.
@@ -672,7 +672,11 @@ impl ScopeNode {
         if self.counted.get() {
             self.update_count();
         }
-        match (self.parent.borrow().as_ref(), self.child_key.take()) {
+        // The link goes now, not when the node is reused: an exited node kept in a pool
+        // must not keep its parent's unit (and so that nursery's pooled parts) referenced,
+        // or whether parts can be reused would depend on which nodes happened to attach.
+        let parent = self.parent.borrow_mut().take();
+        match (parent.as_ref(), self.child_key.take()) {
             (Some(parent), Some(key)) => {
                 parent.node.children.borrow_mut().try_remove(key);
             }
@@ -684,6 +688,7 @@ impl ScopeNode {
         self.owner.borrow_mut().take();
         self.listeners.borrow_mut().clear();
         self.drop_remote();
+        drop(parent);
     }
 
     /// Records the waker of the future that polls this node's units.
