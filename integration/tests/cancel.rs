@@ -1925,3 +1925,38 @@ fn cancelled_in_a_shield_from_a_first_poll_hears_the_scope_around_the_nursery() 
     assert!(caught, "the scope caught its cancellation");
     assert_eq!(order, ["cancel", "heard"]);
 }
+
+/// A child cancelled on its own (`JoinHandle::cancel`) from the body's first poll, while
+/// a shield opened in the child's first poll holds it: the shielded part finishes, the
+/// code after the shield is never reached, and the nursery's other child runs on (the
+/// shield opens inside the nursery's first poll, which attaches the nursery: the shield's
+/// count goes up through it).
+#[test]
+fn a_child_cancelled_from_a_first_poll_keeps_its_shield_and_stops_after_it() {
+    let steps = common::watchdog(common::HANG_LIMIT, || {
+        run_virtual(async {
+            let steps = RefCell::new(Vec::new());
+            nursery(async |n| {
+                let shielded = n.spawn(async {
+                    shield(async {
+                        sleep(secs(1)).await;
+                        steps.borrow_mut().push("shielded part done");
+                    })
+                    .await;
+                    sleep(secs(1)).await;
+                    steps.borrow_mut().push("after the shield");
+                });
+                n.spawn(async {
+                    sleep(secs(3)).await;
+                    steps.borrow_mut().push("sibling done");
+                });
+                shielded.cancel();
+                assert!(shielded.await.is_err(), "the cancelled child has no value");
+            })
+            .await
+            .unwrap();
+            steps.into_inner()
+        })
+    });
+    assert_eq!(steps, ["shielded part done", "sibling done"]);
+}
