@@ -147,7 +147,7 @@ fn push_current(t: &TreeLocal, pos: Position) -> Option<Position> {
     if pos.node.stage.get() == Stage::Deferred {
         pos.node.entered_deferred.set(true);
         let replaced = replace(&t.current, Some(pos));
-        return ManuallyDrop::into_inner(t.outer.replace(ManuallyDrop::new(replaced)));
+        return replace_outer(t, replaced);
     }
     replace(&t.current, Some(pos))
 }
@@ -161,7 +161,7 @@ fn pop_current(t: &TreeLocal, saved: Option<Position>) -> Option<Position> {
         .as_ref()
         .is_some_and(|left| left.node.entered_deferred.replace(false));
     let restored = if deferred {
-        ManuallyDrop::into_inner(t.outer.replace(ManuallyDrop::new(saved)))
+        replace_outer(t, saved)
     } else {
         saved
     };
@@ -257,6 +257,12 @@ pub(crate) fn current_position() -> Option<Position> {
             Option::clone(&t.current.borrow())
         })
         .unwrap_or_default()
+}
+
+/// Makes `pos` the position in `t.outer` and returns the one it replaces.
+#[inline]
+fn replace_outer(t: &TreeLocal, pos: Option<Position>) -> Option<Position> {
+    ManuallyDrop::into_inner(t.outer.replace(ManuallyDrop::new(pos)))
 }
 
 /// A copy of `t.outer` (taken out and put back: no code runs in between).
@@ -506,8 +512,8 @@ impl ScopeNode {
     /// cleared them); children detached themselves before their parent could exit.
     pub(crate) fn reset(&self, deadline: Option<Instant>, shield: bool) {
         self.stage.set(Stage::Idle);
-        self.parent.borrow_mut().take();
-        self.child_key.set(None);
+        // Exited nodes let go of their links in `leave_tree`; deferred and idle ones had none.
+        debug_assert!(self.parent.borrow().is_none() && self.child_key.get().is_none());
         debug_assert!(self.children.borrow().is_empty());
         self.cancel_called.set(false);
         self.reason.borrow_mut().take();
@@ -568,21 +574,17 @@ impl ScopeNode {
     /// [`start_deferred`](Self::start_deferred)).
     fn with_deferred_parent<R>(&self, f: impl FnOnce(Option<&Position>) -> R) -> R {
         debug_assert_eq!(self.stage.get(), Stage::Deferred);
-        let mut f = Some(f);
-        let answer = CURRENT.try_with(|t| {
-            let current = t.current.borrow();
-            let f = f.take().expect("called once");
-            match current.as_ref() {
-                Some(pos) if std::ptr::eq(Rc::as_ptr(&pos.node), self) => {
-                    f(outer_position(t).as_ref())
+        CURRENT
+            .try_with(|t| {
+                let current = t.current.borrow();
+                match current.as_ref() {
+                    Some(pos) if std::ptr::eq(Rc::as_ptr(&pos.node), self) => {
+                        f(outer_position(t).as_ref())
+                    }
+                    pos => f(pos),
                 }
-                pos => f(pos),
-            }
-        });
-        match answer {
-            Ok(answer) => answer,
-            Err(_) => (f.take().expect("not called"))(None),
-        }
+            })
+            .expect("the position's thread-local has no destructor, so it is always there")
     }
 
     /// Calls `f` with the position this node runs in: its parent, or where it runs while
