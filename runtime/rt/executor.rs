@@ -724,7 +724,7 @@ mod tests {
         run(async {
             let start = crate::rt::clock::now();
             let ms = Duration::from_millis;
-            // Armed in this tick: 300 ms ahead, so ≈ 293 µs of slack each.
+            // Armed in this tick: 300 ms ahead, so 1 ms of slack each (the cap).
             let mut first = pin!(sleep_until(start + ms(300)));
             let mut within = pin!(sleep_until(start + ms(300) + Duration::from_micros(100)));
             let mut beyond = pin!(sleep_until(start + ms(302)));

@@ -44,10 +44,12 @@ use crate::rt::timers::{TimerAction, TimerKey};
 ///
 /// # Precision
 ///
-/// A sleep never ends before its deadline. On the real clock it may end up to ≈ 0.1 % of
-/// its length late (`duration / 1024`, at most 1 ms), besides the operating system's own
-/// lateness, when that lets one wake-up of the runtime end several sleeps: a 300 ms sleep
-/// may wait ≈ 290 µs for another that ends just after it, a 10 ms sleep ≈ 10 µs. On the
+/// A sleep never ends before its deadline. On the real clock it may end up to ≈ 0.4 % of
+/// its length late (`duration / 256`, at most 1 ms: tokio's timer granularity), besides
+/// the operating system's own lateness, when that lets one wake-up of the runtime end
+/// several sleeps: a 300 ms sleep may wait up to 1 ms for another that ends just after
+/// it, a 10 ms sleep ≈ 39 µs. A sleep that no other follows that closely ends at its own
+/// deadline, as precisely as the operating system wakes. On the
 /// mock clocks a sleep ends exactly at its deadline.
 ///
 /// # Panics
@@ -90,7 +92,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// (a checkpoint, like `sleep(Duration::ZERO)`), so other ready tasks run and a cancelled
 /// unit is dropped there, and completes at the next poll.
 ///
-/// Never before `deadline`; on the real clock perhaps a little after it (≈ 0.1 % of the
+/// Never before `deadline`; on the real clock perhaps a little after it (≈ 0.4 % of the
 /// time from its first poll to `deadline`, at most 1 ms: see [`sleep`]'s "Precision").
 ///
 /// # Panics

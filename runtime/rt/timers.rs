@@ -28,16 +28,17 @@
 //!   it; the wake is spurious and harmless).
 //! - A timer's action is a waker or an [`Expire`] target: the engine knows nothing of
 //!   what holds a deadline.
-//! - Slack (real clock only): a timer armed for `d` may fire up to `d / 1024` (≈ 0.1 %,
-//!   the slack Linux gives `select` and `poll` timeouts; at most 1 ms) after its
-//!   deadline, never before it. A park ends at [`TimerQueue::wake_time`], the latest
+//! - Slack (real clock only): a timer armed for `d` may fire up to `d / 256` (≈ 0.4 %; at
+//!   most 1 ms, tokio's timer granularity) after its deadline, never before it. A park ends at [`TimerQueue::wake_time`], the latest
 //!   deadline every earlier timer can wait for within its slack, so a cluster of
 //!   deadlines costs one wake-up instead of one each (each wake-up of a parked thread
 //!   costs ≈ 10–20 µs of CPU on the VM of BENCHMARKS.md, far more than the work it
 //!   does: "`timers_sparse`" there). A timer no other follows within its slack wakes the
-//!   runtime at its own deadline, and a short one has almost no slack (a 10 ms sleep
-//!   ≈ 10 µs, below the kernel's own 50 µs timer slack), so short sleeps keep their
-//!   precision. The mock clocks ignore slack: there a deadline fires exactly on time.
+//!   runtime at its own deadline, and a short one has little slack (a 10 ms sleep ≈ 39 µs,
+//!   near the kernel's own 50 µs timer slack), so short sleeps keep their precision.
+//!   Why `d / 256`: with `d / 1024` a cluster of sparse sleeps woke the runtime ≈ 2.6 times
+//!   as often as tokio's 1 ms wheel, at 1.6× its CPU per timer; `d / 256` wakes about as
+//!   often as tokio and is still half as late (BENCHMARKS.md, lever 23). The mock clocks ignore slack: there a deadline fires exactly on time.
 
 #![forbid(unsafe_code)]
 
@@ -103,9 +104,9 @@ struct Armed {
 /// [`Armed::place`] of a timer in the heap.
 const IN_HEAP: usize = usize::MAX;
 
-/// A timer armed for `d` may fire up to `d >> SLACK_SHIFT` (≈ 0.1 %) after its deadline
+/// A timer armed for `d` may fire up to `d >> SLACK_SHIFT` (≈ 0.4 %) after its deadline
 /// on the real clock, and never more than [`MAX_SLACK`].
-pub(crate) const SLACK_SHIFT: u32 = 10;
+pub(crate) const SLACK_SHIFT: u32 = 8;
 
 /// The most a timer's slack can be: tokio's timer granularity, so coalescing never makes
 /// a timer later than tokio's wheel would.
@@ -479,8 +480,8 @@ mod tests {
         Duration::from_micros(n)
     }
 
-    /// Arms a timer for `deadline` with `slack` (at most 1 ms): armed 1024 × `slack`
-    /// before its deadline.
+    /// Arms a timer for `deadline` with `slack` (at most 1 ms): armed `2^SLACK_SHIFT` ×
+    /// `slack` before its deadline.
     fn arm(q: &mut TimerQueue, deadline: Instant, slack: Duration) -> TimerKey {
         let armed_at = deadline - slack * (1 << SLACK_SHIFT);
         q.arm_at(
@@ -495,16 +496,18 @@ mod tests {
         Instant::now() + Duration::from_secs(10)
     }
 
-    /// Slack is ≈ 0.1 % of how long the timer was armed for, at most 1 ms, and none when
-    /// the arming time is unknown.
+    /// Slack is 1/256 (≈ 0.4 %) of how long the timer was armed for, at most 1 ms, and
+    /// none when the arming time is unknown.
     #[test]
-    fn slack_is_a_thousandth_of_the_armed_duration_at_most_a_millisecond() {
+    fn slack_is_a_256th_of_the_armed_duration_at_most_a_millisecond() {
         let t = Instant::now();
-        assert_eq!(slack(Some(t), t + ms(1024)), 1_000_000);
-        assert_eq!(slack(Some(t), t + ms(300)), 292_968);
-        assert_eq!(slack(Some(t), t + ms(10)), 9_765);
+        assert_eq!(slack(Some(t), t + ms(256)), 1_000_000);
+        assert_eq!(slack(Some(t), t + ms(300)), 1_000_000, "capped at 1 ms");
+        assert_eq!(slack(Some(t), t + ms(200)), 781_250);
+        assert_eq!(slack(Some(t), t + ms(10)), 39_062);
         assert_eq!(slack(Some(t), t + Duration::from_secs(3600)), 1_000_000);
-        assert_eq!(slack(Some(t), t + Duration::from_nanos(1023)), 0);
+        assert_eq!(slack(Some(t), t + Duration::from_nanos(255)), 0);
+        assert_eq!(slack(Some(t), t + Duration::from_nanos(256)), 1);
         assert_eq!(slack(Some(t + ms(5)), t), 0, "armed after its deadline");
         assert_eq!(slack(None, t + ms(300)), 0);
     }

@@ -19,7 +19,7 @@ use crate::scope::cancel_scope::{CancelScope, ScopeRun};
 /// An inner timeout never extends an outer deadline. A timeout that does not fire costs no
 /// system call. A `duration` too long to represent (`Duration::MAX`) means no deadline.
 /// It never fires early; on the real clock it may fire a little late, as a
-/// [`sleep`](crate::sleep) ends (≈ 0.1 % of `duration`, at most 1 ms: see its
+/// [`sleep`](crate::sleep) ends (≈ 0.4 % of `duration`, at most 1 ms: see its
 /// "Precision"); on the mock clocks exactly on time.
 ///
 /// # Cancellation
