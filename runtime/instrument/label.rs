@@ -56,7 +56,7 @@ impl TaskName {
 /// A task's name and where it was spawned.
 ///
 /// Every task has one: the name given to [`Nursery::spawn_named`](crate::Nursery::spawn_named)
-/// (or the function's name, for the body of a [`#[nursery]`](crate::nursery) function),
+/// (or the function's name, for the body of a [`#[nursery]`](macro@crate::nursery) function),
 /// otherwise none, and always the source location of the `spawn` call (or of the
 /// `nursery` call, for a body). Its `Display` is the name when there is one, else
 /// `spawned at <file>:<line>:<column>`.
