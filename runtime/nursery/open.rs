@@ -318,6 +318,9 @@ pin_project_lite::pin_project! {
                 Exit::Cancelled,
             );
             shared.drop_all_children();
+            // Before a caught panic resumes below: the drop glue would drop the value
+            // during that unwind, and a destructor panicking there aborts the process.
+            drop_value_catching(this.value, shared);
             shared.node.detach();
             shared.queue().clear();
             let panic = shared.take_panic();
@@ -406,6 +409,17 @@ where
         {
             retire_body(this.body, this.shared, unit, Exit::Cancelled);
         }
+    }
+}
+
+/// Drops the body's returned value, if it still holds one; a panic from its destructor is
+/// the body's, reported beside the panic that resumes (or resumed, if it is the first).
+fn drop_value_catching<V, E>(value: &mut Option<V>, shared: &Shared<'_, E>) {
+    let Some(value) = value.take() else {
+        return;
+    };
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(value))) {
+        shared.record_failure(TaskName::Body, &shared.body_label, Err(payload));
     }
 }
 
@@ -575,6 +589,11 @@ where
         shared: &Shared<'env, E>,
     ) -> Poll<Result<<B::Output as BodyOutput>::Value, ErrorGroup<E>>> {
         let this = self.project();
+        if shared.has_panicked() {
+            // The value is never returned; dropped now, not by the unwind that resumes the
+            // panic (a destructor panicking during an unwind aborts the process).
+            drop_value_catching(this.value, shared);
+        }
         if let Some(payload) = shared.take_panic() {
             shared.finished.set(true);
             shared.node.detach();
