@@ -1682,7 +1682,6 @@ fn an_abandoned_start_whose_child_panics_in_its_destructor_resumes_from_the_nurs
 /// slot, which nobody reads any more. "Errors are never lost": it must still surface (from
 /// the nursery).
 #[test]
-#[ignore = "bug: an error or panic of a start child before `started` is dropped with the start future's slot when that future is dropped before reading it"]
 fn a_failure_before_started_is_not_lost_when_the_start_future_is_dropped_in_that_instant() {
     use futures::FutureExt;
     for panics in [false, true] {

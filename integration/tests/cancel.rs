@@ -1336,6 +1336,72 @@ fn abandoning_start_before_ready_cancels_the_child() {
     assert_eq!(counter.dropped(), 1);
 }
 
+/// A `start` abandoned before its child's first poll: the child still runs to its first
+/// suspension (code that does not await is never interrupted) and is dropped there, and a
+/// `started` it calls before that suspension does nothing (nobody waits for it).
+#[test]
+fn a_start_abandoned_before_its_childs_first_poll_runs_it_to_its_first_suspension() {
+    let ran = Cell::new(0);
+    let counter = DropCounter::new();
+    run_virtual(async {
+        let start = now();
+        nursery(async |n| {
+            let guard = counter.guard();
+            let ran = &ran;
+            let out = move_on_after(
+                Duration::ZERO,
+                n.start(async move |_n, status: trellis::TaskStatus<()>| {
+                    ran.set(1);
+                    status.started(());
+                    sleep(secs(1)).await;
+                    ran.set(2);
+                    guard.finish();
+                }),
+            )
+            .await;
+            assert!(out.is_none());
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            now() - start,
+            Duration::ZERO,
+            "the sleep was never waited for"
+        );
+    });
+    assert_eq!((ran.get(), counter.dropped()), (1, 1));
+}
+
+/// Abandoning a `start` cancels its child as `JoinHandle::cancel` does: a shielded part
+/// finishes first, and what the child fails with after it is the nursery's (no `start` is
+/// left to return it). Ports trio `test_nursery_start` ("the child keeps executing under
+/// start()").
+#[test]
+fn an_abandoned_starts_child_finishes_its_shield_and_its_failure_is_the_nurserys() {
+    let result = run_virtual(async {
+        let start = now();
+        let result = nursery(async |n| {
+            let out = move_on_after(
+                secs(1),
+                n.start(async |_n, _status: trellis::TaskStatus<()>| {
+                    shield(sleep(secs(5))).await;
+                    Err::<(), _>(format!("after the shield, at {:?}", now() - start))
+                }),
+            )
+            .await;
+            assert!(out.is_none());
+            Ok(())
+        })
+        .await;
+        assert_eq!(now() - start, secs(5));
+        result
+    });
+    assert_eq!(
+        result.unwrap_err().into_errors(),
+        [format!("after the shield, at {:?}", secs(5))]
+    );
+}
+
 /// When the nursery is cancelled (through the scope around it) before the child is ready,
 /// `start` says so (seen here from a shielded body); a child started into a cancelled
 /// nursery runs to its first suspension: ready before it, `start` succeeds; suspended

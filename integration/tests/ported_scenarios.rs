@@ -1583,7 +1583,6 @@ fn shuffled_schedules_do_not_change_the_outcomes() {
 /// shield; the shield must finish before anything around it is dropped, as it does for a
 /// spawned child (cancel.rs, `an_unshielded_sibling_is_dropped_at_once_while_a_shielded_one_finishes`).
 #[test]
-#[ignore = "bug: a nursery cancelled from outside cuts short the shield of a child still in `start`"]
 fn a_child_still_in_start_finishes_its_shield_when_its_nursery_is_cancelled() {
     guarded(|| {
         let shield_done_at = Cell::new(None);
@@ -1623,7 +1622,6 @@ fn a_child_still_in_start_finishes_its_shield_when_its_nursery_is_cancelled() {
 /// child's failure there is reported (`children_failing_in_their_cleanup_during_an_outer_cancel_are_all_reported`);
 /// so must this one be: errors are never lost.
 #[test]
-#[ignore = "bug: the clean-up error of a child still in `start` is lost when its nursery is cancelled"]
 fn a_child_still_in_start_failing_in_its_cleanup_when_its_nursery_is_cancelled_is_reported() {
     guarded(|| {
         let out = run_virtual(async {
@@ -1652,7 +1650,6 @@ fn a_child_still_in_start_failing_in_its_cleanup_when_its_nursery_is_cancelled_i
 /// `start` fires while the child sleeps; the child, cancelled, fails in its clean-up. The
 /// `start` future is gone by then, so the error has to go to the nursery — not vanish.
 #[test]
-#[ignore = "bug: the clean-up error of a child whose `start` was cancelled is lost"]
 fn a_child_of_a_cancelled_start_failing_in_its_cleanup_is_reported() {
     guarded(|| {
         let out = run_virtual(async {

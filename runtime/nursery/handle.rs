@@ -195,12 +195,16 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// # Errors
     ///
     /// [`StartError`] when the child fails or finishes before calling `started`; a child's
-    /// panic before `started` is resumed here. Either way the nursery is not affected.
+    /// panic before `started` is resumed here. Either way the nursery is not affected, unless
+    /// the `start` future is dropped before it returns the failure: then the failure is the
+    /// nursery's, so it is never lost.
     ///
     /// # Cancellation
     ///
     /// Dropping the `start` future before the child is ready cancels the child (it was
-    /// started on the caller's behalf); after `started`, the child belongs to the nursery.
+    /// started on the caller's behalf) as [`JoinHandle::cancel`] does: it is dropped at its
+    /// next suspension, after any shielded part inside it has finished, and a failure from
+    /// then on is the nursery's. After `started`, the child belongs to the nursery.
     ///
     /// # Examples
     ///
@@ -246,7 +250,7 @@ impl<'s, 'env, E: 'env> Nursery<'s, 'env, E> {
     /// # Cancellation
     ///
     /// As [`start`](Nursery::start): dropping the future before the child is ready cancels
-    /// the child.
+    /// the child (after its shielded parts), and a failure from then on is the nursery's.
     ///
     /// # Examples
     ///

@@ -38,14 +38,47 @@ pub(crate) trait JoinFailed {
     fn name_if_unsuccessful(&self, name: &str);
 }
 
+/// A cancel of one child alone, by whoever started it ([`JoinHandle::cancel`], a `start`
+/// whose caller went away): the child is dropped at its next suspension, after its shields.
+///
+/// Invariant: `running_at` holds the child's unit only from its first poll until it is
+/// retired (`finished`), so a cancel never reaches a unit cell reused by another child.
+#[derive(Default)]
+pub(crate) struct ChildCancel {
+    /// Where the child runs, from its first poll until it finishes.
+    running_at: RefCell<Option<(Rc<ScopeNode>, Arc<UnitCell>)>>,
+    /// The cancel was asked for; one asked before the first poll takes effect there.
+    asked: Cell<bool>,
+}
+
+impl ChildCancel {
+    /// The child's first poll is about to run in `unit` of the nursery at `node`.
+    pub(crate) fn started(&self, node: &Rc<ScopeNode>, unit: &Arc<UnitCell>) {
+        if self.asked.get() {
+            node.cancel_child_at_first_poll(unit);
+        }
+        *self.running_at.borrow_mut() = Some((node.clone(), unit.clone()));
+    }
+
+    /// Cancels the child (or, before its first poll, asks for it). Idempotent.
+    pub(crate) fn cancel(&self) {
+        self.asked.set(true);
+        if let Some((node, unit)) = &*self.running_at.borrow() {
+            node.cancel_child(unit);
+        }
+    }
+
+    /// The child is gone: its unit is no longer its own.
+    pub(crate) fn finished(&self) {
+        self.running_at.borrow_mut().take();
+    }
+}
+
 /// The state a child shares with its [`JoinHandle`].
 pub(crate) struct JoinSlot<T> {
     state: RefCell<JoinState<T>>,
     waker: RefCell<Option<Waker>>,
-    /// Where the child runs, from its first poll until it finishes (for `cancel`).
-    running_at: RefCell<Option<(Rc<ScopeNode>, Arc<UnitCell>)>>,
-    /// `cancel` was called before the child's first poll.
-    cancel_asked: Cell<bool>,
+    cancel: ChildCancel,
     /// The child's name, kept only once it failed or is dropped unfinished (so a
     /// successful named child costs no copy of its name).
     name: OnceCell<Box<str>>,
@@ -64,8 +97,7 @@ impl<T> JoinSlot<T> {
         Rc::new(JoinSlot {
             state: RefCell::new(JoinState::Running),
             waker: RefCell::new(None),
-            running_at: RefCell::new(None),
-            cancel_asked: Cell::new(false),
+            cancel: ChildCancel::default(),
             name: OnceCell::new(),
         })
     }
@@ -73,7 +105,7 @@ impl<T> JoinSlot<T> {
     fn set(&self, state: JoinState<T>) {
         *self.state.borrow_mut() = state;
         // Finished: nothing left to cancel, and the unit's cell may be reused.
-        self.running_at.borrow_mut().take();
+        self.cancel.finished();
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
         }
@@ -86,10 +118,7 @@ impl<T> JoinFailed for JoinSlot<T> {
     }
 
     fn started(&self, node: &Rc<ScopeNode>, unit: &Arc<UnitCell>) {
-        if self.cancel_asked.get() {
-            node.cancel_child_at_first_poll(unit);
-        }
-        *self.running_at.borrow_mut() = Some((node.clone(), unit.clone()));
+        self.cancel.started(node, unit);
     }
 
     fn name_if_unsuccessful(&self, name: &str) {
@@ -311,10 +340,7 @@ impl<T> JoinHandle<'_, T> {
         if self.is_finished() {
             return;
         }
-        self.slot.cancel_asked.set(true);
-        if let Some((node, unit)) = &*self.slot.running_at.borrow() {
-            node.cancel_child(unit);
-        }
+        self.slot.cancel.cancel();
     }
 }
 

@@ -4,11 +4,17 @@
 //! # State
 //!
 //! The child, its [`TaskStatus`] and the waiting `start` future share a [`Signal`] (the
-//! value and the wakers, independent of the error type) and an [`Early`] slot. Before
-//! `started`, the child's failure or panic is put in the slot and the nursery never sees
-//! it; after `started`, failures go to the nursery as for any child. `abandoned` is set
-//! when the `start` future is dropped before `started`: the child then ends at its next
-//! poll.
+//! value, the wakers and the child's cancel, independent of the error type) and an
+//! [`Early`] slot.
+//!
+//! - Before `started`, the child's failure or panic is put in the slot for the starter, and
+//!   the child stays (pending, its future gone) until the starter has taken it: were the
+//!   starter dropped unread, the failure goes to the nursery from the child.
+//! - After `started`, failures go to the nursery as for any child.
+//! - `abandoned`: the `start` future was dropped before `started`. The child is then
+//!   cancelled as by [`JoinHandle::cancel`](crate::JoinHandle::cancel) (its shields
+//!   finish), a later `started` does nothing, and a later failure is the nursery's, as
+//!   Trio's would come out of `start` into the caller.
 
 #![forbid(unsafe_code)]
 
@@ -19,14 +25,16 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::instrument::label::TaskLabel;
 use crate::nursery::error::{StartError, TaskName};
 use crate::nursery::handle::Nursery;
-use crate::nursery::join::{ChildTask, JoinFailed};
+use crate::nursery::join::{ChildCancel, ChildTask, JoinFailed};
 use crate::nursery::output::TaskOutput;
-use crate::scope::cancel_scope::current_is_cancelled;
+use crate::scope::cancel_scope::{ScopeNode, current_is_cancelled};
+use crate::scope::unit::UnitCell;
 
 /// How a start ended instead of `started`.
 enum Early<E> {
@@ -42,13 +50,16 @@ struct Signal<V> {
     value: Option<V>,
     /// `started` was called: from now on the child belongs to the nursery.
     started: bool,
-    /// An early outcome is waiting in the `Early` slot.
+    /// The child's future ended before `started`; its outcome went to the `Early` slot.
     settled_early: bool,
+    /// The `start` future was dropped before `started`.
     abandoned: bool,
     /// The `start` future, waiting for an outcome.
     starter: Option<Waker>,
-    /// The child, to end it when the starter is abandoned.
+    /// The child, waiting for the starter to take its early outcome.
     child: Option<Waker>,
+    /// Reaches the child where it runs, for a starter that goes away.
+    cancel: ChildCancel,
 }
 
 impl<V> Signal<V> {
@@ -61,6 +72,23 @@ impl<V> Signal<V> {
             w.wake();
         }
     }
+
+    fn wake_child(&mut self) {
+        if let Some(w) = self.child.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The nursery tells a starting child where it runs, for its cancel.
+impl<V> JoinFailed for RefCell<Signal<V>> {
+    fn failed(&self) {}
+
+    fn started(&self, node: &Rc<ScopeNode>, unit: &Arc<UnitCell>) {
+        self.borrow().cancel.started(node, unit);
+    }
+
+    fn name_if_unsuccessful(&self, _name: &str) {}
 }
 
 type SharedSignal<V> = Rc<RefCell<Signal<V>>>;
@@ -83,8 +111,11 @@ fn settle_early<V, E>(signal: &SharedSignal<V>, slot: &EarlySlot<E>, early: Earl
 ///
 /// If the child's nursery is cancelled before the child calls `started`, the child is
 /// dropped and `start` gives [`StartError::is_cancelled`](crate::StartError::is_cancelled).
-/// If the `start` future is dropped first, the child ends at its next poll.
-/// Dropping a `TaskStatus` without calling it does not end the child: `start` then waits
+/// If the `start` future is dropped first (its caller was cancelled), the child is
+/// cancelled as by [`JoinHandle::cancel`](crate::JoinHandle::cancel): dropped at its next
+/// suspension, after any shielded part inside it has finished; a `started` from then on
+/// does nothing, and a failure or panic from then on is the nursery's, since no `start`
+/// is left to return it. Dropping a `TaskStatus` without calling it does not end the child: `start` then waits
 /// until the child finishes, and reports that it never became ready
 /// ([`StartError::is_not_ready`](crate::StartError::is_not_ready)).
 ///
@@ -148,11 +179,13 @@ impl<V> TaskStatus<V> {
     /// ```
     pub fn started(self, value: V) {
         let mut signal = self.signal.borrow_mut();
-        if signal.is_settled() {
+        if signal.is_settled() || signal.abandoned {
             return;
         }
         signal.value = Some(value);
         signal.started = true;
+        // The child is the nursery's now: nothing will cancel it on the starter's behalf.
+        signal.cancel.finished();
         signal.wake_starter();
     }
 }
@@ -169,20 +202,23 @@ pin_project_lite::pin_project! {
 
     impl<F, V, E> PinnedDrop for StartedChild<F, V, E> {
         fn drop(this: Pin<&mut Self>) {
+            // Retired: its unit may go to another child.
+            this.signal.borrow().cancel.finished();
             // Dropped before being ready: the nursery cancelled it.
             settle_early(&this.signal, &this.early, Early::Cancelled);
         }
     }
 }
 
-/// No join slot: `start` hands the value over through its signal.
+/// No join slot: `start` hands the value over through its signal, which the nursery tells
+/// where the child runs.
 impl<F, V, E> ChildTask<E> for StartedChild<F, V, E>
 where
     F: Future,
     F::Output: TaskOutput<E>,
 {
     fn join_slot(&self) -> Option<&dyn JoinFailed> {
-        None
+        Some(&*self.signal)
     }
 }
 
@@ -195,28 +231,59 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
         let this = self.project();
-        {
-            let mut signal = this.signal.borrow_mut();
-            if signal.abandoned && !signal.started {
-                return Poll::Ready(Ok(()));
-            }
-            signal.child = Some(cx.waker().clone());
+        if this.signal.borrow().settled_early {
+            return hand_over_early(this.signal, this.early, cx);
         }
         let polled = catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)));
-        let started = this.signal.borrow().started;
+        // After `started`, or once the starter is gone, a failure is the nursery's.
+        let nurserys = {
+            let signal = this.signal.borrow();
+            signal.started || signal.abandoned
+        };
         let early = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(out)) => match out.into_result() {
                 Ok(_) => Early::NotReady,
-                Err(e) if started => return Poll::Ready(Err(e)),
+                Err(e) if nurserys => return Poll::Ready(Err(e)),
                 Err(e) => Early::Failed(e),
             },
-            // After `started` a panic is the nursery's, as for any child.
-            Err(payload) if started => resume_unwind(payload),
+            Err(payload) if nurserys => resume_unwind(payload),
             Err(payload) => Early::Panicked(payload),
         };
+        let failed = !matches!(early, Early::NotReady);
         settle_early(this.signal, this.early, early);
-        Poll::Ready(Ok(()))
+        if !failed {
+            return Poll::Ready(Ok(()));
+        }
+        // A failure stays here until the starter has it: were the starter dropped first, it
+        // would be lost with it.
+        hand_over_early(this.signal, this.early, cx)
+    }
+}
+
+/// A child whose future failed before `started`: done once the starter took the failure;
+/// if the starter was dropped without it, the failure is the nursery's.
+fn hand_over_early<V, E>(
+    signal: &SharedSignal<V>,
+    slot: &EarlySlot<E>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), E>> {
+    let mut signal = signal.borrow_mut();
+    let mut slot = slot.borrow_mut();
+    if !signal.abandoned {
+        if slot.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        signal.child = Some(cx.waker().clone());
+        return Poll::Pending;
+    }
+    match slot.take() {
+        Some(Early::Failed(e)) => Poll::Ready(Err(e)),
+        Some(Early::Panicked(payload)) => {
+            drop((signal, slot));
+            resume_unwind(payload)
+        }
+        _ => Poll::Ready(Ok(())),
     }
 }
 
@@ -242,6 +309,8 @@ impl<V, E> Future for WaitStarted<V, E> {
             return Poll::Pending;
         }
         if let Some(early) = early.take() {
+            // The child waits until its failure is taken.
+            signal.wake_child();
             return Poll::Ready(Err(early));
         }
         signal.starter = Some(cx.waker().clone());
@@ -252,11 +321,15 @@ impl<V, E> Future for WaitStarted<V, E> {
 impl<V, E> Drop for WaitStarted<V, E> {
     fn drop(&mut self) {
         let mut signal = self.signal.borrow_mut();
-        if !signal.started {
-            signal.abandoned = true;
-            if let Some(w) = signal.child.take() {
-                w.wake();
-            }
+        if signal.started {
+            return;
+        }
+        signal.abandoned = true;
+        if signal.settled_early {
+            // A failure it did not take goes to the nursery from the child.
+            signal.wake_child();
+        } else {
+            signal.cancel.cancel();
         }
     }
 }
@@ -280,6 +353,7 @@ where
         abandoned: false,
         starter: None,
         child: None,
+        cancel: ChildCancel::default(),
     }));
     let early = Rc::new(RefCell::new(None));
     let child = StartedChild {
