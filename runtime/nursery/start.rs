@@ -115,7 +115,9 @@ fn settle_early<V, E>(signal: &SharedSignal<V>, slot: &EarlySlot<E>, early: Earl
 /// cancelled as by [`JoinHandle::cancel`](crate::JoinHandle::cancel): dropped at its next
 /// suspension, after any shielded part inside it has finished; a `started` from then on
 /// does nothing, and a failure or panic from then on is the nursery's, since no `start`
-/// is left to return it. Dropping a `TaskStatus` without calling it does not end the child: `start` then waits
+/// is left to return it.
+///
+/// Dropping a `TaskStatus` without calling it does not end the child: `start` then waits
 /// until the child finishes, and reports that it never became ready
 /// ([`StartError::is_not_ready`](crate::StartError::is_not_ready)).
 ///
