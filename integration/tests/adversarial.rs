@@ -1312,7 +1312,6 @@ fn closing_a_handle_during_its_blocked_send_returns_the_value_and_spares_the_clo
 /// other waiting receive gets it, or end-of-stream comes only after it (the `channel` docs:
 /// "receivers then take what is buffered, then see end-of-stream"; "nothing is lost").
 #[test]
-#[ignore = "bug: a receive told end-of-stream by the last sender's close returns Disconnected although a released claim put a value back in the buffer"]
 fn a_value_handed_to_a_dropped_receive_after_the_last_sender_closed_is_not_lost() {
     let (second, then) = watchdog(HANG_LIMIT, || {
         run_virtual(async {

@@ -935,6 +935,85 @@ fn values_handed_to_dropped_receives_stay_in_order_for_the_next_receive() {
     });
 }
 
+/// Values handed to receives that are dropped after the last sender closed go to the
+/// receives still waiting, in order and first come first served: no receive sees
+/// end-of-stream while a value is in the channel, promised or not.
+#[test]
+fn values_given_back_after_the_last_sender_closed_go_to_the_receives_still_waiting() {
+    virtual_test(|| async {
+        let (s, r) = channel::<u32>(1);
+        let r2 = r.clone();
+        let a = poll_once(r.recv()).await;
+        let b = poll_once(r.recv()).await;
+        let mut c = poll_once(r2.recv()).await;
+        let mut d = poll_once(r2.recv()).await;
+        s.try_send(1).unwrap(); // to a
+        s.try_send(2).unwrap(); // to b
+        drop(s); // the last sender, with both values still promised
+        assert!(
+            futures::poll!(c.as_mut()).is_pending(),
+            "a promised value may still come back"
+        );
+        assert_eq!(r2.try_recv(), Err(TryRecvError::Empty));
+        drop(b); // its claim passes to c
+        drop(a); // and this one to d
+        assert_eq!(
+            r.try_recv(),
+            Err(TryRecvError::Empty),
+            "both are promised again"
+        );
+        assert_eq!(c.as_mut().await, Ok(1));
+        assert_eq!(d.as_mut().await, Ok(2));
+        assert_eq!(r.try_recv(), Err(TryRecvError::Disconnected));
+        assert_eq!(r2.recv().await, Err(RecvError::Disconnected));
+    });
+}
+
+/// A receive loop does not end while a value promised to another receive may still come
+/// back: it gets the value given back, and ends once the last promised value is taken
+/// (here by a `try_recv` on the handle whose stream it was handed to).
+#[test]
+fn a_receive_loop_ends_only_once_no_promised_value_can_come_back() {
+    virtual_test(|| async {
+        let (s, r) = channel::<u32>(0);
+        let mut streamed = r.clone();
+        let consumer = r.clone();
+        let got = RefCell::new(Vec::new());
+        let ended = Cell::new(false);
+        let noop = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&noop);
+        nursery(async |n| {
+            let first = poll_once(r.recv()).await;
+            assert!(Pin::new(&mut streamed).poll_next(&mut cx).is_pending());
+            n.spawn(async {
+                while let Ok(v) = consumer.recv().await {
+                    got.borrow_mut().push(v);
+                }
+                ended.set(true);
+            });
+            settle().await; // the consumer waits third
+            s.try_send(1).unwrap(); // to `first`
+            s.try_send(2).unwrap(); // to the stream
+            drop(s);
+            settle().await;
+            assert!(!ended.get(), "1 and 2 may still come back");
+            drop(first); // 1 goes to the consumer
+            settle().await;
+            assert_eq!(*got.borrow(), [1]);
+            assert!(!ended.get(), "2 may still come back");
+            assert_eq!(
+                streamed.try_recv(),
+                Ok(2),
+                "the stream's handle takes its value"
+            );
+            settle().await;
+            assert!(ended.get(), "nothing is left: end-of-stream");
+        })
+        .await
+        .unwrap();
+    });
+}
+
 /// A receive handed a value still gets it when its handle is closed before it runs (as
 /// in Trio, where the task was already rescheduled with the value); a waiting one fails.
 #[test]

@@ -27,9 +27,17 @@
 //!   in the buffer. (The buffer may then hold more than `capacity` unclaimed values, by the
 //!   number of such drops: senders wait until it drains below the capacity again.)
 //! - `senders` and `receivers` count the open handles. When `senders` reaches 0 no send
-//!   waiter is left (each belonged to a handle that closed), and every queued receive
-//!   waiter is told end-of-stream. When `receivers` reaches 0, every send waiter gets its
-//!   value back and the unclaimed values are dropped.
+//!   waiter is left (each belonged to a handle that closed), and nothing can enter the
+//!   buffer any more. When `receivers` reaches 0, every send waiter gets its value back and
+//!   the unclaimed values are dropped.
+//! - End-of-stream is told (to a queued receive waiter, or returned by a receive) only
+//!   when `senders == 0` and the buffer is empty, claimed values included: a claim can
+//!   still be given back (above), and a receive that had already seen end-of-stream could
+//!   not take it, so its loop would end with a value left in the channel. So the queued
+//!   receive waiters are told end-of-stream when the last sender closes with the buffer
+//!   empty, or else when the last claimed value is taken; until then they wait, and a
+//!   claim given back goes to the first of them. Since nothing enters the buffer after
+//!   that, a waiter told end-of-stream has nothing left to take.
 
 #![forbid(unsafe_code)]
 
@@ -90,7 +98,9 @@ use crate::scope::cancel_scope::current_is_cancelled;
 ///   error returns it.
 /// - A [`RecvFuture`] dropped while waiting takes nothing. One dropped after a value was
 ///   promised to it (it was woken, not yet polled) passes the value to the next waiting
-///   receiver, or leaves it in the buffer for the next receive: nothing is lost.
+///   receiver, or leaves it in the buffer for the next receive: nothing is lost. So while
+///   such a value is promised, the other receives do not see end-of-stream yet: it may
+///   still come to them.
 /// - A send or receive polled for the first time in a cancelled scope does nothing and is
 ///   dropped there (Trio's `checkpoint_if_cancelled`).
 ///
@@ -252,7 +262,7 @@ enum RecvState {
     Served,
     /// Its handle was closed.
     Closed,
-    /// Every sender is gone and nothing was left for it.
+    /// Every sender is gone and the buffer is empty, claimed values included.
     Disconnected,
 }
 
@@ -402,11 +412,20 @@ impl<T> State<T> {
         self.senders -= 1;
         if self.senders == 0 {
             debug_assert!(self.send_waiters.is_empty_list());
-            while let Some(key) = self.recv_waiters.pop_front() {
-                let waiter = self.recv_waiters.get_mut(key);
-                waiter.state = RecvState::Disconnected;
-                wakes.push(waiter.waker.take());
-            }
+            self.end_stream_if_drained(wakes);
+        }
+    }
+
+    /// Tells every queued receive waiter end-of-stream if the channel is done: every
+    /// sender gone and the buffer empty. Called whenever either may have just become true.
+    fn end_stream_if_drained(&mut self, wakes: &mut Wakes) {
+        if self.senders > 0 || !self.buffer.is_empty() {
+            return;
+        }
+        while let Some(key) = self.recv_waiters.pop_front() {
+            let waiter = self.recv_waiters.get_mut(key);
+            waiter.state = RecvState::Disconnected;
+            wakes.push(waiter.waker.take());
         }
     }
 
@@ -460,12 +479,12 @@ impl<T> State<T> {
                     self.recv_waiters.remove(key);
                     *waiter = None;
                     return Poll::Ready(match state {
-                        RecvState::Served => {
-                            self.claimed -= 1;
-                            Ok(self.buffer.pop_front().expect("a claimed value"))
-                        }
+                        RecvState::Served => Ok(self.take_claimed(wakes)),
                         RecvState::Closed => Err(RecvError::Closed),
-                        RecvState::Disconnected => Err(RecvError::Disconnected),
+                        RecvState::Disconnected => {
+                            debug_assert!(self.buffer.is_empty(), "end-of-stream told early");
+                            Err(RecvError::Disconnected)
+                        }
                         RecvState::Waiting => unreachable!("matched above"),
                     });
                 }
@@ -476,7 +495,7 @@ impl<T> State<T> {
             // having taken nothing. No waker is needed: its owner drops it now.
             return Poll::Pending;
         }
-        if let Some(value) = self.take_stream_claim(receiver) {
+        if let Some(value) = self.take_stream_claim(receiver, wakes) {
             return Poll::Ready(Ok(value));
         }
         if receiver.closed.get() {
@@ -485,7 +504,9 @@ impl<T> State<T> {
         if let Some(value) = self.take(wakes) {
             return Poll::Ready(Ok(value));
         }
-        if self.senders == 0 {
+        // With values still claimed, one may be given back: wait for it (or for the last
+        // claim to be taken, which ends the stream) rather than end the stream early.
+        if self.senders == 0 && self.buffer.is_empty() {
             return Poll::Ready(Err(RecvError::Disconnected));
         }
         *waiter = Some(self.recv_waiters.push_back(RecvWaiter {
@@ -500,13 +521,22 @@ impl<T> State<T> {
     /// handle replaces: a value already handed to the stream is theirs (else it would wait,
     /// claimed, until the stream is polled again). A waiting slot is simply removed: the
     /// new receive queues at the back.
-    fn take_stream_claim(&mut self, receiver: &Receiver<T>) -> Option<T> {
+    fn take_stream_claim(&mut self, receiver: &Receiver<T>, wakes: &mut Wakes) -> Option<T> {
         let key = receiver.stream.take()?;
         if self.recv_waiters.remove(key).state != RecvState::Served {
             return None;
         }
+        Some(self.take_claimed(wakes))
+    }
+
+    /// Takes the front value for a served waiter (already removed from the queue). The
+    /// last claimed value taken after the last sender closed ends the stream for the
+    /// receives that waited in case it was given back.
+    fn take_claimed(&mut self, wakes: &mut Wakes) -> T {
         self.claimed -= 1;
-        Some(self.buffer.pop_front().expect("a claimed value"))
+        let value = self.buffer.pop_front().expect("a claimed value");
+        self.end_stream_if_drained(wakes);
+        value
     }
 
     /// Removes a receive waiter whose future is dropped; a served one gives up its claim.
@@ -1084,7 +1114,7 @@ impl<T> Receiver<T> {
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         with_state(&self.state, |state, wakes| {
-            if let Some(value) = state.take_stream_claim(self) {
+            if let Some(value) = state.take_stream_claim(self, wakes) {
                 return Ok(value);
             }
             if self.closed.get() {
@@ -1092,7 +1122,10 @@ impl<T> Receiver<T> {
             }
             match state.take(wakes) {
                 Some(value) => Ok(value),
-                None if state.senders == 0 => Err(TryRecvError::Disconnected),
+                // A claimed value may yet be given back (see the module docs).
+                None if state.senders == 0 && state.buffer.is_empty() => {
+                    Err(TryRecvError::Disconnected)
+                }
                 None => Err(TryRecvError::Empty),
             }
         })
