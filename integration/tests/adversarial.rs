@@ -34,27 +34,6 @@ fn panic_of<T>(f: impl FnOnce() -> T) -> String {
     }
 }
 
-/// Runs the `#[ignore]`d test `name` of this binary in a child process (as
-/// `common::stderr_of_test` does) and returns whether it exited normally, and its stderr:
-/// for promises whose breach is an abort, which no `catch_unwind` can observe.
-fn exit_of_test(name: &str) -> (std::process::ExitStatus, String) {
-    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args([
-            name,
-            "--exact",
-            "--nocapture",
-            "--include-ignored",
-            "--test-threads=1",
-        ])
-        .env("TRELLIS_TEST_CHILD", "1")
-        .output()
-        .expect("the test binary runs again as a child");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// A future that parks once, handing its waker to `slot`, and completes at its next poll.
 struct ParkOnce<'a> {
     slot: &'a RefCell<Option<Waker>>,
@@ -158,7 +137,8 @@ fn a_childs_returned_value_panicking_when_dropped_is_that_childs_failure() {
 /// the panic resumes and the sibling's error is not lost (it goes to stderr).
 #[test]
 fn a_join_handles_value_panicking_when_the_cancelled_body_drops_it_resumes() {
-    let (status, stderr) = exit_of_test("child_process_a_join_handles_value_panics_in_the_body");
+    let (status, stderr) =
+        common::exit_of_test("child_process_a_join_handles_value_panics_in_the_body");
     assert!(status.success(), "the child process failed: {stderr}");
     assert!(
         stderr.contains(
@@ -239,7 +219,7 @@ fn a_buffered_message_panicking_when_the_last_receiver_drops_is_that_tasks_failu
 #[test]
 fn an_error_a_poll_panic_and_a_destructor_panic_are_all_accounted_for() {
     let (status, stderr) =
-        exit_of_test("child_process_an_error_a_poll_panic_and_a_destructor_panic");
+        common::exit_of_test("child_process_an_error_a_poll_panic_and_a_destructor_panic");
     assert!(status.success(), "the child process failed: {stderr}");
     assert!(
         stderr.contains(
@@ -896,17 +876,24 @@ fn a_nursery_left_behind_by_one_runtime_is_dropped_harmlessly_inside_the_next() 
 /// aborts the process, and that the first caught panic resumes from the drop.
 #[test]
 fn a_hard_drop_with_a_panicking_child_and_a_panicking_returned_value_does_not_abort() {
-    let (status, stderr) =
-        exit_of_test("child_process_a_hard_drop_with_a_panicking_child_and_value");
+    assert_resumed_beside_the_values_panic(
+        "child_process_a_hard_drop_with_a_panicking_child_and_value",
+        "a child's destructor",
+    );
+}
+
+/// Runs `child` in a child process: it must exit normally having caught the panic
+/// `resumed`, with the body's value's own panic reported beside it on stderr.
+fn assert_resumed_beside_the_values_panic(child: &str, resumed: &str) {
+    let (status, stderr) = common::exit_of_test(child);
     assert!(
         status.success(),
         "the process aborted ({status}); stderr: {stderr}"
     );
-    assert!(stderr.contains("resumed: a child's destructor"), "{stderr}");
-    // The value's own panic is not lost either: it is reported beside the one resumed.
+    assert!(stderr.contains(&format!("resumed: {resumed}")), "{stderr}");
     assert!(
         stderr.contains("the nursery body panicked too: \"the body's value\""),
-        "{stderr}"
+        "the value's own panic was lost: {stderr}"
     );
 }
 
@@ -937,16 +924,9 @@ fn child_process_a_hard_drop_with_a_panicking_child_and_value() {
 /// into an abort.
 #[test]
 fn a_child_panic_after_the_body_returned_a_panicking_value_does_not_abort() {
-    let (status, stderr) = exit_of_test("child_process_a_child_panic_after_a_panicking_value");
-    assert!(
-        status.success(),
-        "the process aborted ({status}); stderr: {stderr}"
-    );
-    assert!(stderr.contains("resumed: the child's panic"), "{stderr}");
-    // The value's own panic is not lost either: it is reported beside the one resumed.
-    assert!(
-        stderr.contains("the nursery body panicked too: \"the body's value\""),
-        "{stderr}"
+    assert_resumed_beside_the_values_panic(
+        "child_process_a_child_panic_after_a_panicking_value",
+        "the child's panic",
     );
 }
 

@@ -236,21 +236,7 @@ fn child_raises_sigterm_after_its_receiver() {
 #[test]
 fn the_default_action_is_back_after_the_last_receiver() {
     let (status, stderr) = common::watchdog(common::HANG_LIMIT, || {
-        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-            .args([
-                "child_raises_sigterm_after_its_receiver",
-                "--exact",
-                "--nocapture",
-                "--include-ignored",
-                "--test-threads=1",
-            ])
-            .env("TRELLIS_TEST_CHILD", "1")
-            .output()
-            .expect("the test binary runs again as a child");
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::exit_of_test("child_raises_sigterm_after_its_receiver")
     });
     assert!(
         stderr.contains("dropped receivers closed their descriptors"),

@@ -224,6 +224,12 @@ const CHILD_VAR: &str = "TRELLIS_TEST_CHILD";
 /// to stderr, for behaviour that is only visible there. The test is marked `#[ignore]` so
 /// that it runs only as a child; it should start with `if !is_test_child() { return; }`.
 pub fn stderr_of_test(name: &str) -> String {
+    exit_of_test(name).1
+}
+
+/// [`stderr_of_test`], with how the child exited: for promises whose breach is an abort or
+/// a signal, which no `catch_unwind` can observe.
+pub fn exit_of_test(name: &str) -> (std::process::ExitStatus, String) {
     let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
         .args([
             name,
@@ -235,7 +241,10 @@ pub fn stderr_of_test(name: &str) -> String {
         .env(CHILD_VAR, "1")
         .output()
         .expect("the test binary runs again as a child");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Whether this process was started by [`stderr_of_test`].
