@@ -27,8 +27,11 @@
 //!   overtakes a waiter. [`CapacityLimiter::set_total_tokens`] and every release restore it
 //!   by handing tokens to the oldest waiters.
 //! - `named` holds every explicit borrower that holds a token or waits for one; a waiting
-//!   one turns to holding when the token is handed to it (so the counts are right before
-//!   it runs). A waiter handed a token but dropped before it ran releases it, to the next.
+//!   one turns to `Handed` when the token is handed to it (so the counts are right before
+//!   it runs), and to `Holding` when its future runs. A waiter handed a token but dropped
+//!   before it ran releases it, to the next — only while its borrower's entry still says
+//!   `Handed` to that waiter: a `release_on_behalf_of` in between released the token
+//!   already, and the borrower may even hold a new one since.
 
 #![forbid(unsafe_code)]
 
@@ -97,8 +100,8 @@ pub struct CapacityLimiter {
     total: Cell<usize>,
     /// Tokens out (see the module docs).
     borrowed: Cell<usize>,
-    /// Explicit borrowers: `true` holding a token, `false` waiting for one.
-    named: RefCell<HashMap<BorrowerId, bool>>,
+    /// Explicit borrowers, and where each one's borrow stands.
+    named: RefCell<HashMap<BorrowerId, Borrow>>,
     /// The waiting futures, with their explicit borrower (`None`: a token's).
     waiters: RefCell<Waiters<Option<BorrowerId>>>,
 }
@@ -247,7 +250,10 @@ impl CapacityLimiter {
     /// assert!(!limiter.is_borrowing(me));
     /// ```
     pub fn is_borrowing(&self, borrower: BorrowerId) -> bool {
-        self.named.borrow().get(&borrower) == Some(&true)
+        matches!(
+            self.named.borrow().get(&borrower),
+            Some(Borrow::Handed(_) | Borrow::Holding)
+        )
     }
 
     /// Waits for a token and gives it, as a [`LimiterToken`] that releases it when
@@ -370,12 +376,18 @@ impl CapacityLimiter {
         if !self.take_free() {
             return Err(LimiterError::WouldBlock);
         }
-        self.named.borrow_mut().insert(borrower, true);
+        self.named.borrow_mut().insert(borrower, Borrow::Holding);
         Ok(())
     }
 
     /// Releases the token `borrower` holds: hands it to the oldest waiter, or frees it
     /// (Trio's `release_on_behalf_of`).
+    ///
+    /// A token handed to the borrower's waiting acquire counts as held (see
+    /// [`is_borrowing`](Self::is_borrowing)), so releasing it before that acquire has run is
+    /// allowed: the token is released once, the acquire then completes with `Ok` holding
+    /// nothing (as if it had run just before the release), and dropping it instead releases
+    /// nothing more.
     ///
     /// # Errors
     ///
@@ -396,7 +408,10 @@ impl CapacityLimiter {
     pub fn release_on_behalf_of(&self, borrower: BorrowerId) -> Result<(), LimiterError> {
         {
             let mut named = self.named.borrow_mut();
-            if named.get(&borrower) != Some(&true) {
+            if !matches!(
+                named.get(&borrower),
+                Some(Borrow::Handed(_) | Borrow::Holding)
+            ) {
                 return Err(LimiterError::NotBorrowing);
             }
             named.remove(&borrower);
@@ -434,11 +449,22 @@ impl CapacityLimiter {
             self.borrowed.set(self.borrowed.get() + 1);
             let borrower = *self.waiters.borrow_mut().data_mut(key);
             if let Some(id) = borrower {
-                self.named.borrow_mut().insert(id, true);
+                self.named.borrow_mut().insert(id, Borrow::Handed(key));
             }
             waker.wake();
         }
     }
+}
+
+/// Where an explicit borrower's borrow stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Borrow {
+    /// Queued for a token, as this waiter.
+    Waiting(WaiterKey),
+    /// A token was handed to this waiter, which has not run yet (counted as held).
+    Handed(WaiterKey),
+    /// Holds a token.
+    Holding,
 }
 
 /// The waiting shared by [`LimiterAcquire`] and [`BorrowerAcquire`].
@@ -480,9 +506,18 @@ impl<'a> Waiting<'a> {
                     waiters.set_waker(key, cx.waker());
                     return Poll::Pending;
                 }
-                // A token was handed to us (counted, and the borrower marked holding).
+                // A token was handed to us (counted, and the borrower marked handed).
                 waiters.remove(key);
+                drop(waiters);
                 self.key = None;
+                if let Some(id) = self.borrower {
+                    let mut named = limiter.named.borrow_mut();
+                    // Unless released on its behalf since (then it holds nothing, as
+                    // after any release, or a new borrow of its own).
+                    if named.get(&id) == Some(&Borrow::Handed(key)) {
+                        named.insert(id, Borrow::Holding);
+                    }
+                }
             }
             None => {
                 if let Some(id) = self.borrower {
@@ -493,7 +528,7 @@ impl<'a> Waiting<'a> {
                 }
                 if limiter.take_free() {
                     if let Some(id) = self.borrower {
-                        limiter.named.borrow_mut().insert(id, true);
+                        limiter.named.borrow_mut().insert(id, Borrow::Holding);
                     }
                 } else {
                     let key = limiter
@@ -501,7 +536,7 @@ impl<'a> Waiting<'a> {
                         .borrow_mut()
                         .push(self.borrower, cx.waker().clone());
                     if let Some(id) = self.borrower {
-                        limiter.named.borrow_mut().insert(id, false);
+                        limiter.named.borrow_mut().insert(id, Borrow::Waiting(key));
                     }
                     self.key = Some(key);
                     return Poll::Pending;
@@ -519,10 +554,23 @@ impl Drop for Waiting<'_> {
             return;
         };
         let removed = self.limiter.waiters.borrow_mut().remove(key);
-        if let Some(id) = removed.data {
-            self.limiter.named.borrow_mut().remove(&id);
-        }
-        if removed.notified {
+        let ours = match removed.data {
+            // A borrower's entry is this waiter's only while it names it: a release on the
+            // borrower's behalf may have come in between (and a new borrow after it).
+            Some(id) => {
+                let mut named = self.limiter.named.borrow_mut();
+                let ours = matches!(
+                    named.get(&id),
+                    Some(&Borrow::Waiting(k) | &Borrow::Handed(k)) if k == key
+                );
+                if ours {
+                    named.remove(&id);
+                }
+                ours
+            }
+            None => true,
+        };
+        if removed.notified && ours {
             // Handed a token but gone before it ran: pass it on.
             self.limiter.release();
         }
