@@ -107,6 +107,12 @@ impl<T: RawStream> StreamIo<T> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        // Linux answers an empty read of an idle stream socket with EAGAIN (its receive
+        // low-water mark is at least one byte), which would park the task until the peer
+        // sends: `Read`'s contract is `Ok(0)` at once.
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         self.reg.poll_io(Direction::Read, cx, |s| s.read_raw(buf))
     }
 
