@@ -1211,7 +1211,6 @@ fn a_value_read_as_the_last_act_of_a_task_is_dropped_when_the_task_ends() {
 /// child spawned inside `ctx.run` is a different task, and runs `ctx.run` itself while its
 /// parent's `run` is suspended around the nursery.
 #[test]
-#[ignore = "bug: a child task spawned inside ctx.run cannot ctx.run the same context (\"already entered\"), though the docs allow runs of one context in different tasks"]
 fn a_child_spawned_inside_a_context_run_may_run_the_same_context() {
     static V: ContextVar<u32> = ContextVar::new("shared");
     let outcome = watchdog(HANG_LIMIT, || {

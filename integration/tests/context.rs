@@ -269,6 +269,38 @@ fn polling_run_inside_run_of_the_same_context_panics() {
     run_virtual(ctx.run(async { ctx.run(async {}).await }));
 }
 
+/// A child is another task, so it may run the context its parent's `run` entered (the
+/// parent's poll encloses the child's: a nursery polls its children itself), but not
+/// twice over in itself; and once its run ends, the parent's still counts: the parent's
+/// own re-entry is refused.
+#[test]
+fn a_child_runs_its_parents_entered_context_but_not_twice_and_the_parents_mark_stays() {
+    let ctx = Context::new();
+    let child_twice = Cell::new(None);
+    let parent_again = Cell::new(None);
+    run_virtual(ctx.run(async {
+        nursery(async |n| {
+            n.spawn(async {
+                ctx.run(async {
+                    let nested = catch_unwind(AssertUnwindSafe(|| ctx.run_sync(|| ())));
+                    child_twice.set(Some(nested.is_err()));
+                })
+                .await;
+            });
+        })
+        .await
+        .unwrap();
+        let again = catch_unwind(AssertUnwindSafe(|| ctx.run_sync(|| ())));
+        parent_again.set(Some(again.is_err()));
+    }));
+    assert_eq!(child_twice.get(), Some(true), "the child's nested run");
+    assert_eq!(
+        parent_again.get(),
+        Some(true),
+        "the parent's re-entry after the child"
+    );
+}
+
 /// `test_context_getset_3`: a reset to "no value" removes the variable from the context.
 #[test]
 fn reset_to_missing_removes_the_variable_from_the_context() {

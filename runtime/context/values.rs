@@ -47,9 +47,14 @@
 //! 4. A variable's id is assigned once, on first use, from a process-wide counter; the
 //!    entry under that id always holds an `Option<T>` of the variable's type `T`, and it is
 //!    `Some` (the `Option` lets a reset empty a value's allocation for reuse, invariant 8).
-//! 5. `Inner::running` is true exactly while a [`Context::run`] of that context is inside a
-//!    poll, or a [`Context::run_sync`] inside its closure (PEP 567 forbids entering a context
-//!    that is already entered).
+//! 5. `Inner::running` holds the child depth (`Current::depth`) at which a
+//!    [`Context::run`] of that context is inside a poll, or a [`Context::run_sync`] inside
+//!    its closure, exactly while one is (PEP 567 forbids entering a context that is already
+//!    entered). A depth, not just "entered", because a nursery polls its children inside
+//!    its own poll: a child is another task (asyncio would run it in a step of its own), so
+//!    it may run a context its parent's `run` has entered, as two tasks taking turns may.
+//!    Polls nest, so code deeper than the run is in a child's poll, and code at its depth
+//!    in the same task's.
 //! 6. Every value is `Send + Clone` (the bounds of [`ContextVar::set`] and
 //!    [`ContextVar::scope`], the only ways in), and its entry carries `share::<T>` (in its
 //!    `TypeMeta`, a constant per type), a plain
@@ -133,6 +138,9 @@ struct Current {
     spare: Option<Rc<dyn Any>>,
     /// `DROP_CURRENT_AT_EXIT` is registered on this thread.
     drops_at_exit: bool,
+    /// How many children's polls enclose the code running now (invariant 5): 0 in a
+    /// runtime's root task and outside any runtime.
+    depth: u32,
 }
 
 impl Current {
@@ -142,6 +150,7 @@ impl Current {
         cached: None,
         spare: None,
         drops_at_exit: false,
+        depth: 0,
     };
 
     /// Called whenever `CURRENT` may come to hold something past the poll under way (the
@@ -171,6 +180,14 @@ impl Current {
     fn replace(&mut self, ctx: Option<Context>) -> Option<Context> {
         self.forget();
         std::mem::replace(&mut self.ctx, ctx)
+    }
+
+    /// Into a child's poll (`step` 1) or back out of it (-1): its context, or the one
+    /// around it, becomes current, one child deeper or shallower (invariant 5).
+    #[inline]
+    fn switch_child(&mut self, ctx: Option<Context>, step: i32) -> Option<Context> {
+        self.depth = self.depth.wrapping_add_signed(step);
+        self.replace(ctx)
     }
 
     /// The value of variable `id` in the current context: from the cache when it holds
@@ -469,8 +486,8 @@ pub struct Context {
 
 struct Inner {
     vars: RefCell<Vars>,
-    /// Invariant 5.
-    running: Cell<bool>,
+    /// Invariant 5: `Some(depth)` while the task at that child depth runs this context.
+    running: Cell<Option<u32>>,
 }
 
 impl Default for Context {
@@ -511,7 +528,7 @@ impl Context {
         Context {
             inner: Rc::new(Inner {
                 vars: RefCell::new(vars),
-                running: Cell::new(false),
+                running: Cell::new(None),
             }),
         }
     }
@@ -660,13 +677,16 @@ impl Context {
 
     #[track_caller]
     fn start_running(&self) -> Running<'_> {
+        let depth = CURRENT.with_borrow(|current| current.depth);
+        let prev = self.inner.running.replace(Some(depth));
         assert!(
-            !self.inner.running.replace(true),
+            prev != Some(depth),
             "cannot enter a context that is already entered: a `Context::run` or \
              `Context::run_sync` of it encloses this one; run a copy (`ctx.copy()`) instead"
         );
         Running {
             inner: &self.inner,
+            prev,
             _entered: enter(self),
         }
     }
@@ -878,15 +898,17 @@ impl fmt::Debug for ContextEntry {
     }
 }
 
-/// Clears `Inner::running` and leaves the context when dropped, also on unwind.
+/// Puts `Inner::running` back (to the enclosing task's run, or none) and leaves the
+/// context when dropped, also on unwind.
 struct Running<'a> {
     inner: &'a Inner,
+    prev: Option<u32>,
     _entered: Entered,
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.inner.running.set(false);
+        self.inner.running.set(self.prev);
     }
 }
 
@@ -1003,7 +1025,7 @@ pub(crate) fn snapshot() -> Option<Context> {
 pub(crate) fn enter_child(ctx: Option<Context>) -> ChildEntered {
     // `try_with` (it cannot fail: `CURRENT` has no destructor) is inlined; `with` is not.
     let prev = CURRENT
-        .try_with(|current| current.borrow_mut().replace(ctx))
+        .try_with(|current| current.borrow_mut().switch_child(ctx, 1))
         .unwrap_or_default();
     ChildEntered { prev: Some(prev) }
 }
@@ -1024,7 +1046,7 @@ impl ChildEntered {
         let prev = self.prev.take().expect("left once");
         std::mem::forget(self); // `prev` is taken: its destructor would do nothing
         CURRENT
-            .try_with(|current| current.borrow_mut().replace(prev))
+            .try_with(|current| current.borrow_mut().switch_child(prev, -1))
             .unwrap_or_default()
     }
 }
@@ -1033,7 +1055,7 @@ impl Drop for ChildEntered {
     fn drop(&mut self) {
         if let Some(prev) = self.prev.take() {
             // `try_with`: a guard may drop while the thread's storage is being torn down.
-            let _ = CURRENT.try_with(|current| current.borrow_mut().replace(prev));
+            let _ = CURRENT.try_with(|current| current.borrow_mut().switch_child(prev, -1));
         }
     }
 }
