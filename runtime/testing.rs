@@ -100,8 +100,9 @@ impl Sequencer {
     /// Waits until blocks `0..n` have finished, then gives the turn of block `n`, which
     /// lasts until the [`SequencerTurn`] is dropped.
     ///
-    /// Block 0 does not wait, but its future still suspends once (a checkpoint, like
-    /// every wait in trellis).
+    /// Block 0 does not wait, but its future still suspends once (a checkpoint, as Trio's
+    /// `Sequencer.__call__` is; unlike the synchronisation primitives, whose free case does
+    /// not suspend), so the tasks it orders interleave at it.
     ///
     /// # Errors
     ///
