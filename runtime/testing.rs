@@ -102,7 +102,7 @@ impl Sequencer {
     ///
     /// Block 0 does not wait, but its future still suspends once (a checkpoint, as Trio's
     /// `Sequencer.__call__` is; unlike the synchronisation primitives, whose free case does
-    /// not suspend), so the tasks it orders interleave at it.
+    /// not suspend).
     ///
     /// # Errors
     ///
