@@ -71,16 +71,19 @@ pub fn first_error<E>(group: ErrorGroup<E>) -> E {
 }
 
 /// `#[trellis::main]` / `#[trellis::test]` on the real clock.
+#[track_caller] // the deadlock report names the annotated function's file
 pub fn block_on<T, F: Future<Output = T>>(body: F) -> T {
     Builder::new().run(body)
 }
 
 /// `#[trellis::main(mock_clock)]` / `#[trellis::test(mock_clock)]`.
+#[track_caller] // the deadlock report names the annotated function's file
 pub fn block_on_mock_clock<T, F: Future<Output = T>>(body: F) -> T {
     Builder::new().mock_clock().run(body)
 }
 
 /// `#[trellis::main(autojump)]` / `#[trellis::test(autojump)]`.
+#[track_caller] // the deadlock report names the annotated function's file
 pub fn block_on_autojump<T, F: Future<Output = T>>(body: F) -> T {
     Builder::new().autojump().run(body)
 }

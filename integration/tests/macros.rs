@@ -290,3 +290,11 @@ async fn a_nursery_fn_may_ignore_its_handle() {
     // `nursery` the function is still reachable under the same name as the attribute.
     nursery(async |_n| {}).await.unwrap();
 }
+
+/// A deadlock under `#[trellis::test(autojump)]` names the test's file, not the macro's
+/// helper inside trellis: the report says where the root future was run.
+#[trellis::test(autojump)]
+#[should_panic(expected = "the root future, run at integration/tests/macros.rs")]
+async fn a_deadlock_under_the_test_macro_names_the_tests_file() {
+    trellis::Event::new().wait().await;
+}
