@@ -494,19 +494,31 @@ impl SignalReceiver {
                         self.take(signal);
                     }
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => {
+                    // Delivered signals come before the error (another runtime's, or the
+                    // system's): their flags say which, whatever the self-pipe holds.
+                    self.take_flagged();
+                    if self.pending.is_empty() {
+                        return Poll::Ready(Err(e));
+                    }
+                }
                 Poll::Pending => {
                     // The queue is empty: the flags whose datagrams were lost (or carry no
-                    // name), in the order given. The task is parked already; if this finds
-                    // one, its later wake is spurious.
-                    for i in 0..self.watched.len() {
-                        self.take(self.watched[i].signal);
-                    }
+                    // name). The task is parked already; if this finds one, its later wake
+                    // is spurious.
+                    self.take_flagged();
                     if self.pending.is_empty() {
                         return Poll::Pending;
                     }
                 }
             }
+        }
+    }
+
+    /// Queues every watched signal delivered since it was last taken, in the order given.
+    fn take_flagged(&mut self) {
+        for i in 0..self.watched.len() {
+            self.take(self.watched[i].signal);
         }
     }
 

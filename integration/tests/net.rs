@@ -452,21 +452,34 @@ fn a_socket_outside_a_runtime_is_an_error_naming_the_fix() {
     assert!(err.to_string().contains("trellis::run"), "{err}");
 }
 
-/// A socket belongs to the runtime that made it: waiting on it from another runtime is an
-/// error (that runtime never waits on the socket's poller), not a hang. Under a watchdog.
+/// A socket belongs to the runtime that made it: using it from another runtime is an
+/// error (that runtime never waits on the socket's poller), not a hang; and it is one also
+/// when the operation would not have had to wait (bytes already there, a connection in
+/// the backlog), so the mistake does not hide until the day it has to. Under a watchdog.
 #[test]
 fn a_socket_used_in_another_runtime_is_an_error_not_a_hang() {
     watchdog(HANG_LIMIT, || {
-        let (a, _b) = trellis::run(async { UnixStream::pair().unwrap() });
-        let err = trellis::run(async {
-            let mut buf = [0; 1];
-            a.read(&mut buf).await.unwrap_err()
+        let (a, b, listener) = trellis::run(async {
+            let (a, b) = UnixStream::pair().unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            (a, b, listener)
         });
-        assert!(
-            err.to_string()
-                .contains("registered with one trellis runtime was used in another"),
-            "{err}"
-        );
+        let errors = trellis::run(async {
+            let mut buf = [0; 1];
+            let waiting = a.read(&mut buf).await.unwrap_err();
+            let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let queued = listener.accept().await.unwrap_err();
+            std::io::Write::write_all(&mut b.into_std(), b"x").unwrap();
+            let ready = a.read(&mut buf).await.unwrap_err();
+            [waiting, queued, ready]
+        });
+        for err in errors {
+            assert!(
+                err.to_string()
+                    .contains("registered with one trellis runtime was used in another"),
+                "{err}"
+            );
+        }
     });
 }
 

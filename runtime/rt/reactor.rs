@@ -344,14 +344,23 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
     /// `Pending` (the waker is woken when the source becomes ready in that direction, and
     /// the caller polls again, which runs `op` again). `Interrupted` retries at once.
     ///
-    /// A source registered in another runtime is an error: that runtime never waits on
-    /// this source's poller, so the task would sleep forever.
+    /// A source registered in another runtime is an error, before any system call: that
+    /// runtime never waits on this source's poller, so a task that had to wait would sleep
+    /// forever, and an operation that happened not to wait would hide the mistake until
+    /// one does.
     pub(crate) fn poll_io<R>(
         &self,
         dir: Direction,
         cx: &mut Context<'_>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
+        if crate::rt::state::try_with_core(|core| core.id) != Some(self.core.id) {
+            return Poll::Ready(Err(io::Error::other(
+                "an I/O object registered with one trellis runtime was used in another (or \
+                 outside any); a socket belongs to the runtime it was created in: use it \
+                 inside that runtime's `run`, or create it in this one",
+            )));
+        }
         let io = self.get_ref();
         loop {
             match op(io) {
@@ -359,13 +368,6 @@ impl<T: AsFd + Into<OwnedFd>> Registered<T> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 done => return Poll::Ready(done),
             }
-        }
-        if crate::rt::state::try_with_core(|core| core.id) != Some(self.core.id) {
-            return Poll::Ready(Err(io::Error::other(
-                "an I/O object registered with one trellis runtime was used in another (or \
-                 outside any); a socket belongs to the runtime it was created in: use it \
-                 inside that runtime's `run`, or create it in this one",
-            )));
         }
         self.park(dir, cx.waker())
     }
