@@ -104,9 +104,11 @@
 //!
 //! # First success wins
 //!
-//! Race the attempts in a nursery inside a scope; the first to succeed records its result
-//! and cancels the scope, which cancels the others. Failures that should not stop the race
-//! are handled inside each attempt, so they never reach the nursery.
+//! Race the attempts in a nursery inside a scope; one that succeeds records its result and
+//! cancels the scope, which cancels the others. Failures that should not stop the race
+//! are handled inside each attempt, so they never reach the nursery. (Two that succeed in
+//! the same instant both run to their `cancel`, since cancellation is delivered at
+//! suspensions only: keep the first with `if winner.get().is_none()` where that matters.)
 //!
 //! ```
 //! use std::cell::Cell;
@@ -259,7 +261,7 @@
 //! compiler reports the borrow checker's error instead. Each entry below is one such error,
 //! the rule behind it, and the fix.
 //!
-//! ## E0373 "async block may outlive the current function, but it borrows `n`"
+//! ## E0373 "async block may outlive the current function, but it borrows `local`" (or `n`)
 //!
 //! **Rule**: a child may borrow only what outlives the `nursery(..)` call, not the body's
 //! locals and not the handle (both are dropped when the body returns, while children may
@@ -324,6 +326,27 @@
 //!         n.spawn(async move {
 //!             let _ = first.await;
 //!         });
+//!     })
+//!     .await
+//!     .unwrap();
+//! });
+//! ```
+//!
+//! ## E0597 "`names` does not live long enough", where `names` is a local of the body
+//!
+//! **Rule**: the same as for E0373, when the child borrows a body local through a
+//! reference it was given (`for name in &names { n.spawn(async move { .. name .. }) }`):
+//! the child may run after the body has returned and dropped `names`; the note "lifetime
+//! `'1` appears in the type of `n`" points at the handle's brand. **Fix**: declare the
+//! data before `nursery(..)`, or move the data itself into the child.
+//!
+//! ```compile_fail,E0597
+//! trellis::run(async {
+//!     trellis::nursery(async |n| {
+//!         let names = vec!["ada", "grace"]; // declare it before `nursery(..)`
+//!         for name in &names {
+//!             n.spawn(async move { println!("{name}") });
+//!         }
 //!     })
 //!     .await
 //!     .unwrap();
