@@ -67,8 +67,10 @@ type Never = <fn() -> ! as HasOutput>::Output;
 /// ```
 #[diagnostic::on_unimplemented(
     message = "a nursery child must return `()`, `Result<_, {E}>` or `!`, not `{Self}`",
-    note = "the nursery's error type `{E}` is fixed by what its body returns; \
-            return `Ok(..)` from the body (not `()`) to let children fail with an error"
+    note = "a child (or a `serve_tcp` handler) returning a value wraps it: `Ok(value)`",
+    note = "the nursery's error type `{E}` is fixed by what its body returns: a body \
+            returning `()` has none, so its children cannot fail with an error; one \
+            returning `Ok::<_, MyError>(..)` lets them fail with `MyError`"
 )]
 pub trait TaskOutput<E> {
     /// What the child's [`JoinHandle`](crate::JoinHandle) yields.
