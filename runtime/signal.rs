@@ -280,7 +280,9 @@ impl fmt::Debug for SignalReceiver {
 /// # // Doctests share one process and run in parallel: each raises signals of its own.
 /// trellis::run(async {
 ///     let mut signals = trellis::open_signal_receiver([SIGUSR1, SIGUSR2])?;
-///     // Send them to ourselves (from a shell: `kill -USR2 <pid>`).
+///     // Send them to ourselves (from a shell: `kill -USR2 <pid>`), here with the
+///     // `signal-hook` crate's `raise` (a dependency of yours to add, as `futures-core`
+///     // is for the `Stream` examples; `libc::raise` does the same).
 ///     signal_hook::low_level::raise(SIGUSR2)?;
 ///     signal_hook::low_level::raise(SIGUSR1)?;
 ///     assert_eq!(signals.recv().await?, SIGUSR2);
@@ -700,7 +702,8 @@ impl crate::Builder {
     ///     .dump_tree_on_signal(SIGUSR1)
     ///     .run(trellis::nursery(async |n| {
     ///         n.spawn_named("server", async {
-    ///             // in real life: `kill -USR1 <pid>` from a shell
+    ///             // in real life: `kill -USR1 <pid>` from a shell; here the
+    ///             // `signal-hook` crate's `raise` (add it to run this yourself)
     ///             signal_hook::low_level::raise(SIGUSR1).unwrap();
     ///             trellis::yield_now().await; // the tree is printed meanwhile
     ///         });

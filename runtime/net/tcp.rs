@@ -220,6 +220,9 @@ impl TcpListener {
     ///
     /// # Examples
     ///
+    /// With the `futures-core` crate's `Stream` trait (add it, or use `futures`'
+    /// `StreamExt::next`):
+    ///
     /// ```
     /// use std::pin::pin;
     /// use futures_core::Stream;

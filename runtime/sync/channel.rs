@@ -1019,6 +1019,9 @@ impl<T> fmt::Debug for SendFuture<'_, T> {
 ///
 /// # Examples
 ///
+/// With the `futures-core` crate's `Stream` trait (add it, or use `futures`'
+/// `StreamExt::next`):
+///
 /// ```
 /// use futures_core::Stream;
 /// use std::pin::Pin;
