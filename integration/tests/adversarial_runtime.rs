@@ -569,7 +569,6 @@ fn a_knot_of_lock_channel_and_shield_waits_is_no_deadlock_while_a_worker_works()
 /// `cancel` does nothing). Kept alive in a task blocked forever, it must not turn the
 /// deadlock report into a hang.
 #[test]
-#[ignore = "bug: a live RemoteCancel (even a spent one of a finished scope) turns an autojump deadlock into a hang"]
 fn a_spent_remote_cancel_handle_does_not_turn_a_deadlock_into_a_hang() {
     let message = watchdog(Duration::from_secs(5), || {
         panic_message_of(|| {

@@ -1764,6 +1764,35 @@ fn a_remote_cancel_applies_when_the_scope_starts_and_not_after_it_ends() {
     assert!(ran.get() && !resumed.get());
 }
 
+/// A handle keeps an autojump runtime waiting only while it could still cancel: once its
+/// scope has ended (without a cancel), or once it cancelled, a deadlock is reported, also
+/// with clones made after that alive. (A live, unused handle keeps it waiting: above.)
+#[test]
+fn a_remote_handle_that_can_no_longer_cancel_does_not_hide_a_deadlock() {
+    for cancel_first in [false, true] {
+        let message = common::watchdog(common::HANG_LIMIT, move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_virtual(async {
+                    let scope = CancelScope::new();
+                    let remote = scope.remote();
+                    if cancel_first {
+                        remote.cancel();
+                    }
+                    let _ = scope.run(yield_now()).await;
+                    let _clone = remote.clone();
+                    trellis::Event::new().wait().await;
+                    drop(remote);
+                })
+            }));
+            panic_message(&*out.expect_err("a deadlock, not a return"))
+        });
+        assert!(
+            message.contains("trellis: deadlock"),
+            "cancel_first = {cancel_first}: {message}"
+        );
+    }
+}
+
 // ----- building scopes, and bodies that reach their own scope -----
 
 /// The body of `cancel_scope` / `run_with` gets its scope: it can cancel it or move its

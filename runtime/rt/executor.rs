@@ -280,8 +280,9 @@ impl Builder {
     /// # Panics
     ///
     /// [`run`](Builder::run) panics instead of hanging when the runtime is deadlocked:
-    /// every task is blocked, no I/O source is registered and no thread work is in flight.
-    /// Armed timers do not prevent it: time moves only by `advance`, and no task can run to
+    /// every task is blocked, no I/O source is registered, no thread work is in flight and
+    /// no [`RemoteCancel`](crate::RemoteCancel) that could still cancel (one not used yet,
+    /// whose scope has not ended) is alive. Armed timers do not prevent it: time moves only by `advance`, and no task can run to
     /// call it. The message lists the root and where every live nursery child was spawned.
     /// A task woken by a thread the runtime does not know of (a waker handed to a
     /// `std::thread`) is not waited for; such tests belong on the real clock.
@@ -331,8 +332,10 @@ impl Builder {
     ///
     /// [`run`](Builder::run) panics instead of hanging when the runtime is deadlocked:
     /// every task is blocked and no timer is armed (nothing to jump to), no I/O source is
-    /// registered and no thread work is in flight. The message lists the root and where
-    /// every live nursery child was spawned.
+    /// registered, no thread work is in flight and no [`RemoteCancel`](crate::RemoteCancel)
+    /// that could still cancel (one not used yet, whose scope has not ended) is alive: such
+    /// a handle may be on another thread, about to wake the runtime. The message lists the
+    /// root and where every live nursery child was spawned.
     ///
     /// # Examples
     ///

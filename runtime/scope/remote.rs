@@ -10,14 +10,19 @@
 //!   travels up the task tree and reaches a parked runtime through `Poller::notify`). The
 //!   scope itself is cancelled on the runtime's thread, when its owner next runs and finds
 //!   the flag: the scope tree is never touched from another thread.
-//! - `live` (the runtime's count of remote handles) tells the mock clock's deadlock check
-//!   that another thread may still wake the runtime.
+//! - `live` (the runtime's count of remote handles that can still wake it) tells the mock
+//!   clock's deadlock check that another thread may still wake the runtime. A handle
+//!   counts there from its making until it is dropped or its state is *spent*: the scope
+//!   was cancelled through a handle (a second cancel does nothing, so wakes nothing) or
+//!   exited (its owner's waker is gone). `armed` is how many of this state's handles
+//!   count; spending takes them all off at once, and only after the cancel's wake, so a
+//!   deadlock check that sees the count drop also sees that wake.
 
 #![forbid(unsafe_code)]
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Waker;
 
 #[cfg(doc)]
@@ -28,6 +33,12 @@ use crate::scope::cancel_scope::CancelScope;
 pub(crate) struct RemoteState {
     cancelled: AtomicBool,
     owner: Mutex<Option<Waker>>,
+    /// The runtime's count of live handles, from the first handle made inside a runtime.
+    live: OnceLock<Arc<AtomicUsize>>,
+    /// How many handles count in `live` (0 once spent).
+    armed: AtomicUsize,
+    /// Cancelled through a handle, or the scope exited: no handle can wake anything.
+    spent: AtomicBool,
 }
 
 impl RemoteState {
@@ -36,12 +47,54 @@ impl RemoteState {
         self.cancelled.load(Ordering::Acquire)
     }
 
-    /// The scope has exited: drops the owner's waker.
+    /// The scope has exited: drops the owner's waker, and the handles no longer keep the
+    /// runtime waiting (a later cancel has nothing to wake).
     pub(crate) fn forget_owner(&self) {
         self.owner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        // A cancel already under way spends the state itself, after its wake.
+        if !self.is_cancelled() {
+            self.spend();
+        }
+    }
+
+    /// Takes every handle off the runtime's count (see the module docs).
+    fn spend(&self) {
+        self.spent.store(true, Ordering::Release);
+        let armed = self.armed.swap(0, Ordering::AcqRel);
+        if let (Some(live), 1..) = (self.live.get(), armed) {
+            // Release: a deadlock check that sees this also sees the wake before it.
+            live.fetch_sub(armed, Ordering::Release);
+        }
+    }
+
+    /// Counts a new handle in `live`, unless the state is spent; whether it counts.
+    fn arm(&self, live: Option<&Arc<AtomicUsize>>) -> bool {
+        let Some(live) = live.map(|live| self.live.get_or_init(|| live.clone())) else {
+            return false;
+        };
+        if self.spent.load(Ordering::Acquire) {
+            return false;
+        }
+        // A spend in between leaves this one counted until its drop: too long, never too
+        // short (the deadlock check only waits longer).
+        self.armed.fetch_add(1, Ordering::AcqRel);
+        live.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// A counted handle goes: off the count, unless a spend took it off already.
+    fn disarm(&self) {
+        let taken = self
+            .armed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if let (Ok(_), Some(live)) = (taken, self.live.get()) {
+            // Release: a deadlock check that sees this drop also sees every wake this
+            // handle made before it (`rt/executor.rs`, `Core::deadlock`).
+            live.fetch_sub(1, Ordering::Release);
+        }
     }
 
     /// Records the waker of the scope's owner, which a remote cancel wakes.
@@ -86,16 +139,20 @@ impl RemoteState {
 /// ```
 pub struct RemoteCancel {
     state: Arc<RemoteState>,
-    /// The runtime's count of live remote handles (`None`: made outside a runtime).
+    /// The runtime's count of live remote handles, when made inside one.
     live: Option<Arc<AtomicUsize>>,
+    /// This handle counts in the state's `live` (see the module docs).
+    counted: bool,
 }
 
 impl RemoteCancel {
     pub(crate) fn new(state: Arc<RemoteState>, live: Option<Arc<AtomicUsize>>) -> RemoteCancel {
-        if let Some(live) = &live {
-            live.fetch_add(1, Ordering::Relaxed);
+        let counted = state.arm(live.as_ref());
+        RemoteCancel {
+            state,
+            live,
+            counted,
         }
-        RemoteCancel { state, live }
     }
 
     /// Cancels the scope, from any thread. Idempotent.
@@ -128,6 +185,7 @@ impl RemoteCancel {
         if let Some(owner) = owner {
             owner.wake();
         }
+        self.state.spend();
     }
 
     /// Whether [`cancel`](Self::cancel) was called through any handle of this scope.
@@ -153,10 +211,8 @@ impl Clone for RemoteCancel {
 
 impl Drop for RemoteCancel {
     fn drop(&mut self) {
-        if let Some(live) = &self.live {
-            // Release: a deadlock check that sees this drop also sees every wake this
-            // handle made before it (`rt/executor.rs`, `Core::deadlock`).
-            live.fetch_sub(1, Ordering::Release);
+        if self.counted {
+            self.state.disarm();
         }
     }
 }
