@@ -404,7 +404,6 @@ fn a_to_thread_call_carried_into_the_next_runtime_is_not_reported_as_a_deadlock(
 /// from a child of that nursery, whose scope is cancelled, is a new, independent runtime:
 /// its own nursery is not cancelled by the foreign one.
 #[test]
-#[ignore = "bug: a runtime started inside a nursery polled by another executor links its nurseries under that nursery's scope; cancelled there, the new runtime deadlocks"]
 fn a_runtime_started_inside_a_foreign_executors_cancelled_nursery_is_independent() {
     let (slept, inner_ok) = watchdog(HANG_LIMIT, || {
         let slept = Cell::new(Duration::ZERO);

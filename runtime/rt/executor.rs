@@ -523,6 +523,10 @@ impl Builder {
                  nested — `.await` the future instead, or spawn it in a nursery"
             );
         }
+        // Dropped last: the thread's state from outside comes back once the run is over.
+        let _outside = crate::rt::state::SET_ASIDE_THREAD_STATE
+            .get()
+            .map(|set_aside| set_aside());
         let core = self.build_core();
         let _entered = enter(core.clone());
         let _shuffle = crate::rt::shuffle::enter(self.shuffle_seed);

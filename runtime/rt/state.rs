@@ -33,6 +33,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Wake;
 
 use crate::rt::clock::Clock;
+
+/// Thread state of a layer above the engine that a new runtime must start without, as
+/// the scope tree's position when `run` is called inside a nursery that another executor
+/// polls (the new runtime's nurseries would link under that foreign unit). The layer sets
+/// this the first time it makes such state; `run` calls it and holds what it returns,
+/// which puts the state back when dropped, for the whole run. (A function pointer set from
+/// above: the engine cannot name the layers on top of it.)
+pub(crate) static SET_ASIDE_THREAD_STATE: std::sync::OnceLock<fn() -> Box<dyn std::any::Any>> =
+    std::sync::OnceLock::new();
 use crate::rt::idle::IdleWaiters;
 use crate::rt::inbox::Inbox;
 use crate::rt::pool::Pool;

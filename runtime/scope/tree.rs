@@ -265,6 +265,34 @@ fn replace_outer(t: &TreeLocal, pos: Option<Position>) -> Option<Position> {
     ManuallyDrop::into_inner(t.outer.replace(ManuallyDrop::new(pos)))
 }
 
+/// The thread's positions, set aside while a runtime started inside a poll of a unit by
+/// another executor runs (`rt::state::SET_ASIDE_THREAD_STATE`), and put back when dropped.
+struct SetAside {
+    current: Option<Position>,
+    outer: Option<Position>,
+}
+
+fn set_aside_positions() -> Box<dyn std::any::Any> {
+    let (current, outer) = CURRENT
+        .try_with(|t| {
+            t.current_cancelled.set(None);
+            (replace(&t.current, None), replace_outer(t, None))
+        })
+        .unwrap_or_default();
+    Box::new(SetAside { current, outer })
+}
+
+impl Drop for SetAside {
+    fn drop(&mut self) {
+        let (current, outer) = (self.current.take(), self.outer.take());
+        let _ = CURRENT.try_with(|t| {
+            t.current_cancelled.set(None);
+            // The run restored every position it entered: `None` is replaced.
+            let _ = (replace(&t.current, current), replace_outer(t, outer));
+        });
+    }
+}
+
 /// A copy of `t.outer` (taken out and put back: no code runs in between).
 fn outer_position(t: &TreeLocal) -> Option<Position> {
     let outer = ManuallyDrop::into_inner(t.outer.take());
@@ -419,6 +447,11 @@ impl ScopeNode {
         if let Some(node) = recycled {
             node.reset(deadline, shield);
             return node;
+        }
+        // Positions exist on a thread only once a node was made: from then on, a runtime
+        // started inside another executor's poll of a unit sets them aside.
+        if crate::rt::state::SET_ASIDE_THREAD_STATE.get().is_none() {
+            let _ = crate::rt::state::SET_ASIDE_THREAD_STATE.set(set_aside_positions);
         }
         Rc::new(ScopeNode {
             stage: Cell::new(Stage::Idle),
