@@ -8,16 +8,17 @@
 //! A call and its future share a [`Slot`] (an `Arc<Mutex<..>>`): the result once the call
 //! returned, the waker of the task that awaits it, and whether the future is gone. The
 //! future submits the call to its runtime's pool (`rt/pool.rs`) at its first poll and
-//! raises the runtime's `thread_work` then. It is lowered exactly once, under the slot's
-//! lock, by whoever takes `counter` first: the worker, after it stored the result and woke
-//! the caller (so the executor never sees the count lowered without the wake; it then
-//! wakes the runtime's root, since an executor parked on the count needs telling), or the
-//! future's drop. So `thread_work` counts the calls that a live future still waits for
-//! (a leaked future does not hold autojump back forever), and a result that arrives after
-//! its future was dropped touches no runtime state: the worker drops it. While a worker
-//! runs a call, `WORKER_OF` (thread-local) names the runtime that submitted it, so that
-//! `from_thread` work the call sends back counts as a callback (`rt/inbox.rs`,
-//! "Autojump").
+//! raises the runtime's `thread_work` then; the slot records that runtime, and a later poll
+//! anywhere else panics (as a `Sleep`'s does), since no other runtime counts the call. The
+//! count is lowered exactly once, under the slot's lock, by whoever takes `counter` first:
+//! the worker, after it stored the result and woke the caller (so the executor never sees
+//! the count lowered without the wake; it then wakes the runtime's root, since an executor
+//! parked on the count needs telling), or the future's drop. So `thread_work` counts the
+//! calls that a live future still waits for (a leaked future does not hold autojump back
+//! forever), and a result that arrives after its future was dropped touches no runtime
+//! state: the worker drops it. While a worker runs a call, `WORKER_OF` (thread-local) names
+//! the runtime that submitted it, so that `from_thread` work the call sends back counts as
+//! a callback (`rt/inbox.rs`, "Autojump").
 //!
 //! A `from_thread` call and its work share a [`ReplySlot`] (a mutex and a condition
 //! variable): the caller blocks on it; the work's end, a [`Reply`], is captured by the job
@@ -150,6 +151,15 @@ fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
 /// Polling the future outside a trellis runtime panics, and so does polling it again
 /// after it completed.
 ///
+/// The call belongs to the runtime that first polled the future (it submitted the call,
+/// and counts it in flight): `ToThread` is `Send`, but polling it after that in another
+/// runtime (one on another thread, or the next `run` on this thread after the first one
+/// returned) or outside any runtime panics, even once the result is in: only the
+/// submitting runtime waits for the call, so another one would report a false deadlock, or
+/// jump its clock past the call. Await it in the runtime that first polled it, or call
+/// `to_thread` anew. Dropping it anywhere is fine: the call is abandoned (see
+/// Cancellation) and only the submitting runtime's count of calls in flight is lowered.
+///
 /// # Examples
 ///
 /// ```
@@ -252,8 +262,11 @@ impl<T> Future for ToThread<T> {
             !this.done,
             "a ToThread future was polled after it completed"
         );
-        if let Some(job) = this.job.take() {
+        if this.job.is_some() {
             with_core(|core| {
+                // Taken only inside a runtime: outside one, `with_core` panics first and
+                // the call stays unsubmitted, so a later poll in a runtime still submits it.
+                let job = this.job.take().expect("checked above");
                 core.thread_work.fetch_add(1, Ordering::SeqCst);
                 {
                     let mut slot = lock(&this.slot);
@@ -266,7 +279,19 @@ impl<T> Future for ToThread<T> {
             });
             return Poll::Pending;
         }
+        // Submitted: the call counts in the `thread_work` of the runtime that submitted it,
+        // and only that runtime knows to wait for it. Polled anywhere else, nothing keeps
+        // the runtime polling it from a false deadlock report (or autojump from jumping
+        // past the call), so refuse, as `Sleep` does, before touching the slot. Checked on
+        // every poll, also once the result is in, so the outcome does not depend on how
+        // fast the worker was.
+        let here = try_with_core(|core| core.id);
         let mut slot = lock(&this.slot);
+        if here != slot.runtime {
+            // Not under the lock: the drop that follows the panic takes it.
+            drop(slot);
+            polled_elsewhere(here.is_some());
+        }
         match slot.result.take() {
             Some(result) => {
                 drop(slot);
@@ -287,6 +312,23 @@ impl<T> Future for ToThread<T> {
     }
 }
 
+#[cold]
+fn polled_elsewhere(in_a_runtime: bool) -> ! {
+    if in_a_runtime {
+        panic!(
+            "a trellis `ToThread` (the future of `to_thread`) was polled in a runtime other \
+             than the one that submitted its call; a call belongs to the runtime it was first \
+             polled in, which alone waits for it — await it inside that runtime's `run`, or \
+             call `to_thread` again in this runtime"
+        )
+    }
+    panic!(
+        "a trellis `ToThread` (the future of `to_thread`) was polled outside any trellis \
+         runtime after its call was submitted; a call belongs to the runtime it was first \
+         polled in — await it inside that runtime's `run`"
+    )
+}
+
 impl<T> Drop for ToThread<T> {
     fn drop(&mut self) {
         let (unwanted, counter) = {
@@ -297,6 +339,9 @@ impl<T> Drop for ToThread<T> {
         };
         // A result that arrived but was never taken is dropped here, outside the lock.
         drop(unwanted);
+        // The counter is the submitting runtime's own (an `Arc`), so a drop in another
+        // runtime, or after the submitter ended, lowers the count that was raised, never
+        // the current runtime's; waking a finished runtime's root does nothing.
         uncount(counter);
     }
 }
