@@ -1170,7 +1170,6 @@ fn every_task_spawned_exits_exactly_once_whichever_way_it_ends() {
 /// failure comes out of `start` (not the nursery), but the instrument should still hear
 /// that the task failed or panicked, not that it returned.
 #[test]
-#[ignore = "bug: a start child that fails or panics before `started` is reported to instruments as `returned`"]
 fn a_start_child_failing_before_it_is_ready_is_not_reported_as_returned() {
     let ledger = Ledger::default();
     let ledger2 = ledger.clone();
@@ -1364,7 +1363,6 @@ fn child_instruments_panic_during_an_unwind() {
 /// instrument that dumps the tree in every hook. If any dump panics, the instrument is
 /// removed and its counts stop pairing up.
 #[test]
-#[ignore = "bug: dump_tree from after_task_poll panics (the task's record is mutably borrowed across the hook), and the instrument is removed"]
 fn an_instrument_may_dump_the_tree_from_every_hook() {
     #[derive(Clone, Default)]
     struct Dumper(Arc<Mutex<HashMap<&'static str, usize>>>);

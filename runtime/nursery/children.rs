@@ -196,19 +196,55 @@ impl<'env, E> Shared<'env, E> {
         // Out of the records before the drop, as the task is out of its slot: a destructor
         // that spawns a sibling reuses the key, and the records must stay keyed as the
         // children are (found by tests/bad_input.rs).
-        let record = self
-            .recording
-            .then(|| self.node.records.borrow_mut().as_mut()?.remove_child(index))
-            .flatten();
+        let record = if self.recording {
+            self.exit_record(index, [fut.as_ref(), task.fut.as_ref()])
+        } else {
+            None
+        };
         if let (Some(payload), label) = self.retire(task, fut) {
             exit = Exit::Panicked;
             self.record_failure(name, &label, Err(payload));
         }
-        if let (true, Some(record)) = (hooks::active(), record) {
+        // The record first: a nursery keeping none does not look at the instruments.
+        let Some((record, hidden)) = record else {
+            return;
+        };
+        if hooks::active() {
             let info = record.info(self.node.task(), self.node.scope_id());
-            let outcome = self.outcome(exit);
+            // A panic in its destructor is the nursery's, and the last word on how it ended.
+            let outcome = match hidden {
+                Some(hidden) if exit != Exit::Panicked => hidden,
+                _ => self.outcome(exit),
+            };
             hooks::emit("task_exited", |i| i.task_exited(&info, &outcome));
         }
+    }
+
+    /// Takes the record of the child at `index` as it exits, with how its own future ended
+    /// if its wrapper hid that from the nursery (see
+    /// [`JoinFailed::hidden_outcome`](crate::nursery::join::JoinFailed::hidden_outcome));
+    /// `futs` is where the child's future may be (taken out for its poll, or in its slot).
+    /// Asked before the future is dropped, and only when an instrument will hear the exit.
+    /// Out of line, so that a nursery keeping no records pays nothing for it.
+    #[inline(never)]
+    fn exit_record(
+        &self,
+        index: usize,
+        futs: [Option<&ChildFuture<'env, E>>; 2],
+    ) -> Option<(TaskRecord, Option<TaskOutcome>)> {
+        let record = self
+            .node
+            .records
+            .borrow_mut()
+            .as_mut()?
+            .remove_child(index)?;
+        let hidden = if hooks::active() {
+            futs.into_iter()
+                .find_map(|f| f?.join_slot()?.hidden_outcome())
+        } else {
+            None
+        };
+        Some((record, hidden))
     }
 
     /// Records the failure of `task`, whose label is `label`.
@@ -383,12 +419,12 @@ impl<'env, E> Shared<'env, E> {
     /// The instruments' hooks before a child's poll; the child's info, for the hook after.
     #[cold]
     fn before_poll(&self, index: usize) {
-        before_poll_hooks(&self.node, self.node.record(index).as_deref());
+        before_poll_hooks(&self.node, index);
     }
 
     /// Counts a child's poll and keeps what it parked on; the instruments' hook after it.
     fn after_poll(&self, index: usize, wait: hooks::Wait) {
-        note_poll(&self.node, self.node.record_mut(index).as_deref_mut(), wait);
+        note_poll(&self.node, index, wait);
     }
 
     /// Drops every child that is neither about to be polled nor shielded (cancellation
@@ -479,34 +515,49 @@ pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> 
     record
 }
 
-/// The instruments' hooks before a task's poll (only called while some are registered).
+/// The instruments' hooks before the poll of the task at `index` (`BODY` or a child's key;
+/// only called while some are registered).
 #[cold]
-pub(super) fn before_poll_hooks(node: &ScopeNode, record: Option<&TaskRecord>) {
-    if let Some(record) = record {
-        let info = record.info(node.task(), node.scope_id());
+pub(super) fn before_poll_hooks(node: &ScopeNode, index: usize) {
+    // The info is made and the record let go before any hook runs: a hook is user code,
+    // and may read the records (`dump_tree`) or, through it, anything else.
+    let info = node
+        .record(index)
+        .map(|record| record.info(node.task(), node.scope_id()));
+    if let Some(info) = info {
         hooks::emit("task_scheduled", |i| i.task_scheduled(&info));
         hooks::emit("before_task_poll", |i| i.before_task_poll(&info));
     }
 }
 
-/// Counts a task's poll in its record and keeps what it parked on; then the instruments'
-/// hook after the poll. (The task's info is made again rather than kept across the poll,
-/// so an uninstrumented poll carries nothing.)
-pub(super) fn note_poll(node: &ScopeNode, record: Option<&mut TaskRecord>, wait: hooks::Wait) {
-    let Some(record) = record else {
-        return;
-    };
-    record.polls = record.polls.saturating_add(1);
-    record.wait = wait;
+/// Counts the poll of the task at `index` (`BODY` or a child's key) in its record, if
+/// kept, and keeps what it parked on; then the instruments' hook after the poll. (The
+/// task's info is made again rather than kept across the poll, so an uninstrumented poll
+/// carries nothing.)
+pub(super) fn note_poll(node: &ScopeNode, index: usize, wait: hooks::Wait) {
+    {
+        let Some(mut record) = node.record_mut(index) else {
+            return;
+        };
+        record.polls = record.polls.saturating_add(1);
+        record.wait = wait;
+    }
+    // The record is let go first: the hook may read it (`dump_tree` from
+    // `after_task_poll` found it still mutably borrowed, panicked, and the instrument was
+    // removed).
     if hooks::active() {
-        after_poll_hook(node, record);
+        after_poll_hook(node, index);
     }
 }
 
 #[cold]
-fn after_poll_hook(node: &ScopeNode, record: &TaskRecord) {
-    let info = record.info(node.task(), node.scope_id());
-    hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
+fn after_poll_hook(node: &ScopeNode, index: usize) {
+    let info = node
+        .record(index)
+        .map(|record| record.info(node.task(), node.scope_id()));
+    if let Some(info) = info {
+        hooks::emit("after_task_poll", |i| i.after_task_poll(&info));
+    }
 }
 
 /// Drops `value`, catching a panic from its destructor.

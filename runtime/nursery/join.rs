@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 
 use std::sync::Arc;
 
+use crate::instrument::hooks::TaskOutcome;
 use crate::nursery::error::{JoinError, TaskName};
 use crate::nursery::output::TaskOutput;
 use crate::scope::cancel_scope::{ScopeNode, current_is_cancelled};
@@ -36,6 +37,13 @@ pub(crate) trait JoinFailed {
     /// The child, named `name`, is being retired: if it did not deliver a value (it failed,
     /// or is about to be dropped unfinished), its handle's [`JoinError`] names it.
     fn name_if_unsuccessful(&self, name: &str);
+    /// How the child's own future ended, when that is not what the nursery saw: a child
+    /// of `start` whose failure before `started` went to its starter ends as returned
+    /// (or is dropped while it waits for the starter to take it), yet the instruments must
+    /// hear that it failed or panicked. Asked only when an instrument hears the exit.
+    fn hidden_outcome(&self) -> Option<TaskOutcome> {
+        None
+    }
 }
 
 /// A cancel of one child alone, by whoever started it ([`JoinHandle::cancel`], a `start`

@@ -471,11 +471,11 @@ fn start_body_record(node: &ScopeNode, label: TaskLabel) {
 
 #[cold]
 fn before_body_poll(node: &ScopeNode) {
-    before_poll_hooks(node, node.record(BODY).as_deref());
+    before_poll_hooks(node, BODY);
 }
 
 fn after_body_poll(node: &ScopeNode, wait: hooks::Wait) {
-    note_poll(node, node.record_mut(BODY).as_deref_mut(), wait);
+    note_poll(node, BODY, wait);
 }
 
 impl<'env, B: Future, E> Future for NurseryFuture<'env, B, E>

@@ -10,6 +10,9 @@
 //! - Before `started`, the child's failure or panic is put in the slot for the starter, and
 //!   the child stays (pending, its future gone) until the starter has taken it: were the
 //!   starter dropped unread, the failure goes to the nursery from the child.
+//!   The nursery then sees the child return (or, cancelled while it waits, be dropped);
+//!   the signal keeps how it really ended for the instruments (`hidden_outcome`), which
+//!   must not hear `returned` of a child that failed.
 //! - After `started`, failures go to the nursery as for any child.
 //! - `abandoned`: the `start` future was dropped before `started`. The child is then
 //!   cancelled as by [`JoinHandle::cancel`](crate::JoinHandle::cancel) (its shields
@@ -28,7 +31,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use crate::instrument::label::TaskLabel;
+use crate::instrument::hooks::{self, TaskOutcome};
+use crate::instrument::label::{TaskLabel, panic_text};
 use crate::nursery::error::{StartError, TaskName};
 use crate::nursery::handle::Nursery;
 use crate::nursery::join::{ChildCancel, ChildTask, JoinFailed};
@@ -52,6 +56,9 @@ struct Signal<V> {
     started: bool,
     /// The child's future ended before `started`; its outcome went to the `Early` slot.
     settled_early: bool,
+    /// How the child's future ended when it failed or panicked before `started` and the
+    /// failure is the starter's (not the nursery's): for the instruments' `task_exited`.
+    hidden_outcome: Option<TaskOutcome>,
     /// The `start` future was dropped before `started`.
     abandoned: bool,
     /// The `start` future, waiting for an outcome.
@@ -89,6 +96,10 @@ impl<V> JoinFailed for RefCell<Signal<V>> {
     }
 
     fn name_if_unsuccessful(&self, _name: &str) {}
+
+    fn hidden_outcome(&self) -> Option<TaskOutcome> {
+        self.borrow().hidden_outcome.clone()
+    }
 }
 
 type SharedSignal<V> = Rc<RefCell<Signal<V>>>;
@@ -253,6 +264,15 @@ where
             Err(payload) => Early::Panicked(payload),
         };
         let failed = !matches!(early, Early::NotReady);
+        // Kept before the failure moves to the starter (a panic's payload is gone once it
+        // resumes there); the message only when an instrument may ask for it.
+        this.signal.borrow_mut().hidden_outcome = match &early {
+            Early::Failed(_) => Some(TaskOutcome::Failed),
+            Early::Panicked(payload) if hooks::active() => {
+                Some(TaskOutcome::Panicked(panic_text(&**payload)))
+            }
+            _ => None,
+        };
         settle_early(this.signal, this.early, early);
         if !failed {
             return Poll::Ready(Ok(()));
@@ -279,9 +299,15 @@ fn hand_over_early<V, E>(
         signal.child = Some(cx.waker().clone());
         return Poll::Pending;
     }
+    // Abandoned: a failure still here is the nursery's after all, which then sees how the
+    // child ended. (A starter that took the failure is dropped too, abandoning nothing.)
     match slot.take() {
-        Some(Early::Failed(e)) => Poll::Ready(Err(e)),
+        Some(Early::Failed(e)) => {
+            signal.hidden_outcome = None;
+            Poll::Ready(Err(e))
+        }
         Some(Early::Panicked(payload)) => {
+            signal.hidden_outcome = None;
             drop((signal, slot));
             resume_unwind(payload)
         }
@@ -352,6 +378,7 @@ where
         value: None,
         started: false,
         settled_early: false,
+        hidden_outcome: None,
         abandoned: false,
         starter: None,
         child: None,
