@@ -541,6 +541,9 @@ where
             }
             more = shared.queue().pop_batch(&mut batch, budget);
             budget = budget.saturating_sub(batch.len());
+            if budget == 0 && more {
+                shared.queue().cut_round();
+            }
             if batch.len() > 1 {
                 // `Builder::shuffle_seed`; without a seed this reads one thread-local.
                 shuffle::permute(&mut batch);

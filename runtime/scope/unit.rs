@@ -211,6 +211,12 @@ pub(crate) struct ReadyQueue {
     /// The nursery is inside its own poll: a local wake need not wake the parent.
     /// (Owner's thread only.)
     polling: AtomicBool,
+    /// After a round the nursery's poll budget cut short: how many indices at the front
+    /// of the queue are that round's rest. The next take takes no more, so they run as a
+    /// round of their own before the units polled since, which queued behind them: every
+    /// ready unit still runs once per round, however `Builder::shuffle_seed` permutes one.
+    /// 0 otherwise. (Owner's thread only.)
+    round_left: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -245,6 +251,7 @@ impl ReadyQueue {
             local_one: AtomicUsize::new(NO_INDEX),
             local_parent: AtomicBool::new(false),
             polling: AtomicBool::new(false),
+            round_left: AtomicUsize::new(0),
         }
     }
 
@@ -377,6 +384,7 @@ impl ReadyQueue {
     #[inline(never)]
     fn empty_lists(&self) {
         self.local_one.store(NO_INDEX, Ordering::Relaxed);
+        self.round_left.store(0, Ordering::Relaxed);
         if self.local_len.load(Ordering::Relaxed) > 0 || self.local_parent.load(Ordering::Relaxed) {
             let local_parent = self
                 .with_local(|list| {
@@ -416,6 +424,15 @@ impl ReadyQueue {
         self.local_len.load(Ordering::Relaxed) > 0 || self.remote_len.load(Ordering::Acquire) > 0
     }
 
+    /// The round just taken was cut short by the poll budget: what is queued now is its
+    /// rest (`round_left`).
+    #[cold]
+    pub(crate) fn cut_round(&self) {
+        let queued =
+            self.local_len.load(Ordering::Relaxed) + self.remote_len.load(Ordering::Acquire);
+        self.round_left.store(queued, Ordering::Relaxed);
+    }
+
     /// Moves up to `max` ready indices into `batch`, local ones first; the remote list is
     /// locked only when it is not empty. Returns whether indices are left.
     #[inline]
@@ -427,6 +444,13 @@ impl ReadyQueue {
 
     #[inline(never)]
     fn take_ready(&self, batch: &mut Vec<usize>, max: usize) -> bool {
+        let left = self.round_left.load(Ordering::Relaxed);
+        let max = if left == 0 {
+            max
+        } else {
+            self.round_left.store(0, Ordering::Relaxed);
+            max.min(batch.len() + left)
+        };
         // The one slot first: it is older than anything in the list.
         let one = self.local_one.load(Ordering::Relaxed);
         if one != NO_INDEX && batch.len() < max {
