@@ -284,14 +284,14 @@ impl<'env, E> Shared<'env, E> {
         }
     }
 
-    /// The first panic, to resume; every other failure beside it is written to stderr
-    /// once, since a panic payload cannot carry them (it must resume unchanged).
-    #[inline]
     /// A panic was caught and waits to resume.
     pub(super) fn has_panicked(&self) -> bool {
         !self.panics.borrow().is_empty()
     }
 
+    /// The first panic, to resume; every other failure beside it is written to stderr
+    /// once, since a panic payload cannot carry them (it must resume unchanged).
+    #[inline]
     pub(super) fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
         if !self.has_panicked() {
             return None; // every nursery asks as it finishes; keep that path short
