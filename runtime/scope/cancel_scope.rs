@@ -978,7 +978,8 @@ impl futures_core::FusedFuture for Cancelled {
 /// # Cancellation
 ///
 /// A scope on that path that is already cancelled counts as a deadline of now (Trio
-/// reports `-inf`).
+/// reports `-inf`), and so does a nursery child on it cancelled on its own
+/// ([`JoinHandle::cancel`](crate::JoinHandle::cancel)).
 ///
 /// # Examples
 ///
@@ -999,5 +1000,5 @@ impl futures_core::FusedFuture for Cancelled {
 /// });
 /// ```
 pub fn current_effective_deadline() -> Option<Instant> {
-    current_position().and_then(|pos| pos.node.effective_deadline())
+    current_position().and_then(|pos| pos.effective_deadline())
 }

@@ -246,6 +246,20 @@ impl Position {
         let id = self.node.record(index).map(|r| r.id);
         id.unwrap_or_else(|| self.node.task())
     }
+
+    /// The deadline code at this position runs under: now if the nursery child it is in
+    /// was cancelled on its own (`JoinHandle::cancel`), else its node's.
+    pub(crate) fn effective_deadline(&self) -> Option<Instant> {
+        if self.unit.as_ref().is_some_and(|u| u.is_cancelled()) {
+            return Some(deadline_now());
+        }
+        self.node.effective_deadline()
+    }
+}
+
+/// The deadline of code that is cancelled already: now (Trio reports -inf).
+fn deadline_now() -> Instant {
+    try_with_core(|c| c.clock.now()).unwrap_or_else(Instant::now)
 }
 
 /// The position of the code being polled (its node attached first, if it was deferred:
@@ -1229,8 +1243,7 @@ impl ScopeNode {
 
     pub(crate) fn effective_deadline(self: &Rc<Self>) -> Option<Instant> {
         if self.is_cancelled() {
-            // Already cancelled: the deadline is now (Trio reports -inf).
-            return Some(try_with_core(|c| c.clock.now()).unwrap_or_else(Instant::now));
+            return Some(deadline_now());
         }
         self.unshielded_path_up()
             .filter_map(|node| node.deadline.get())
