@@ -100,7 +100,9 @@ use crate::scope::cancel_scope::current_is_cancelled;
 ///   promised to it (it was woken, not yet polled) passes the value to the next waiting
 ///   receiver, or leaves it in the buffer for the next receive: nothing is lost. So while
 ///   such a value is promised, the other receives do not see end-of-stream yet: it may
-///   still come to them.
+///   still come to them. (A receive leaked with `mem::forget` after it was handed a value
+///   never gives it back: the others then wait for end-of-stream for ever, which a mock
+///   clock reports as a deadlock.)
 /// - A send or receive polled for the first time in a cancelled scope does nothing and is
 ///   dropped there (Trio's `checkpoint_if_cancelled`).
 ///
