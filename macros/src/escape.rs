@@ -52,6 +52,27 @@ pub(crate) struct Escape {
     pub(crate) message: String,
 }
 
+/// Whether the name `handle` may mean something else somewhere in `block`: a pattern
+/// rebinds it (`let n = ..`, `for &n in ..`, a closure parameter, a `match` arm), or an
+/// item, a glob import or a macro may define it. A check that does not follow scopes
+/// (the returned-handle one) stays silent then, so as never to reject code that compiles.
+pub(crate) fn name_may_be_rebound(block: &Block, handle: &Ident) -> bool {
+    struct Binds<'a>(&'a Ident, bool);
+    impl<'ast> Visit<'ast> for Binds<'_> {
+        fn visit_pat(&mut self, pat: &'ast Pat) {
+            self.1 |= bound_names(pat).iter().any(|name| name == self.0);
+        }
+    }
+    let mut names = NameCensus::default();
+    names.visit_block(block);
+    if names.glob_use || names.unsure.contains(&handle.to_string()) {
+        return true;
+    }
+    let mut binds = Binds(handle, false);
+    binds.visit_block(block);
+    binds.1
+}
+
 /// Finds the first escape of `handle` in `block` (in source order), if any.
 pub(crate) fn find_escape(block: &Block, handle: &Ident, outer: &[OuterParam]) -> Option<Escape> {
     let mut names = NameCensus::default();
@@ -254,7 +275,7 @@ fn bound_names(pat: &Pat) -> Vec<Ident> {
             let mut names = HashSet::new();
             idents_in(&mac.mac.tokens, &mut names);
             self.0
-                .extend(names.into_iter().map(|n| Ident::new(&n, Span::call_site())));
+                .extend(names.into_iter().map(|n| ident_named(&n)));
         }
         // Paths inside patterns (`Some`, `E::A`), types and expressions (ranges) bind
         // nothing.
@@ -264,6 +285,16 @@ fn bound_names(pat: &Pat) -> Vec<Ident> {
     let mut collect = Collect(Vec::new());
     collect.visit_pat(pat);
     collect.0
+}
+
+/// The identifier `name` as `Ident::to_string` wrote it: `r#type` is a raw identifier,
+/// which `Ident::new` refuses (a panic of the macro, found by a case with `r#type` in a
+/// pattern macro).
+fn ident_named(name: &str) -> Ident {
+    match name.strip_prefix("r#") {
+        Some(raw) => Ident::new_raw(raw, Span::call_site()),
+        None => Ident::new(name, Span::call_site()),
+    }
 }
 
 /// `e` without parentheses and invisible groups.

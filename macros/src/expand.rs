@@ -57,6 +57,10 @@ fn handle_type(ty: &Type) -> Type {
 
 /// [`handle_type`] with `error` for a missing error type.
 fn fill_handle_type(ty: &Type, error: &Type) -> Type {
+    // A type passed through `macro_rules!` as `$t:ty` arrives in an invisible group.
+    if let Type::Group(group) = ty {
+        return fill_handle_type(&group.elem, error);
+    }
     let mut ty = ty.clone();
     let segment = match &mut ty {
         Type::Path(path) => path.path.segments.last_mut(),

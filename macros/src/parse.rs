@@ -654,13 +654,17 @@ pub(crate) fn check_escape(
         handle,
         found: Vec::new(),
     };
-    returns.visit_block(block);
-    let tail = match block.stmts.last() {
-        Some(Stmt::Expr(tail, None)) => names_handle(tail, handle),
-        _ => None,
-    };
-    if let Some(span) = tail {
-        returns.found.push(span);
+    // This check does not follow scopes: where the name may mean something else
+    // (`let n = items.len(); n`), it is left to the type checker.
+    if !crate::escape::name_may_be_rebound(block, handle) {
+        returns.visit_block(block);
+        let tail = match block.stmts.last() {
+            Some(Stmt::Expr(tail, None)) => names_handle(tail, handle),
+            _ => None,
+        };
+        if let Some(span) = tail {
+            returns.found.push(span);
+        }
     }
     if returns.found.is_empty() {
         if let Some(escape) = crate::escape::find_escape(block, handle, outer) {

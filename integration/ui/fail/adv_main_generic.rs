@@ -1,0 +1,2 @@
+#[trellis::main]
+async fn main<T>() {}

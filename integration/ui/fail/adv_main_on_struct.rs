@@ -1,0 +1,4 @@
+#[trellis::main]
+struct Main;
+
+fn main() {}

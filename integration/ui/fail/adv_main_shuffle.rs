@@ -1,0 +1,2 @@
+#[trellis::main(shuffle)]
+async fn main() {}

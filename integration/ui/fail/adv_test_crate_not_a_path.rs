@@ -1,0 +1,4 @@
+#[trellis::test(crate = "not a path!")]
+async fn sleeps() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[trellis::test(autojump)]
+fn sleeps() {}
+
+fn main() {}
