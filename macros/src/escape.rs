@@ -274,8 +274,7 @@ fn bound_names(pat: &Pat) -> Vec<Ident> {
         fn visit_expr_macro(&mut self, mac: &'ast syn::ExprMacro) {
             let mut names = HashSet::new();
             idents_in(&mac.mac.tokens, &mut names);
-            self.0
-                .extend(names.into_iter().map(|n| ident_named(&n)));
+            self.0.extend(names.into_iter().map(|n| ident_named(&n)));
         }
         // Paths inside patterns (`Some`, `E::A`), types and expressions (ranges) bind
         // nothing.
