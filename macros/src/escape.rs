@@ -733,6 +733,16 @@ impl<'ast> Visit<'ast> for Finder<'_> {
     }
 
     fn visit_local(&mut self, local: &'ast syn::Local) {
+        // `let _ = n;` neither moves `n` nor, in a closure or `async` block, captures it:
+        // not a use (it compiles in a child).
+        if matches!(local.pat, Pat::Wild(_))
+            && local
+                .init
+                .as_ref()
+                .is_some_and(|init| init.diverge.is_none() && path_ident(&init.expr).is_some())
+        {
+            return;
+        }
         let annotated = match &local.pat {
             Pat::Type(t) => Some(&*t.ty),
             _ => None,

@@ -1,7 +1,7 @@
 // Three shapes the macros once rejected or panicked on, each compiling with plain
 // `trellis::nursery`: a raw identifier inside a pattern macro, a name `n` rebound and
 // returned (the returned-handle check does not follow scopes, so it stays silent), and the
-// handle's type passed through `macro_rules!` as a `$ty:ty` fragment.
+// handle's type passed through `macro_rules!` as a `$ty:ty` fragment; and `let _ = n;`.
 use std::cell::Cell;
 
 use trellis::{Nursery, nursery, open_nursery};
@@ -62,6 +62,25 @@ fn main() {
             Ok(n)
         };
         assert_eq!(r.map_err(|e| e.into_first()), Ok(2));
+        let_underscore().await;
     });
     assert_eq!(c.get(), 1);
+}
+
+// `let _ = n;` moves nothing and captures nothing: it compiles in a child, a `'static` box
+// and a thread's closure, so the escape check must not reject it.
+#[nursery]
+async fn let_underscore(n: Nursery) {
+    n.start_soon(async {
+        let _ = n;
+    });
+    let boxed: Box<dyn Fn()> = Box::new(|| {
+        let _ = n;
+    });
+    boxed();
+    std::thread::spawn(|| {
+        let _ = n;
+    })
+    .join()
+    .unwrap();
 }
