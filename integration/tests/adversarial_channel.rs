@@ -33,7 +33,7 @@ use futures::future::{Either, FusedFuture};
 use futures::stream::{FusedStream, FuturesUnordered, Stream, StreamExt};
 use futures::{join, select, select_biased};
 
-use common::{HANG_LIMIT, PanicOnDrop, panic_message, run_virtual, watchdog};
+use common::{HANG_LIMIT, PanicOnDrop, Rng, panic_message, run_virtual, watchdog};
 use trellis::{
     Builder, CancelScope, Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError,
     channel, move_on_after, nursery, sleep,
@@ -62,28 +62,6 @@ fn shuffled_test<T: Send + 'static>(
 /// other task is blocked.
 async fn settle() {
     sleep(ms(1)).await;
-}
-
-/// A seeded xorshift64* generator: deterministic, so a failing seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        (self.next() >> 33) % n
-    }
 }
 
 /// How a value ended.

@@ -32,7 +32,7 @@ use std::sync::{Arc, mpsc};
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{HANG_LIMIT, watchdog};
+use common::{HANG_LIMIT, Rng, watchdog};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use trellis::net::{
     TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
@@ -62,22 +62,6 @@ async fn poll_once_then_drop<F: Future>(fut: F) -> Option<F::Output> {
         })
     })
     .await
-}
-
-/// A small deterministic generator (xorshift64*), so that a failure replays exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// A connected TCP pair on loopback: (client, server).

@@ -246,25 +246,6 @@ impl Instrument for ReleaseOnPark {
     }
 }
 
-/// The latest instant `Instant` can represent at or after `from` (std has no
-/// `Instant::MAX`): a bisection over `checked_add`.
-fn latest_instant(from: Instant) -> Instant {
-    let nanos = |n: u128| Duration::new((n / 1_000_000_000) as u64, (n % 1_000_000_000) as u32);
-    if let Some(latest) = from.checked_add(Duration::MAX) {
-        return latest;
-    }
-    let (mut ok, mut overflows) = (0u128, Duration::MAX.as_nanos());
-    while overflows - ok > 1 {
-        let mid = ok + (overflows - ok) / 2;
-        if from.checked_add(nanos(mid)).is_some() {
-            ok = mid;
-        } else {
-            overflows = mid;
-        }
-    }
-    from + nanos(ok)
-}
-
 // ---- run / Builder misuse ----------------------------------------------------------
 
 /// Attacks `Builder::run`'s "# Panics: when a trellis runtime already runs on this thread"
@@ -756,7 +737,7 @@ fn deadlines_at_the_last_representable_instant_fire_exactly_without_overflow() {
     let (at_end, effective, past, after) = watchdog(HANG_LIMIT, || {
         run_virtual(async {
             let start = trellis::now();
-            let end = latest_instant(start);
+            let end = common::latest_instant(start);
             assert_eq!(sleep(Duration::MAX).deadline(), None);
             let effective = Cell::new(None);
             // Nested deadlines at the end of time, and a shield with its own.
@@ -815,7 +796,7 @@ fn a_real_clock_park_until_the_end_of_time_with_an_io_source_does_not_overflow()
         let remote = hook.remote.clone();
         Builder::new().instrument(hook).run(async move {
             let listener = trellis::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let end = latest_instant(trellis::now());
+            let end = common::latest_instant(trellis::now());
             let scope = CancelScope::new();
             *remote.lock().unwrap() = Some(scope.remote());
             let out = scope.run(sleep_until(end)).await;

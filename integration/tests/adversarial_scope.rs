@@ -36,24 +36,6 @@ fn guarded<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
     watchdog(HANG_LIMIT, test)
 }
 
-/// The latest instant after `from` that the clock can represent.
-fn latest_instant(from: Instant) -> Instant {
-    let nanos = |n: u128| Duration::new((n / 1_000_000_000) as u64, (n % 1_000_000_000) as u32);
-    if let Some(latest) = from.checked_add(Duration::MAX) {
-        return latest;
-    }
-    let (mut ok, mut overflows) = (0u128, Duration::MAX.as_nanos());
-    while overflows - ok > 1 {
-        let mid = ok + (overflows - ok) / 2;
-        if from.checked_add(nanos(mid)).is_some() {
-            ok = mid;
-        } else {
-            overflows = mid;
-        }
-    }
-    from + nanos(ok)
-}
-
 // ---- CancelScope builders and deadlines ------------------------------------------------
 
 /// Attacks `CancelScope::with_deadline`: "cancelling itself at `deadline` (replacing any
@@ -618,7 +600,7 @@ fn an_interval_whose_third_tick_overflows_the_clock_ticks_twice_then_never() {
     guarded(|| {
         run_virtual(async {
             let start = trellis::now();
-            let span = latest_instant(start) - start;
+            let span = common::latest_instant(start) - start;
             let period = span / 3 * 2;
             let mut ticks = interval(period);
             assert_eq!(ticks.tick().await, start);
@@ -1399,7 +1381,7 @@ fn an_overflowing_timeout_on_a_running_scope_clears_its_deadline() {
                 .run_with(async |scope| {
                     let _ = scope.clone().with_timeout(Duration::MAX);
                     assert_eq!(scope.deadline(), None);
-                    let just_past = latest_instant(trellis::now()) - trellis::now();
+                    let just_past = common::latest_instant(trellis::now()) - trellis::now();
                     let _ = scope
                         .clone()
                         .with_timeout(just_past + Duration::from_nanos(1));

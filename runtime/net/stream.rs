@@ -109,11 +109,14 @@ impl<T: RawStream> StreamIo<T> {
     ) -> Poll<io::Result<usize>> {
         // Linux answers an empty read of an idle stream socket with EAGAIN (its receive
         // low-water mark is at least one byte), which would park the task until the peer
-        // sends: `Read`'s contract is `Ok(0)` at once.
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        self.reg.poll_io(Direction::Read, cx, |s| s.read_raw(buf))
+        // sends: `Read`'s contract is `Ok(0)` at once. (Inside `poll_io`, after its check
+        // of the runtime, as for every operation.)
+        self.reg.poll_io(Direction::Read, cx, |s| {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            s.read_raw(buf)
+        })
     }
 
     pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {

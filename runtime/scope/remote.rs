@@ -139,8 +139,6 @@ impl RemoteState {
 /// ```
 pub struct RemoteCancel {
     state: Arc<RemoteState>,
-    /// The runtime's count of live remote handles, when made inside one.
-    live: Option<Arc<AtomicUsize>>,
     /// This handle counts in the state's `live` (see the module docs).
     counted: bool,
 }
@@ -148,11 +146,7 @@ pub struct RemoteCancel {
 impl RemoteCancel {
     pub(crate) fn new(state: Arc<RemoteState>, live: Option<Arc<AtomicUsize>>) -> RemoteCancel {
         let counted = state.arm(live.as_ref());
-        RemoteCancel {
-            state,
-            live,
-            counted,
-        }
+        RemoteCancel { state, counted }
     }
 
     /// Cancels the scope, from any thread. Idempotent.
@@ -205,7 +199,8 @@ impl RemoteCancel {
 
 impl Clone for RemoteCancel {
     fn clone(&self) -> RemoteCancel {
-        RemoteCancel::new(self.state.clone(), self.live.clone())
+        // The state knows the runtime's count once a handle was made inside one.
+        RemoteCancel::new(self.state.clone(), self.state.live.get().cloned())
     }
 }
 

@@ -291,3 +291,47 @@ pub fn pattern(id: usize, len: usize) -> Vec<u8> {
         .map(|i| (i * 31 + id * 7 + i / 251) as u8)
         .collect()
 }
+
+/// A small seeded generator (xorshift64*): deterministic, so a failing seed replays.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator for `seed`, mixed so that nearby seeds start far apart.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (from the high bits, the better ones).
+    pub fn below(&mut self, n: u64) -> u64 {
+        (self.next() >> 33) % n
+    }
+}
+
+/// The latest instant `Instant` can represent at or after `from` (std has no
+/// `Instant::MAX`): a bisection over `checked_add`.
+pub fn latest_instant(from: std::time::Instant) -> std::time::Instant {
+    use std::time::Duration;
+    let nanos = |n: u128| Duration::new((n / 1_000_000_000) as u64, (n % 1_000_000_000) as u32);
+    if let Some(latest) = from.checked_add(Duration::MAX) {
+        return latest;
+    }
+    let (mut ok, mut overflows) = (0u128, Duration::MAX.as_nanos());
+    while overflows - ok > 1 {
+        let mid = ok + (overflows - ok) / 2;
+        if from.checked_add(nanos(mid)).is_some() {
+            ok = mid;
+        } else {
+            overflows = mid;
+        }
+    }
+    from + nanos(ok)
+}
