@@ -13,8 +13,10 @@
 //!   collection method (`out.push(n)`) of a parameter whose type names `Nursery`
 //!   ("lifetime may not live long enough" otherwise);
 //! - **the handle sent to another thread or task**: named inside the closure or future given
-//!   to `std::thread::spawn`, `thread::Builder::spawn`, `tokio::spawn` and friends, or put
-//!   into a `'static` box ("cannot be sent between threads safely" otherwise).
+//!   to `std::thread::spawn`, `std::thread::Builder::spawn`, `tokio::spawn` and friends, or
+//!   put into a `'static` box ("cannot be sent between threads safely" otherwise). Written
+//!   as a bare `thread::spawn`, the path may be a module of the user's crate, so the
+//!   compiler's E0277 is left to speak.
 //!
 //! **It must never reject code that compiles.** So it only reports a shape whose rejection
 //! follows from the handle's type alone, and stays silent whenever name resolution is not
@@ -345,8 +347,11 @@ fn is_wrapping_constructor(path: &[String]) -> bool {
 fn thread_spawner(path: &[String]) -> Option<String> {
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     let known = match path.as_slice() {
-        // Not `thread::scope`: its closure runs on this thread.
-        ["std", "thread", "spawn"] | ["thread", "spawn"] => true,
+        // Not `thread::scope`: its closure runs on this thread. Not a bare `thread::spawn`
+        // either: `thread` may be a module of the user's crate whose `spawn` runs the closure
+        // here, and a `use std::thread;` outside the function is out of sight. The compiler
+        // still rejects std's (E0277, "cannot be sent between threads safely").
+        ["std", "thread", "spawn"] => true,
         ["tokio", "spawn"] => true,
         ["tokio", "task", "spawn" | "spawn_local" | "spawn_blocking"] => true,
         [
@@ -998,13 +1003,14 @@ impl<'ast> Visit<'ast> for Finder<'_> {
     }
 }
 
-/// Whether `e` is a chain on `std::thread::Builder::new()` (`thread::Builder::new().name(..)`).
+/// Whether `e` is a chain on `std::thread::Builder::new()` (`std::thread::Builder::new().name(..)`);
+/// a bare `thread::Builder` may be the user's own, as with `thread_spawner`.
 fn is_thread_builder(e: &Expr) -> bool {
     match peel(e) {
         Expr::MethodCall(call) => is_thread_builder(&call.receiver),
         Expr::Call(call) => call_path(&call.func).is_some_and(|path| {
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
-            matches!(path.as_slice(), [.., "thread", "Builder", "new"])
+            matches!(path.as_slice(), ["std", "thread", "Builder", "new"])
         }),
         _ => false,
     }
