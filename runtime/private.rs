@@ -59,6 +59,131 @@ pub fn never_output(
     }
 }
 
+/// The return type of a `#[nursery]` fn whose last path segment is not `Result`: a plain
+/// value, or an alias of a `Result` (`type Res<T> = Result<T, MyError>`) that the macro
+/// cannot see through. The type checker tells them apart: `(&OutputProbe::<T>::new()).kind()`
+/// resolves to [`ResultKind::kind`] when `T` is a `Result` (a method on the probe itself) and
+/// to [`ValueKind::kind`] otherwise (a method on a reference to it, tried next), so the
+/// generated code gets a [`ResultTag`] or a [`ValueTag`] and treats the body accordingly.
+/// Where `T` is a type parameter, it is a plain value.
+pub struct OutputProbe<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> OutputProbe<T> {
+    /// The probe for the return type `T`.
+    pub fn new() -> Self {
+        OutputProbe(std::marker::PhantomData)
+    }
+}
+
+impl<T> std::fmt::Debug for OutputProbe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputProbe")
+    }
+}
+
+impl<T> Default for OutputProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Picked for a return type that is a `Result` (see [`OutputProbe`]).
+pub trait ResultKind {
+    /// The tag of a `Result` return type.
+    fn kind(&self) -> ResultTag {
+        ResultTag
+    }
+}
+
+impl<T, E> ResultKind for OutputProbe<Result<T, E>> {}
+
+/// Picked for every other return type (see [`OutputProbe`]).
+pub trait ValueKind {
+    /// The tag of a plain return type.
+    fn kind(&self) -> ValueTag {
+        ValueTag
+    }
+}
+
+impl<T> ValueKind for &OutputProbe<T> {}
+
+/// The `map_err` of a `#[nursery]` fn that gave none: the first error.
+#[derive(Clone, Copy, Debug)]
+pub struct FirstError;
+
+/// How a `#[nursery]` fn returning a `Result` alias turns its `ErrorGroup<E>` into `E`:
+/// [`FirstError`] or the function given as `map_err`.
+pub trait MapErr<E> {
+    /// Turns the group into the function's error.
+    fn map(self, group: ErrorGroup<E>) -> E;
+}
+
+impl<E> MapErr<E> for FirstError {
+    fn map(self, group: ErrorGroup<E>) -> E {
+        group.into_first()
+    }
+}
+
+impl<E, F: FnOnce(ErrorGroup<E>) -> E> MapErr<E> for F {
+    fn map(self, group: ErrorGroup<E>) -> E {
+        self(group)
+    }
+}
+
+/// What a `map_err` given to a `#[nursery]` fn returning a plain value must be: nothing, as
+/// its children cannot fail.
+#[diagnostic::on_unimplemented(
+    message = "`map_err` is for a `#[nursery]` fn returning a `Result`; this one returns a \
+               plain value, so its children cannot fail and there is no error to map",
+    note = "remove `map_err`, or return `Result<T, E>` (children may then fail with `E`)"
+)]
+pub trait NoMapErr {}
+
+impl NoMapErr for FirstError {}
+
+/// The body of a `#[nursery]` fn whose return type is a `Result` alias: as written.
+#[derive(Clone, Copy, Debug)]
+pub struct ResultTag;
+
+impl ResultTag {
+    /// The body, unchanged: it returns the `Result` the nursery's error type comes from.
+    pub fn body<R, F: Future<Output = R>>(self, body: F) -> F {
+        body
+    }
+
+    /// The function's value: `Err(group)` through `map_err`.
+    pub fn output<T, E>(
+        self,
+        result: Result<T, ErrorGroup<E>>,
+        map_err: impl MapErr<E>,
+    ) -> Result<T, E> {
+        result.map_err(|group| map_err.map(group))
+    }
+}
+
+/// The body of a `#[nursery]` fn returning a plain value: wrapped in `Ok::<_, Infallible>`.
+#[derive(Clone, Copy, Debug)]
+pub struct ValueTag;
+
+impl ValueTag {
+    /// The body's value made a nursery body's `Result`.
+    pub fn body<R, F: Future<Output = R>>(
+        self,
+        body: F,
+    ) -> impl Future<Output = Result<R, Infallible>> {
+        infallible(body)
+    }
+
+    /// The function's value.
+    pub fn output<T>(
+        self,
+        result: Result<T, ErrorGroup<Infallible>>,
+        _map_err: impl NoMapErr,
+    ) -> T {
+        value_output(result)
+    }
+}
+
 /// Makes a body returning a plain `T` a nursery body (`Result<T, Infallible>`); the body stays
 /// an async block of its own so that its `return` leaves the body, not this wrapper.
 pub async fn infallible<T, F: Future<Output = T>>(body: F) -> Result<T, Infallible> {

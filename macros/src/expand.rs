@@ -144,21 +144,36 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
                 )
             }
         }
+        Output::Value { ty } if contains_impl_trait(&ty) => quote! {
+            // `impl Trait` is no `Result` and cannot be named in a turbofish.
+            #krate::__private::value_output(
+                #krate::__private::nursery_named(#name, async |#param| {
+                    #krate::__private::infallible(async #block).await
+                })
+                .await,
+            )
+        },
         Output::Value { ty } => {
-            let (ret, turbofish) = if contains_impl_trait(&ty) {
-                (None, None)
-            } else {
-                (
-                    Some(quote!(-> ::core::result::Result<#ty, ::core::convert::Infallible>)),
-                    Some(quote!(::<#ty, _>)),
-                )
+            // A plain value or an alias of a `Result` (`type Res<T> = Result<T, MyError>`):
+            // the type checker tells which (`__private::OutputProbe`). The tag's name is
+            // invisible to the body (mixed-site hygiene), and the probe's traits are in scope
+            // only in the block that computes it.
+            let tag = proc_macro2::Ident::new("__trellis_output", proc_macro2::Span::mixed_site());
+            let map_err = match &options.map_err {
+                Some(map_err) => map_err.to_token_stream(),
+                None => quote!(#krate::__private::FirstError),
             };
             quote! {
-                #krate::__private::value_output(
-                    #krate::__private::nursery_named(#name, async |#param| #ret {
-                        #krate::__private::infallible #turbofish(async #block).await
+                let #tag = {
+                    use #krate::__private::{ResultKind as _, ValueKind as _};
+                    (&#krate::__private::OutputProbe::<#ty>::new()).kind()
+                };
+                #tag.output(
+                    #krate::__private::nursery_named(#name, async |#param| {
+                        #tag.body::<#ty, _>(async #block).await
                     })
                     .await,
+                    #map_err,
                 )
             }
         }
@@ -297,13 +312,30 @@ pub(crate) fn fallback_entry(func: ItemFn) -> TokenStream {
         ..
     } = func;
     sig.asyncness = None;
-    sig.inputs.clear();
+    // The handle types the parameters named stay mentioned, so a `use trellis::Nursery` stays
+    // used beside the error (`#[nursery]` below `#[trellis::main]`).
+    let infallible: Type = syn::parse_quote!(::core::convert::Infallible);
+    let handles: Vec<Type> = std::mem::take(&mut sig.inputs)
+        .into_iter()
+        .filter_map(|arg| match arg {
+            syn::FnArg::Typed(param) => {
+                let ty = match &*param.ty {
+                    Type::Reference(reference) => (*reference.elem).clone(),
+                    other => other.clone(),
+                };
+                crate::parse::is_nursery_type(&ty).then(|| fill_handle_type(&ty, &infallible))
+            }
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect();
     sig.generics = Default::default();
-    attrs.retain(|attr| !attr.path().is_ident("test"));
+    // A `#[nursery]` below would report the signature emptied here.
+    attrs.retain(|attr| !attr.path().is_ident("test") && !crate::parse::is_nursery_attribute(attr));
     quote! {
         #(#attrs)*
         #[allow(dead_code)]
         #vis #sig {
+            #(let _: ::core::marker::PhantomData<#handles>;)*
             ::core::unreachable!()
         }
     }

@@ -87,7 +87,10 @@ use crate::parse::{BlockInput, EntryInput, EntryKind, EntryOptions, NurseryInput
 ///   a type error ("expected `!`, found `()`"; `sleep_forever()` returns `()`, so end such
 ///   a body with `loop { sleep_forever().await }`). Only a panic or a scope around the
 ///   call ends it: `move_on_after(d, serve())` gives `None`.
-/// - **any other `T`**: the body returns `T`; as with `()`, children cannot fail.
+/// - **an alias of a `Result`** (`type Res<T> = Result<T, MyError>`, whose name the macro
+///   cannot see through): as `Result<T, E>`; the type checker tells it from a plain value.
+/// - **any other `T`**: the body returns `T`; as with `()`, children cannot fail (so
+///   `map_err` is an error there). A return type that is a type parameter is such a `T`.
 ///
 /// A panic in a child (or the body) is resumed from the function once every child is gone.
 ///

@@ -273,6 +273,23 @@ impl EntryOptions {
                     path.span(),
                     "`crate` takes a path to the trellis crate, e.g. `crate = my_crate::trellis`",
                 ),
+                // `autojump = true`, `shuffle(8)`: a flag given a value.
+                (_, flag @ ("mock_clock" | "autojump" | "shuffle"))
+                    if flag != "shuffle" || kind == EntryKind::Test =>
+                {
+                    errors.push(
+                        path.span(),
+                        format_args!(
+                            "`{flag}` takes no value: write `{}({flag})]`{}",
+                            kind.attribute().trim_end_matches(']'),
+                            if flag == "shuffle" {
+                                " (the number of seeds comes from TRELLIS_SHUFFLE_SEEDS)"
+                            } else {
+                                ""
+                            },
+                        ),
+                    )
+                }
                 _ => errors.push(
                     path.span(),
                     format_args!(
@@ -329,7 +346,8 @@ pub(crate) enum Output {
     /// `!`: the body never returns (it loops until an enclosing scope cancels it, or ends in a
     /// panic); as with `()`, children cannot fail.
     Never,
-    /// Any other type `T`: the body's value is wrapped in `Ok::<T, Infallible>`.
+    /// Any other type `T`: a plain value (wrapped in `Ok::<T, Infallible>`) or an alias of a
+    /// `Result`; the expansion lets the type checker tell which (`__private::OutputProbe`).
     Value {
         /// The written return type.
         ty: Box<Type>,
@@ -404,6 +422,7 @@ impl NurseryInput {
                 })
                 .collect();
             let handle = check_fn_signature(&mut func.sig, options, errors);
+            check_map_err(&func.sig, options, errors);
             if let Some(handle) = &handle {
                 let outer = outer_params(&func.sig);
                 check_escape(&func.block, &handle.ident, &outer, errors);
@@ -497,6 +516,13 @@ fn check_fn_signature(
     options: &NurseryOptions,
     errors: &mut Errors,
 ) -> Option<Handle> {
+    if let Some(constness) = sig.constness.take() {
+        // Taken out, so the fallback item is not a `const async fn` (a second error).
+        errors.push(
+            constness.span,
+            "a nursery cannot be a `const fn`: it runs children on a runtime; remove `const`",
+        );
+    }
     if sig.asyncness.is_none() {
         errors.push(
             sig.fn_token.span,
@@ -624,17 +650,69 @@ fn check_fn_signature(
                     ty: None,
                 });
             }
-            None => errors.push(
-                sig.paren_token.span.join(),
-                format_args!(
-                    "`#[nursery]` needs the nursery handle: add a first parameter `n: Nursery` \
-                     to `{}`, or name the handle with `#[nursery(n)]`",
-                    sig.ident
+            None => match first_typed_param(sig) {
+                // `n: Rc<u32>`, `n: MyNursery`: a handle under another type, or an alias.
+                Some((name, ty)) if name == "n" || name == "nursery" => errors.push(
+                    ty.span(),
+                    format_args!(
+                        "`{name}: {}` is not a nursery handle: write `{name}: Nursery` \
+                         (`trellis::Nursery`); if this type names it (an alias, a renamed \
+                         import), say so with `#[nursery({name})]`",
+                        ty.to_token_stream().to_string().replace(' ', ""),
+                    ),
                 ),
-            ),
+                _ => errors.push(
+                    sig.paren_token.span.join(),
+                    format_args!(
+                        "`#[nursery]` needs the nursery handle: add a first parameter \
+                         `n: Nursery` to `{}`, or name the handle with `#[nursery(n)]`",
+                        sig.ident
+                    ),
+                ),
+            },
         }
     }
     handle
+}
+
+/// Rejects `map_err` on a function returning `()` or `!`, whose children cannot fail. (On
+/// any other type but a `Result` it is the type checker's: the type may be an alias of one.)
+fn check_map_err(sig: &Signature, options: &NurseryOptions, errors: &mut Errors) {
+    let Some(map_err) = &options.map_err else {
+        return;
+    };
+    if matches!(Output::of(&sig.output), Output::Unit | Output::Never) {
+        errors.push(
+            map_err.span(),
+            format_args!(
+                "`map_err` is for a `#[nursery]` fn returning a `Result`; `{}` returns {}, so \
+                 its children cannot fail and there is no error to map: remove `map_err`, or \
+                 return `Result<T, E>`",
+                sig.ident,
+                if is_never_output(&sig.output) {
+                    "`!`"
+                } else {
+                    "`()`"
+                },
+            ),
+        );
+    }
+}
+
+/// Whether the signature's return type is `!`.
+fn is_never_output(output: &ReturnType) -> bool {
+    matches!(output, ReturnType::Type(_, ty) if is_never(ty))
+}
+
+/// The first parameter after `self`, as its name and type, when its pattern is a name.
+fn first_typed_param(sig: &Signature) -> Option<(String, &Type)> {
+    sig.inputs.iter().find_map(|arg| match arg {
+        FnArg::Typed(param) => match &*param.pat {
+            Pat::Ident(p) => Some((p.ident.to_string(), &*param.ty)),
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    })
 }
 
 /// Rejects the escapes of the handle the macro can see, with one error at the offending
@@ -794,6 +872,10 @@ impl BlockInput {
         } else {
             None
         };
+        // `|n,|` is a closure of one parameter, as in Rust; `|n, m|` is not.
+        if input.peek(Token![,]) && input.peek2(Token![|]) {
+            input.parse::<Token![,]>()?;
+        }
         if input.peek(Token![,]) {
             return Err(input.error(
                 "the nursery body takes exactly one parameter, the handle: write \
@@ -886,7 +968,27 @@ impl EntryInput {
                 ),
             );
         }
-        if let Some(first) = sig.inputs.first() {
+        // `#[trellis::main] #[nursery] async fn main(n: Nursery)`: the attributes expand from
+        // the top, so this one sees the handle `#[nursery]` would have removed.
+        let nursery_below = func.attrs.iter().find(|attr| is_nursery_attribute(attr));
+        if let Some(attr) = nursery_below {
+            let name = attr
+                .path()
+                .segments
+                .last()
+                .map(|segment| segment.ident.span());
+            errors.push(
+                name.unwrap_or_else(|| attr.span()),
+                format_args!(
+                    "put `#[nursery]` above `{0}`: attributes expand from the top, and `{0}` \
+                     takes a function without parameters, which `#[nursery]` makes by taking \
+                     the handle out (`#[nursery] {0} async fn {1}(n: Nursery)`)",
+                    kind.attribute(),
+                    sig.ident,
+                ),
+            );
+        }
+        if let Some(first) = sig.inputs.first().filter(|_| nursery_below.is_none()) {
             errors.push(
                 first.span(),
                 format_args!(
@@ -931,6 +1033,14 @@ impl EntryInput {
         }
         Ok(EntryInput { func })
     }
+}
+
+/// Whether `attr` is `#[nursery]` (however the path is written: `trellis::nursery`).
+pub(crate) fn is_nursery_attribute(attr: &syn::Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "nursery")
 }
 
 /// Reads the output type of a `#[nursery]` function.
