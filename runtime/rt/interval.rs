@@ -341,8 +341,10 @@ impl Interval {
     /// Removes the armed timer, if any (and if the runtime is still there).
     fn disarm(&mut self) {
         if let Some((key, _)) = self.timer.take() {
-            // As in `Sleep`'s drop: no runtime, or another runtime, leaves the queue alone.
-            try_with_core(|core| core.timers.borrow_mut().disarm(key));
+            // As in `Sleep`'s drop: no runtime, or another runtime, leaves the queue alone,
+            // and the waker given back is dropped after the queue's borrow ends.
+            let released = try_with_core(|core| core.timers.borrow_mut().disarm(key));
+            drop(released);
         }
     }
 
@@ -387,7 +389,9 @@ impl Interval {
                     return Poll::Pending;
                 }
                 if let Some((key, _)) = self.timer.take() {
-                    core.timers.borrow_mut().disarm(key);
+                    // Dropped after the queue's borrow ends (`TimerQueue::disarm`).
+                    let released = core.timers.borrow_mut().disarm(key);
+                    drop(released);
                 }
                 self.suspended = false;
                 self.next = self.following(deadline, now);
@@ -395,18 +399,20 @@ impl Interval {
             }
             self.suspended = true;
             let mut timers = core.timers.borrow_mut();
-            match self.timer {
+            // The waker let go of is dropped after the queue's borrow (`TimerQueue::disarm`).
+            let released = match self.timer {
                 Some((key, armed_for)) if armed_for == deadline => {
-                    timers.update_waker(key, cx.waker())
+                    timers.update_waker(key, cx.waker()).map(TimerAction::Wake)
                 }
                 _ => {
-                    if let Some((key, _)) = self.timer.take() {
-                        timers.disarm(key);
-                    }
+                    let released = self.timer.take().and_then(|(key, _)| timers.disarm(key));
                     let key = timers.arm(deadline, TimerAction::Wake(cx.waker().clone()));
                     self.timer = Some((key, deadline));
+                    released
                 }
-            }
+            };
+            drop(timers);
+            drop(released);
             Poll::Pending
         })
     }

@@ -220,7 +220,9 @@ impl Future for Sleep {
             if now >= deadline {
                 if this.suspended {
                     if let Some(key) = this.timer.take() {
-                        core.timers.borrow_mut().disarm(key);
+                        // Dropped after the queue's borrow ends (`TimerQueue::disarm`).
+                        let released = core.timers.borrow_mut().disarm(key);
+                        drop(released);
                     }
                     this.done = true;
                     return Poll::Ready(());
@@ -235,7 +237,12 @@ impl Future for Sleep {
             hooks::record_wait(hooks::Wait::Timer(deadline));
             let mut timers = core.timers.borrow_mut();
             match this.timer {
-                Some(key) => timers.update_waker(key, cx.waker()),
+                Some(key) => {
+                    let released = timers.update_waker(key, cx.waker());
+                    // The old waker goes after the queue's borrow (`TimerQueue::disarm`).
+                    drop(timers);
+                    drop(released);
+                }
                 None => {
                     // The slack counts from this tick's reading, just taken or reused.
                     let key =
@@ -288,7 +295,10 @@ impl Drop for Sleep {
             // out, or is dropped during thread teardown): then there is no queue to clean.
             // On another thread's runtime, or a later runtime on this thread, `disarm`
             // ignores the foreign key; the entry stays in its own queue until it fires.
-            try_with_core_inlined(|core| core.timers.borrow_mut().disarm(key));
+            // The waker it gives back is dropped here, after the closure has released the
+            // queue: its drop may disarm other timers (`TimerQueue::disarm`).
+            let released = try_with_core_inlined(|core| core.timers.borrow_mut().disarm(key));
+            drop(released);
         }
     }
 }

@@ -233,21 +233,26 @@ impl TimerQueue {
         key.runtime == self.runtime
     }
 
-    /// Removes the timer `key`, if it is still armed. A key from another runtime's queue is
-    /// ignored: it names a slot of that queue, and removing our entry of the same slot and
-    /// sequence would silently cancel an unrelated timer (disarm runs in destructors, which
-    /// have no one to report the mistake to).
-    pub(crate) fn disarm(&mut self, key: TimerKey) {
+    /// Removes the timer `key`, if it is still armed, and gives back its action. A key from
+    /// another runtime's queue is ignored: it names a slot of that queue, and removing our
+    /// entry of the same slot and sequence would silently cancel an unrelated timer (disarm
+    /// runs in destructors, which have no one to report the mistake to).
+    ///
+    /// The caller drops the action once it no longer borrows the queue: dropping a waker
+    /// runs code, which may reach this queue (a waker that owns a `Sleep`, as a foreign
+    /// executor's task owns its future, disarms that sleep's timer when the last copy
+    /// goes). Dropped here, under the caller's `borrow_mut`, that was a "RefCell already
+    /// borrowed" panic out of `Sleep`'s destructor.
+    pub(crate) fn disarm(&mut self, key: TimerKey) -> Option<TimerAction> {
         if !self.owns(key) {
-            return;
+            return None;
         }
         let TimerKey { slot, seq, .. } = key;
         let place = match self.armed.get(slot) {
             Some(a) if a.seq == seq => a.place,
-            _ => return,
+            _ => return None,
         };
-        // Dropped here, after the queue is consistent again: a waker's drop runs code.
-        let _armed = self.armed.remove(slot);
+        let armed = self.armed.remove(slot);
         if place == IN_HEAP {
             self.stale += 1;
             if self.stale > 64 && self.stale > self.armed.len() {
@@ -260,6 +265,7 @@ impl TimerQueue {
                 self.armed[moved].place = place;
             }
         }
+        Some(armed.action)
     }
 
     #[cold]
@@ -270,11 +276,13 @@ impl TimerQueue {
         self.stale = 0;
     }
 
-    /// Replaces the waker of an armed timer, if it would wake a different task. A key from
-    /// another runtime's queue is ignored, as in [`disarm`](TimerQueue::disarm).
-    pub(crate) fn update_waker(&mut self, key: TimerKey, waker: &Waker) {
+    /// Replaces the waker of an armed timer, if it would wake a different task, and gives
+    /// back the old one, for the caller to drop once it no longer borrows the queue (as the
+    /// action of [`disarm`](TimerQueue::disarm)). A key from another runtime's queue is
+    /// ignored, as in `disarm`.
+    pub(crate) fn update_waker(&mut self, key: TimerKey, waker: &Waker) -> Option<Waker> {
         if !self.owns(key) {
-            return;
+            return None;
         }
         let TimerKey { slot, seq, .. } = key;
         if let Some(Armed {
@@ -284,9 +292,10 @@ impl TimerQueue {
         }) = self.armed.get_mut(slot)
         {
             if *armed_seq == seq && !old.will_wake(waker) {
-                old.clone_from(waker);
+                return Some(std::mem::replace(old, waker.clone()));
             }
         }
+        None
     }
 
     /// Pops stale entries off the top, so that the top is live (or the heap empty).
