@@ -1139,6 +1139,51 @@ fn an_instrument_panicking_in_before_run_or_after_run_changes_nothing_else() {
     check_lifecycles(&events.all());
 }
 
+/// Attacks `scope_cancelled` together with the dump's promise that a scope shows why it
+/// was first cancelled ("A scope remembers why it was first cancelled … shown in debug
+/// output and the task-tree dump"): a dump taken from the hook itself, when the
+/// cancellation is being announced, already shows the reason.
+#[test]
+fn a_dump_from_scope_cancelled_shows_the_reason_being_announced() {
+    #[derive(Clone, Default)]
+    struct DumpOnCancel(Arc<Mutex<Vec<String>>>);
+    impl Instrument for DumpOnCancel {
+        fn scope_cancelled(&self, _: &ScopeInfo, reason: &CancelReason) {
+            let text = trellis::dump_tree().to_string();
+            self.0.lock().unwrap().push(format!("{reason} => {text}"));
+        }
+    }
+    let seen = DumpOnCancel::default();
+    let _ = trellis::Builder::new()
+        .autojump()
+        .instrument(seen.clone())
+        .run(nursery(async |n| {
+            n.spawn_named("worker", async {
+                trellis::move_on_after(secs(1), trellis::sleep_forever()).await;
+                Err::<(), _>("worker failed")
+            });
+            trellis::sleep_forever().await;
+            Ok(())
+        }));
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].starts_with("its deadline passed => "),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[0].contains("cancel scope, deadline 0ns ago, cancelled (its deadline passed)"),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[1].contains("nursery, cancelled (child 1 \"worker\" failed)"),
+        "{}",
+        seen[1]
+    );
+}
+
 /// Attacks `add` and `remove` from inside a hook: "a hook may add or remove instruments
 /// (seen from the next event)". An instrument that adds another at the first spawn and
 /// removes itself at the third: the added one sees from the second spawn on, the remover

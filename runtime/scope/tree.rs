@@ -913,11 +913,16 @@ impl ScopeNode {
         // Recorded in every stage (as Trio's `cancel_called`); acted on only while running.
         self.cancel_called.set(true);
         bump_cancel_epoch();
-        if hooks::active() {
+        // The reason is kept before the hook runs: a hook is user code and may dump the
+        // tree, which must show the scope cancelled *with* its reason (a dump taken in
+        // `scope_cancelled` showed it without; tests/adversarial_instrument.rs). Cloned only
+        // for an instrument.
+        let announce = hooks::active().then(|| reason.clone());
+        *self.reason.borrow_mut() = Some(reason);
+        if let Some(reason) = announce {
             let info = self.scope_info();
             hooks::emit("scope_cancelled", |i| i.scope_cancelled(&info, &reason));
         }
-        *self.reason.borrow_mut() = Some(reason);
         if self.stage.get() != Stage::Running {
             return;
         }
