@@ -1139,6 +1139,110 @@ fn an_instrument_panicking_in_before_run_or_after_run_changes_nothing_else() {
     check_lifecycles(&events.all());
 }
 
+/// Attacks `dump_tree`'s "cheap enough to call from a task at any time" from inside every
+/// hook: an instrument that dumps the tree in each hook is never removed (a dump that
+/// panicked there would remove it), so it sees `after_run`; and in `task_exited` the task
+/// that exits is no longer listed, in `task_spawned` the new task is ("A hook that calls
+/// `dump_tree` finds the task listed from its `task_spawned` on, and no longer in its
+/// `task_exited`"; a body or child was announced before its record was kept).
+#[test]
+fn an_instrument_may_dump_the_tree_from_every_hook() {
+    struct Dumper {
+        events: Events,
+        problems: Arc<Mutex<Vec<String>>>,
+    }
+    impl Dumper {
+        fn dump(&self) -> Vec<u64> {
+            dumped_ids(&trellis::dump_tree().to_string())
+        }
+    }
+    impl Instrument for Dumper {
+        fn before_run(&self) {
+            self.dump();
+            self.events.before_run();
+        }
+        fn after_run(&self) {
+            self.dump();
+            self.events.after_run();
+        }
+        fn task_spawned(&self, t: &TaskInfo) {
+            let ids = self.dump();
+            if !ids.contains(&t.id().as_u64()) {
+                self.problems
+                    .lock()
+                    .unwrap()
+                    .push(format!("spawned {} not listed: {ids:?}", t.id()));
+            }
+            self.events.task_spawned(t);
+        }
+        fn task_scheduled(&self, t: &TaskInfo) {
+            self.dump();
+            self.events.task_scheduled(t);
+        }
+        fn before_task_poll(&self, t: &TaskInfo) {
+            self.dump();
+            self.events.before_task_poll(t);
+        }
+        fn after_task_poll(&self, t: &TaskInfo) {
+            self.dump();
+            self.events.after_task_poll(t);
+        }
+        fn task_exited(&self, t: &TaskInfo, o: &TaskOutcome) {
+            let ids = self.dump();
+            if ids.contains(&t.id().as_u64()) {
+                self.problems
+                    .lock()
+                    .unwrap()
+                    .push(format!("exited {} still listed: {ids:?}", t.id()));
+            }
+            self.events.task_exited(t, o);
+        }
+        fn scope_entered(&self, s: &ScopeInfo) {
+            self.dump();
+            self.events.scope_entered(s);
+        }
+        fn scope_exited(&self, s: &ScopeInfo) {
+            self.dump();
+            self.events.scope_exited(s);
+        }
+        fn scope_cancelled(&self, s: &ScopeInfo, r: &CancelReason) {
+            self.dump();
+            self.events.scope_cancelled(s, r);
+        }
+    }
+    let events = Events::default();
+    let problems = Arc::new(Mutex::new(Vec::new()));
+    let out = guarded({
+        let (events, problems) = (events.clone(), problems.clone());
+        move || {
+            trellis::Builder::new()
+                .autojump()
+                .instrument(Dumper { events, problems })
+                .run(nursery(async |n| {
+                    n.spawn(sleep(secs(1)));
+                    n.spawn(trellis::shield(sleep(secs(2))));
+                    n.spawn(async {
+                        trellis::move_on_after(secs(1), trellis::sleep_forever()).await;
+                        Err::<(), _>("late")
+                    });
+                    nursery(async |n| {
+                        n.spawn(yield_now());
+                    })
+                    .await
+                    .map_err(|_| "inner")?;
+                    Ok(())
+                }))
+        }
+    });
+    assert_eq!(out.unwrap_err().to_string(), "child 3 failed: late");
+    check_lifecycles(&events.all());
+    assert!(
+        problems.lock().unwrap().is_empty(),
+        "{:?}",
+        problems.lock().unwrap()
+    );
+}
+
 /// Attacks `scope_cancelled` together with the dump's promise that a scope shows why it
 /// was first cancelled ("A scope remembers why it was first cancelled … shown in debug
 /// output and the task-tree dump"): a dump taken from the hook itself, when the

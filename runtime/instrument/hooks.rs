@@ -44,7 +44,9 @@ use crate::instrument::reason::CancelReason;
 /// - For each task (a nursery's body, or a child): `task_spawned` once; then, for every
 ///   poll, `task_scheduled` (the wake that made it ready was taken from its nursery's ready
 ///   queue), `before_task_poll`, `after_task_poll`; then `task_exited` once, with how it
-///   ended. A body's `task_spawned` comes at the first poll of its nursery.
+///   ended. A body's `task_spawned` comes at the first poll of its nursery. A hook that
+///   calls [`dump_tree`](crate::dump_tree) finds the task listed from its `task_spawned`
+///   on, and no longer in its `task_exited`.
 /// - `before_io_wait` / `after_io_wait` around each look into the I/O poller, including
 ///   the non-blocking ones (`timeout` `Some(ZERO)`).
 /// - `scope_cancelled` when a scope (or a nursery's scope) is first cancelled.

@@ -116,10 +116,11 @@ impl<'env, E> Shared<'env, E> {
             label,
         });
         if let Some(label) = record_label {
-            let record = new_record(&self.node, TaskName::Child(number), label);
+            let record = new_record(TaskName::Child(number), label);
             if let Some(records) = self.node.records.borrow_mut().as_mut() {
                 records.insert_child(index, record);
             }
+            announce_spawn(&self.node, index);
         }
         // Spawn order is run order: the new child joins the back of the ready queue. It
         // is there exactly once until its first poll, so it needs no `queued` flag yet.
@@ -497,22 +498,35 @@ impl<'env, E> Shared<'env, E> {
     }
 }
 
-/// The record of a new task of the nursery at `node` (its body or a child), announced to
-/// the instruments.
-pub(super) fn new_record(node: &ScopeNode, name: TaskName, label: TaskLabel) -> TaskRecord {
-    let record = TaskRecord {
+/// The record of a new task of a nursery (its body or a child); the nursery keeps it, then
+/// [`announce_spawn`]s it.
+pub(super) fn new_record(name: TaskName, label: TaskLabel) -> TaskRecord {
+    TaskRecord {
         id: TaskId::next(),
         name,
         label,
         spawned: crate::rt::clock::recent(),
         polls: 0,
         wait: hooks::Wait::Other,
-    };
-    if hooks::active() {
-        let info = record.info(node.task(), node.scope_id());
+    }
+}
+
+/// Tells the instruments of the new task at `index` (`BODY` or a child's key) of the
+/// nursery at `node`, once its record is kept: a hook that dumps the tree lists the task
+/// from its `task_spawned` on, as it no longer lists it from its `task_exited` (it was
+/// announced before its record was kept, so a dump in `task_spawned` missed it; found by
+/// tests/adversarial_instrument.rs).
+pub(super) fn announce_spawn(node: &ScopeNode, index: usize) {
+    if !hooks::active() {
+        return;
+    }
+    // The record is let go before the hook runs (it may read the records).
+    let info = node
+        .record(index)
+        .map(|record| record.info(node.task(), node.scope_id()));
+    if let Some(info) = info {
         hooks::emit("task_spawned", |i| i.task_spawned(&info));
     }
-    record
 }
 
 /// The instruments' hooks before the poll of the task at `index` (`BODY` or a child's key;

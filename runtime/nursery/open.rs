@@ -45,7 +45,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use super::children::{Shared, before_poll_hooks, new_record, note_poll, poll_unit};
+use super::children::{
+    Shared, announce_spawn, before_poll_hooks, new_record, note_poll, poll_unit,
+};
 use super::handle::Nursery;
 use super::pool::Parts;
 use crate::instrument::hooks::{self, Exit};
@@ -466,7 +468,8 @@ fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit) {
 /// Makes the body's record when the nursery first runs (its parent is known only once
 /// the node is attached).
 fn start_body_record(node: &ScopeNode, label: TaskLabel) {
-    node.start_records(new_record(node, TaskName::Body, label));
+    node.start_records(new_record(TaskName::Body, label));
+    announce_spawn(node, BODY);
 }
 
 #[cold]
