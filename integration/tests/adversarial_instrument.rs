@@ -1860,6 +1860,96 @@ fn tracing_instruments_on_two_threads_keep_to_their_own_subscriber() {
     });
 }
 
+/// Attacks the `Tracing` instrument shared by two runtimes (`Builder::instrument` takes any
+/// `Send + Sync` instrument, and `Arc<I>` is one: the natural way to give one `Tracing` to
+/// the runtime of every core, as in examples/multicore_echo.rs). Task ids are per runtime
+/// (both start at 1), so the instrument must keep each runtime's spans apart: every span a
+/// subscriber sees entered is entered on its own thread, every task span closed once, and
+/// each runtime's top-level tasks are children of the span current when *it* started.
+#[test]
+fn one_tracing_instrument_shared_by_two_runtimes_keeps_their_spans_apart() {
+    guarded(|| {
+        let shared = Arc::new(trellis::instrument::Tracing::new());
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = [2_usize, 4]
+            .into_iter()
+            .map(|children| {
+                let (barrier, shared) = (barrier.clone(), shared.clone());
+                std::thread::spawn(move || {
+                    let collect = collect::Collect::default();
+                    tracing::subscriber::with_default(collect.clone(), || {
+                        let _outer = tracing::info_span!("server", children).entered();
+                        trellis::Builder::new()
+                            .autojump()
+                            .instrument(shared)
+                            .run(nursery(async |n| {
+                                for i in 0..children {
+                                    // Sleeping until the other runtime has spawned too.
+                                    n.spawn_named(format!("t{i}"), async {
+                                        sleep(secs(1)).await;
+                                        tracing::info!("logged");
+                                    });
+                                }
+                                let b = barrier.clone();
+                                trellis::to_thread(move || {
+                                    b.wait();
+                                })
+                                .await;
+                                tracing::info!("body logged");
+                            }))
+                            .unwrap();
+                    });
+                    let me = std::thread::current().id();
+                    let seen = collect.seen.lock().unwrap();
+                    let foreign = seen.entered_on.iter().filter(|t| **t != me).count();
+                    let tasks: Vec<u64> = seen
+                        .spans
+                        .iter()
+                        .filter(|(_, (name, _, _))| name == "runtime.spawn")
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let unclosed = tasks
+                        .iter()
+                        .filter(|id| seen.closed.iter().filter(|c| c == id).count() != 1)
+                        .count();
+                    let server = seen
+                        .spans
+                        .iter()
+                        .find(|(_, (name, _, _))| name == "server")
+                        .map(|(id, _)| *id);
+                    let nursery_span = seen
+                        .spans
+                        .iter()
+                        .find(|(_, (name, f, _))| name == "scope" && f["kind"] == "nursery")
+                        .map(|(_, (_, _, parent))| *parent);
+                    let logged_in_task = seen
+                        .events
+                        .iter()
+                        .filter(|(m, _, span)| {
+                            m == "logged"
+                                && span.is_some_and(|s| {
+                                    seen.spans[&s]
+                                        .1
+                                        .get("task.name")
+                                        .is_some_and(|n| n.starts_with('t'))
+                                })
+                        })
+                        .count();
+                    (
+                        tasks.len(),
+                        foreign,
+                        unclosed,
+                        nursery_span == Some(server),
+                        logged_in_task,
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results, [(3, 0, 0, true, 2), (5, 0, 0, true, 4)]);
+    });
+}
+
 // ---- error values -----------------------------------------------------------------------
 
 /// Attacks `ErrorGroup`: "Every error that occurred in a nursery, in the order they

@@ -2,12 +2,15 @@
 //!
 //! # State
 //!
-//! - `spans`: the span of every live task, by id: opened at `task_spawned`, entered
+//! - `spans`: the span of every live task, by its runtime's thread and its id (ids are
+//!   per runtime, and one `Tracing` may serve the runtimes of several threads through an
+//!   `Arc`: keyed by id alone, a runtime entered and closed another's spans; found by
+//!   tests/adversarial_instrument.rs): opened at `task_spawned`, entered
 //!   around each poll, closed at `task_exited` (dropping the span closes it). A task's
 //!   span is a child of the span of the task its nursery was opened in (so the body and
 //!   the children of one nursery are siblings, as they are in the nursery), or of `root`,
 //!   the span current when the runtime started, for the tasks of a nursery in the root
-//!   future.
+//!   future (`root`: one per thread whose runtime runs, set at `before_run`).
 //! - `scopes`: the span of every live scope (nurseries' and cancel scopes), by scope id:
 //!   opened at `scope_entered`, closed at `scope_exited`, a child of the enclosing scope's
 //!   span, else of its task's span, else `root`. A task's span is a child of its nursery's
@@ -17,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::thread::{self, ThreadId};
 
 use crate::instrument::hooks::{Instrument, ScopeInfo, TaskId, TaskInfo, TaskOutcome};
 use crate::instrument::label::TaskName;
@@ -41,6 +45,10 @@ use crate::instrument::reason::CancelReason;
 /// Scope spans are not entered (a task's poll enters its task's span only), so logs nest
 /// under tasks, not under the scopes inside them.
 ///
+/// One `Tracing` may serve the runtimes of several threads (an `Arc<Tracing>` given to
+/// each one's `Builder`): each runtime's tasks get their own spans, under the span current
+/// when that runtime started.
+///
 /// Events (target `trellis::cancel`, level `DEBUG`): `scope cancelled` with the `reason`
 /// (`its deadline passed` for a timeout), in the cancelled scope's span, and `task exited`
 /// with the `outcome`, for tasks that failed, panicked or were cancelled.
@@ -58,11 +66,15 @@ use crate::instrument::reason::CancelReason;
 /// ```
 #[derive(Debug)]
 pub struct Tracing {
-    spans: Mutex<HashMap<TaskId, tracing::Span>>,
+    spans: Mutex<HashMap<(ThreadId, TaskId), tracing::Span>>,
+    /// By address: unique among the live scopes of every thread.
     scopes: Mutex<HashMap<u64, tracing::Span>>,
-    /// The parent of the tasks of nurseries opened in the root future: the span current
-    /// when the runtime started (or when the instrument was made, if added later).
-    root: Mutex<tracing::Span>,
+    /// The parent of the tasks of nurseries opened in the root future, per runtime (by its
+    /// thread): the span current when the runtime started.
+    roots: Mutex<HashMap<ThreadId, tracing::Span>>,
+    /// The parent for a runtime the instrument was added to while it ran (no `before_run`):
+    /// the span current when the instrument was made.
+    made_in: tracing::Span,
 }
 
 impl Default for Tracing {
@@ -70,7 +82,8 @@ impl Default for Tracing {
         Tracing {
             spans: Mutex::default(),
             scopes: Mutex::default(),
-            root: Mutex::new(tracing::Span::current()),
+            roots: Mutex::default(),
+            made_in: tracing::Span::current(),
         }
     }
 }
@@ -96,16 +109,19 @@ impl Tracing {
             return span.id();
         }
         drop(scopes);
+        let here = thread::current().id();
         let spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        match spans.get(&task) {
-            Some(span) => span.id(),
-            None => self.root.lock().unwrap_or_else(|e| e.into_inner()).id(),
+        if let Some(span) = spans.get(&(here, task)) {
+            return span.id();
         }
+        drop(spans);
+        let roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+        roots.get(&here).unwrap_or(&self.made_in).id()
     }
 
     fn with_span(&self, task: TaskId, f: impl FnOnce(&tracing::Span)) {
         let spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(span) = spans.get(&task) {
+        if let Some(span) = spans.get(&(thread::current().id(), task)) {
             f(span);
         }
     }
@@ -113,7 +129,20 @@ impl Tracing {
 
 impl Instrument for Tracing {
     fn before_run(&self) {
-        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = tracing::Span::current();
+        let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+        roots.insert(thread::current().id(), tracing::Span::current());
+    }
+
+    fn after_run(&self) {
+        let here = thread::current().id();
+        self.roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&here);
+        // Every task has exited; nothing of this runtime is left (a later one on this
+        // thread numbers its tasks from 1 again).
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        spans.retain(|(thread, _), _| *thread != here);
     }
 
     fn task_spawned(&self, task: &TaskInfo) {
@@ -136,7 +165,7 @@ impl Instrument for Tracing {
             loc.col = location.column(),
         );
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        spans.insert(task.id(), span);
+        spans.insert((thread::current().id(), task.id()), span);
     }
 
     fn before_task_poll(&self, task: &TaskInfo) {
@@ -156,7 +185,7 @@ impl Instrument for Tracing {
             .spans
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&task.id());
+            .remove(&(thread::current().id(), task.id()));
         if *outcome != TaskOutcome::Returned {
             let parent = span.as_ref().and_then(tracing::Span::id);
             let id = task.id().as_u64();
