@@ -175,9 +175,16 @@
 //! cancels and context variables are plain futures: they run under any executor, tokio's
 //! included, and children may await tokio's I/O and timers. What needs a trellis runtime
 //! is trellis's clock: [`sleep`], [`now`], deadlines and timeouts ([`move_on_after`],
-//! [`fail_after`], [`CancelScope::with_deadline`]) panic with a message saying so. Use
+//! [`fail_after`], [`CancelScope::with_deadline`]) panic with a message saying so, as
+//! does [`to_thread`](crate::to_thread) (its workers are the runtime's). Use
 //! tokio's timers there, or run a trellis runtime on a thread of its own
 //! (`std::thread::spawn(|| trellis::run(..))`, or tokio's `spawn_blocking`).
+//!
+//! A nursery child gets its own copy of the context variables, under any executor; code
+//! outside nursery children is outside a trellis runtime and uses the thread's context,
+//! which every tokio task on that thread shares. To give a tokio task a context of its
+//! own, spawn it as `tokio::task::spawn_local(trellis::Context::new().run(fut))` (or
+//! `Context::current().run(fut)`, a copy of the spawner's values).
 //!
 //! This program is `integration/examples/inside_tokio.rs`, which the integration tests
 //! run (trellis does not depend on tokio, so it is not a doctest here):
