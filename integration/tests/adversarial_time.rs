@@ -1715,3 +1715,286 @@ fn an_idle_waiter_completes_while_thread_work_is_in_flight_and_time_stays() {
         ((None, Duration::ZERO), Some(()), Some(5), Duration::ZERO)
     );
 }
+
+// ---- ports of Trio's and CPython's tests -------------------------------------------------
+
+/// Ports Trio's `test_mock_clock_autojump_0_and_wait_all_tasks_blocked_0`: autojump does
+/// not interfere with `wait_all_tasks_blocked` (the waiter wakes before time jumps), and
+/// then time jumps to each deadline in turn.
+#[test]
+fn trio_autojump_and_wait_all_tasks_blocked() {
+    let got = guarded(|| {
+        run_virtual(async {
+            let start = now();
+            let record = RefCell::new(Vec::new());
+            nursery(async |n| {
+                let record = &record;
+                n.spawn(async move {
+                    sleep(secs(100)).await;
+                    record.borrow_mut().push(("yawn", now() - start));
+                });
+                n.spawn(async move {
+                    wait_all_tasks_blocked().await;
+                    record.borrow_mut().push(("waiter woke", now() - start));
+                    sleep(secs(1000)).await;
+                    record.borrow_mut().push(("waiter done", now() - start));
+                });
+            })
+            .await
+            .unwrap();
+            record.into_inner()
+        })
+    });
+    assert_eq!(
+        got,
+        [
+            ("waiter woke", Duration::ZERO),
+            ("yawn", secs(100)),
+            ("waiter done", secs(1000))
+        ]
+    );
+}
+
+/// Ports the end of Trio's `test_sleep`: "`sleep(0)`" is a checkpoint (`assert_checkpoints`:
+/// it suspends), and "the trivial `move_on_at(current_time())`" cancels a `sleep(0)`
+/// inside it; and Trio's `test_fail`: `fail_after(100)` around `sleep(0)` does not fail.
+#[test]
+fn trio_sleep_zero_is_a_checkpoint_and_move_on_at_now_cancels_it() {
+    let got = guarded(|| {
+        run_virtual(async {
+            let polls = Cell::new(0);
+            count_polls(&polls, sleep(Duration::ZERO)).await;
+            let cancelled = move_on_at(now(), sleep(Duration::ZERO)).await;
+            let kept = fail_after(secs(100), sleep(Duration::ZERO)).await;
+            (polls.get(), cancelled, kept)
+        })
+    });
+    assert_eq!(got, (2, None, Ok(())));
+}
+
+/// Ports Trio's `test_timeout_deadline_on_entry` (relative deadlines, Trio 0.27): a
+/// `move_on_after(5)` made before the clock jumps 3 resolves to entry + 5; setting the
+/// deadline inside replaces it; a relative timeout set on the running scope counts from
+/// now.
+#[test]
+fn trio_timeout_deadline_on_entry() {
+    let got = manual(|| async {
+        let scope = CancelScope::new().with_timeout(secs(5));
+        assert_eq!(scope.deadline(), None);
+        advance(secs(3));
+        let entry = now();
+        scope
+            .run_with(async |s| {
+                let resolved = s.deadline().map(|d| d - entry);
+                s.set_deadline(entry + secs(3));
+                let set = s.deadline().map(|d| d - entry);
+                advance(secs(1));
+                let relative = s
+                    .clone()
+                    .with_timeout(secs(4))
+                    .deadline()
+                    .map(|d| d - entry);
+                (resolved, set, relative)
+            })
+            .await
+    });
+    assert_eq!(got, Some((Some(secs(5)), Some(secs(3)), Some(secs(5)))));
+}
+
+/// Ports CPython's `test_reschedule` (asyncio.timeout): a running deadline read back after
+/// each reschedule, `None` once cleared; then an explicit cancel is not an expiry (its
+/// reason is `Explicit`, not `Deadline`).
+#[test]
+fn cpython_reschedule_then_cancel_is_not_expired() {
+    let got = guarded(|| {
+        run_virtual(async {
+            let start = now();
+            let deadline1 = start + secs(10);
+            let deadline2 = deadline1 + secs(20);
+            let scope = CancelScope::new().with_deadline(deadline1);
+            let handle = scope.clone();
+            let seen = RefCell::new(Vec::new());
+            let out = nursery(async |n| {
+                let (handle, seen) = (handle.clone(), &seen);
+                n.spawn(async move {
+                    yield_now().await;
+                    seen.borrow_mut().push(handle.deadline() == Some(deadline1));
+                    handle.set_deadline(deadline2);
+                    seen.borrow_mut().push(handle.deadline() == Some(deadline2));
+                    handle.clear_deadline();
+                    seen.borrow_mut().push(handle.deadline().is_none());
+                    sleep(secs(40)).await;
+                    handle.cancel();
+                });
+                Ok::<_, ()>(scope.run(sleep(secs(50))).await)
+            })
+            .await
+            .unwrap();
+            (
+                out,
+                seen.into_inner(),
+                handle.cancel_reason(),
+                now() - start,
+            )
+        })
+    });
+    assert_eq!(
+        got,
+        (
+            None,
+            vec![true, true, true],
+            Some(CancelReason::Explicit),
+            secs(40)
+        )
+    );
+}
+
+/// Ports CPython's `test_nested_timeouts_loop_busy`: the inner timeout interrupts a sleep;
+/// then busy work (here: `advance`, time passing without a suspension) runs past the outer
+/// deadline, and the outer timeout stops the next sleep at once.
+#[test]
+fn cpython_nested_timeouts_loop_busy() {
+    let got = guarded(|| {
+        run_virtual(async {
+            let start = now();
+            let inner_at = Cell::new(None);
+            let outer = fail_after(ms(100), async {
+                let inner = fail_after(ms(10), sleep(secs(10))).await;
+                inner_at.set(Some((inner.is_err(), now() - start)));
+                advance(ms(100)); // the expensive operation
+                sleep(secs(10)).await;
+            })
+            .await;
+            (
+                inner_at.get(),
+                outer.map_err(|e| e.deadline() - start),
+                now() - start,
+            )
+        })
+    });
+    assert_eq!(got, (Some((true, ms(10))), Err(ms(100)), ms(110)));
+}
+
+/// Trio's `test_cancel_scope_deadline_duplicates` in spirit: a deadline moved two hundred
+/// times, each time after the timer queue has looked at it (a sleep of 1 ns between), so
+/// that stale heap entries pile up and are compacted; only the last deadline fires,
+/// exactly, once.
+#[test]
+fn a_deadline_moved_two_hundred_times_fires_once_at_the_last() {
+    let got = guarded(|| {
+        run_virtual(async {
+            let start = now();
+            let scope = CancelScope::new().with_deadline(start + HOUR);
+            let handle = scope.clone();
+            let out = nursery(async |n| {
+                let handle = handle.clone();
+                n.spawn(async move {
+                    for i in 0..200u32 {
+                        let far = if i % 2 == 0 { HOUR * 2 } else { HOUR };
+                        handle.set_deadline(now() + far + NS * i);
+                        sleep(NS).await;
+                    }
+                    handle.set_deadline(now() + secs(1));
+                });
+                Ok::<_, ()>(scope.run(sleep_forever()).await)
+            })
+            .await
+            .unwrap();
+            (out, handle.cancel_reason(), now() - start)
+        })
+    });
+    assert_eq!(
+        got,
+        (None, Some(CancelReason::Deadline), NS * 200 + secs(1))
+    );
+}
+
+/// The delivery rule with a deadline passed by `advance`: a scope body that advances past
+/// its own deadline and returns without suspending keeps its value ("A body that cancels
+/// its own scope and then finishes without suspending also gives `Some`"), though
+/// `cancel_called` ("or the deadline passed while the scope ran") is true; a nursery child
+/// that does the same to its nursery's enclosing timeout finishes, but the nursery, cancelled
+/// from outside, never completes with a value.
+#[test]
+fn advancing_past_the_own_deadline_without_suspending_keeps_the_value() {
+    let got = manual(|| async {
+        let start = now();
+        let scope = CancelScope::new().with_timeout(secs(10));
+        let handle = scope.clone();
+        let own = scope
+            .run(async {
+                advance(secs(10));
+                "kept"
+            })
+            .await;
+        let own_flags = (
+            handle.cancel_called(),
+            handle.cancelled_caught(),
+            handle.cancel_reason(),
+        );
+        let child_ran = Cell::new(false);
+        let nursery_out = move_on_after(
+            secs(10),
+            nursery(async |n| {
+                let child_ran = &child_ran;
+                let child = n.spawn(async move {
+                    advance(secs(10));
+                    child_ran.set(true);
+                    Ok::<_, ()>(42)
+                });
+                Ok::<_, ()>(child.await)
+            }),
+        )
+        .await;
+        (
+            own,
+            own_flags,
+            child_ran.get(),
+            nursery_out.is_none(),
+            now() - start,
+        )
+    });
+    assert_eq!(
+        got,
+        (
+            Some("kept"),
+            (true, false, Some(CancelReason::Deadline)),
+            true,
+            true,
+            secs(20)
+        )
+    );
+}
+
+// ---- the interval's stream and its checkpoints -------------------------------------------
+
+/// `Interval::tick`: "Every tick is a checkpoint: it suspends at least once, even when its
+/// deadline has passed", also after an earlier tick future waited and was dropped. The
+/// stream is documented differently (its `Stream` impl): a stream cannot tell a dropped
+/// `next()` from one polled again, so after a `next()` that waited and was dropped, the
+/// next one may complete at its first poll, and the dropped one's timer stays armed
+/// until the interval is ticked (an autojump runtime jumps to it and wakes the task once).
+#[test]
+fn a_tick_after_a_dropped_tick_is_a_checkpoint_and_the_stream_is_as_documented() {
+    let got = guarded(|| {
+        run_virtual(async {
+            let mut ticks = interval(secs(1));
+            ticks.tick().await;
+            assert_eq!(move_on_after(ms(300), ticks.tick()).await, None);
+            sleep(secs(2)).await;
+            let tick_polls = Cell::new(0);
+            count_polls(&tick_polls, ticks.tick()).await;
+
+            let mut stream = interval(HOUR);
+            stream.next().await;
+            assert_eq!(move_on_after(ms(300), stream.next()).await, None);
+            // The dropped `next()`'s timer (at one hour) wakes this task once on the way.
+            let wait_polls = Cell::new(0);
+            count_polls(&wait_polls, move_on_after(2 * HOUR, sleep_forever())).await;
+            let next_polls = Cell::new(0);
+            count_polls(&next_polls, stream.next()).await;
+            (tick_polls.get(), wait_polls.get(), next_polls.get())
+        })
+    });
+    assert_eq!(got, (2, 3, 1));
+}

@@ -144,8 +144,10 @@ pub fn now() -> Instant {
 ///
 /// An advance past what [`Instant`] can represent (say `Duration::MAX`) saturates: the clock
 /// moves to the latest representable instant and every armed timer fires. From then on,
-/// [`sleep`](crate::sleep) and the relative timeouts treat every duration as "never" (adding it to
-/// [`now`] overflows), and a further `advance` changes nothing.
+/// [`sleep`](crate::sleep) and the relative timeouts treat every non-zero duration as
+/// "never" (adding it to [`now`] overflows; a zero duration still adds, so `sleep(ZERO)`
+/// stays a checkpoint and a zero timeout still fires), an [`interval`](crate::interval)
+/// made then ticks once and never again, and a further `advance` changes nothing.
 ///
 /// # Panics
 ///

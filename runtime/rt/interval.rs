@@ -8,7 +8,9 @@
 //!   `timers.rs`, armed and disarmed as a [`Sleep`](crate::rt::sleep::Sleep) does). The
 //!   timer is armed while a tick waits for a deadline ahead, re-armed when the deadline
 //!   moved (a [`reset`](Interval::reset)), and disarmed when the tick completes, when the
-//!   waiting [`IntervalTick`] is dropped and when the interval is dropped.
+//!   waiting [`IntervalTick`] is dropped and when the interval is dropped. A `next()` of
+//!   the [`Stream`] that is dropped leaves it armed (nothing tells the interval; see the
+//!   `Stream` impl's docs).
 //! - The deadline moves only when a tick completes (by the policy) or at `reset`: a tick
 //!   future dropped before it completed leaves it alone, which is what makes
 //!   [`Interval::tick`] cancel-safe.
@@ -436,6 +438,14 @@ impl Drop for Interval {
 /// An interval is a stream of the instants its ticks were scheduled for; it never ends.
 /// Each item is a tick, as [`Interval::tick`], and as cancel-safe: a `next()` dropped
 /// before it completes loses no tick.
+///
+/// A stream cannot tell a `next()` that was dropped from one that is polled again, so two
+/// things differ from [`Interval::tick`] after a `next()` that waited and was dropped (say
+/// by a timeout): the next item may complete at its first poll, without the checkpoint
+/// (the tick already suspended once, in the dropped `next()`; `tick()` starts each call's
+/// checkpoint afresh), and the dropped `next()`'s timer stays armed until the interval
+/// ticks again, is [`reset`](Interval::reset) or dropped, so it may wake the task once,
+/// spuriously, at that deadline (an autojump runtime jumps to it).
 ///
 /// # Examples
 ///
