@@ -1998,3 +1998,81 @@ fn a_tick_after_a_dropped_tick_is_a_checkpoint_and_the_stream_is_as_documented()
     });
     assert_eq!(got, (2, 3, 1));
 }
+
+/// `to_thread`: "The runtime never waits for an abandoned call." A call cancelled while
+/// its worker is blocked (the runtime waited for it until then: autojump does not jump
+/// past calls in flight) no longer holds time back: the next sleep jumps at once.
+#[test]
+fn autojump_does_not_wait_for_an_abandoned_thread_call() {
+    let got = guarded(|| {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let got = run_virtual(async move {
+            let start = now();
+            let scope = CancelScope::new();
+            let handle = scope.clone();
+            let out = nursery(async |n| {
+                n.spawn(async move {
+                    wait_all_tasks_blocked().await; // the call is in flight, blocked
+                    handle.cancel();
+                });
+                Ok::<_, ()>(
+                    scope
+                        .run(to_thread(move || release_rx.recv().is_ok()))
+                        .await,
+                )
+            })
+            .await
+            .unwrap();
+            sleep(HOUR).await;
+            (out, now() - start)
+        });
+        release_tx.send(()).unwrap();
+        got
+    });
+    assert_eq!(got, (None, HOUR));
+}
+
+/// A child's sleep ends in the instant the nursery body cancels it through its
+/// `JoinHandle` (the body's own sleep, armed before or after the child's, ends then too).
+/// The delivery rule keeps a value ready in the same instant as the cancellation (a unit
+/// "polled once more if it may have been woken"), in both orders, and the handle gives it.
+#[test]
+fn a_child_cancelled_in_the_instant_its_sleep_ends_keeps_its_value_in_either_order() {
+    let run_case = |body_first: bool| {
+        guarded(move || {
+            run_virtual(async move {
+                let start = now();
+                let at = start + secs(1);
+                let ran = Cell::new(false);
+                let joined = nursery(async |n| {
+                    let ran = &ran;
+                    let mut nap = sleep_until(at);
+                    if body_first {
+                        assert!(!polled_ready(&mut nap).await, "the body's timer first");
+                    }
+                    let child = n.spawn(async move {
+                        sleep_until(at).await;
+                        ran.set(true);
+                        Ok::<_, ()>(7u32)
+                    });
+                    if !body_first {
+                        yield_now().await; // the child arms its timer first
+                    }
+                    nap.await;
+                    child.cancel();
+                    Ok::<_, ()>(child.await.map_err(|e| e.to_string()))
+                })
+                .await
+                .unwrap();
+                (joined, ran.get(), now() - start)
+            })
+        })
+    };
+    for body_first in [true, false] {
+        assert_eq!(
+            run_case(body_first),
+            (Ok(7), true, secs(1)),
+            "body_first = {body_first}"
+        );
+    }
+}

@@ -327,6 +327,11 @@ impl<T> JoinHandle<'_, T> {
     /// handle gives a [`JoinError`] whose [`is_cancelled`](JoinError::is_cancelled) is
     /// true. Cancelling a child that has finished changes nothing. Idempotent.
     ///
+    /// A child already woken when the cancel comes (its sleep ended in the same instant,
+    /// its event was set) is polled once more, by the delivery rule (a value ready in the
+    /// same instant as a cancellation is kept): if it finishes in that poll, the handle
+    /// gives its value, not a `JoinError`.
+    ///
     /// # Examples
     ///
     /// ```
