@@ -934,6 +934,48 @@ fn a_task_cancelled_while_its_thread_work_runs_exits_once_as_cancelled() {
     assert_eq!(events.outcome_of("blocked"), TaskOutcome::Cancelled);
 }
 
+/// Attacks "`before_run` first and `after_run` last (also when the root future panics)"
+/// and "task_exited once" for the mock clock's deadlock panic: the runtime drops the
+/// deadlocked root to write its report; every task still exits once, as cancelled, and
+/// `after_run` still comes last.
+#[test]
+fn a_deadlock_still_exits_every_task_once_and_ends_with_after_run() {
+    let events = Events::default();
+    let ev = events.clone();
+    let message = guarded(move || {
+        panic_message_of(move || {
+            trellis::Builder::new()
+                .autojump()
+                .instrument(ev)
+                .run(nursery(async |n| {
+                    n.spawn_named("stuck", async {
+                        trellis::Event::new().wait().await;
+                    });
+                    n.spawn_named("stuck too", async {
+                        nursery(async |n| {
+                            n.spawn_named("stuck inside", async {
+                                trellis::Event::new().wait().await;
+                            });
+                        })
+                        .await
+                        .unwrap();
+                    });
+                    trellis::Event::new().wait().await;
+                }))
+        })
+    });
+    assert!(message.contains("trellis: deadlock"), "{message}");
+    let outcomes = check_lifecycles(&events.all());
+    let cancelled: Vec<u64> = outcomes
+        .iter()
+        .filter(|(_, o)| **o == TaskOutcome::Cancelled)
+        .map(|(id, _)| *id)
+        .collect();
+    // The outer body, its two children, the inner body's child; the inner body returned.
+    assert_eq!(cancelled, [1, 2, 3, 5], "{outcomes:?}");
+    assert_eq!(outcomes[&4], TaskOutcome::Returned);
+}
+
 // ---- runtimes and threads -------------------------------------------------------------
 
 /// Attacks "One runtime per thread … sharing nothing" for instruments: two runtimes on two
@@ -2009,6 +2051,58 @@ fn a_groups_failures_are_the_failed_exits_in_their_order() {
         [2, 4, 6, 8, 10, 12].map(TaskName::Child),
         "children numbered from 1 in spawn order"
     );
+}
+
+/// Attacks "the nursery returns `Err(ErrorGroup)` holding every error that occurred, in
+/// order of occurrence" with the delivery rule: the body fails in its first poll after
+/// spawning a child that fails in its own first poll (it still runs, to its first
+/// suspension, in the cancelled nursery); both are kept, the body's first.
+#[test]
+fn a_body_and_a_child_failing_in_one_round_are_both_kept_in_order() {
+    let group = run_virtual(nursery(async |n| {
+        n.spawn_named("child", async { Err::<(), _>("child error") });
+        Err::<(), _>("body error")
+    }))
+    .unwrap_err();
+    assert_eq!(
+        group.to_string(),
+        "2 tasks failed: the nursery body failed: body error; child 1 \"child\" failed: child \
+         error"
+    );
+    let tasks: Vec<TaskName> = group.failures().iter().map(|f| f.task()).collect();
+    assert_eq!(tasks, [TaskName::Body, TaskName::Child(1)]);
+    assert_eq!(group.failures()[0].label().name(), None);
+}
+
+/// Attacks "`TaskInfo::parent`: The task the nursery was opened in" where that task has no
+/// record: an instrument added while a nursery without records runs sees a nursery opened
+/// inside one of its children; the task it was opened in has no id, and the parent is
+/// then the task that nursery runs in (here the root), as the docs say.
+#[test]
+fn a_nursery_inside_an_unrecorded_task_reports_the_nearest_recorded_parent() {
+    let added = Events::default();
+    let a = added.clone();
+    trellis::run(nursery(async move |n| {
+        n.spawn(async move {
+            let key = instrument::add(a);
+            nursery(async |n| {
+                n.spawn_named("seen", async {});
+            })
+            .await
+            .unwrap();
+            instrument::remove(key);
+        });
+    }))
+    .unwrap();
+    let parents: Vec<(u64, u64)> = added
+        .all()
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Spawned { id, parent, .. } => Some((*id, *parent)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(parents, [(1, 0), (2, 0)]);
 }
 
 /// Attacks `TaskName`: "A child, numbered from 1 in spawn order within its nursery" and

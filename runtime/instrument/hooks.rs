@@ -269,7 +269,10 @@ impl TaskInfo {
     }
 
     /// The task the nursery was opened in ([`TaskId::ROOT`] for a nursery in the root
-    /// future): the parent of its body and of each of its children.
+    /// future): the parent of its body and of each of its children. A task of a nursery
+    /// that keeps no records has no id (an instrument [`add`]ed while that nursery runs,
+    /// without the task tree): a nursery opened in one reports the nearest recorded task
+    /// around it instead, or [`TaskId::ROOT`].
     ///
     /// # Examples
     ///
