@@ -107,12 +107,12 @@ pub(crate) async fn serve(
         // The server is done (the shutdown ran, or accepting failed): stop waiting for one.
         stop_watching.cancel();
         match result {
-            Some(result) => result.map_err(|group| io::Error::other(group.to_string())),
+            Some(result) => result.map_err(io::Error::from),
             None => Ok(()), // the grace period ran out: the stragglers were cancelled
         }
     })
     .await;
-    served.map_err(|group| io::Error::other(group.to_string()))
+    served.map_err(io::Error::from)
 }
 
 /// One connection: echo until the client closes. The token is returned when it ends
@@ -209,8 +209,7 @@ fn main() -> io::Result<()> {
             }
             serve(&listener, config, shutdown, &stats).await
         })
-        .await
-        .map_err(|group| io::Error::other(group.to_string()))?;
+        .await?; // an `ErrorGroup<io::Error>` becomes an `io::Error` of the first error's kind
         println!(
             "served {} connections ({} finished, {} cut off after the grace period, at most {} at once)",
             stats.accepted.get(),

@@ -235,7 +235,7 @@ pub(crate) async fn demo() -> io::Result<Vec<(&'static str, io::Result<Response>
         Ok::<_, io::Error>(results)
     })
     .await
-    .map_err(|group| io::Error::other(group.to_string()))
+    .map_err(io::Error::from)
 }
 
 fn main() -> io::Result<()> {

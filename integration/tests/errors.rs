@@ -295,3 +295,71 @@ fn start_errors_say_what_happened_to_which_child() {
     );
     assert_eq!(seen[2], "child 5 was cancelled before it was ready");
 }
+
+/// `?` from a nursery of I/O work into `io::Result`: the first error's kind (the one that
+/// cancelled the rest), the group's message, and the whole group kept inside.
+#[test]
+fn an_io_error_group_converts_to_an_io_error_of_the_first_kind_keeping_the_group() {
+    use std::io;
+    async fn serve() -> io::Result<()> {
+        nursery(async |n| {
+            n.spawn(async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset)) });
+            n.spawn(async { Err::<(), _>(io::Error::from(io::ErrorKind::BrokenPipe)) });
+            n.spawn(sleep_forever());
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+    let err = run_virtual(serve()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    assert_eq!(
+        err.to_string(),
+        "2 tasks failed: child 1 failed: connection reset; child 2 failed: broken pipe"
+    );
+    let group = err
+        .into_inner()
+        .expect("the group is inside")
+        .downcast::<ErrorGroup<io::Error>>()
+        .expect("an ErrorGroup<io::Error>");
+    let kinds: Vec<_> = group.errors().map(io::Error::kind).collect();
+    assert_eq!(kinds, [io::ErrorKind::ConnectionReset, io::ErrorKind::BrokenPipe]);
+}
+
+/// `?` on a `start` of I/O work: a failure keeps its kind, a child that ends without calling
+/// `started` or is cancelled is `Other`; the `StartError` is inside, and says which.
+#[test]
+fn an_io_start_error_converts_to_an_io_error_with_the_childs_kind_or_other() {
+    use std::io;
+    let errors = run_virtual(async {
+        nursery(async |n| {
+            let failed = n
+                .start(async |_n, _ready: trellis::TaskStatus<u16>| {
+                    Err::<(), _>(io::Error::from(io::ErrorKind::AddrInUse))
+                })
+                .await
+                .map_err(io::Error::from)
+                .unwrap_err();
+            let not_ready = n
+                .start(async |_n, _ready: trellis::TaskStatus<u16>| Ok::<(), io::Error>(()))
+                .await
+                .map_err(io::Error::from)
+                .unwrap_err();
+            Ok::<_, io::Error>((failed, not_ready))
+        })
+        .await
+        .unwrap()
+    });
+    let (failed, not_ready) = errors;
+    assert_eq!(failed.kind(), io::ErrorKind::AddrInUse);
+    assert_eq!(
+        failed.to_string(),
+        "child 1 failed before it was ready: address in use"
+    );
+    assert_eq!(not_ready.kind(), io::ErrorKind::Other);
+    let inner = not_ready
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<StartError<io::Error>>())
+        .expect("the StartError is inside");
+    assert!(inner.is_not_ready());
+}

@@ -428,6 +428,37 @@ impl<E: fmt::Display> fmt::Display for ErrorGroup<E> {
 /// No `source()`: the message already includes every error (see the type's docs).
 impl<E: fmt::Debug + fmt::Display> Error for ErrorGroup<E> {}
 
+/// `?` from a nursery of I/O work in a function returning `io::Result`: the group becomes
+/// one `io::Error` of the first error's kind (the failure that cancelled the rest), whose
+/// message is the group's, and which carries the whole group: nothing is lost, `get_ref()`
+/// or `into_inner()` downcasts back to it.
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+///
+/// async fn serve() -> io::Result<()> {
+///     trellis::nursery(async |n| {
+///         n.spawn(async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset)) });
+///         Ok(())
+///     })
+///     .await?; // ErrorGroup<io::Error> -> io::Error
+///     Ok(())
+/// }
+///
+/// let err = trellis::run(serve()).unwrap_err();
+/// assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+/// assert_eq!(err.to_string(), "child 1 failed: connection reset");
+/// let group = err.get_ref().unwrap().downcast_ref::<trellis::ErrorGroup<io::Error>>();
+/// assert_eq!(group.map(|g| g.len()), Some(1));
+/// ```
+impl From<ErrorGroup<std::io::Error>> for std::io::Error {
+    fn from(group: ErrorGroup<std::io::Error>) -> std::io::Error {
+        std::io::Error::new(group.first().kind(), group)
+    }
+}
+
 /// Why awaiting a [`JoinHandle`](crate::JoinHandle) gave no value: the child failed, was
 /// cancelled, or its value was already taken.
 ///
@@ -843,3 +874,39 @@ impl<E: fmt::Display> fmt::Display for StartError<E> {
 
 /// No `source()`: the message already includes the child's error (see the module docs).
 impl<E: fmt::Debug + fmt::Display> Error for StartError<E> {}
+
+/// `?` on a [`start`](crate::Nursery::start) of I/O work (a server binding its listeners) in
+/// a function returning `io::Result`: an `io::Error` of the child's error's kind when it
+/// failed, of kind `Other` when it finished without calling `started` or was cancelled,
+/// with the start error's message; it carries the `StartError` (`get_ref()` downcasts to
+/// it).
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+///
+/// async fn bind() -> io::Result<u16> {
+///     let port = trellis::nursery(async |n| {
+///         let port: u16 = n
+///             .start(async |_n, _ready| Err::<(), _>(io::Error::from(io::ErrorKind::AddrInUse)))
+///             .await?; // StartError<io::Error> -> io::Error
+///         Ok(port)
+///     })
+///     .await?; // ErrorGroup<io::Error> -> io::Error
+///     Ok(port)
+/// }
+///
+/// let err = trellis::run(bind()).unwrap_err();
+/// assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+/// assert_eq!(err.to_string(), "the nursery body failed: child 1 failed before it was ready: address in use");
+/// ```
+impl From<StartError<std::io::Error>> for std::io::Error {
+    fn from(error: StartError<std::io::Error>) -> std::io::Error {
+        let kind = match &error.kind {
+            StartErrorKind::Failed(e) => e.kind(),
+            StartErrorKind::NotReady | StartErrorKind::Cancelled => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, error)
+    }
+}
