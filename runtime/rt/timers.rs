@@ -80,7 +80,9 @@ pub(crate) enum TimerAction {
 }
 
 /// Something with a deadline on the runtime's timer queue, told when it passes. Called on
-/// the runtime's thread, from the executor loop, never during a poll.
+/// the runtime's thread, from the executor loop, or from [`advance`](crate::advance),
+/// which a task may call during its own poll (or a destructor during a cancellation):
+/// `expire` must not assume that no unit is being polled.
 pub(crate) trait Expire: std::fmt::Debug {
     /// The deadline passed (the timer that was armed for it is gone).
     fn expire(&self);
