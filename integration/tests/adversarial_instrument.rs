@@ -356,6 +356,47 @@ fn a_panic_outcome_describes_payloads_that_are_not_str() {
     );
 }
 
+/// Attacks `TaskOutcome::Panicked` with two panics in one task: its poll panics, and then
+/// its destructor panics when the nursery drops it. The nursery resumes the poll's panic and
+/// reports the destructor's beside it; the instrument must be told the same, first, panic.
+/// (A hand-written future: an `async` block's state is dropped by the poll's unwind, so a
+/// second panic there is an abort, whoever polls it.)
+#[test]
+fn a_child_whose_poll_and_then_destructor_panic_exits_with_the_polls_panic() {
+    struct PanicsTwice;
+    impl std::future::Future for PanicsTwice {
+        type Output = ();
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            panic!("poll boom")
+        }
+    }
+    impl Drop for PanicsTwice {
+        fn drop(&mut self) {
+            panic!("drop boom")
+        }
+    }
+    let events = Events::default();
+    let ev = events.clone();
+    let payload = std::panic::catch_unwind(move || {
+        trellis::Builder::new()
+            .autojump()
+            .instrument(ev)
+            .run(nursery(async |n| {
+                n.spawn_named("two panics", PanicsTwice);
+            }))
+    })
+    .unwrap_err();
+    assert_eq!(panic_message(&*payload), "poll boom");
+    check_lifecycles(&events.all());
+    assert_eq!(
+        events.outcome_of("two panics"),
+        TaskOutcome::Panicked("\"poll boom\"".into())
+    );
+}
+
 /// Attacks the body's lifecycle: "For each task (a nursery's body, or a child):
 /// `task_spawned` once … `task_exited` once, with how it ended", for bodies that fail,
 /// panic and are cancelled by an enclosing scope.

@@ -437,6 +437,11 @@ fn retire_body<B, E>(
     if body.as_mut().as_pin_mut().is_none() {
         return;
     }
+    let first_panic = if shared.recording {
+        shared.first_panic_of_exit(exit)
+    } else {
+        0
+    };
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
         exit = Exit::Panicked;
         shared.record_failure(TaskName::Body, &shared.body_label, Err(payload));
@@ -445,13 +450,14 @@ fn retire_body<B, E>(
         shared.node.retire_unit(unit);
     }
     if shared.recording {
-        retire_body_record(shared, exit);
+        retire_body_record(shared, exit, first_panic);
     }
 }
 
-/// The body's record goes, and the instruments hear how the body ended.
+/// The body's record goes, and the instruments hear how the body ended (`first_panic`: see
+/// `Shared::outcome`).
 #[cold]
-fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit) {
+fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit, first_panic: usize) {
     let record = shared
         .node
         .records
@@ -460,7 +466,7 @@ fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit) {
         .and_then(|r| r.body.take());
     if let (true, Some(record)) = (hooks::active(), record) {
         let info = record.info(shared.node.task(), shared.node.scope_id());
-        let outcome = shared.outcome(exit);
+        let outcome = shared.outcome(exit, first_panic);
         hooks::emit("task_exited", |i| i.task_exited(&info, &outcome));
     }
 }
