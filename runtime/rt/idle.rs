@@ -180,10 +180,19 @@ impl Future for WaitAllTasksBlocked {
                     self.state = State::Done;
                     return Poll::Ready(());
                 }
-                match idle.wakers.iter_mut().find(|(i, _)| i == id) {
-                    Some((_, waker)) => waker.clone_from(cx.waker()),
-                    None => idle.wakers.push((*id, cx.waker().clone())),
-                }
+                let replaced = match idle.wakers.iter_mut().find(|(i, _)| i == id) {
+                    Some((_, waker)) if !waker.will_wake(cx.waker()) => {
+                        Some(std::mem::replace(waker, cx.waker().clone()))
+                    }
+                    Some(_) => None,
+                    None => {
+                        idle.wakers.push((*id, cx.waker().clone()));
+                        None
+                    }
+                };
+                // A waker's drop may run a foreign executor's code: not under the borrow.
+                drop(idle);
+                drop(replaced);
                 Poll::Pending
             }
         }
@@ -201,9 +210,12 @@ impl Drop for WaitAllTasksBlocked {
         if let State::Waiting { core, id, .. } = &self.state {
             // A waiter dropped before the runtime was idle (a cancellation) unregisters,
             // so the executor does not wake it (nor loop again for it).
-            if let Ok(mut idle) = core.idle.try_borrow_mut() {
-                idle.wakers.retain(|(i, _)| i != id);
-            }
+            // The waker is dropped after the borrow ends, as in `poll`.
+            let removed = core.idle.try_borrow_mut().ok().and_then(|mut idle| {
+                let at = idle.wakers.iter().position(|(i, _)| i == id)?;
+                Some(idle.wakers.remove(at))
+            });
+            drop(removed);
         }
     }
 }
