@@ -323,7 +323,10 @@ fn an_io_error_group_converts_to_an_io_error_of_the_first_kind_keeping_the_group
         .downcast::<ErrorGroup<io::Error>>()
         .expect("an ErrorGroup<io::Error>");
     let kinds: Vec<_> = group.errors().map(io::Error::kind).collect();
-    assert_eq!(kinds, [io::ErrorKind::ConnectionReset, io::ErrorKind::BrokenPipe]);
+    assert_eq!(
+        kinds,
+        [io::ErrorKind::ConnectionReset, io::ErrorKind::BrokenPipe]
+    );
 }
 
 /// `?` on a `start` of I/O work: a failure keeps its kind, a child that ends without calling
