@@ -493,6 +493,24 @@
 //! });
 //! ```
 //!
+//! ## E0308 "expected `Result<(), E>`, found `()`" on a `#[nursery]` function
+//!
+//! **Rule**: the body of a `#[nursery]` function is checked as an async closure's body
+//! with the declared return type, so a body returning a `Result` ends in `Ok(..)`, as a
+//! function's does. The notes that follow the error ("no two async blocks, even if
+//! identical, have the same type", "consider pinning your async block") are about that
+//! closure and do not apply. **Fix**: end the body with `Ok(())`.
+//!
+//! ```compile_fail,E0308
+//! use trellis::{Nursery, nursery};
+//!
+//! #[nursery]
+//! async fn jobs(n: Nursery) -> Result<(), String> {
+//!     n.spawn(async { Err::<(), _>("failed".to_string()) });
+//!     // add `Ok(())` here
+//! }
+//! ```
+//!
 //! ## E0308 "expected `!`, found `()`" on a `#[nursery]` function
 //!
 //! **Rule**: a `-> !` nursery body must not be able to finish. **Fix**: end it with

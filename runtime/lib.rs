@@ -65,6 +65,11 @@
 //! Everything cancellable documents what happens when it is dropped midway, under
 //! `# Cancellation`.
 //!
+//! The examples of the `FusedFuture`, `Stream` and `FusedStream` impls name the traits
+//! from the `futures-core` crate (`use futures_core::FusedFuture;`), which trellis does
+//! not re-export: to copy them into your crate, add `futures-core` to its dependencies, or
+//! use `futures` and write `futures::future::FusedFuture`.
+//!
 //! ## Threads
 //!
 //! A runtime runs on one thread, and what belongs to it stays there: [`CancelScope`],

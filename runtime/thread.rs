@@ -126,6 +126,11 @@ fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
 /// Runs `f` on a worker thread of the runtime and waits for its result, without blocking
 /// the runtime: other tasks run meanwhile. Trio's `to_thread.run_sync`.
 ///
+/// This is where blocking work goes. A blocking call made in a task itself (a
+/// `std::thread::sleep`, a synchronous read or lock, a long computation) stops every task
+/// of the runtime until it returns, and nothing reports it: timers fire late on the real
+/// clock, and on a mock clock the time it takes is invisible.
+///
 /// The call is submitted when the future is first polled. At most
 /// [`Builder::thread_limit`](crate::Builder::thread_limit) calls run at once; the others
 /// wait, in order, for a free thread. On a mock clock a runtime with a call in flight is
@@ -616,9 +621,12 @@ impl RuntimeHandle {
 
     /// Runs `f` on the runtime's thread and blocks this thread until it returns; its value
     /// (Trio's `from_thread.run_sync`). `f` runs between two polls of the runtime's tasks,
-    /// so it may use everything that needs the runtime ([`now`](crate::now), a
-    /// [`CancelScope`](crate::CancelScope) or [`Event`](crate::Event) moved in as `Send`
-    /// data, `RuntimeHandle::current`), but it must not block: the runtime waits for it.
+    /// so it may use everything that needs the runtime ([`now`](crate::now),
+    /// `RuntimeHandle::current`, the runtime thread's thread-locals), but it must not
+    /// block: the runtime waits for it. `f` is `Send`, so it cannot take a `!Send` value
+    /// of the runtime such as a [`CancelScope`](crate::CancelScope) or an
+    /// [`Event`](crate::Event); to cancel a scope from a thread, move its
+    /// [`RemoteCancel`](crate::RemoteCancel) there instead.
     ///
     /// # Errors
     ///

@@ -35,8 +35,7 @@
 //!         trellis::nursery(async |n| {
 //!             let addrs = n
 //!                 .start(async |_n, status| serve_tcp(0, Some("127.0.0.1"), shout, status).await)
-//!                 .await
-//!                 .map_err(|e| std::io::Error::other(e.to_string()))?;
+//!                 .await?; // a `StartError<io::Error>` becomes an `io::Error`
 //!             let client = open_tcp_stream("localhost", addrs[0].port()).await?;
 //!             client.write_all(b"hello").await?;
 //!             let mut buf = [0; 5];
@@ -56,7 +55,9 @@
 //!
 //! Every operation is tried at once and parks the task only if the kernel says it would
 //! block, so an operation that has not returned has moved no byte: dropping it midway (a
-//! timeout, a cancelled scope) loses nothing. Each says so under `# Cancellation`.
+//! timeout, a cancelled scope) loses nothing. Each says so under `# Cancellation`. The
+//! exceptions are the loops over them, `read_exact` and `write_all`: dropped midway, they
+//! have moved a part of the buffer without saying how much (their docs say so).
 //!
 //! Dropping a socket closes it; a task's sockets are dropped when the task is, so a
 //! cancelled nursery closes every connection its tasks held.

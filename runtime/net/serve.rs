@@ -227,8 +227,7 @@ fn is_missing_family(e: &io::Error) -> bool {
 ///         trellis::nursery(async |n| {
 ///             let addrs = n
 ///                 .start(async |_n, status| serve_listeners(listeners, greet, status).await)
-///                 .await
-///                 .map_err(|e| std::io::Error::other(e.to_string()))?;
+///                 .await?; // a `StartError<io::Error>` becomes an `io::Error`
 ///             let client = TcpStream::connect(addrs[0]).await?;
 ///             let mut buf = [0; 2];
 ///             client.read_exact(&mut buf).await?;
@@ -386,8 +385,7 @@ fn is_one_connection_error(e: &io::Error) -> bool {
 ///         trellis::nursery(async |n| {
 ///             let addrs = n
 ///                 .start(async |_n, status| serve_tcp(0, Some("127.0.0.1"), echo, status).await)
-///                 .await
-///                 .map_err(|e| std::io::Error::other(e.to_string()))?;
+///                 .await?; // a `StartError<io::Error>` becomes an `io::Error`
 ///             let client = TcpStream::connect(addrs[0]).await?;
 ///             client.write_all(b"ping").await?;
 ///             let mut buf = [0; 4];

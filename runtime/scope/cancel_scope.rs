@@ -897,7 +897,7 @@ pub async fn shield<F: Future>(fut: F) -> F::Output {
 /// use std::time::Duration;
 ///
 /// trellis::Builder::new().autojump().run(async {
-///     trellis::move_on_after(Duration::from_secs(1), async {
+///     let out = trellis::move_on_after(Duration::from_secs(1), async {
 ///         trellis::shield(async {
 ///             // Keep serving until the outside asks us to stop, then finish cleanly.
 ///             trellis::cancelled().await;
@@ -905,6 +905,9 @@ pub async fn shield<F: Future>(fut: F) -> F::Output {
 ///         .await;
 ///     })
 ///     .await;
+///     // Nothing suspends after the shield, so its block finishes and the value is kept
+///     // (`None` needs another suspension there, where the cancellation is delivered).
+///     assert_eq!(out, Some(()));
 /// });
 /// ```
 pub fn cancelled() -> Cancelled {
