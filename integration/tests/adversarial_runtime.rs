@@ -484,7 +484,7 @@ fn a_deadlocked_shielded_cleanup_is_reported_with_its_name_and_its_shield() {
     });
     assert!(message.contains("trellis: deadlock"), "{message}");
     assert!(message.contains("no timer is armed"), "{message}");
-    assert!(message.contains("child #1, cleanup"), "{message}");
+    assert!(message.contains("child 1 \"cleanup\""), "{message}");
     assert!(
         // "waiting inside": the shield is a scope inside the task (the tree's snapshot in
         // integration/tests/instrument.rs shows the same for a task waiting in a scope).
@@ -519,7 +519,7 @@ fn a_lock_and_channel_cycle_is_reported_as_a_deadlock_naming_both_tasks() {
     assert!(message.contains("trellis: deadlock"), "{message}");
     for name in ["holder", "sender"] {
         assert!(
-            message.contains(&format!(", {name}\n")),
+            message.contains(&format!("\"{name}\"\n")),
             "{name}: {message}"
         );
         assert!(

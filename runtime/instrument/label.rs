@@ -180,6 +180,24 @@ impl fmt::Display for TaskLabel {
     }
 }
 
+impl TaskLabel {
+    /// `name` with this label, as reports write a task: `child 1 "waiter"` when it has a
+    /// name, `child 2 (spawned at src/main.rs:6:15)` when it has none (the task tree, the
+    /// deadlock report).
+    pub(crate) fn describing(&self, name: TaskName) -> impl fmt::Display + '_ {
+        struct Describing<'a>(TaskName, &'a TaskLabel);
+        impl fmt::Display for Describing<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.1.name() {
+                    Some(name) => write!(f, "{} {name:?}", self.0),
+                    None => write!(f, "{} (spawned at {})", self.0, self.1.location),
+                }
+            }
+        }
+        Describing(name, self)
+    }
+}
+
 impl fmt::Debug for TaskLabel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskLabel")

@@ -204,16 +204,7 @@ impl TreeWriter {
         inside: impl FnOnce(&mut TreeWriter),
     ) {
         self.tree.tasks += 1;
-        let mut line = format!("{}: {}", record.id, record.name);
-        match record.label.name() {
-            Some(name) => {
-                let _ = write!(line, " {name:?}");
-            }
-            None => {
-                let _ = write!(line, " (spawned at {})", record.label.location());
-            }
-        }
-        line.push_str(": ");
+        let mut line = format!("{}: {}: ", record.id, record.label.describing(record.name));
         line.push_str(&self.doing(record, state));
         if state.shielded {
             line.push_str(", in a shield");

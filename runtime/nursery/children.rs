@@ -471,7 +471,8 @@ impl<'env, E> Shared<'env, E> {
                 report.item(format_args!("its body"));
             }
             for (_, task) in self.tasks.borrow().iter() {
-                report.item(format_args!("child #{}, {}", task.number, task.label));
+                let name = TaskName::Child(task.number);
+                report.item(format_args!("{}", task.label.describing(name)));
             }
         })
     }
