@@ -184,6 +184,9 @@ fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
 /// let payload = caught.unwrap_err();
 /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
 /// ```
+#[doc(alias = "spawn_blocking")]
+#[doc(alias = "run_sync")]
+#[doc(alias = "unblock")]
 pub fn to_thread<F, T>(f: F) -> ToThread<T>
 where
     F: FnOnce() -> T + Send + 'static,

@@ -233,6 +233,8 @@ const POLL_BUDGET: usize = 256;
 /// let group = result.unwrap_err();
 /// assert_eq!(group.len(), 1);
 /// ```
+#[doc(alias = "TaskGroup")]
+#[doc(alias = "JoinSet")]
 #[track_caller]
 pub fn nursery<'env, F, R, E>(body: F) -> impl Future<Output = Result<R::Value, ErrorGroup<E>>>
 where

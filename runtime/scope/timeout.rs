@@ -42,6 +42,8 @@ use crate::scope::cancel_scope::{CancelScope, ScopeRun};
 ///     assert_eq!(slow, None);
 /// });
 /// ```
+#[doc(alias = "timeout")]
+#[doc(alias = "wait_for")]
 pub fn move_on_after<F: Future>(duration: Duration, fut: F) -> ScopeRun<F> {
     CancelScope::new().with_timeout(duration).run(fut)
 }
@@ -129,6 +131,8 @@ impl std::error::Error for TimedOut {}
 ///     assert!(r.is_err());
 /// });
 /// ```
+#[doc(alias = "timeout")]
+#[doc(alias = "wait_for")]
 pub fn fail_after<F: Future>(duration: Duration, fut: F) -> FailAt<F> {
     FailAt {
         run: move_on_after(duration, fut),

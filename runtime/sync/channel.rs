@@ -174,6 +174,9 @@ use crate::scope::cancel_scope::current_is_cancelled;
 ///     .unwrap();
 /// });
 /// ```
+#[doc(alias = "mpsc")]
+#[doc(alias = "open_memory_channel")]
+#[doc(alias = "Queue")]
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let state = Rc::new(RefCell::new(State {
         capacity,
