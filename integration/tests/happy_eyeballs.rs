@@ -299,7 +299,7 @@ fn a_name_is_named_in_the_error() {
         assert_eq!(
             err.to_string(),
             format!(
-                "the attempt to connect to 127.0.0.1:{port} failed: 127.0.0.1:{port}: {}",
+                "the attempt to connect to 127.0.0.1:{port} failed: {}",
                 connect_error(&err).attempts()[0].1
             )
         );

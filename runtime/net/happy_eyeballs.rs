@@ -344,6 +344,12 @@ impl fmt::Display for ConnectError {
         } else {
             "all attempts"
         };
+        // One attempt at the address asked for: the address once.
+        if let [(addr, e)] = self.attempts.as_slice() {
+            if self.target.as_deref().is_none_or(|t| *t == addr.to_string()) {
+                return write!(f, "the attempt to connect to {addr} failed: {e}");
+            }
+        }
         match &self.target {
             Some(target) => write!(f, "{attempts} to connect to {target} failed")?,
             None => write!(f, "{attempts} to connect failed")?,
