@@ -1770,3 +1770,62 @@ fn a_child_spawned_with_a_handle_by_a_destructor_during_a_hard_drop_is_dropped_o
     assert_eq!(c.dropped(), 2);
     assert_eq!(Rc::strong_count(&sentinel), 1);
 }
+
+/// Values set in a thread's own context (outside any runtime), and the context of a
+/// thread that ran runtimes, are dropped when the thread ends: the thread-locals without
+/// a destructor (`context/values.rs`) hand what must be dropped to one that has one.
+#[test]
+fn values_left_in_a_threads_context_are_dropped_when_the_thread_ends() {
+    let probe = Counted::new(4);
+    let p = probe.clone();
+    std::thread::spawn(move || {
+        let _t = VALUE.set(p.clone());
+        run_virtual(async {
+            assert_eq!(VALUE.get().map(|v| v.id), Some(4));
+            let _inner = VALUE.set(p.clone());
+            nursery(async |n| {
+                n.spawn(async {
+                    sleep(secs(1)).await;
+                });
+            })
+            .await
+            .unwrap();
+        });
+        let _scope = CancelScope::new();
+        drop(p);
+        assert!(VALUE.get().is_some(), "still set in the thread's context");
+    })
+    .join()
+    .unwrap();
+    assert_eq!(probe.live(), 1, "copies left behind: {}", probe.live() - 1);
+}
+
+/// `started(value)` and then a failure in the same step: the failure cancels the nursery
+/// and the body waiting in `start`; the value, taken or not, is dropped once.
+#[test]
+fn a_value_started_by_a_child_that_then_fails_at_once_is_dropped_once() {
+    let value = DropCounter::new();
+    let errors = DropCounter::new();
+    run_virtual(async {
+        let group = nursery(async |n| {
+            let (v, e) = (value.guard(), errors.guard());
+            let got = n
+                .start(async move |_n, status| {
+                    status.started(v);
+                    Err::<(), _>(e)
+                })
+                .await;
+            // Polled once more (it was woken before the cancellation): it has the value.
+            let _held = got.map_err(|_| "no value");
+            sleep_forever().await;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(value.dropped(), 1);
+        assert_eq!(group.len(), 1);
+        drop(group);
+        assert_eq!(errors.dropped(), 1);
+    });
+    assert_eq!((value.dropped(), errors.dropped()), (1, 1));
+}
