@@ -197,11 +197,10 @@ impl<'env, E> Shared<'env, E> {
         // Out of the records before the drop, as the task is out of its slot: a destructor
         // that spawns a sibling reuses the key, and the records must stay keyed as the
         // children are (found by tests/bad_input.rs).
-        let (record, first_panic) = if self.recording {
-            let record = self.exit_record(index, [fut.as_ref(), task.fut.as_ref()]);
-            (record, self.first_panic_of_exit(exit))
+        let record = if self.recording {
+            self.exit_record(index, [fut.as_ref(), task.fut.as_ref()])
         } else {
-            (None, 0)
+            None
         };
         if let (Some(payload), label) = self.retire(task, fut) {
             exit = Exit::Panicked;
@@ -216,7 +215,7 @@ impl<'env, E> Shared<'env, E> {
             // A panic in its destructor is the nursery's, and the last word on how it ended.
             let outcome = match hidden {
                 Some(hidden) if exit != Exit::Panicked => hidden,
-                _ => self.outcome(exit, first_panic),
+                _ => self.outcome(exit, &record),
             };
             hooks::emit("task_exited", |i| i.task_exited(&info, &outcome));
         }
@@ -269,26 +268,22 @@ impl<'env, E> Shared<'env, E> {
         }
     }
 
-    /// Where the exiting task's first panic is (or will be) in `panics`, asked before its
-    /// future is dropped: the poll's panic, just recorded, when `exit` says it panicked;
-    /// otherwise the next one, which only its destructor can add.
-    pub(super) fn first_panic_of_exit(&self, exit: Exit) -> usize {
-        let recorded = self.panics.borrow().len();
-        recorded.saturating_sub(usize::from(exit == Exit::Panicked))
-    }
-
-    /// What an instrument is told of an exit: a panic's message is the task's first panic,
-    /// at `first_panic` in `panics` (a panic in a poll, not the destructor's that followed:
-    /// that one is reported beside it, as the nursery resumes the first).
+    /// What an instrument is told of the exit of the task `record` is of: for a panic, the
+    /// message of the task's first one (a panic in a poll, not the destructor's after it,
+    /// which is reported beside it, as the nursery resumes the first). Found by the task's
+    /// description, which `record_failure` gives each panic and which is unique in a nursery
+    /// (its number, or "the nursery body"), so the hot paths keep no index for it.
     #[cold]
-    pub(super) fn outcome(&self, exit: Exit, first_panic: usize) -> TaskOutcome {
+    pub(super) fn outcome(&self, exit: Exit, record: &TaskRecord) -> TaskOutcome {
         match exit {
             Exit::Returned => TaskOutcome::Returned,
             Exit::Failed => TaskOutcome::Failed,
             Exit::Cancelled => TaskOutcome::Cancelled,
             Exit::Panicked => {
+                let described = record.name.described(record.label.name()).to_string();
                 let panics = self.panics.borrow();
-                let own = panics.get(first_panic).or(panics.last());
+                let own = panics.iter().find(|(d, _)| *d == described);
+                let own = own.or(panics.last());
                 TaskOutcome::Panicked(own.map(|(_, p)| panic_text(&**p)).unwrap_or_default())
             }
         }

@@ -439,11 +439,6 @@ fn retire_body<B, E>(
     if body.as_mut().as_pin_mut().is_none() {
         return;
     }
-    let first_panic = if shared.recording {
-        shared.first_panic_of_exit(exit)
-    } else {
-        0
-    };
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
         exit = Exit::Panicked;
         shared.record_failure(TaskName::Body, &shared.body_label, Err(payload));
@@ -452,14 +447,13 @@ fn retire_body<B, E>(
         shared.node.retire_unit(unit);
     }
     if shared.recording {
-        retire_body_record(shared, exit, first_panic);
+        retire_body_record(shared, exit);
     }
 }
 
-/// The body's record goes, and the instruments hear how the body ended (`first_panic`: see
-/// `Shared::outcome`).
+/// The body's record goes, and the instruments hear how the body ended.
 #[cold]
-fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit, first_panic: usize) {
+fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit) {
     let record = shared
         .node
         .records
@@ -468,7 +462,7 @@ fn retire_body_record<E>(shared: &Shared<'_, E>, exit: Exit, first_panic: usize)
         .and_then(|r| r.body.take());
     if let (true, Some(record)) = (hooks::active(), record) {
         let info = record.info(shared.node.task(), shared.node.scope_id());
-        let outcome = shared.outcome(exit, first_panic);
+        let outcome = shared.outcome(exit, &record);
         hooks::emit("task_exited", |i| i.task_exited(&info, &outcome));
     }
 }
