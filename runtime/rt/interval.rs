@@ -404,7 +404,7 @@ impl Interval {
             // The waker let go of is dropped after the queue's borrow (`TimerQueue::disarm`).
             let released = match self.timer {
                 Some((key, armed_for)) if armed_for == deadline => {
-                    timers.update_waker(key, cx.waker()).map(TimerAction::Wake)
+                    timers.update_waker(key, cx.waker())
                 }
                 _ => {
                     let released = self.timer.take().and_then(|(key, _)| timers.disarm(key));

@@ -235,17 +235,20 @@ impl TimerQueue {
         key.runtime == self.runtime
     }
 
-    /// Removes the timer `key`, if it is still armed, and gives back its action. A key from
-    /// another runtime's queue is ignored: it names a slot of that queue, and removing our
-    /// entry of the same slot and sequence would silently cancel an unrelated timer (disarm
-    /// runs in destructors, which have no one to report the mistake to).
+    /// Removes the timer `key`, if it is still armed, and gives back its waker, if its action
+    /// was one. A key from another runtime's queue is ignored: it names a slot of that queue,
+    /// and removing our entry of the same slot and sequence would silently cancel an
+    /// unrelated timer (disarm runs in destructors, which have no one to report the mistake
+    /// to).
     ///
-    /// The caller drops the action once it no longer borrows the queue: dropping a waker
+    /// The caller drops the waker once it no longer borrows the queue: dropping a waker
     /// runs code, which may reach this queue (a waker that owns a `Sleep`, as a foreign
     /// executor's task owns its future, disarms that sleep's timer when the last copy
     /// goes). Dropped here, under the caller's `borrow_mut`, that was a "RefCell already
-    /// borrowed" panic out of `Sleep`'s destructor.
-    pub(crate) fn disarm(&mut self, key: TimerKey) -> Option<TimerAction> {
+    /// borrowed" panic out of `Sleep`'s destructor. An `Expire` action is dropped here: a
+    /// `Weak`'s drop runs no code but the free of a node already gone. (A waker alone, not
+    /// the whole action, so that the scopes' disarm, which has none, stays cheap.)
+    pub(crate) fn disarm(&mut self, key: TimerKey) -> Option<Waker> {
         if !self.owns(key) {
             return None;
         }
@@ -267,7 +270,10 @@ impl TimerQueue {
                 self.armed[moved].place = place;
             }
         }
-        Some(armed.action)
+        match armed.action {
+            TimerAction::Wake(waker) => Some(waker),
+            TimerAction::Expire(_) => None,
+        }
     }
 
     #[cold]
