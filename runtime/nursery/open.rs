@@ -197,6 +197,13 @@ const POLL_BUDGET: usize = 256;
 /// Dropping the nursery future from outside (a hard cancel, as inside `futures::select!`)
 /// drops the body and every child at once, shields included.
 ///
+/// Forgetting it instead (`std::mem::forget` of a nursery future that was polled, or of a
+/// box holding one) leaks: the body and the children are never polled again and never
+/// dropped, nor is what they captured, and the nursery's scope node keeps the node of the
+/// scope around it alive. Nothing dangles (children live in the forgotten allocation,
+/// which is never freed), a timeout around the forgotten nursery still fires, and later
+/// nurseries and runtimes on the thread work as before.
+///
 /// # Panics
 ///
 /// A panic in any task, in a poll or in a destructor, is caught and counts as that task's

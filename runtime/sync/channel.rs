@@ -1143,7 +1143,8 @@ impl<T> Receiver<T> {
     ///
     /// Receives waiting on this handle fail with [`RecvError::Closed`] (one that was
     /// already handed a value still gets it), and later receives on it fail the same way;
-    /// its stream ends. Other clones are not affected. When this was the last open
+    /// its stream ends (after the value handed to a pending `poll_next`, if one was: the
+    /// stream's next item is that value, then `None`). Other clones are not affected. When this was the last open
     /// receive handle, the buffered values are dropped and every send, waiting or later,
     /// fails with [`SendError::Disconnected`], returning its value. Closing a closed handle
     /// does nothing; dropping a handle closes it.
