@@ -1712,109 +1712,6 @@ fn a_dump_after_finished_nurseries_shows_no_stale_task() {
 
 // ---- tracing ------------------------------------------------------------------------------
 
-mod collect {
-    //! A subscriber that records what it is told (as tests/tracing.rs's), with the spans
-    //! closed, so that a test can check every task's span was closed once.
-
-    use std::collections::HashMap;
-    use std::fmt::Debug;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    use tracing::field::{Field, Visit};
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Metadata, Subscriber};
-    use tracing_core::span::Current;
-
-    pub(crate) type FieldMap = HashMap<String, String>;
-
-    #[derive(Debug, Default)]
-    pub(crate) struct Seen {
-        pub(crate) spans: HashMap<u64, (String, FieldMap, Option<u64>)>,
-        pub(crate) stack: Vec<u64>,
-        pub(crate) metadata: HashMap<u64, &'static Metadata<'static>>,
-        pub(crate) events: Vec<(String, FieldMap, Option<u64>)>,
-        pub(crate) closed: Vec<u64>,
-        pub(crate) bad_exits: usize,
-        /// The threads spans were entered on.
-        pub(crate) entered_on: Vec<std::thread::ThreadId>,
-    }
-
-    #[derive(Clone, Default)]
-    pub(crate) struct Collect {
-        pub(crate) seen: Arc<Mutex<Seen>>,
-        next: Arc<AtomicU64>,
-    }
-
-    struct Fields<'a>(&'a mut FieldMap);
-
-    impl Visit for Fields<'_> {
-        fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-            self.0.insert(field.name().to_owned(), format!("{value:?}"));
-        }
-        fn record_str(&mut self, field: &Field, value: &str) {
-            self.0.insert(field.name().to_owned(), value.to_owned());
-        }
-    }
-
-    impl Subscriber for Collect {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, span: &Attributes<'_>) -> Id {
-            let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut fields = HashMap::new();
-            span.record(&mut Fields(&mut fields));
-            let mut seen = self.seen.lock().unwrap();
-            let parent = match span.parent() {
-                Some(parent) => Some(parent.into_u64()),
-                None if span.is_contextual() => seen.stack.last().copied(),
-                None => None,
-            };
-            seen.spans
-                .insert(id, (span.metadata().name().to_owned(), fields, parent));
-            seen.metadata.insert(id, span.metadata());
-            Id::from_u64(id)
-        }
-        fn record(&self, _: &Id, _: &Record<'_>) {}
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let mut fields = HashMap::new();
-            event.record(&mut Fields(&mut fields));
-            let mut seen = self.seen.lock().unwrap();
-            let span = match event.parent() {
-                Some(parent) => Some(parent.into_u64()),
-                None if event.is_contextual() => seen.stack.last().copied(),
-                None => None,
-            };
-            let message = fields.remove("message").unwrap_or_default();
-            seen.events.push((message, fields, span));
-        }
-        fn current_span(&self) -> Current {
-            let seen = self.seen.lock().unwrap();
-            match seen.stack.last() {
-                Some(id) => Current::new(Id::from_u64(*id), seen.metadata[id]),
-                None => Current::none(),
-            }
-        }
-        fn try_close(&self, span: Id) -> bool {
-            self.seen.lock().unwrap().closed.push(span.into_u64());
-            true
-        }
-        fn enter(&self, span: &Id) {
-            let mut seen = self.seen.lock().unwrap();
-            seen.stack.push(span.into_u64());
-            seen.entered_on.push(std::thread::current().id());
-        }
-        fn exit(&self, span: &Id) {
-            let mut seen = self.seen.lock().unwrap();
-            if seen.stack.pop() != Some(span.into_u64()) {
-                seen.bad_exits += 1;
-            }
-        }
-    }
-}
-
 /// Attacks the `tracing` feature's spans ("a span per task … entered during each of its
 /// polls … closed at `task_exited`") with tasks that panic in a poll, are cancelled and are
 /// hard-dropped: every task's span is opened once, entered and exited in order (a panicking
@@ -1822,7 +1719,7 @@ mod collect {
 /// once; a `task exited` event names each non-returned outcome.
 #[test]
 fn every_task_span_is_closed_once_even_for_panics_and_hard_drops() {
-    let collect = collect::Collect::default();
+    let collect = common::collect::Collect::default();
     let out = tracing::subscriber::with_default(collect.clone(), || {
         std::panic::catch_unwind(|| {
             trellis::Builder::new()
@@ -1913,7 +1810,7 @@ fn tracing_instruments_on_two_threads_keep_to_their_own_subscriber() {
             .map(|children| {
                 let barrier = barrier.clone();
                 std::thread::spawn(move || {
-                    let collect = collect::Collect::default();
+                    let collect = common::collect::Collect::default();
                     tracing::subscriber::with_default(collect.clone(), || {
                         trellis::Builder::new()
                             .autojump()
@@ -1959,7 +1856,7 @@ fn one_tracing_instrument_shared_by_two_runtimes_keeps_their_spans_apart() {
             .map(|children| {
                 let (barrier, shared) = (barrier.clone(), shared.clone());
                 std::thread::spawn(move || {
-                    let collect = collect::Collect::default();
+                    let collect = common::collect::Collect::default();
                     tracing::subscriber::with_default(collect.clone(), || {
                         let _outer = tracing::info_span!("server", children).entered();
                         trellis::Builder::new()

@@ -3,108 +3,11 @@
 //! event per cancellation with its reason. Checked with a subscriber that records
 //! everything it is told.
 
-use std::collections::HashMap;
-use std::fmt::Debug;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-use tracing_core::span::Current;
-
-/// A span's or an event's fields, by name.
-type FieldMap = HashMap<String, String>;
-
-/// What the subscriber saw.
-#[derive(Debug, Default)]
-struct Seen {
-    /// Span id → (name, fields, parent id).
-    spans: HashMap<u64, (String, FieldMap, Option<u64>)>,
-    /// The entered spans, innermost last.
-    stack: Vec<u64>,
-    metadata: HashMap<u64, &'static Metadata<'static>>,
-    /// Events: (message, fields, the span they belong to).
-    events: Vec<(String, FieldMap, Option<u64>)>,
-    /// Spans closed (their last handle dropped).
-    closed: Vec<u64>,
-}
-
-#[derive(Clone, Default)]
-struct Collect {
-    seen: Arc<Mutex<Seen>>,
-    next: Arc<AtomicU64>,
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl Subscriber for Collect {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut fields = HashMap::new();
-        span.record(&mut Fields(&mut fields));
-        let mut seen = self.seen.lock().unwrap();
-        let parent = match span.parent() {
-            Some(parent) => Some(parent.into_u64()),
-            None if span.is_contextual() => seen.stack.last().copied(),
-            None => None,
-        };
-        seen.spans
-            .insert(id, (span.metadata().name().to_owned(), fields, parent));
-        seen.metadata.insert(id, span.metadata());
-        Id::from_u64(id)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut fields = HashMap::new();
-        event.record(&mut Fields(&mut fields));
-        let mut seen = self.seen.lock().unwrap();
-        let span = match event.parent() {
-            Some(parent) => Some(parent.into_u64()),
-            None if event.is_contextual() => seen.stack.last().copied(),
-            None => None,
-        };
-        let message = fields.remove("message").unwrap_or_default();
-        seen.events.push((message, fields, span));
-    }
-    fn current_span(&self) -> Current {
-        let seen = self.seen.lock().unwrap();
-        match seen.stack.last() {
-            Some(id) => Current::new(Id::from_u64(*id), seen.metadata[id]),
-            None => Current::none(),
-        }
-    }
-    fn try_close(&self, span: Id) -> bool {
-        self.seen.lock().unwrap().closed.push(span.into_u64());
-        true
-    }
-    fn enter(&self, span: &Id) {
-        self.seen.lock().unwrap().stack.push(span.into_u64());
-    }
-    fn exit(&self, span: &Id) {
-        let mut seen = self.seen.lock().unwrap();
-        let top = seen.stack.pop();
-        assert_eq!(
-            top,
-            Some(span.into_u64()),
-            "spans exit in the order they entered"
-        );
-    }
-}
+use common::collect::Collect;
 
 #[test]
 fn task_spans_nest_and_cancellations_carry_their_reason() {
@@ -140,6 +43,7 @@ fn task_spans_nest_and_cancellations_carry_their_reason() {
     });
     assert_eq!(out.unwrap(), None, "the timeout fired");
     let seen = collect.seen.lock().unwrap();
+    assert_eq!(seen.bad_exits, 0, "spans exit in the order they entered");
     let span_named = |task: &str| -> u64 {
         let found: Vec<u64> = seen
             .spans
@@ -228,6 +132,7 @@ fn a_failed_task_is_an_event_in_its_span_naming_the_outcome() {
     });
     assert!(out.is_err());
     let seen = collect.seen.lock().unwrap();
+    assert_eq!(seen.bad_exits, 0, "spans exit in the order they entered");
     let exited: Vec<_> = seen
         .events
         .iter()

@@ -7,6 +7,8 @@
     reason = "each test file uses a subset"
 )]
 
+pub mod collect;
+
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
