@@ -121,8 +121,9 @@ impl CapacityLimiter {
     ///
     /// # Errors
     ///
-    /// [`LimiterError::ZeroTotalTokens`] when `total_tokens` is 0 (as Trio: it must be at
-    /// least 1).
+    /// [`LimiterError::ZeroTotalTokens`] when `total_tokens` is 0: it must be at least 1
+    /// (as in Trio before 0.32; Trio 0.32 allows 0, a limiter that lets nobody through
+    /// until its total is raised, which trellis does not).
     ///
     /// # Examples
     ///
