@@ -90,7 +90,7 @@ impl<T> Default for OutputProbe<T> {
 /// Picked for a return type that is a `Result` (see [`OutputProbe`]).
 pub trait ResultKind {
     /// The tag of a `Result` return type.
-    fn kind(&self) -> ResultTag {
+    fn trellis_output_kind(&self) -> ResultTag {
         ResultTag
     }
 }
@@ -100,7 +100,7 @@ impl<T, E> ResultKind for OutputProbe<Result<T, E>> {}
 /// Picked for every other return type (see [`OutputProbe`]).
 pub trait ValueKind {
     /// The tag of a plain return type.
-    fn kind(&self) -> ValueTag {
+    fn trellis_output_kind(&self) -> ValueTag {
         ValueTag
     }
 }

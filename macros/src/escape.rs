@@ -383,6 +383,17 @@ fn is_static_box(ty: &Type) -> bool {
     };
     object.bounds.iter().all(|bound| match bound {
         syn::TypeParamBound::Lifetime(lifetime) => lifetime.ident == "static",
+        // A trait with a lifetime parameter may bound itself by it (`trait Holder<'a>: 'a`),
+        // and then `dyn Holder<'a>` defaults to `'a`, not `'static`: the box may hold the
+        // handle (found by `Box<dyn Holder<'_>>`, which compiles).
+        syn::TypeParamBound::Trait(bound) => !bound.path.segments.iter().any(|segment| {
+            matches!(
+                &segment.arguments,
+                syn::PathArguments::AngleBracketed(args) if args.args.iter().any(|arg| {
+                    matches!(arg, syn::GenericArgument::Lifetime(l) if l.ident != "static")
+                })
+            )
+        }),
         _ => true,
     })
 }
@@ -503,6 +514,11 @@ impl Finder<'_> {
     fn is_outer(&self, ident: &Ident) -> bool {
         let name = ident.to_string();
         self.lookup(&name).is_none() && !self.unsure.contains(&name)
+    }
+
+    /// [`is_static_box`], unless the body declares its own `Box`.
+    fn is_static_box(&self, ty: &Type) -> bool {
+        !self.unsure.contains("Box") && is_static_box(ty)
     }
 
     fn report(&mut self, span: Span, message: String) {
@@ -753,7 +769,7 @@ impl<'ast> Visit<'ast> for Finder<'_> {
             _ => None,
         };
         if let Some(init) = &local.init {
-            let static_box = annotated.is_some_and(is_static_box);
+            let static_box = annotated.is_some_and(|ty| self.is_static_box(ty));
             if static_box {
                 self.within(Context::Sink { place: None }, |this| {
                     this.visit_expr(&init.expr);
@@ -860,7 +876,7 @@ impl<'ast> Visit<'ast> for Finder<'_> {
             Expr::Async(block) => {
                 self.capture_body(|this| this.visit_block(&block.block));
             }
-            Expr::Cast(cast) if is_static_box(&cast.ty) => {
+            Expr::Cast(cast) if self.is_static_box(&cast.ty) => {
                 self.within(Context::Sink { place: None }, |this| {
                     this.visit_expr(&cast.expr);
                 });
@@ -893,7 +909,9 @@ impl<'ast> Visit<'ast> for Finder<'_> {
                             .any(|p| p.ident == **root && p.holds_handles)
                 });
                 // `thread::Builder::new()...spawn(closure)`.
-                let builder_spawn = call.method == "spawn" && is_thread_builder(&call.receiver);
+                let builder_spawn = call.method == "spawn"
+                    && is_thread_builder(&call.receiver)
+                    && !self.unsure.contains("std");
                 self.visit_opaque(&call.receiver);
                 if let Some(root) = root {
                     let place = Some(root.to_string());
@@ -918,7 +936,13 @@ impl<'ast> Visit<'ast> for Finder<'_> {
                 }
             }
             Expr::Call(call) => {
-                let path = call_path(&call.func);
+                // A path whose first segment the body itself declares (`mod std { .. }`,
+                // `mod trellis { .. }`, `fn Some(..)`, a `use x as tokio;`) is the body's
+                // own, not the one this pass knows.
+                let path = call_path(&call.func).filter(|path| {
+                    path.first()
+                        .is_none_or(|first| !self.unsure.contains(first))
+                });
                 let spawner = path.as_deref().and_then(thread_spawner);
                 let wrapping = path.as_deref().is_some_and(is_wrapping_constructor);
                 let inner_nursery = path.as_deref().is_some_and(|p| {

@@ -72,14 +72,23 @@ fn fill_handle_type(ty: &Type, error: &Type) -> Type {
                 segment.arguments =
                     PathArguments::AngleBracketed(syn::parse_quote!(<'_, '_, #error>));
             }
-            PathArguments::AngleBracketed(args)
-                if !args
+            PathArguments::AngleBracketed(args) => {
+                let lifetimes = args
                     .args
                     .iter()
-                    .any(|a| matches!(a, GenericArgument::Lifetime(_))) =>
-            {
-                args.args.insert(0, syn::parse_quote!('_));
-                args.args.insert(0, syn::parse_quote!('_));
+                    .any(|a| matches!(a, GenericArgument::Lifetime(_)));
+                let types = args
+                    .args
+                    .iter()
+                    .any(|a| matches!(a, GenericArgument::Type(_)));
+                if !lifetimes {
+                    args.args.insert(0, syn::parse_quote!('_));
+                    args.args.insert(0, syn::parse_quote!('_));
+                }
+                // `Nursery<'_, '_>`: the error type is inferred, as for `Nursery`.
+                if !types {
+                    args.args.push(syn::parse_quote!(#error));
+                }
             }
             _ => {}
         }
@@ -155,19 +164,22 @@ pub(crate) fn nursery_fn(func: ItemFn, handle: &Handle, options: &NurseryOptions
         },
         Output::Value { ty } => {
             // A plain value or an alias of a `Result` (`type Res<T> = Result<T, MyError>`):
-            // the type checker tells which (`__private::OutputProbe`). The tag's name is
-            // invisible to the body (mixed-site hygiene), and the probe's traits are in scope
-            // only in the block that computes it.
-            let tag = proc_macro2::Ident::new("__trellis_output", proc_macro2::Span::mixed_site());
+            // the type checker tells which (`__private::OutputProbe`). The probe is computed
+            // twice (for the body and for the function's value) rather than bound to a
+            // variable: a `let` pattern would resolve to a unit struct of the user's of the
+            // same name, hygiene or not (items resolve at the call site). Its traits are in
+            // scope only in the blocks that compute it, not in the body.
+            let tag = quote! {
+                {
+                    use #krate::__private::{ResultKind as _, ValueKind as _};
+                    (&#krate::__private::OutputProbe::<#ty>::new()).trellis_output_kind()
+                }
+            };
             let map_err = match &options.map_err {
                 Some(map_err) => map_err.to_token_stream(),
                 None => quote!(#krate::__private::FirstError),
             };
             quote! {
-                let #tag = {
-                    use #krate::__private::{ResultKind as _, ValueKind as _};
-                    (&#krate::__private::OutputProbe::<#ty>::new()).kind()
-                };
                 #tag.output(
                     #krate::__private::nursery_named(#name, async |#param| {
                         #tag.body::<#ty, _>(async #block).await

@@ -128,6 +128,34 @@ fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
     }
 }
 
+/// A type as the user would write it in a message: `&mut u32`, `impl Fn(u8) -> u8`,
+/// `Result<u8, String>` (`to_string` spaces every token: `& mut u32`; removing every space
+/// glued words: `&mutu32`, `implFn()`).
+pub(crate) fn type_text(ty: &Type) -> String {
+    let spaced = ty.to_token_stream().to_string();
+    let chars: Vec<char> = spaced.chars().collect();
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '\'';
+    let mut out = String::with_capacity(spaced.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if c != ' ' {
+            out.push(c);
+            continue;
+        }
+        let (Some(&before), Some(&after)) = (chars.get(i.wrapping_sub(1)), chars.get(i + 1)) else {
+            continue;
+        };
+        let keep = (word(before) && word(after))
+            || before == ','
+            || [before, after].iter().any(|c| ['+', '='].contains(c))
+            || (before == '>' && i >= 2 && chars[i - 2] == '-')
+            || (after == '-' && chars.get(i + 2) == Some(&'>'));
+        if keep {
+            out.push(' ');
+        }
+    }
+    out
+}
+
 /// Whether `ty` is written as the nursery handle type (`Nursery`, `trellis::Nursery<...>`).
 pub(crate) fn is_nursery_type(ty: &Type) -> bool {
     last_segment(ty).is_some_and(|segment| segment.ident == "Nursery")
@@ -523,6 +551,27 @@ fn check_fn_signature(
             "a nursery cannot be a `const fn`: it runs children on a runtime; remove `const`",
         );
     }
+    let foreign = sig
+        .abi
+        .as_ref()
+        .filter(|abi| abi.name.as_ref().is_none_or(|name| name.value() != "Rust"));
+    if let Some(abi) = foreign {
+        let written = match &abi.name {
+            Some(name) => format!("extern {}", name.to_token_stream()),
+            None => "extern".to_string(),
+        };
+        errors.push(
+            abi.span(),
+            format_args!(
+                "a nursery cannot be `{written}`: an `async fn` returns a future, which no \
+                 foreign caller can poll; remove `{written}` (to export it, write a plain \
+                 `{written} fn` that runs it with `trellis::run`)"
+            ),
+        );
+        // Taken out, so the fallback item is not an `extern` fn returning a future (a
+        // second, FFI-safety warning).
+        sig.abi = None;
+    }
     if sig.asyncness.is_none() {
         errors.push(
             sig.fn_token.span,
@@ -542,7 +591,14 @@ fn check_fn_signature(
             (&*param.pat, &options.name),
             (Pat::Ident(p), Some(name)) if p.ident == *name
         );
-        let was_first = std::mem::replace(&mut first_typed, false);
+        // A parameter under `#[cfg]` may not exist: it does not take the first place (the
+        // handle is removed from the signature, so where it stands changes nothing).
+        let cfg_gated = param.attrs.iter().any(|attr| attr.path().is_ident("cfg"));
+        let was_first = if cfg_gated {
+            first_typed
+        } else {
+            std::mem::replace(&mut first_typed, false)
+        };
         if first_param_name.is_none() {
             first_param_name = Some(param.pat.to_token_stream().to_string());
         }
@@ -556,11 +612,7 @@ fn check_fn_signature(
                 format_args!(
                     "take the nursery handle by value: write `{}: {}`",
                     param.pat.to_token_stream(),
-                    reference
-                        .elem
-                        .to_token_stream()
-                        .to_string()
-                        .replace(' ', "")
+                    type_text(&reference.elem)
                 ),
             );
             failed = true;
@@ -598,9 +650,12 @@ fn check_fn_signature(
             errors.push(
                 ident.ident.span(),
                 format_args!(
-                    "the attribute names the nursery handle `{name}` but this parameter is a \
-                     second handle `{}`: keep one of them",
-                    ident.ident
+                    "the attribute names the nursery handle `{name}` but this parameter `{}: \
+                     {}` is typed as a handle too: keep one of them (if this `Nursery` is a \
+                     type of your own, not trellis's, import it under another name, e.g. \
+                     `use my::Nursery as MyNursery`)",
+                    ident.ident,
+                    type_text(&param.ty),
                 ),
             );
             failed = true;
@@ -613,10 +668,15 @@ fn check_fn_signature(
                     "the nursery handle goes first in the parameter list (after `self`): move \
                      `{}: {}` before `{}`",
                     ident.ident,
-                    param.ty.to_token_stream().to_string().replace(' ', ""),
+                    type_text(&param.ty),
                     first_param_name.as_deref().unwrap_or_default(),
                 ),
             );
+            failed = true;
+            continue;
+        }
+        if let Some(error) = named_brand_lifetime(&param.ty) {
+            errors.push_error(error);
             failed = true;
             continue;
         }
@@ -658,7 +718,7 @@ fn check_fn_signature(
                         "`{name}: {}` is not a nursery handle: write `{name}: Nursery` \
                          (`trellis::Nursery`); if this type names it (an alias, a renamed \
                          import), say so with `#[nursery({name})]`",
-                        ty.to_token_stream().to_string().replace(' ', ""),
+                        type_text(ty),
                     ),
                 ),
                 _ => errors.push(
@@ -673,6 +733,32 @@ fn check_fn_signature(
         }
     }
     handle
+}
+
+/// The error for a handle type whose first lifetime is named (`Nursery<'a, 'b, E>`): that
+/// lifetime is the nursery's own, chosen anew for each nursery, so no lifetime of the
+/// function can be it (rustc would say "implementation of `AsyncFnOnce` is not general
+/// enough", or that `'a` is undeclared). The second one, what children may borrow, may be
+/// named.
+pub(crate) fn named_brand_lifetime(ty: &Type) -> Option<syn::Error> {
+    let segment = last_segment(ty).filter(|segment| segment.ident == "Nursery")?;
+    let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    let first = args.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Lifetime(lifetime) => Some(lifetime),
+        _ => None,
+    })?;
+    (first.ident != "_").then(|| {
+        syn::Error::new(
+            first.span(),
+            format_args!(
+                "the handle's first lifetime is its nursery's own, chosen anew for each \
+                 nursery, so `{first}` cannot be it: write `'_` (`Nursery<'_, '_, E>`), or \
+                 leave the lifetimes out (`Nursery`, `Nursery<E>`)"
+            ),
+        )
+    })
 }
 
 /// Rejects `map_err` on a function returning `()` or `!`, whose children cannot fail. (On
@@ -893,6 +979,9 @@ impl BlockInput {
                 ));
             }
         };
+        if let Some(error) = ty.as_deref().and_then(named_brand_lifetime) {
+            return Err(error);
+        }
         if let Some(Type::Reference(reference)) = ty.as_deref() {
             return Err(syn::Error::new(
                 reference.and_token.span,
@@ -988,7 +1077,22 @@ impl EntryInput {
                 ),
             );
         }
-        if let Some(first) = sig.inputs.first().filter(|_| nursery_below.is_none()) {
+        let handle_param = sig.inputs.iter().find(
+            |arg| matches!(arg, FnArg::Typed(param) if is_nursery_type(strip_reference(&param.ty))),
+        );
+        if let Some(param) = handle_param.filter(|_| nursery_below.is_none()) {
+            // `#[trellis::main] async fn main(n: Nursery)`: the user wants a nursery.
+            errors.push(
+                param.span(),
+                format_args!(
+                    "`{0}` functions take no arguments; to make `{1}` a nursery, put \
+                     `#[nursery]` above `{0}`, which takes the handle out: \
+                     `#[nursery] {0} async fn {1}(n: Nursery)`",
+                    kind.attribute(),
+                    sig.ident,
+                ),
+            );
+        } else if let Some(first) = sig.inputs.first().filter(|_| nursery_below.is_none()) {
             errors.push(
                 first.span(),
                 format_args!(

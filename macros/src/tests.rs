@@ -152,10 +152,114 @@ fn the_detector_is_silent_where_code_may_compile() {
         "n.spawn(async { assert_eq!(\"{n}\", \"{n}\"); });",
         "n.spawn(async { let _ = matches!(x, n); });",
         "*slot.borrow_mut() = Some(format!(\"{n:?}\"));",
+        // A trait with a lifetime parameter may bound itself by it (`trait Holder<'a>: 'a`):
+        // `dyn Holder<'_>` is then not `'static` (adversarial pass 2).
+        "let boxed: Box<dyn Holder<'_>> = Box::new(n);",
+        "let boxed = Box::new(n) as Box<dyn Holder<'_> + Send>;",
+        // A path whose first segment the body declares is the body's own.
+        "mod std { pub mod thread { pub fn spawn(f: impl FnOnce()) { f() } } } \
+         std::thread::spawn(|| n.start_soon(async {}));",
+        "mod tokio { pub fn spawn(f: impl FnOnce()) { f() } } tokio::spawn(|| drop(n));",
+        "use ::std as tokio; tokio::spawn(|| drop(n));",
+        "mod trellis { pub fn nursery(f: impl FnOnce(u32)) { f(1) } } \
+         trellis::nursery(|m| { std::thread::spawn(move || m); });",
+        "struct Box<T>(T); impl<T> Box<T> { fn new(t: T) -> Self { Box(t) } } \
+         let b: Box<dyn Debug> = Box::new(n);",
+        "fn Some<T>(_: T) -> Option<u8> { None } stash = Some(n);",
     ];
     for body in cases {
         assert_eq!(verdict(body), None, "body: {body}");
     }
+}
+
+#[test]
+fn the_detector_still_reports_a_static_box_of_a_trait_without_lifetimes() {
+    for body in [
+        "let boxed: Box<dyn Debug> = Box::new(n);",
+        "let boxed: Box<dyn Holder<'static>> = Box::new(n);",
+        "let boxed = Box::new(n) as Box<dyn Fn(&u8) + Send>;",
+    ] {
+        assert_eq!(verdict(body).as_deref(), Some("box"), "body: {body}");
+    }
+}
+
+/// The expansion of `#[nursery] item`, as text.
+fn expand_nursery(args: &str, item: &str) -> String {
+    crate::nursery_tokens(lex(args).expect("args"), lex(item).expect("item")).to_string()
+}
+
+#[test]
+fn a_plain_or_alias_return_type_binds_no_name_and_calls_no_common_method() {
+    // A `let __trellis_output` pattern resolved to a user's unit struct of that name, and a
+    // user's trait with a `kind` method for every type hijacked `(&probe).kind()`.
+    let out = expand_nursery("", "async fn f(n: Nursery) -> Res<u8> { Ok(1) }");
+    assert!(!out.contains("compile_error"), "{out}");
+    assert!(!out.contains("let "), "{out}");
+    assert!(!out.contains(". kind ("), "{out}");
+    assert!(out.contains("trellis_output_kind"), "{out}");
+}
+
+#[test]
+fn messages_write_types_as_the_user_does() {
+    let text = |ty: &str| crate::parse::type_text(&syn::parse_str(ty).expect("a type"));
+    assert_eq!(text("&mut u32"), "&mut u32");
+    assert_eq!(text("& 'a  str"), "&'a str");
+    assert_eq!(text("impl Fn(u8) -> u8"), "impl Fn(u8) -> u8");
+    assert_eq!(text("dyn Debug + Send"), "dyn Debug + Send");
+    assert_eq!(text("std::rc::Rc<u32>"), "std::rc::Rc<u32>");
+    assert_eq!(text("Nursery<'_, '_, String>"), "Nursery<'_, '_, String>");
+    let out = expand_nursery("", "async fn f(n: &mut u32) {}");
+    assert!(
+        out.contains("`n: &mut u32` is not a nursery handle"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_nursery_with_a_foreign_abi_is_refused_and_a_rust_one_is_not() {
+    for abi in ["extern \"C\"", "extern", "extern \"system\""] {
+        let out = expand_nursery("", &format!("async {abi} fn f(n: Nursery) {{}}"));
+        assert!(out.contains("a nursery cannot be"), "{abi}: {out}");
+        // The fallback item has no ABI (no FFI-safety warning beside the error).
+        assert!(out.contains("async fn f ()"), "{abi}: {out}");
+    }
+    let out = expand_nursery("", "async extern \"Rust\" fn f(n: Nursery) {}");
+    assert!(!out.contains("compile_error"), "{out}");
+}
+
+#[test]
+fn a_cfg_parameter_before_the_handle_does_not_take_its_place() {
+    let out = expand_nursery("", "async fn f(#[cfg(any())] x: u8, n: Nursery, y: u8) {}");
+    assert!(!out.contains("compile_error"), "{out}");
+    let out = expand_nursery("", "async fn f(x: u8, n: Nursery) {}");
+    assert!(out.contains("goes first"), "{out}");
+}
+
+#[test]
+fn handle_lifetimes_are_checked_and_completed() {
+    let out = expand_nursery("", "async fn f<'a>(n: Nursery<'a, 'a>) {}");
+    assert!(out.contains("first lifetime is its nursery's own"), "{out}");
+    // The second lifetime (what children borrow) may be named; a missing error type is
+    // inferred.
+    let out = expand_nursery("", "async fn f<'a>(n: Nursery<'_, 'a>, x: &'a u8) {}");
+    assert!(!out.contains("compile_error"), "{out}");
+    assert!(out.contains("Nursery < '_ , 'a , _ >"), "{out}");
+    let out = crate::open_nursery_tokens(lex("|n: Nursery<'static, '_>| {}").expect("input"));
+    assert!(out.to_string().contains("first lifetime"), "{out}");
+}
+
+#[test]
+fn an_entry_point_taking_a_handle_is_told_to_put_nursery_above() {
+    let out = crate::entry(
+        TokenStream::new(),
+        lex("async fn main(n: Nursery) {}").expect("item"),
+        EntryKind::Main,
+    )
+    .to_string();
+    assert!(
+        out.contains("put `#[nursery]` above `#[trellis::main]`"),
+        "{out}"
+    );
 }
 
 /// The case count of the properties: 256, or `TRELLIS_PROPTEST_CASES`.
