@@ -61,11 +61,15 @@ pub fn never_output(
 
 /// The return type of a `#[nursery]` fn whose last path segment is not `Result`: a plain
 /// value, or an alias of a `Result` (`type Res<T> = Result<T, MyError>`) that the macro
-/// cannot see through. The type checker tells them apart: `(&OutputProbe::<T>::new()).kind()`
-/// resolves to [`ResultKind::kind`] when `T` is a `Result` (a method on the probe itself) and
-/// to [`ValueKind::kind`] otherwise (a method on a reference to it, tried next), so the
-/// generated code gets a [`ResultTag`] or a [`ValueTag`] and treats the body accordingly.
-/// Where `T` is a type parameter, it is a plain value.
+/// cannot see through. The type checker tells them apart:
+/// `(&OutputProbe::<T>::new()).trellis_output_kind()` resolves to
+/// [`ResultKind::trellis_output_kind`] when `T` is a `Result` (a method on the probe itself)
+/// and to [`ValueKind::trellis_output_kind`] otherwise (a method on a reference to it, tried
+/// next), so the generated code gets a [`ResultTag`] or a [`ValueTag`] and treats the body
+/// accordingly. Where `T` is a type parameter, it is a plain value.
+///
+/// The method is not called `kind`: a trait of the user's in scope with a `kind` method for
+/// every type would be found at the same step and take over the probe.
 pub struct OutputProbe<T>(std::marker::PhantomData<fn() -> T>);
 
 impl<T> OutputProbe<T> {
