@@ -346,7 +346,11 @@ impl fmt::Display for ConnectError {
         };
         // One attempt at the address asked for: the address once.
         if let [(addr, e)] = self.attempts.as_slice() {
-            if self.target.as_deref().is_none_or(|t| *t == addr.to_string()) {
+            if self
+                .target
+                .as_deref()
+                .is_none_or(|t| *t == addr.to_string())
+            {
                 return write!(f, "the attempt to connect to {addr} failed: {e}");
             }
         }
