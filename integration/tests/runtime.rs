@@ -101,7 +101,7 @@ fn an_autojump_deadlock_with_no_timer_armed_panics_naming_the_blocked_child() {
     assert!(message.contains("deadlock"), "{message}");
     assert!(message.contains("no timer is armed"), "{message}");
     assert!(
-        message.contains(&format!("child 1 (spawned at {})", here(line))),
+        message.contains(&format!("child 1 (spawned at {}", here(line))),
         "{message}"
     );
     assert!(message.contains("autojump"), "{message}");
