@@ -16,15 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::{DropCounter, HANG_LIMIT, OnDrop, PanicOnDrop, panic_message, run_virtual, watchdog};
+use common::{
+    DropCounter, HANG_LIMIT, OnDrop, PanicOnDrop, panic_message, run_virtual, secs, watchdog,
+};
 use trellis::{
     CancelScope, RecvError, SendError, TryRecvError, channel, fail_after, fail_at, move_on_after,
     move_on_at, now, nursery, shield, sleep, sleep_forever, sleep_until, yield_now,
 };
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// Runs `f` under `catch_unwind` and returns the message of the panic it must raise.
 fn panic_of<T>(f: impl FnOnce() -> T) -> String {

@@ -27,21 +27,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 use futures::future::{Either, FusedFuture};
 use futures::stream::{FusedStream, FuturesUnordered, Stream, StreamExt};
 use futures::{join, select, select_biased};
 
-use common::{HANG_LIMIT, PanicOnDrop, Rng, panic_message, run_virtual, watchdog};
+use common::{HANG_LIMIT, PanicOnDrop, Rng, ms, panic_message, run_virtual, watchdog};
 use trellis::{
     Builder, CancelScope, Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError,
     channel, move_on_after, nursery, sleep,
 };
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// Runs `test` on the autojump clock, under the watchdog.
 fn virtual_test<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {

@@ -21,17 +21,9 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{HANG_LIMIT, Rng, panic_message, panic_message_of, poll_once, run_virtual, watchdog};
+use common::{Rng, guarded, panic_message, panic_message_of, poll_once, run_virtual, secs};
 use trellis::instrument::{self, Instrument, ScopeInfo, TaskId, TaskInfo, TaskOutcome};
 use trellis::{CancelReason, CancelScope, ErrorGroup, TaskName, nursery, sleep, yield_now};
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn guarded<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, test)
-}
 
 // ---- an instrument that keeps every event ---------------------------------------------
 

@@ -21,16 +21,12 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use common::{
-    DropCounter, HANG_LIMIT, catch_unwind, panic_message, poll_once, run_virtual, watchdog,
+    DropCounter, HANG_LIMIT, catch_unwind, panic_message, poll_once, run_virtual, secs, watchdog,
 };
 use trellis::{
     Builder, CancelScope, ContextVar, Event, RuntimeHandle, SendError, TrySendError, channel,
     finally, interval, move_on_after, nursery, sleep, sleep_forever, to_thread, yield_now,
 };
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// A drop counter whose guards are `Send`: for values that go to other threads.
 #[derive(Clone, Default)]

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::time::{Duration, Instant};
 
-use common::{HANG_LIMIT, panic_message, poll_once, run_virtual, watchdog};
+use common::{guarded, ms, panic_message, poll_once, run_virtual, secs};
 use futures::StreamExt as _;
 use futures::future::FusedFuture as _;
 use trellis::{
@@ -22,19 +22,6 @@ use trellis::{
     StartError, TaskName, TimedOut, cancelled, channel, fail_after, fail_at, interval,
     move_on_after, move_on_at, nursery, shield, sleep, sleep_forever, sleep_until, yield_now,
 };
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// `run_virtual` under the watchdog: for everything that could hang if a promise broke.
-fn guarded<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, test)
-}
 
 // ---- CancelScope builders and deadlines ------------------------------------------------
 

@@ -24,8 +24,8 @@ use std::task::{Context as TaskContext, Wake, Waker};
 use std::time::Duration;
 
 use common::{
-    HANG_LIMIT, OnDrop, PanicOnDrop, catch_unwind, panic_message, panic_message_of, poll_once,
-    run_virtual, watchdog,
+    HANG_LIMIT, OnDrop, PanicOnDrop, catch_unwind, ms, panic_message, panic_message_of, poll_once,
+    run_virtual, secs, watchdog,
 };
 use trellis::testing::{Sequencer, wait_all_tasks_blocked};
 use trellis::{
@@ -33,14 +33,6 @@ use trellis::{
     LimiterError, Lock, Semaphore, SemaphoreError, cancelled, finally, move_on_after, now, nursery,
     sleep, sleep_forever, to_thread, yield_now,
 };
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// Runs `test` on the autojump clock, under the watchdog.
 fn virtual_test<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {

@@ -21,8 +21,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use common::{
-    HANG_LIMIT, OnDrop, count_polls, latest_instant, panic_message_of, poll_once, run_virtual,
-    watchdog,
+    OnDrop, count_polls, guarded, latest_instant, ms, panic_message_of, poll_once, run_virtual,
+    secs,
 };
 use futures::StreamExt as _;
 use trellis::testing::wait_all_tasks_blocked;
@@ -34,19 +34,6 @@ use trellis::{
 
 const NS: Duration = Duration::from_nanos(1);
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Under the watchdog: for everything that could hang if a promise broke.
-fn guarded<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, test)
-}
 
 /// Runs `fut` on a mock clock without autojump, under the watchdog.
 fn manual<T: Send + 'static, F: Future<Output = T>>(fut: impl FnOnce() -> F + Send + 'static) -> T {

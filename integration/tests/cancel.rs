@@ -12,7 +12,7 @@ mod common;
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use common::{DropCounter, OnDrop, catch_unwind, count_polls, panic_message, run_virtual};
+use common::{DropCounter, OnDrop, catch_unwind, count_polls, panic_message, run_virtual, secs};
 use trellis::{
     CancelReason, CancelScope, TaskName, cancelled, current_effective_deadline, move_on_after,
     move_on_at, now, nursery, shield, sleep, sleep_forever, yield_now,
@@ -33,10 +33,6 @@ async fn tick_every_second(ticks: &Cell<u32>) {
         sleep(secs(1)).await;
         ticks.set(ticks.get() + 1);
     }
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
 }
 
 // ----- cancel before entering, from a sibling, from inside, after exit -----

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use futures::future::FusedFuture;
 use futures::stream::{FusedStream, Stream};
 
-use common::{HANG_LIMIT, poll_once, run_virtual, watchdog};
+use common::{HANG_LIMIT, ms, poll_once, run_virtual, watchdog};
 use trellis::{
     CancelScope, Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError, channel,
     move_on_after, nursery, sleep,
@@ -26,10 +26,6 @@ use trellis::{
 /// Trio's `wait_all_tasks_blocked`: returns once every other task is blocked.
 async fn settle() {
     sleep(Duration::from_millis(1)).await;
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
 }
 
 /// Runs `body` on the autojump clock under the watchdog.

@@ -5,7 +5,7 @@ mod common;
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use common::{DropCounter, count_polls, run_virtual};
+use common::{DropCounter, count_polls, run_virtual, secs};
 use trellis::{TaskName, nursery, sleep, sleep_forever, yield_now};
 
 #[derive(Debug, PartialEq, Eq, Clone)]
@@ -578,10 +578,6 @@ fn wakes_from_another_thread_reach_the_runtime() {
 }
 
 // ----- an enclosing cancellation never completes a nursery with a value -----
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// Three sleepers (1, 2, 3 s) in a nursery whose body returned a value at once, under a
 /// 1.5 s timeout: the timeout is what the caller sees, not the body's value.

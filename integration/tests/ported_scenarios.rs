@@ -25,8 +25,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::{
-    DropCounter, HANG_LIMIT, OnDrop, PanicOnDrop, catch_unwind, panic_message, panic_message_of,
-    run_virtual, watchdog,
+    DropCounter, OnDrop, PanicOnDrop, catch_unwind, guarded, ms, panic_message, panic_message_of,
+    run_virtual, secs,
 };
 use trellis::testing::wait_all_tasks_blocked;
 use trellis::{
@@ -42,19 +42,6 @@ impl std::fmt::Display for Oops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.0)
     }
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Runs a test on its own thread under the hang detector (never a timing assertion).
-fn guarded(test: impl FnOnce() + Send + 'static) {
-    watchdog(HANG_LIMIT, test)
 }
 
 /// Runs `fut` on the mock clock with autojump, in FIFO order (`None`) or with each round of

@@ -32,8 +32,8 @@ use std::task::Waker;
 use std::time::Duration;
 
 use common::{
-    HANG_LIMIT, OnDrop, PanicOnDrop, catch_unwind, count_polls, panic_message, run_virtual,
-    watchdog,
+    HANG_LIMIT, OnDrop, PanicOnDrop, catch_unwind, count_polls, guarded, ms, panic_message,
+    run_virtual, secs,
 };
 use trellis::testing::wait_all_tasks_blocked;
 use trellis::{
@@ -49,19 +49,6 @@ impl std::fmt::Display for Oops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.0)
     }
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Runs a test on its own thread under the hang detector (never a timing assertion).
-fn guarded(test: impl FnOnce() + Send + 'static) {
-    watchdog(HANG_LIMIT, test)
 }
 
 // ----- Trio: test_run.py -----

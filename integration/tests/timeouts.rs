@@ -13,19 +13,11 @@ use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{DropCounter, catch_unwind, count_polls, panic_message, run_virtual};
+use common::{DropCounter, catch_unwind, count_polls, ms, panic_message, run_virtual, secs};
 use trellis::{
     CancelScope, advance, fail_after, fail_at, move_on_after, move_on_at, now, nursery, shield,
     sleep, sleep_forever, sleep_until, yield_now,
 };
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// `fail_after` gives `Err(TimedOut)` exactly when its deadline passes, and the error
 /// names that deadline; `fail_at` likewise. Ports trio `test_timeouts.py::test_fail` and

@@ -337,3 +337,19 @@ pub fn latest_instant(from: std::time::Instant) -> std::time::Instant {
     }
     from + nanos(ok)
 }
+
+/// `n` seconds, for virtual-time tests.
+pub fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
+}
+
+/// `n` milliseconds, for virtual-time tests.
+pub fn ms(n: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(n)
+}
+
+/// Runs `test` under the [`watchdog`] with [`HANG_LIMIT`]: for everything that could hang
+/// if a promise broke (a hang detector, never a timing assertion).
+pub fn guarded<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
+    watchdog(HANG_LIMIT, test)
+}
