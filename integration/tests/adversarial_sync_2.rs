@@ -820,6 +820,125 @@ fn a_conditions_counts_are_exact_while_the_notifier_holds_the_lock() {
     });
 }
 
+/// Attacks `ConditionWait`'s `# Cancellation` ("Dropped after it was notified but before it
+/// had the lock again, it passes the notification on to the next waiter") in the state
+/// after its poll saw the notify (waiting for the lock), and `notify`'s "before any task
+/// that asks for the lock after the notify": three waiters, the notifier holding the lock
+/// notifies one, a task then queues for the lock, the notified waiter is polled and
+/// dropped. The second waiter takes its place ahead of the later locker; the third stays
+/// parked; the lock goes second waiter, then the locker.
+#[test]
+fn a_notified_waiter_dropped_while_it_waits_for_the_lock_passes_its_place_ahead_of_lockers() {
+    virtual_test(async || {
+        let c = Condition::new(());
+        let wakers: Vec<_> = (0..4).map(|_| counter()).collect();
+        let mut waits: Vec<Option<Pin<Box<trellis::ConditionWait<'_, ()>>>>> = Vec::new();
+        for (i, (_, waker)) in wakers.iter().take(3).enumerate() {
+            let mut wait = Box::pin(c.wait(c.as_lock().try_lock().unwrap()));
+            assert!(poll_with(wait.as_mut(), waker).is_pending());
+            assert_eq!(c.waiting(), i + 1);
+            waits.push(Some(wait));
+        }
+        let notifier = c.as_lock().try_lock().unwrap();
+        c.notify(1);
+        let mut locker = Box::pin(c.lock());
+        assert!(poll_with(locker.as_mut(), &wakers[3].1).is_pending());
+        assert_eq!((c.waiting(), c.as_lock().waiting()), (2, 2));
+        assert!(poll_with(waits[0].as_mut().unwrap().as_mut(), &wakers[0].1).is_pending());
+        waits[0] = None; // notified, waiting for the lock: dropped
+        assert_eq!(
+            (c.waiting(), c.as_lock().waiting()),
+            (1, 2),
+            "the second took the notification"
+        );
+        drop(notifier);
+        let woken: Vec<usize> = wakers.iter().map(|(c, _)| c.get()).collect();
+        assert_eq!(
+            woken,
+            [0, 1, 0, 0],
+            "the second waiter, ahead of the locker"
+        );
+        let Poll::Ready(guard) = poll_with(waits[1].as_mut().unwrap().as_mut(), &wakers[1].1)
+        else {
+            panic!("the second waiter was handed the lock");
+        };
+        assert!(poll_with(locker.as_mut(), &wakers[3].1).is_pending());
+        drop(guard);
+        let woken: Vec<usize> = wakers.iter().map(|(c, _)| c.get()).collect();
+        assert_eq!(woken, [0, 1, 0, 1]);
+        let Poll::Ready(guard) = poll_with(locker.as_mut(), &wakers[3].1) else {
+            panic!("the locker was handed the lock");
+        };
+        drop(guard);
+        assert_eq!(
+            (c.waiting(), c.as_lock().waiting()),
+            (1, 0),
+            "the third still parked"
+        );
+        assert!(!c.as_lock().is_locked());
+        c.notify_all();
+        let Poll::Ready(guard) = poll_with(waits[2].as_mut().unwrap().as_mut(), &wakers[2].1)
+        else {
+            panic!("the third waiter was handed the lock");
+        };
+        drop(guard);
+        assert_eq!(
+            (c.waiting(), c.as_lock().waiting(), c.as_lock().is_locked()),
+            (0, 0, false)
+        );
+    });
+}
+
+/// Attacks `Condition::wait`'s `# Cancellation` ("Dropped after it was notified but before
+/// it had the lock again, it passes the notification on to the next waiter, and the lock
+/// too if it had been handed to it"): the notified waiter is handed the lock while a task
+/// that asked after the notify queues behind it, and is hard-dropped before it ran. The
+/// lock goes with the notification to the next condition waiter, not to the later locker,
+/// which gets it only after that waiter.
+#[test]
+fn a_handed_waiter_dropped_passes_the_lock_to_the_next_condition_waiter_not_a_later_locker() {
+    virtual_test(async || {
+        let c = Condition::new(Vec::new());
+        let wakers: Vec<_> = (0..3).map(|_| counter()).collect();
+        let mut first = Some(Box::pin(c.wait(c.as_lock().try_lock().unwrap())));
+        assert!(poll_with(first.as_mut().unwrap().as_mut(), &wakers[0].1).is_pending());
+        let mut second = Box::pin(c.wait(c.as_lock().try_lock().unwrap()));
+        assert!(poll_with(second.as_mut(), &wakers[1].1).is_pending());
+        let notifier = c.as_lock().try_lock().unwrap();
+        c.notify(1);
+        let mut locker = Box::pin(c.lock());
+        assert!(poll_with(locker.as_mut(), &wakers[2].1).is_pending());
+        assert_eq!((c.waiting(), c.as_lock().waiting()), (1, 2));
+        drop(notifier);
+        assert_eq!(
+            (c.waiting(), c.as_lock().waiting()),
+            (1, 1),
+            "handed to `first`"
+        );
+        first = None; // handed the lock, dropped before it ran
+        assert!(first.is_none());
+        let woken: Vec<usize> = wakers.iter().map(|(c, _)| c.get()).collect();
+        assert_eq!(woken, [1, 1, 0], "the lock went with the notification");
+        assert_eq!(
+            (c.waiting(), c.as_lock().waiting(), c.as_lock().is_locked()),
+            (0, 1, true)
+        );
+        let Poll::Ready(mut guard) = poll_with(second.as_mut(), &wakers[1].1) else {
+            panic!("`second` was handed the lock");
+        };
+        guard.push("second");
+        assert!(poll_with(locker.as_mut(), &wakers[2].1).is_pending());
+        drop(guard);
+        let Poll::Ready(mut guard) = poll_with(locker.as_mut(), &wakers[2].1) else {
+            panic!("the locker was handed the lock");
+        };
+        guard.push("locker");
+        drop(guard);
+        assert_eq!(*c.as_lock().try_lock().unwrap(), ["second", "locker"]);
+        assert_eq!((c.waiting(), c.as_lock().waiting()), (0, 0));
+    });
+}
+
 /// Attacks `Condition::wait` with a guard of another lock ("a guard of another `Lock`
 /// works too, but that lock is only queued for when the task runs again, not at the
 /// notify"): the notify wakes the waiter without queueing it anywhere (the other lock's
@@ -1519,7 +1638,8 @@ fn a_no_inherit_value_reaches_scopes_and_threads_but_not_children() {
                         before
                     });
                     N.set(30); // after the call: not in its copy
-                    seen.borrow_mut().push(("thread", call.await));
+                    let in_thread = call.await;
+                    seen.borrow_mut().push(("thread", in_thread));
                     seen.borrow_mut().push(("child after", N.get()));
                 });
             })
@@ -1724,8 +1844,8 @@ fn wait_all_tasks_blocked_sees_one_waiter_on_each_primitive_then_all_of_them_don
 
 /// Attacks the state invariants the docs state (lock.rs: "waiters are queued only while
 /// `locked` is true"; semaphore.rs: "waiters are queued only while `value` is 0", "`value`
-/// is 0 while tasks wait"; capacity_limiter.rs: "waiters are queued only while `borrowed
-/// >= total`"; channel.rs: "if a receive waiter is queued ... no send waiter is queued; if
+/// is 0 while tasks wait"; capacity_limiter.rs: "waiters are queued only while
+/// `borrowed >= total`"; channel.rs: "if a receive waiter is queued ... no send waiter is queued; if
 /// a send waiter is queued, the unclaimed values fill the capacity") and the bounds (one
 /// lock holder, three permits, two tokens, tokens held never above `borrowed_tokens`), read
 /// through the public counts by every task before and after every await of a storm: twelve

@@ -11,8 +11,13 @@
 //! - A waiter whose guard came from another lock (not this condition's) is not moved: it
 //!   is woken and queues for its own lock when it runs.
 //! - Hand-off: a notified waiter dropped before it got the lock back passes its
-//!   notification to the next waiter (and the lock, if it had been handed it, to the
-//!   lock's next waiter), so a `notify(1)` is never lost to a cancelled task.
+//!   notification to the next waiter, so a `notify(1)` is never lost to a cancelled task.
+//!   When both wait with a guard of this condition's lock, the successor takes over the
+//!   dropped waiter's entry in the lock's queue ([`Lock::transfer`]): its place, and the
+//!   lock if it had been handed it. Queueing it at the back instead would put it behind
+//!   tasks that asked for the lock after the notify, and give them a lock handed to the
+//!   dropped waiter. Otherwise (no successor, or one with another lock's guard) the entry
+//!   is given up: the lock, if it had been handed it, goes to the lock's next waiter.
 
 #![forbid(unsafe_code)]
 
@@ -181,8 +186,10 @@ impl<T> Condition<T> {
     /// lock back before it raises) the lock is then *not* held: the guard was given up.
     /// Dropped while waiting to be notified, the task leaves the queue. Dropped after it
     /// was notified but before it had the lock again, it passes the notification on to the
-    /// next waiter, and the lock too if it had been handed to it. Dropped before its first
-    /// poll, it just drops the guard.
+    /// next waiter, and the lock too if it had been handed to it; that waiter also takes
+    /// its place in the lock's queue, ahead of tasks that asked for the lock after the
+    /// notify (when both waited with guards of this condition's lock). Dropped before its
+    /// first poll, it just drops the guard.
     ///
     /// # Examples
     ///
@@ -241,19 +248,47 @@ impl<T> Condition<T> {
     /// ```
     pub fn notify(&self, n: usize) {
         for _ in 0..n {
-            let next = self.waiters.borrow_mut().notify_front();
-            let Some((key, waker)) = next else {
+            if !self.notify_one(None) {
                 return;
-            };
-            let own_lock = self.waiters.borrow_mut().data_mut(key).own_lock;
-            if own_lock {
+            }
+        }
+    }
+
+    /// Notifies the oldest waiter and queues it for the lock; false when nobody waits.
+    ///
+    /// `place` is the lock entry of a notified waiter that was dropped before it had the
+    /// lock back (the hand-off of its notification): the new waiter takes it over, so it
+    /// keeps that waiter's place in the lock's queue, and the lock if it had been handed
+    /// it. Without a successor that can use it (none, or one waiting with another lock's
+    /// guard) the place is given up.
+    fn notify_one(&self, place: Option<WaiterKey>) -> bool {
+        let next = self.waiters.borrow_mut().notify_front();
+        let Some((key, waker)) = next else {
+            if let Some(place) = place {
+                // Leaves the lock's queue, passing the lock on if it had it.
+                drop(self.lock.acquire_queued(place));
+            }
+            return false;
+        };
+        let own_lock = self.waiters.borrow_mut().data_mut(key).own_lock;
+        match (own_lock, place) {
+            (true, Some(place)) => {
+                self.waiters.borrow_mut().data_mut(key).lock_key = Some(place);
+                self.lock.transfer(place, waker);
+            }
+            (true, None) => {
                 // Trio's repark: it now waits for the lock, under its own entry.
                 let lock_key = self.lock.enqueue(waker);
                 self.waiters.borrow_mut().data_mut(key).lock_key = Some(lock_key);
-            } else {
+            }
+            (false, place) => {
+                if let Some(place) = place {
+                    drop(self.lock.acquire_queued(place));
+                }
                 waker.wake();
             }
         }
+        true
     }
 
     /// Wakes every waiter, and queues them for the lock in the order they waited (Trio's
@@ -291,8 +326,9 @@ impl<T> Condition<T> {
 /// # Cancellation
 ///
 /// Loses nothing, but the lock is not held afterwards (see [`Condition::wait`]): a
-/// notification it had received passes to the next waiter, and the lock, if it had been
-/// handed to it, to the lock's next waiter.
+/// notification it had received passes to the next waiter, with its place in the lock's
+/// queue and the lock, if it had been handed to it (to the lock's next waiter when no
+/// condition waiter can take them).
 #[must_use = "a ConditionWait does nothing unless awaited (dropping it releases the lock)"]
 pub struct ConditionWait<'a, T> {
     condition: &'a Condition<T>,
@@ -415,19 +451,23 @@ impl<T> Drop for ConditionWait<'_, T> {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.state, WaitState::Done) {
             WaitState::Start(guard) => drop(guard),
-            WaitState::Parked { lock, key } => {
+            WaitState::Parked { key, .. } => {
                 let removed = self.condition.waiters.borrow_mut().remove(key);
                 if removed.notified {
-                    if let Some(lock_key) = removed.data.lock_key {
-                        // Leaves the lock's queue, passing the lock on if it had it.
-                        drop(lock.acquire_queued(lock_key));
-                    }
-                    self.condition.notify(1);
+                    // The notification passes on, with the place in the lock's queue the
+                    // notify gave it (only for this condition's lock).
+                    self.condition.notify_one(removed.data.lock_key);
                 }
             }
             WaitState::Locking(acquire) => {
-                drop(acquire);
-                self.condition.notify(1);
+                let place = if std::ptr::eq(acquire.lock_of(), &self.condition.lock) {
+                    acquire.into_key()
+                } else {
+                    // Another lock's queue: leave it (passing that lock on if handed).
+                    drop(acquire);
+                    None
+                };
+                self.condition.notify_one(place);
             }
             WaitState::Done => {}
         }

@@ -240,6 +240,22 @@ impl<T> Lock<T> {
         key
     }
 
+    /// Gives the queue entry `key` (queued, or already handed the lock) to another future,
+    /// woken by `waker` from now on: a `Condition` passing the place of a notified waiter
+    /// that was dropped to the next waiter, so that the successor is not queued behind
+    /// tasks that asked for the lock after the notify (nor the lock, if it had been handed
+    /// to the dropped one, given to them).
+    pub(crate) fn transfer(&self, key: WaiterKey, waker: Waker) {
+        let mut waiters = self.waiters.borrow_mut();
+        if waiters.is_notified(key) {
+            drop(waiters);
+            // The lock was handed to the entry: its new owner takes it when it runs.
+            waker.wake();
+        } else {
+            waiters.set_waker(key, &waker);
+        }
+    }
+
     /// The future of [`lock`](Self::lock) for a waiter already queued under `key`.
     pub(crate) fn acquire_queued(&self, key: WaiterKey) -> LockAcquire<'_, T> {
         LockAcquire {
@@ -263,6 +279,19 @@ pub struct LockAcquire<'a, T> {
     key: Option<WaiterKey>,
     /// It has returned `Ready` (for [`FusedFuture::is_terminated`]).
     done: bool,
+}
+
+impl<'a, T> LockAcquire<'a, T> {
+    /// The lock this future acquires.
+    pub(crate) fn lock_of(&self) -> &'a Lock<T> {
+        self.lock
+    }
+
+    /// Takes the queue entry out of the future (for [`Lock::transfer`]): the future then
+    /// drops without leaving the queue or passing the lock on.
+    pub(crate) fn into_key(mut self) -> Option<WaiterKey> {
+        self.key.take()
+    }
 }
 
 impl<T> fmt::Debug for LockAcquire<'_, T> {
