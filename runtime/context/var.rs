@@ -399,8 +399,12 @@ impl<T: 'static> ContextVar<T> {
     /// Runs `fut` in a copy of the current context in which this variable is `value`.
     ///
     /// Nothing `fut` sets (this variable or any other) escapes it, even when it is
-    /// cancelled midway: the copy is dropped with it. The copy is taken now, like a spawn.
-    /// It is [`Context::run`] on a copy, with one variable changed first.
+    /// cancelled midway: the copy is dropped with it. The copy is taken now, like a spawn,
+    /// not at the first poll: a set between the call and the `.await` is not in it, and in
+    /// `A.scope(1, B.scope(2, fut))` the inner copy, made while the argument is built,
+    /// does not see `A`'s 1 (nest through an `async` block instead:
+    /// `A.scope(1, async { B.scope(2, fut).await })`). It is [`Context::run`] on a copy,
+    /// with one variable changed first.
     ///
     /// ```
     /// use std::time::Duration;

@@ -372,6 +372,10 @@ impl<T> Drop for LockAcquire<'_, T> {
 /// Proof that the lock is held, and the way to its value; dropping it releases the lock
 /// (to the oldest waiter, if any).
 ///
+/// It is `!Send`, but it may leave the task that acquired it for another task of the
+/// runtime (through a channel, say): the lock is held until the guard is dropped, wherever
+/// that is, and released the same way then.
+///
 /// # Examples
 ///
 /// ```

@@ -238,7 +238,9 @@ impl Semaphore {
     /// [`SemaphoreError::ReleasedTooManyTimes`] when the semaphore is bounded and the unit
     /// would take it past `max_value`, counting the units its permits still hold (they
     /// come back when dropped); and for an unbounded semaphore whose value would overflow
-    /// `usize`. Nothing changes then.
+    /// `usize`, counting those units too (a bound of `usize::MAX`: with a permit out, the
+    /// release that would bring the value to `usize::MAX` is refused, since the permit's
+    /// unit would overflow it on its return). Nothing changes then.
     ///
     /// # Examples
     ///
@@ -450,7 +452,7 @@ pub enum SemaphoreError {
     /// [`Semaphore::try_acquire`] found no free unit.
     WouldBlock,
     /// [`Semaphore::release`] would raise the value past `max_value` (or, unbounded,
-    /// overflow `usize`).
+    /// overflow `usize`), counting the units its permits hold.
     ReleasedTooManyTimes {
         /// The bound; `None` for an unbounded semaphore.
         max_value: Option<usize>,
