@@ -1961,3 +1961,75 @@ fn the_documented_invariants_hold_at_every_scheduling_point_of_a_shuffled_storm(
         assert!(checks > 12 * 30 * 2, "seed {seed}: {checks} checks");
     }
 }
+
+/// Attacks the condition's hand-off (condition.rs: "the successor takes over the dropped
+/// waiter's entry in the lock's queue ... its place, and the lock if it had been handed
+/// it") and `Lock`'s exclusion under it: ten tasks loop on waits cut off by random timeouts
+/// (some with a guard of another lock), lockers and notifiers with random counts, under
+/// eight seeds. Nobody ever holds the condition's lock beside another holder, a notified
+/// waiter that returns holds it, and at the end nothing waits and both locks are free.
+#[test]
+fn a_storm_of_cancelled_condition_waits_keeps_the_lock_exclusive_and_loses_nothing() {
+    for seed in 0..8u64 {
+        let returned = shuffled_test(seed, async move || {
+            let c = Condition::new(0u32);
+            let other = Lock::new(0u32);
+            let inside = Cell::new(0);
+            let returned = Cell::new(0u32);
+            nursery(async |n| {
+                for w in 0..10u64 {
+                    let (c, other, inside, returned) = (&c, &other, &inside, &returned);
+                    n.spawn(async move {
+                        let mut rng = Rng::new(seed * 77 + w);
+                        for _ in 0..25 {
+                            let timeout = ms(rng.below(4));
+                            match rng.below(4) {
+                                0 => {
+                                    let _ = move_on_after(timeout, async {
+                                        let guard = c.wait(c.lock().await).await;
+                                        returned.set(returned.get() + 1);
+                                        assert_eq!(inside.get(), 0, "two holders");
+                                        inside.set(1);
+                                        // Cut off at the yield too: leave either way.
+                                        let _leave = common::OnDrop(|| inside.set(0));
+                                        yield_now().await;
+                                        drop(_leave);
+                                        drop(guard);
+                                    })
+                                    .await;
+                                }
+                                1 => {
+                                    let _ = move_on_after(timeout, async {
+                                        let mut guard = c.wait(other.lock().await).await;
+                                        *guard += 1;
+                                    })
+                                    .await;
+                                }
+                                2 => {
+                                    let guard = c.lock().await;
+                                    assert_eq!(inside.get(), 0, "two holders");
+                                    inside.set(1);
+                                    c.notify(rng.below(3) as usize);
+                                    sleep(ms(rng.below(2))).await;
+                                    inside.set(0);
+                                    drop(guard);
+                                }
+                                _ => {
+                                    c.notify(rng.below(3) as usize);
+                                    sleep(ms(1)).await;
+                                }
+                            }
+                        }
+                    });
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!((c.waiting(), c.as_lock().waiting()), (0, 0));
+            assert!(!c.as_lock().is_locked() && !other.is_locked());
+            assert_eq!(other.waiting(), 0);
+            returned.get()
+        });
+        assert!(returned > 0, "seed {seed}: no wait ever returned");
+    }
+}
