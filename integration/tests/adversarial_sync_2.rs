@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Duration;
 
-use common::{HANG_LIMIT, Rng, catch_unwind, count_polls, panic_message, run_virtual, watchdog};
+use common::{
+    HANG_LIMIT, Rng, catch_unwind, count_polls, ms, panic_message, run_virtual, secs, watchdog,
+};
 use futures::Stream;
 use futures::future::FusedFuture;
 use futures::stream::FusedStream;
@@ -38,14 +40,6 @@ use trellis::{
     TrySendError, channel, finally, move_on_after, now, nursery, sleep, sleep_forever, to_thread,
     yield_now,
 };
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// Runs `test` on the autojump clock, under the watchdog.
 fn virtual_test<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
