@@ -10,7 +10,8 @@
 //! a task per connection, which runs the handler (Trio's default `handler_nursery`). So a
 //! handler that fails or panics cancels the server, and cancelling the server cancels
 //! every connection: nothing outlives `serve_listeners`, and a connection is closed when
-//! its task is dropped.
+//! its task is dropped. Each accept loop owns its listener, which closes when the loop
+//! ends, before the connection tasks have all finished.
 
 #![forbid(unsafe_code)]
 
@@ -212,7 +213,9 @@ fn is_missing_family(e: &io::Error) -> bool {
 /// # Cancellation
 ///
 /// Cancelling it (a scope, the nursery it runs in) cancels every accept loop and every
-/// connection task, which drops (closes) every connection and every listener.
+/// connection task, which drops (closes) every connection and every listener. Each
+/// listener closes as its accept loop ends, even while a handler shielded from the
+/// cancellation finishes its work: from then on a client is refused, not queued.
 ///
 /// # Examples
 ///
@@ -264,10 +267,15 @@ where
         .map(TcpListener::local_addr)
         .collect::<io::Result<Vec<_>>>()?;
     let status = status.into();
-    let (listeners, handler) = (&listeners, &handler);
-    let served = nursery(async |n| {
+    let handler = &handler;
+    let served = nursery(async move |n| {
+        // Each accept loop owns its listener, so that the listener closes as soon as its
+        // loop ends (cancelled, or failed), as Trio's does: not when the last connection
+        // task is gone. A handler shielded past the cancellation would otherwise keep the
+        // port open, and the kernel would go on completing handshakes into a backlog that
+        // nobody accepts from (the client hangs until the drain ends, then is reset).
         for listener in listeners {
-            n.spawn_with(async |n| accept_loop(listener, handler, n).await);
+            n.spawn_with(async move |n| accept_loop(&listener, handler, n).await);
         }
         if let Some(status) = status {
             status.started(addrs);
