@@ -2,9 +2,11 @@
 //!
 //! The low level is [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`UnixListener`],
 //! [`UnixStream`] and [`UnixDatagram`]: std's sockets in non-blocking mode, registered with
-//! the reactor of the runtime that made them (so they are `!Send`, and every operation on
-//! one in another runtime, or outside any, returns an error, whether or not it would have
-//! had to wait). Byte streams implement [`futures_io::AsyncRead`] and
+//! the reactor of the runtime that made them (so they are `!Send`, and every read, write,
+//! send, receive, accept or connect on one in another runtime, or outside any, returns an
+//! error, whether or not it would have had to wait; what never waits, the addresses, the
+//! options, `shutdown`, `close` and UDP's `connect`, works anywhere, as does `into_std`,
+//! the way to move a socket to another runtime). Byte streams implement [`futures_io::AsyncRead`] and
 //! [`AsyncWrite`](futures_io::AsyncWrite), so codecs, `futures-lite`'s extension traits and
 //! TLS crates such as futures-rustls work on them unchanged (and a TLS stream is again a
 //! stream: TLS over TLS needs nothing more).

@@ -76,6 +76,9 @@ impl UdpSocket {
 
     /// Sets the one peer that [`send`](Self::send) sends to and [`recv`](Self::recv)
     /// receives from (datagrams from other addresses are then dropped by the kernel).
+    /// Datagrams already queued when `connect` is called stay queued, whoever sent them, and
+    /// the next receives return them first: use [`recv_from`](Self::recv_from) to see the
+    /// sender if that matters. Calling it again moves the filter to the new peer.
     ///
     /// # Errors
     ///
@@ -164,7 +167,11 @@ impl UdpSocket {
     /// # Errors
     ///
     /// The system's error; before [`connect`](Self::connect), the system's "destination
-    /// address required" (`EDESTADDRREQ`).
+    /// address required" (`EDESTADDRREQ`). When nothing is bound at the peer's port, the
+    /// refusal the peer's host answers with comes back as `ConnectionRefused` from a later
+    /// `send` or [`recv`](Self::recv) (once per answer; the call after it goes on). An
+    /// unconnected socket hears nothing of refusals: [`send_to`](Self::send_to) to a port
+    /// where nothing is bound succeeds, and so do later calls.
     ///
     /// # Examples
     ///
@@ -183,11 +190,18 @@ impl UdpSocket {
         self.reg.io(Direction::Write, |s| s.send(buf)).await
     }
 
-    /// Receives one datagram from the connected peer.
+    /// Receives one datagram from the connected peer. A datagram longer than `buf` is cut
+    /// to fit, as with [`recv_from`](Self::recv_from) (an empty `buf` takes a whole
+    /// datagram and returns 0; so does a datagram of no bytes).
     ///
     /// # Cancellation
     ///
     /// Cancel-safe: dropped before it returns, it has taken no datagram.
+    ///
+    /// # Errors
+    ///
+    /// The system's error, among them a refusal reported by the peer's host
+    /// (`ConnectionRefused`, see [`send`](Self::send)).
     ///
     /// # Examples
     ///

@@ -395,8 +395,10 @@ impl UnixDatagram {
         UnixDatagram::from_std(std::os::unix::net::UnixDatagram::bind(path)?)
     }
 
-    /// A socket bound to no address (it can send, and receive replies to an autobound
-    /// address on Linux).
+    /// A socket bound to no address, for sending: a receiver sees its datagrams come from
+    /// an unnamed address, which no reply can reach (Linux gives a sending socket an
+    /// abstract address of its own only when `SO_PASSCRED` is set). To get replies, bind
+    /// the client to a path of its own with [`bind`](Self::bind).
     ///
     /// # Errors
     ///
@@ -506,7 +508,8 @@ impl UnixDatagram {
             .await
     }
 
-    /// Receives one datagram and its sender's address.
+    /// Receives one datagram and its sender's address (unnamed for an unbound sender). A
+    /// datagram longer than `buf` is cut to fit; the rest is lost.
     ///
     /// # Cancellation
     ///
@@ -549,7 +552,8 @@ impl UnixDatagram {
         self.reg.io(Direction::Write, |s| s.send(buf)).await
     }
 
-    /// Receives one datagram from the connected peer.
+    /// Receives one datagram from the connected peer. A datagram longer than `buf` is cut
+    /// to fit; the rest is lost.
     ///
     /// # Cancellation
     ///

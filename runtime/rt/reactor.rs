@@ -18,8 +18,8 @@
 //!   destructor closes the descriptor. If the `Registered` is leaked (`mem::forget`), the
 //!   object leaks with it and the descriptor is never closed, so the invariant still holds.
 //! - A registration belongs to the runtime it was made in (it holds that runtime's
-//!   `Core`): polling it from another runtime panics, since that runtime never waits on
-//!   this poller and the task would sleep forever. Dropping it anywhere deletes it from
+//!   `Core`): polling it from another runtime is an error (`poll_io`), since that runtime
+//!   never waits on this poller and the task would sleep forever. Dropping it anywhere deletes it from
 //!   its own poller, as the invariant requires.
 //! - Interest is edge-triggered where the poller supports it (epoll, kqueue): a source is
 //!   added once with both directions and never touched again until it is deleted, so a
