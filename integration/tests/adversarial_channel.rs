@@ -32,16 +32,11 @@ use futures::future::{Either, FusedFuture};
 use futures::stream::{FusedStream, FuturesUnordered, Stream, StreamExt};
 use futures::{join, select, select_biased};
 
-use common::{HANG_LIMIT, PanicOnDrop, Rng, ms, panic_message, run_virtual, watchdog};
+use common::{HANG_LIMIT, PanicOnDrop, Rng, ms, panic_message, virtual_test, watchdog};
 use trellis::{
     Builder, CancelScope, Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError,
     channel, move_on_after, nursery, sleep,
 };
-
-/// Runs `test` on the autojump clock, under the watchdog.
-fn virtual_test<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, move || run_virtual(test()))
-}
 
 /// Runs `test` on the autojump clock with a shuffled schedule, under the watchdog.
 fn shuffled_test<T: Send + 'static>(

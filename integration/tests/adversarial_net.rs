@@ -22,17 +22,14 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::path::PathBuf;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::task::Poll;
 use std::time::Duration;
 
-use common::{HANG_LIMIT, Rng, watchdog};
+use common::{HANG_LIMIT, Rng, poll_once_then_drop, tcp_pair, virtual_test, watchdog};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use trellis::net::{
     TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
@@ -45,34 +42,6 @@ use trellis::{
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// Runs `f` on the autojump clock under the watchdog (the pattern of `serve.rs`).
-fn virtual_test<T: Send + 'static>(f: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, move || Builder::new().autojump().run(f()))
-}
-
-/// Polls `fut` exactly once: its output if that poll completed it, or `None` after
-/// dropping it (a future that parked, then was dropped from outside: the hardest cancel).
-async fn poll_once_then_drop<F: Future>(fut: F) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    std::future::poll_fn(|cx| {
-        Poll::Ready(match fut.as_mut().poll(cx) {
-            Poll::Ready(v) => Some(v),
-            Poll::Pending => None,
-        })
-    })
-    .await
-}
-
-/// A connected TCP pair on loopback: (client, server).
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
 
 /// A connected TCP pair on loopback whose kernel buffers are as small as the system allows
 /// (`SO_SNDBUF` on the client, `SO_RCVBUF` on the server), so that writes block after a

@@ -31,7 +31,9 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{HANG_LIMIT, pattern, watchdog};
+use common::{
+    HANG_LIMIT, pattern, poll_once_then_drop, read_to_eof, tcp_pair, virtual_test, watchdog,
+};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use trellis::net::{
     ConnectError, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
@@ -46,49 +48,6 @@ use trellis::{
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// Runs `f` on the autojump clock under the watchdog.
-fn virtual_test<T: Send + 'static>(f: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, move || Builder::new().autojump().run(f()))
-}
-
-/// Polls `fut` exactly once: its output if that poll completed it, or `None` after
-/// dropping it.
-async fn poll_once_then_drop<F: Future>(fut: F) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    std::future::poll_fn(|cx| {
-        Poll::Ready(match fut.as_mut().poll(cx) {
-            Poll::Ready(v) => Some(v),
-            Poll::Pending => None,
-        })
-    })
-    .await
-}
-
-/// A connected TCP pair on 127.0.0.1: (client, server).
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
-
-/// Everything `stream` gives until end-of-stream.
-async fn read_to_eof<S>(mut stream: S) -> io::Result<Vec<u8>>
-where
-    S: AsyncRead + Unpin,
-{
-    let mut all = Vec::new();
-    let mut buf = [0; 4096];
-    loop {
-        match stream.read(&mut buf).await? {
-            0 => return Ok(all),
-            n => all.extend_from_slice(&buf[..n]),
-        }
-    }
-}
 
 /// Whether the peer of `stream` has ended it within a virtual minute: `Some(true)` for
 /// end-of-stream (or a reset), `Some(false)` for bytes, `None` if it is still open.

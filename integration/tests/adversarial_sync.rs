@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use common::{
     HANG_LIMIT, OnDrop, PanicOnDrop, catch_unwind, ms, panic_message, panic_message_of, poll_once,
-    run_virtual, secs, watchdog,
+    run_virtual, secs, virtual_test, watchdog,
 };
 use trellis::testing::{Sequencer, wait_all_tasks_blocked};
 use trellis::{
@@ -33,11 +33,6 @@ use trellis::{
     LimiterError, Lock, Semaphore, SemaphoreError, cancelled, finally, move_on_after, now, nursery,
     sleep, sleep_forever, to_thread, yield_now,
 };
-
-/// Runs `test` on the autojump clock, under the watchdog.
-fn virtual_test<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, move || run_virtual(test()))
-}
 
 /// Trio's `wait_all_tasks_blocked()` on the autojump clock, without relying on trellis's
 /// own (tested separately below): a sleep ends only once every other task is blocked.

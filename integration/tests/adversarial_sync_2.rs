@@ -28,7 +28,7 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Duration;
 
 use common::{
-    HANG_LIMIT, Rng, catch_unwind, count_polls, ms, panic_message, run_virtual, secs, watchdog,
+    HANG_LIMIT, Rng, catch_unwind, count_polls, ms, panic_message, secs, virtual_test, watchdog,
 };
 use futures::Stream;
 use futures::future::FusedFuture;
@@ -40,11 +40,6 @@ use trellis::{
     TrySendError, channel, finally, move_on_after, now, nursery, sleep, sleep_forever, to_thread,
     yield_now,
 };
-
-/// Runs `test` on the autojump clock, under the watchdog.
-fn virtual_test<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, move || run_virtual(test()))
-}
 
 /// Runs `test` on the autojump clock with the ready tasks of each round shuffled by
 /// `seed`, under the watchdog.

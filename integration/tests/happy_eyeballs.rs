@@ -19,7 +19,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{HANG_LIMIT, watchdog};
+use common::virtual_test;
 use trellis::net::{
     ConnectError, HAPPY_EYEBALLS_DELAY, connect_happy_eyeballs, open_tcp_stream,
     open_tcp_stream_with_delay,
@@ -149,13 +149,6 @@ fn open_clients_to_hanging(h: &Hanging) -> Vec<(u16, u8)> {
         .into_iter()
         .filter(|(local, _)| *local != filler)
         .collect()
-}
-
-/// Runs `f` on virtual time with autojump, under the watchdog.
-fn virtual_test<T: Send + 'static>(f: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, move || {
-        trellis::Builder::new().autojump().run(f())
-    })
 }
 
 fn connect_error(e: &io::Error) -> &ConnectError {

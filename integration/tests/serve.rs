@@ -12,16 +12,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{HANG_LIMIT, echo, pattern, watchdog};
+use common::{echo, pattern, virtual_test};
 use trellis::net::{TcpStream, open_tcp_listeners, serve_listeners, serve_tcp};
 use trellis::{CancelScope, StartError};
-
-/// Runs `f` on virtual time with autojump, under the watchdog.
-fn virtual_test<T: Send + 'static>(f: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-    watchdog(HANG_LIMIT, move || {
-        trellis::Builder::new().autojump().run(f())
-    })
-}
 
 fn start_error(e: StartError<io::Error>) -> io::Error {
     io::Error::other(e.to_string())

@@ -353,3 +353,48 @@ pub fn ms(n: u64) -> std::time::Duration {
 pub fn guarded<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
     watchdog(HANG_LIMIT, test)
 }
+
+/// Runs the async closure `test` on the autojump clock ([`run_virtual`]) under the
+/// [`watchdog`].
+pub fn virtual_test<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
+    watchdog(HANG_LIMIT, move || run_virtual(test()))
+}
+
+/// Polls `fut` exactly once: its output if that poll completed it, or `None` after
+/// dropping it (a future that parked, then was dropped from outside: the hardest cancel).
+pub async fn poll_once_then_drop<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match fut.as_mut().poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// A connected TCP pair on 127.0.0.1: (client, server).
+pub async fn tcp_pair() -> (trellis::net::TcpStream, trellis::net::TcpStream) {
+    let listener = trellis::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = trellis::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+/// Everything `stream` gives until end-of-stream.
+pub async fn read_to_eof<S>(mut stream: S) -> std::io::Result<Vec<u8>>
+where
+    S: futures_lite::AsyncRead + Unpin,
+{
+    use futures_lite::AsyncReadExt as _;
+    let mut all = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(all),
+            n => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
