@@ -126,8 +126,8 @@ fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
 /// Runs `f` on a worker thread of the runtime and waits for its result, without blocking
 /// the runtime: other tasks run meanwhile. Trio's `to_thread.run_sync`.
 ///
-/// This is where blocking work goes. A blocking call made in a task itself (a
-/// `std::thread::sleep`, a synchronous read or lock, a long computation) stops every task
+/// This is where blocking work goes. A blocking call made in a task itself (a sleep of
+/// the thread, a synchronous read or lock, a long computation) stops every task
 /// of the runtime until it returns, and nothing reports it: timers fire late on the real
 /// clock, and on a mock clock the time it takes is invisible.
 ///

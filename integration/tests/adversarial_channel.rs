@@ -32,21 +32,11 @@ use futures::future::{Either, FusedFuture};
 use futures::stream::{FusedStream, FuturesUnordered, Stream, StreamExt};
 use futures::{join, select, select_biased};
 
-use common::{HANG_LIMIT, PanicOnDrop, Rng, ms, panic_message, virtual_test, watchdog};
+use common::{PanicOnDrop, Rng, ms, panic_message, shuffled_test, virtual_test};
 use trellis::{
-    Builder, CancelScope, Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError,
-    channel, move_on_after, nursery, sleep,
+    CancelScope, Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError, channel,
+    move_on_after, nursery, sleep,
 };
-
-/// Runs `test` on the autojump clock with a shuffled schedule, under the watchdog.
-fn shuffled_test<T: Send + 'static>(
-    seed: u64,
-    test: impl AsyncFnOnce() -> T + Send + 'static,
-) -> T {
-    watchdog(HANG_LIMIT, move || {
-        Builder::new().autojump().shuffle_seed(seed).run(test())
-    })
-}
 
 /// Trio's `wait_all_tasks_blocked()` on the autojump clock: a sleep ends only once every
 /// other task is blocked.

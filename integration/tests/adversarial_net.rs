@@ -2378,20 +2378,5 @@ fn receivers_opened_and_dropped_during_a_signal_storm_keep_the_survivor_exact() 
 /// event wakes both"), as `net.rs` does.
 #[test]
 fn every_test_again_with_oneshot_registrations() {
-    if std::env::var_os("TRELLIS_REACTOR_ONESHOT").is_some() {
-        return; // this is the child
-    }
-    let out = watchdog(HANG_LIMIT * 3, || {
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--skip", "every_test_again", "--test-threads=2"])
-            .env("TRELLIS_REACTOR_ONESHOT", "1")
-            .output()
-            .unwrap()
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok"),
-        "oneshot mode: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::every_test_again_in_oneshot_mode();
 }

@@ -1645,20 +1645,5 @@ fn signals_raised_by_a_worker_thread_wake_a_parked_recv_before_any_deadline() {
 /// (runtime/rt/reactor.rs), as `adversarial_net.rs` does.
 #[test]
 fn every_test_again_with_oneshot_registrations() {
-    if std::env::var_os("TRELLIS_REACTOR_ONESHOT").is_some() {
-        return; // this is the child
-    }
-    let out = watchdog(HANG_LIMIT * 3, || {
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--skip", "every_test_again", "--test-threads=2"])
-            .env("TRELLIS_REACTOR_ONESHOT", "1")
-            .output()
-            .unwrap()
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok"),
-        "oneshot mode: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::every_test_again_in_oneshot_mode();
 }

@@ -28,29 +28,18 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Duration;
 
 use common::{
-    HANG_LIMIT, Rng, catch_unwind, count_polls, ms, panic_message, secs, virtual_test, watchdog,
+    Rng, catch_unwind, count_polls, ms, panic_message, secs, shuffled_test, virtual_test,
 };
 use futures::Stream;
 use futures::future::FusedFuture;
 use futures::stream::FusedStream;
 use trellis::testing::{Sequencer, wait_all_tasks_blocked};
 use trellis::{
-    BorrowerId, Builder, CapacityLimiter, ChannelStatistics, Condition, Context, ContextVar, Event,
+    BorrowerId, CapacityLimiter, ChannelStatistics, Condition, Context, ContextVar, Event,
     LimiterError, Lock, LockGuard, RecvError, Semaphore, SemaphoreError, SendError, TryRecvError,
     TrySendError, channel, finally, move_on_after, now, nursery, sleep, sleep_forever, to_thread,
     yield_now,
 };
-
-/// Runs `test` on the autojump clock with the ready tasks of each round shuffled by
-/// `seed`, under the watchdog.
-fn shuffled_test<T: Send + 'static>(
-    seed: u64,
-    test: impl AsyncFnOnce() -> T + Send + 'static,
-) -> T {
-    watchdog(HANG_LIMIT, move || {
-        Builder::new().autojump().shuffle_seed(seed).run(test())
-    })
-}
 
 /// The seeds every shuffled test runs under.
 const SEEDS: [u64; 4] = [1, 7, 42, 9001];

@@ -398,3 +398,41 @@ where
         }
     }
 }
+
+/// [`virtual_test`] with the ready tasks of each round shuffled by `seed`
+/// (`Builder::shuffle_seed`).
+pub fn shuffled_test<T: Send + 'static>(
+    seed: u64,
+    test: impl AsyncFnOnce() -> T + Send + 'static,
+) -> T {
+    watchdog(HANG_LIMIT, move || {
+        trellis::Builder::new()
+            .autojump()
+            .shuffle_seed(seed)
+            .run(test())
+    })
+}
+
+/// Runs every test of the calling test binary again in a child process whose runtimes
+/// register sockets in oneshot mode (`TRELLIS_REACTOR_ONESHOT=1`: re-armed at each park,
+/// the path of pollers without edge mode, runtime/rt/reactor.rs), and fails unless they
+/// all pass. In that child it returns at once. The calling test must be named
+/// `every_test_again_with_oneshot_registrations`, which the child skips.
+pub fn every_test_again_in_oneshot_mode() {
+    if std::env::var_os("TRELLIS_REACTOR_ONESHOT").is_some() {
+        return; // this is the child
+    }
+    let out = watchdog(HANG_LIMIT * 3, || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--skip", "every_test_again", "--test-threads=2"])
+            .env("TRELLIS_REACTOR_ONESHOT", "1")
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok"),
+        "oneshot mode: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
